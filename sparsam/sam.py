@@ -1,0 +1,160 @@
+"""Sharpness-Aware Minimization (Foret et al., 2021) and ASAM (Kwon et al., 2021).
+
+A step has two passes. The first computes ``g = ∇L(w)`` and the perturbation
+``ε = ρ T² g / ‖T g‖`` (``T = 1`` for SAM, ``T = |w| + η`` for ASAM); :meth:`SAM.first_step` moves
+the weights to ``w + ε``. The second pass computes ``∇L(w + ε)``; :meth:`SAM.second_step` puts the
+weights back to ``w`` exactly (from a saved copy, not by subtracting ``ε``) and lets the base
+optimizer step with that gradient. :class:`sparsam.SSAM` multiplies ``ε`` by a mask through the
+``_ascent_masks`` hook; everything else is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, ContextManager, Iterable
+
+import torch
+from torch import Tensor
+
+from ._checks import check_range
+from .bn_guard import BatchNormGuard
+
+
+class SAM(torch.optim.Optimizer):
+    """SAM over any ``torch.optim`` base optimizer, which shares this object's ``param_groups``.
+
+    Args:
+        params: parameters or parameter groups, as for any optimizer.
+        base_optimizer: an optimizer class (e.g. ``torch.optim.SGD``), built with ``base_kwargs``.
+        rho: radius ρ of the perturbation, >= 0.
+        adaptive: ASAM: scale ε element-wise by ``T = |w| + eta``.
+        eta: ASAM's η, >= 0 (ASAM's paper uses 0.01); unused unless ``adaptive``.
+        bn_guard: freeze BatchNorm running statistics in the second pass (see :mod:`.bn_guard`).
+
+    Use :meth:`step` with a closure, or call the passes yourself::
+
+        loss_fn(model(x), y).backward()
+        opt.first_step(zero_grad=True)
+        loss_fn(model(x), y).backward()
+        opt.second_step(zero_grad=True)
+
+    With ``torch.amp.GradScaler`` back-propagate ``scaler.scale(loss)`` in both passes, call
+    ``second_step(scaler=scaler)`` and then ``scaler.update()``: a non-finite gradient in either pass
+    skips the base step (the weights are already restored exactly) and backs the scale off.
+    """
+
+    def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
+                 adaptive: bool = False, eta: float = 0.01, bn_guard: bool = True, **base_kwargs: Any):
+        check_range("rho", rho, 0.0)
+        check_range("eta", eta, 0.0)
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self.bn_guard = BatchNormGuard() if bn_guard else None
+        self.steps = 0  # completed steps; the schedule counter of masks
+        self._perturbed: list[Tensor] = []
+        self._ascent_finite: Tensor | None = None
+
+    def _params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _ascent_masks(self, params: list[Tensor]) -> tuple[list[Tensor] | None, bool]:
+        """Masks for ε (``None``: dense) and whether ‖ε‖ is renormalised to ρ over the mask."""
+        return None, False
+
+    def ascent_pass(self) -> ContextManager:
+        """Context for the first forward pass; SSAM's implicit form masks weights inside it."""
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move every parameter with a gradient from ``w`` to ``w + ε``."""
+        params, directions, rhos, scales = [], [], [], []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                params.append(p)
+                rhos.append(group["rho"])
+                scales.append(p.abs().add_(group["eta"]) if group["adaptive"] else None)
+                directions.append(p.grad if scales[-1] is None else p.grad * scales[-1])
+        masks, renormalise = self._ascent_masks(params)
+        if masks is not None:
+            directions = torch._foreach_mul(directions, masks)
+        if masks is None or renormalise:
+            norm = _global_norm(directions)
+        else:
+            full = [p.grad if t is None else p.grad * t for p, t in zip(params, scales)]
+            norm = _global_norm(full)
+        self._ascent_finite = torch.isfinite(norm)
+        inv_norm = 1.0 / (norm + 1e-12)
+        for p, d, rho, t in zip(params, directions, rhos, scales):
+            state = self.state[p]
+            if "w" not in state:
+                state["w"] = torch.empty_like(p, memory_format=torch.preserve_format)
+            state["w"].copy_(p)
+            eps = d * (inv_norm * rho)
+            p.add_(eps if t is None else eps.mul_(t))
+        self._perturbed = params
+        if self.bn_guard is not None:
+            self.bn_guard.enter(self._params())
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False, scaler: "torch.amp.GradScaler | None" = None) -> None:
+        """Restore ``w`` exactly and step the base optimizer with the gradient taken at ``w + ε``."""
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, [self.state[p]["w"] for p in self._perturbed])
+        if self.bn_guard is not None:
+            self.bn_guard.exit()
+        if scaler is None:
+            self.base_optimizer.step()
+        else:
+            self._poison_if_ascent_overflowed()
+            scaler.step(self.base_optimizer)
+        self._perturbed = []
+        self.steps += 1
+        if zero_grad:
+            self.zero_grad()
+
+    def _poison_if_ascent_overflowed(self) -> None:
+        """Make the scaler see a first-pass overflow: NaN into one gradient, no host sync."""
+        if self._ascent_finite is None:
+            return
+        grad = next((p.grad for p in self._params() if p.grad is not None), None)
+        if grad is not None:
+            grad.mul_(torch.where(self._ascent_finite, 1.0, float("nan")).to(grad.dtype))
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """Run both passes: ``closure`` does forward + backward and returns the loss; returns the first loss."""
+        if closure is None:
+            raise RuntimeError("SAM.step() needs a closure that runs forward + backward and returns the "
+                               "loss (it is called twice); or call first_step() and second_step() yourself")
+        closure = torch.enable_grad()(closure)
+        with self.ascent_pass():
+            loss = closure()
+        self.first_step(zero_grad=True)
+        closure()
+        self.second_step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state (momentum, param groups) and the step counter."""
+        return {"base": self.base_optimizer.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_optimizer.load_state_dict(state_dict["base"])
+        self.param_groups = self.base_optimizer.param_groups
+        self.steps = state_dict["steps"]
+
+
+def _global_norm(tensors: list[Tensor]) -> Tensor:
+    """Euclidean norm over a list of tensors, as a 0-d tensor (no host sync)."""
+    if not tensors:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))

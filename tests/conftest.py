@@ -1,0 +1,22 @@
+"""Shared test setup: real data from ../shared/data when SPARSAM_DATA is unset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_shared = REPO.parent / "shared" / "data"
+if "SPARSAM_DATA" not in os.environ and _shared.is_dir():
+    os.environ["SPARSAM_DATA"] = str(_shared)
+
+
+def data_file(name: str) -> Path:
+    """Path of a file in SPARSAM_DATA, or skip the test saying which file is missing."""
+    root = os.environ.get("SPARSAM_DATA")
+    path = Path(root) / name if root else None
+    if path is None or not path.is_file():
+        pytest.skip(f"SPARSAM_DATA lacks {name}")
+    return path
