@@ -102,7 +102,9 @@ def fisher_scores_official(model: nn.Module, params: Sequence[Tensor], data: Bat
     try:
         for x, y in _samples(data, num_samples, device):
             for i in range(len(x)):
-                grads = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params, allow_unused=True)
+                with torch.enable_grad():  # also when called from SSAM.first_step (under no_grad)
+                    loss = loss_fn(model(x[i:i + 1]), y[i:i + 1])
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
                 for s, g in zip(scores, grads):
                     if g is not None:
                         s.add_(g.float().square())

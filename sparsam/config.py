@@ -1,0 +1,109 @@
+"""Training configuration: one validated dataclass shared by the CLI, notebooks and sweeps."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from . import masks
+from ._checks import check_choice, check_int, check_range
+
+OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the papers' CIFAR recipe (ResNet-18, 200 epochs, ρ = 0.1).
+
+    ``weight_decay=None`` means the papers' choice: 5e-4 for SGD, 1e-3 for the SAM family.
+    ``n_train``/``n_test`` take seeded, class-balanced subsets (quick profiles).
+    ``update_every``/``update_unit`` are SSAM's T_m; ``num_samples`` is SSAM-F's N_F.
+    ``amp``: "off", "bf16" (autocast, GPU) or "fp16" (autocast with a GradScaler).
+    """
+
+    optimizer: str = "sgd"
+    model: str = "resnet18"
+    width: int | None = None
+    dataset: str = "cifar10"
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    label_smoothing: float = 0.0
+    rho: float = 0.1
+    sparsity: float = 0.5
+    pattern: str = "unstructured"
+    num_samples: int = 128
+    update_every: int = 1
+    update_unit: str = "epochs"
+    form: str = "explicit"
+    normalize: str = "full"
+    seed: int = 0
+    device: str = "cpu"
+    amp: str = "off"
+    gpu_resident: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.width is not None:
+            check_int("width", self.width, 1)
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_range("lr", self.lr, 0.0, low_open=True)
+        check_range("momentum", self.momentum, 0.0, 1.0)
+        if self.weight_decay is not None:
+            check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        check_range("rho", self.rho, 0.0)
+        check_range("sparsity", self.sparsity, 0.0, 1.0)
+        masks.parse_pattern(self.pattern)
+        check_int("num_samples", self.num_samples, 1)
+        check_int("update_every", self.update_every, 1)
+        check_choice("update_unit", self.update_unit, ("steps", "epochs"))
+        check_choice("form", self.form, ("explicit", "implicit"))
+        check_choice("normalize", self.normalize, ("full", "masked"))
+        check_int("seed", self.seed, 0)
+        check_choice("amp", self.amp, ("off", "bf16", "fp16"))
+        check_int("num_workers", self.num_workers, 0)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    @property
+    def decay(self) -> float:
+        """The weight decay in force (the papers' default when ``weight_decay`` is None)."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 5e-4 if self.optimizer == "sgd" else 1e-3
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a mapping, rejecting unknown keys with the list of known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def run_id(self) -> str:
+        """A readable, deterministic name: optimizer, model, data, key knobs and a config hash."""
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        parts = [self.optimizer, self.model, self.dataset, f"e{self.epochs}", f"s{self.seed}"]
+        if self.optimizer.startswith("ssam"):
+            parts.insert(1, f"sp{self.sparsity:g}")
+        return "-".join(parts) + "-" + digest

@@ -1,0 +1,56 @@
+"""The results store: small JSON records of finished runs, committed under ``results/``.
+
+Notebooks call :func:`run_missing`: configs whose record exists are read, the others are trained
+(in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
+made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import TrainConfig
+from .runs import REPO, atomic_write_json, read_json, read_metrics
+
+RESULTS = REPO / "results"
+RUNS = REPO / "runs"
+
+
+def record_path(config: TrainConfig, store: Path = RESULTS / "runs") -> Path:
+    return Path(store) / f"{config.run_id()}.json"
+
+
+def load_record(config: TrainConfig, store: Path = RESULTS / "runs") -> dict[str, Any] | None:
+    """The stored record of ``config`` or ``None``; a record with another config is an error."""
+    path = record_path(config, store)
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if record["summary"]["config"] != config.to_dict():
+        raise ValueError(f"{path} does not hold the config it is named after")
+    return record
+
+
+def run_missing(configs: Iterable[TrainConfig], store: Path = RESULTS / "runs", runs_dir: Path = RUNS,
+                train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
+    """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
+    is False, then they are left out) and stored."""
+    from .train import train
+
+    records = []
+    for config in configs:
+        record = load_record(config, store)
+        if record is None and train_missing:
+            summary = train(config, runs_dir=runs_dir, progress=progress)
+            metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
+            record = {"summary": summary, "metrics": metrics}
+            atomic_write_json(record_path(config, store), record)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def load_all(store: Path = RESULTS / "runs") -> list[dict[str, Any]]:
+    """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
+    return [read_json(p) for p in sorted(Path(store).glob("*.json"))]

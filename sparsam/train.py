@@ -1,0 +1,284 @@
+"""Training harness: one entry point for SGD, SAM, ASAM, SSAM-F and SSAM-D from a :class:`TrainConfig`.
+
+``train(config)`` writes ``runs/<run_id>/``: ``config.json``, ``metrics.jsonl`` (one line per
+epoch), ``checkpoint.pt`` (atomically, every epoch) and ``summary.json`` with provenance. A killed
+run resumes from its last checkpoint and ends bit-identical (on CPU) to an uninterrupted one: the
+data order and every random draw of an epoch depend only on (seed, epoch). Under ``torchrun`` it
+runs DistributedDataParallel (gloo on CPU, NCCL on GPU); metrics are reduced once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from . import data, masks, models, runs
+from .config import TrainConfig
+from .sam import SAM
+from .ssam import SSAM
+from .strategies import DynamicMask, FisherMask
+
+
+class FisherBatches:
+    """Fresh seeded random subsets of a dataset for SSAM-F: the i-th pass draws with seed (seed, i)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, num_samples: int, batch_size: int, seed: int):
+        self.dataset, self.num_samples, self.batch_size, self.seed = dataset, num_samples, batch_size, seed
+        self.draws = 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.draws)
+        self.draws += 1
+        order = torch.randperm(len(self.dataset), generator=generator)[: self.num_samples].tolist()
+        for start in range(0, len(order), self.batch_size):
+            samples = [self.dataset[i] for i in order[start:start + self.batch_size]]
+            yield torch.stack([s[0] for s in samples]), torch.as_tensor([int(s[1]) for s in samples])
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
+                    steps_per_epoch: int) -> torch.optim.Optimizer:
+    """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay)."""
+    sgd = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), **sgd)
+    if config.optimizer in ("sam", "asam"):
+        return SAM(model.parameters(), torch.optim.SGD, rho=config.rho, adaptive=config.optimizer == "asam", **sgd)
+    schedule = dict(update_every=config.update_every, update_unit=config.update_unit, steps_per_epoch=steps_per_epoch)
+    if config.optimizer == "ssam-f":
+        sparsity = None if masks.n_m_sparsity(config.pattern) is not None else config.sparsity
+        mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples, pattern=config.pattern, **schedule)
+    else:
+        mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed, **schedule)
+    return SSAM(model.parameters(), torch.optim.SGD, rho=config.rho, mask=mask, form=config.form,
+                normalize=config.normalize, model=model, **sgd)
+
+
+class Trainer:
+    """Holds the model, optimizer and data of one run and performs its steps and evaluations."""
+
+    def __init__(self, config: TrainConfig, rank: int = 0, world: int = 1):
+        self.config, self.rank, self.world = config, rank, world
+        self.device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        self.train_loader, self.test_loader, self.source = data.make_loaders(
+            config.dataset, config.batch_size, n_train=config.n_train, n_test=config.n_test, seed=config.seed,
+            num_workers=config.num_workers, device=self.device, gpu_resident=config.gpu_resident,
+            rank=rank, world_size=world)
+        self.model = models.build_model(config.model, self.source.num_classes,
+                                        **({} if config.width is None else {"width": config.width})).to(self.device)
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+                    if world > 1 else self.model)
+        self.steps_per_epoch = len(self.train_loader)
+        self.fisher_data = None
+        if config.optimizer == "ssam-f":
+            per_rank = max(1, config.num_samples // world)
+            self.fisher_data = FisherBatches(self.train_loader.dataset, per_rank, config.batch_size,
+                                             seed=config.seed * 1000 + rank)
+        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch)
+        self.is_sam = isinstance(self.optimizer, SAM)
+        scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.amp == "fp16" else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _backward(self, loss: Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def _pass(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        with self.autocast():
+            out = self.net(x)
+            loss = self.criterion(out, y)
+        self._backward(loss)
+        return loss.detach(), out.detach()
+
+    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimizer step on a batch; returns the first-pass loss and logits."""
+        opt = self.optimizer
+        if self.is_sam:
+            no_sync = self.net.no_sync() if self.world > 1 else contextlib.nullcontext()
+            with no_sync, opt.ascent_pass():
+                loss, out = self._pass(x, y)
+            opt.first_step(zero_grad=True)
+            self._pass(x, y)
+            opt.second_step(zero_grad=True, scaler=self.scaler)
+        else:
+            loss, out = self._pass(x, y)
+            if self.scaler is None:
+                opt.step()
+            else:
+                self.scaler.step(opt)
+            opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.update()
+        self.scheduler.step()
+        return loss, out
+
+    def _reduce(self, totals: Tensor) -> Tensor:
+        if self.world > 1:
+            dist.all_reduce(totals)
+        return totals
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        """Train one epoch with the RNG and data order fixed by (seed, epoch)."""
+        torch.manual_seed(self.config.seed * 100_003 + epoch)
+        self.train_loader.set_epoch(epoch)
+        self.model.train()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
+        start = time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not progress,
+                   leave=False, mininterval=2.0)
+        for x, y in bar:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            loss, out = self.step(x, y)
+            totals += torch.stack([loss.double() * len(y), (out.argmax(1) == y).sum().double(),
+                                   torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+        loss_sum, correct, count = self._reduce(totals).tolist()
+        seconds = time.perf_counter() - start
+        return {"train_loss": loss_sum / count, "train_acc": correct / count, "seconds": seconds,
+                "images_per_s": count / seconds}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for x, y in self.test_loader:
+            x, y = x.to(self.device), y.to(self.device)
+            with self.autocast():
+                out = self.model(x)
+            loss = F.cross_entropy(out.float(), y, reduction="sum")
+            totals += torch.stack([loss.double(), (out.argmax(1) == y).sum().double(),
+                                   torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+        loss_sum, correct, count = self._reduce(totals).tolist()
+        return {"test_loss": loss_sum / count, "test_acc": correct / count}
+
+    def mask_density(self) -> float | None:
+        return self.optimizer.mask.density() if isinstance(self.optimizer, SSAM) else None
+
+    def count_flops(self) -> dict[str, int]:
+        """FLOPs of one forward and of one whole training step (both passes for SAM), on copies."""
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.net, twin.world = twin.model, 1
+        twin.optimizer = build_optimizer(self.config, twin.model, copy.deepcopy(self.fisher_data), self.steps_per_epoch)
+        twin.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            twin.optimizer.base_optimizer if self.is_sam else twin.optimizer, T_max=1)
+        if isinstance(twin.optimizer, SSAM) and not twin.optimizer.mask.needs_gradient:
+            twin.optimizer.mask.update(0)  # the mask's own cost is not part of a step
+        x, y = next(iter(self.train_loader))
+        x, y = x.to(self.device), y.to(self.device)
+        rng = torch.get_rng_state()
+        with FlopCounterMode(display=False) as forward:
+            with torch.no_grad():
+                twin.model(x)
+        with FlopCounterMode(display=False) as step:
+            twin.step(x, y)
+        torch.set_rng_state(rng)
+        return {"flops_forward": forward.get_total_flops(), "flops_per_step": step.get_total_flops(),
+                "flops_batch_size": len(y)}
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                "fisher_draws": None if self.fisher_data is None else self.fisher_data.draws}
+
+    def load(self, state: dict[str, Any]) -> int:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.fisher_data is not None:
+            self.fisher_data.draws = state["fisher_draws"]
+        return state["epoch"]
+
+
+def _distributed(config: TrainConfig) -> tuple[int, int, TrainConfig]:
+    """Join the torchrun process group if there is one; returns rank, world size and the config."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, config
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+    rank = dist.get_rank()
+    if config.device.startswith("cuda"):
+        config = config.replace(device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+    return rank, world, config
+
+
+def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None = None,
+          progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume, or return the finished) run of ``config``; returns its summary.
+
+    A finished run with the same config is returned as it is, never re-run; a run folder that
+    holds a different config is an error. ``stop_after`` ends the process after that many epochs
+    without a summary (an interruption, for tests and time-boxed jobs).
+    """
+    rank, world, config = _distributed(config)
+    run_dir = Path(runs_dir) / (run_id or config.run_id())
+    stored = run_dir / "config.json"
+    if stored.exists() and runs.read_json(stored) != config.to_dict():
+        raise FileExistsError(f"{run_dir} holds a run with another config; choose another run_id or remove it")
+    if (run_dir / "summary.json").exists():
+        return runs.read_json(run_dir / "summary.json")
+    started, wall_start = runs.now(), time.perf_counter()
+    trainer = Trainer(config, rank, world)
+    main = rank == 0
+    flops = trainer.count_flops()
+    first_epoch, metrics = 0, []
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.exists():
+        first_epoch = trainer.load(torch.load(checkpoint, map_location=trainer.device, weights_only=False))
+        metrics = runs.read_metrics(run_dir / "metrics.jsonl")[:first_epoch]
+    elif main:
+        runs.atomic_write_json(stored, config.to_dict())
+    for epoch in range(first_epoch, config.epochs):
+        if stop_after is not None and epoch - first_epoch >= stop_after:
+            return {}
+        record = {"epoch": epoch + 1, "lr": trainer.scheduler.get_last_lr()[0]}
+        record.update(trainer.train_epoch(epoch, progress and main))
+        record.update(trainer.evaluate())
+        record["mask_density"] = trainer.mask_density()
+        metrics.append(record)
+        if main:
+            runs.write_metrics(run_dir / "metrics.jsonl", metrics)
+            runs.atomic_torch_save(checkpoint, trainer.state(epoch + 1))
+    summary = {
+        "run_id": run_dir.name, "config": config.to_dict(), "weight_decay_used": config.decay,
+        "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": max(m["test_acc"] for m in metrics),
+        "final_train_loss": metrics[-1]["train_loss"],
+        "images_per_s": sum(m["images_per_s"] for m in metrics) / len(metrics),
+        "mask_density": metrics[-1]["mask_density"], "epochs_run": len(metrics), "world_size": world,
+        **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
+        "provenance": runs.provenance(trainer.device), "started": started, "finished": runs.now(),
+        "wall_seconds_this_process": time.perf_counter() - wall_start,
+        "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,
+    }
+    if main:
+        runs.atomic_write_json(run_dir / "summary.json", summary)
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def is_finished(config: TrainConfig, runs_dir: str | Path = "runs") -> bool:
+    return (Path(runs_dir) / config.run_id() / "summary.json").exists()
+

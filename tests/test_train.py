@@ -1,0 +1,145 @@
+"""The training harness on real data: every optimizer learns, runs resume bit-identically, DDP agrees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, data_file
+from sparsam.config import TrainConfig
+from sparsam.runs import read_json
+
+QUICK = dict(model="resnet-small", width=8, dataset="cifar10", n_train=2000, n_test=500, epochs=3, batch_size=64,
+             lr=0.05, num_samples=64, update_every=1, update_unit="epochs")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_bad_config_values_are_rejected_with_the_parameter_name():
+    for bad, name in [(dict(sparsity=1.0), "sparsity"), (dict(rho=-0.1), "rho"), (dict(epochs=0), "epochs"),
+                      (dict(optimizer="adam"), "optimizer"), (dict(pattern="5:4"), "pattern"),
+                      (dict(amp="fp8"), "amp"), (dict(device="tpu"), "device"), (dict(lr=0.0), "lr")]:
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_dict({"optimizer": "sam", "learning_rate": 0.1})
+
+
+def test_cli_rejects_bad_values_without_a_traceback():
+    out = subprocess.run([sys.executable, "-m", "sparsam", "train", "--sparsity", "1.5"], capture_output=True,
+                         text=True, env=_env(), cwd=REPO)
+    assert out.returncode == 2 and "sparsity must be in [0.0, 1.0)" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_missing_data_names_the_variable_and_the_file(tmp_path, monkeypatch):
+    from sparsam.train import train
+
+    monkeypatch.setenv("SPARSAM_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="SPARSAM_DATA") as error:
+        train(TrainConfig(**QUICK), runs_dir=tmp_path / "runs", progress=False)
+    assert "cifar10-jpeg.npz" in str(error.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "asam", "ssam-f", "ssam-d"])
+def test_each_optimizer_learns_real_cifar10(optimizer, tmp_path):
+    data_file("cifar10-jpeg.npz")
+    from sparsam.train import train
+
+    config = TrainConfig(optimizer=optimizer, rho=0.5 if optimizer == "asam" else 0.05, **QUICK)
+    summary = train(config, runs_dir=tmp_path, progress=False)
+    assert summary["final_test_acc"] > 0.25, summary  # chance is 0.10 on the balanced test subset
+    assert summary["best_test_acc"] >= summary["final_test_acc"]
+    assert summary["flops_forward"] > 0
+    passes = summary["flops_per_step"] / (3 * summary["flops_forward"])  # backward is about twice forward
+    assert (0.9 < passes < 1.1) if optimizer == "sgd" else (1.8 < passes < 2.2), passes
+    if optimizer.startswith("ssam"):
+        assert summary["mask_density"] == pytest.approx(0.5, abs=0.01)
+    metrics = [json.loads(line) for line in (tmp_path / summary["run_id"] / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"):
+        assert all(key in m for m in metrics)
+    provenance = summary["provenance"]
+    assert provenance["torch"] == torch.__version__ and provenance["git_commit"]
+    assert summary["data"]["sha256"].startswith("771bab32")
+    # a finished run is returned as it is, never re-run
+    assert train(config, runs_dir=tmp_path, progress=False)["finished"] == summary["finished"]
+    with pytest.raises(FileExistsError):
+        train(config.replace(seed=1), runs_dir=tmp_path, run_id=summary["run_id"], progress=False)
+
+
+@pytest.mark.slow
+def test_imagenette_resnet50_family_runs_end_to_end(tmp_path, monkeypatch):
+    data_file("imagenette-72px.tar.gz")
+    monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path / "cache"))
+    from sparsam.train import train
+
+    config = TrainConfig(optimizer="ssam-f", model="resnet50-tiny", dataset="imagenette", n_train=200, n_test=100,
+                         epochs=1, batch_size=32, num_samples=32)
+    summary = train(config, runs_dir=tmp_path / "runs", progress=False)
+    assert summary["epochs_run"] == 1 and 0.0 <= summary["final_test_acc"] <= 1.0
+    assert summary["data"]["name"] == "imagenette"
+
+
+def _train_cmd(runs: Path, config: TrainConfig) -> list[str]:
+    args = [sys.executable, "-m", "sparsam", "train", "--runs-dir", str(runs), "--run-id", "r", "--no-progress"]
+    for key, value in config.to_dict().items():
+        if value is not None:
+            args += ["--" + key.replace("_", "-"), str(value)]
+    return args
+
+
+def _model_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_bit_identical(tmp_path):
+    data_file("cifar10-jpeg.npz")
+    config = TrainConfig(optimizer="ssam-d", **{**QUICK, "n_train": 1000, "n_test": 200, "update_unit": "steps",
+                                                 "update_every": 5})
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(straight, config), check=True, env=_env(), cwd=REPO, timeout=900)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_cmd(killed, config), env=_env(), cwd=REPO)
+    metrics = killed / "r" / "metrics.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    time.sleep(1.0)  # now inside epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "r" / "summary.json").exists(), "the run finished before it could be killed"
+    subprocess.run(_train_cmd(killed, config), check=True, env=_env(), cwd=REPO, timeout=900)
+    assert read_json(killed / "r" / "summary.json")["resumed_from_epoch"] >= 1
+    a, b = _model_state(straight / "r"), _model_state(killed / "r")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("seconds", "images_per_s")
+    clean = lambda run: [{k: v for k, v in json.loads(line).items() if k not in drop}  # noqa: E731
+                         for line in (run / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert clean(straight) == clean(killed)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_agree_on_metrics(tmp_path):
+    data_file("cifar10-jpeg.npz")
+    config = TrainConfig(optimizer="ssam-f", **{**QUICK, "n_train": 512, "n_test": 256, "epochs": 1})
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               *_train_cmd(tmp_path, config)[1:]]
+    out = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert sorted(line["rank"] for line in lines) == [0, 1]
+    assert lines[0]["final_test_acc"] == lines[1]["final_test_acc"]
+    assert lines[0]["final_train_loss"] == lines[1]["final_train_loss"]
+    assert read_json(tmp_path / "r" / "summary.json")["world_size"] == 2
