@@ -1,0 +1,273 @@
+"""Data: the real packs in SPARSAM_DATA, transforms, subsets, checksums and reproducible loaders."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from sparsam import data
+
+
+def pack(file: str) -> Path:
+    """The pack ``file`` in SPARSAM_DATA, or a visible skip."""
+    root = data.data_root()
+    if root is None or not (root / file).is_file():
+        pytest.skip(f"SPARSAM_DATA lacks {file}")
+    return root / file
+
+
+def synthetic(n: int = 100, seed: int = 0) -> data.ArrayDataset:
+    """Random 32×32 images whose labels are their indices, so batches show which samples they hold."""
+    images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return data.ArrayDataset(images, torch.arange(n), data.cifar_transform(True))
+
+
+def test_cifar10_pack():
+    pack("cifar10-jpeg.npz")
+    train, source = data.load_dataset("cifar10", "train")
+    test, _ = data.load_dataset("cifar10", "test")
+    assert train.images.shape == (50_000, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert test.images.shape == (10_000, 3, 32, 32)
+    assert train.labels.dtype == torch.int64
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    mean = train.images.sum(dim=(0, 2, 3), dtype=torch.int64).double() / (50_000 * 32 * 32)
+    assert torch.allclose(mean, torch.tensor([125.3, 122.9, 113.9], dtype=torch.float64), atol=0.06)
+    x, y = train[123]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
+    assert source.num_classes == 10 and source.sha256 == data.CHECKSUMS["cifar10-jpeg.npz"]
+    assert "JPEG" in source.note and source.as_dict()["name"] == "cifar10"
+    subset = data.balanced_subset(train.labels, 1000, seed=3)
+    assert np.bincount(train.labels[subset].numpy()).tolist() == [100] * 10
+
+
+def test_make_loaders_cifar10_subsets():
+    pack("cifar10-jpeg.npz")
+    loaders = data.make_loaders("cifar10", 64, n_train=500, n_test=200, seed=1, gpu_resident=True)  # CPU: DataLoader
+    assert isinstance(loaders.train, data.EpochLoader) and len(loaders.train) == 8
+    assert np.bincount(loaders.train.dataset.labels.numpy()).tolist() == [50] * 10
+    x, y = next(iter(loaders.train))
+    assert x.shape == (64, 3, 32, 32) and y.dtype == torch.int64
+    assert sum(len(y) for _, y in loaders.test) == 200
+
+
+def test_balanced_subset():
+    labels = np.repeat(np.arange(10), [2] + [20] * 9)
+    a = data.balanced_subset(labels, 50, seed=0)
+    assert len(a) == 50 and len(set(a.tolist())) == 50 and np.all(np.diff(a) > 0)
+    counts = np.bincount(labels[a], minlength=10)
+    assert counts[0] == 2 and set(counts[1:].tolist()) <= {5, 6}
+    assert np.array_equal(a, data.balanced_subset(labels, 50, seed=0))
+    assert not np.array_equal(a, data.balanced_subset(labels, 50, seed=1))
+    assert np.array_equal(data.balanced_subset(labels, len(labels), seed=5), np.arange(len(labels)))
+    with pytest.raises(ValueError, match=r"n must be an integer in \[1, 182\]"):
+        data.balanced_subset(labels, 183, seed=0)
+
+
+def test_transform_shapes():
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    assert data.cifar_transform(True)(image).shape == (3, 32, 32)
+    mean, std = torch.tensor(data.CIFAR10_MEAN).view(3, 1, 1), torch.tensor(data.CIFAR10_STD).view(3, 1, 1)
+    assert torch.allclose(data.cifar_transform(False)(image), (image / 255 - mean) / std, atol=1e-6)
+    big = torch.randint(0, 256, (3, 72, 72), dtype=torch.uint8)
+    assert data.imagenet_transform(True, 64)(big).shape == (3, 64, 64)
+    centre = data.imagenet_transform(False, 64, 72)(big)
+    assert torch.equal(centre, data.imagenet_transform(False, 64, None)(big[:, 4:68, 4:68]))
+
+
+def zero_box(mask: torch.Tensor) -> tuple[int, int]:
+    """Height and width of the zero region, asserting it is one axis-aligned rectangle."""
+    rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+    assert torch.equal(rows, torch.arange(rows[0], rows[-1] + 1))
+    assert torch.equal(cols, torch.arange(cols[0], cols[-1] + 1))
+    assert mask.sum() == len(rows) * len(cols)
+    return len(rows), len(cols)
+
+
+def test_cutout_zeroes_one_square():
+    torch.manual_seed(0)
+    sizes = set()
+    for _ in range(200):
+        out = data.Cutout(16)(torch.ones(3, 32, 32))
+        zeros = out == 0
+        assert torch.equal(zeros[0], zeros[1]) and torch.equal(zeros[0], zeros[2])
+        h, w = zero_box(zeros[0])
+        assert 8 <= h <= 16 and 8 <= w <= 16
+        sizes.add((h, w))
+    assert (16, 16) in sizes and len(sizes) > 1
+    batch = data.cutout_(torch.ones(5, 3, 32, 32), 16, torch.Generator().manual_seed(1))
+    assert all(zero_box(b[0] == 0)[0] <= 16 for b in batch)
+
+
+def test_imagenette_tiny():
+    pack("imagenette-tiny64.npz")
+    loaders = data.make_loaders("imagenette-tiny", 16)
+    x, y = next(iter(loaders.train))
+    assert x.shape == (16, 3, 64, 64) and y.max() < 10
+    assert len(loaders.train.dataset) == 300 and len(loaders.test.dataset) == 100
+    assert loaders.source.num_classes == 10
+
+
+def test_imagenette_tarball_extracts_once(tmp_path, monkeypatch):
+    pack("imagenette-72px.tar.gz")
+    monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path))
+    target = f"imagenette-72px-{data.CHECKSUMS['imagenette-72px.tar.gz'][:12]}"
+    stale = tmp_path / f".{target}.killed.partial" / "imagenette_72px" / "train" / "n01440764"
+    stale.mkdir(parents=True)  # what a killed extraction leaves behind
+
+    def fail(self, path, **kwargs):  # an extraction that dies half-way
+        (Path(path) / "half.JPEG").write_bytes(b"")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(tarfile.TarFile, "extractall", fail)
+        with pytest.raises(OSError, match="disk full"):
+            data.load_dataset("imagenette", "train")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [stale.parents[2].name]
+
+    train, source = data.load_dataset("imagenette", "train")
+    assert len(train) == 9469 and len(train.classes) == 10 and source.num_classes == 10
+    assert train[0][0].shape == (3, 64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [stale.parents[2].name, target]
+    assert stale.is_dir() and not any(stale.iterdir())  # untouched, never used
+
+    monkeypatch.setattr(tarfile, "open", None)  # a second load must not extract again
+    test, _ = data.load_dataset("imagenette", "test")
+    assert len(test) == 3925 and test[0][0].shape == (3, 64, 64)
+
+
+def test_cifar100_subset():
+    pack("cifar100-exact-subset.npz")
+    loaders = data.make_loaders("cifar100-subset", 32, seed=0)
+    assert len(loaders.train.dataset) == 281 and len(loaders.test.dataset) == 148
+    assert loaders.source.num_classes == 100
+    x, y = next(iter(loaders.train))
+    assert x.shape == (32, 3, 32, 32) and int(y.max()) < 100
+    ranks = [data.make_loaders("cifar100-subset", 32, rank=r, world_size=2) for r in range(2)]
+    assert set(ranks[0].train.sampler) | set(ranks[1].train.sampler) == set(range(281))
+    assert [len(r.test.dataset) for r in ranks] == [74, 74]
+
+
+def test_missing_data_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSAM_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="SPARSAM_DATA") as info:
+        data.load_dataset("cifar10", "train")
+    assert "cifar10-jpeg.npz" in str(info.value) and "download=True" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="imagenette-72px.tar.gz"):
+        data.load_dataset("imagenette", "test")
+    monkeypatch.delenv("SPARSAM_DATA")
+    with pytest.raises(FileNotFoundError, match="SPARSAM_DATA is unset"):
+        data.load_dataset("cifar100-subset", "train")
+    monkeypatch.setenv("SPARSAM_DATA", str(tmp_path / "nothing"))
+    with pytest.raises(NotADirectoryError, match="SPARSAM_DATA"):
+        data.data_root()
+
+
+def test_torchvision_cifar10_route(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"  # a tiny fake in torchvision's format
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
+    train, source = data.load_dataset("cifar10", "train", root=tmp_path)
+    assert len(train) == 20 and train[0][0].shape == (3, 32, 32)
+    assert source.sha256 is None and source.num_classes == 10 and "official" in source.note
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="name must be one of"):
+        data.load_dataset("mnist", "train")
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.load_dataset("cifar10", "val")
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\)"):
+        data.make_loaders("cifar10", 8, rank=2, world_size=2)
+
+
+def test_checksum_mismatch(tmp_path):
+    original = pack("cifar100-exact-subset.npz").read_bytes()
+    (tmp_path / "cifar100-exact-subset.npz").write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(ValueError, match="SHA-256"):
+        data.load_dataset("cifar100-subset", "train", root=tmp_path)
+    (tmp_path / "small").write_bytes(b"abc")
+    assert data.sha256(tmp_path / "small") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_epoch_loader_reproducible_and_isolated():
+    loader = data.EpochLoader(synthetic(), 16, seed=7)
+    loader.set_epoch(3)
+    torch.manual_seed(0)
+    first = list(loader)
+    state = torch.get_rng_state()
+    torch.manual_seed(123)  # another global RNG state must not matter
+    again = list(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    torch.manual_seed(0)
+    list(loader)
+    assert torch.equal(torch.get_rng_state(), state)  # iterating never advanced the global RNG
+    assert sorted(torch.cat([y for _, y in first]).tolist()) == list(range(100))
+    loader.set_epoch(4)
+    assert not torch.equal(torch.cat([y for _, y in loader]), torch.cat([y for _, y in first]))
+
+
+def test_epoch_loader_workers_reproducible():
+    loader = data.EpochLoader(synthetic(40), 10, seed=7, num_workers=2)
+    loader.set_epoch(1)
+    first, again = list(loader), list(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+
+
+def test_gpu_batches_on_cpu():
+    dataset = synthetic()
+    mean, std = data.CIFAR10_MEAN, data.CIFAR10_STD
+    batches = data.GpuBatches(dataset, 32, mean, std, train=True, device="cpu", seed=7)
+    assert len(batches) == 4
+    batches.set_epoch(2)
+    epoch2 = list(batches)
+    assert [tuple(x.shape) for x, _ in epoch2] == [(32, 3, 32, 32)] * 3 + [(4, 3, 32, 32)]
+    order = torch.cat([y for _, y in epoch2])
+    assert sorted(order.tolist()) == list(range(100))
+    twin = data.GpuBatches(dataset, 32, mean, std, train=True, device="cpu", seed=7)
+    twin.set_epoch(2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch2, twin))
+    twin.set_epoch(3)
+    assert not torch.equal(torch.cat([y for _, y in twin]), order)
+    loader = data.EpochLoader(dataset, 32, seed=7)
+    loader.set_epoch(2)
+    assert torch.equal(torch.cat([y for _, y in loader]), order)  # the same order as the DataLoader path
+    for x, _ in epoch2:  # every image has its Cutout square: at least 8×8 exact zeros in every channel
+        assert ((x == 0).all(1).flatten(1).sum(1) >= 64).all()
+
+    shards = [data.GpuBatches(dataset, 32, mean, std, train=True, device="cpu", seed=7, rank=r, world_size=2)
+              for r in range(2)]
+    assert sorted(torch.cat([y for s in shards for _, y in s]).tolist()) == list(range(100))
+
+
+def test_gpu_batches_crop_and_flip():
+    dataset = synthetic(8)
+    batches = data.GpuBatches(dataset, 8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=True, device="cpu", cutout=0)
+    x, y = next(iter(batches))
+    padded = torch.nn.functional.pad(dataset.images.float() / 255, (4, 4, 4, 4))
+    for image, i in zip(x, y):
+        candidates = [padded[i, :, r:r + 32, c:c + 32] for r in range(9) for c in range(9)]
+        assert any(torch.equal(image, v) or torch.equal(image, v.flip(-1)) for v in candidates)
+
+
+def test_gpu_batches_test_split_matches_transform():
+    dataset = data.ArrayDataset(synthetic(10).images.permute(0, 2, 3, 1), torch.arange(10),
+                                data.cifar_transform(False))
+    batches = data.GpuBatches(dataset, 4, data.CIFAR10_MEAN, data.CIFAR10_STD, train=False, device="cpu")
+    x = torch.cat([x for x, _ in batches])
+    assert torch.allclose(x, torch.stack([dataset[i][0] for i in range(10)]), atol=1e-6)
+    halves = [data.GpuBatches(dataset, 4, data.CIFAR10_MEAN, data.CIFAR10_STD, train=False, device="cpu",
+                              rank=r, world_size=2) for r in range(2)]
+    assert [torch.cat([y for _, y in h]).tolist() for h in halves] == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
