@@ -40,7 +40,9 @@ class SAM(torch.optim.Optimizer):
 
     With ``torch.amp.GradScaler`` back-propagate ``scaler.scale(loss)`` in both passes, call
     ``second_step(scaler=scaler)`` and then ``scaler.update()``: a non-finite gradient in either pass
-    skips the base step (the weights are already restored exactly) and backs the scale off.
+    skips the base step (the weights are already restored exactly) and backs the scale off. To
+    unscale for gradient clipping, call ``scaler.unscale_(opt.base_optimizer)`` (the optimizer the
+    scaler steps), never ``scaler.unscale_(opt)``, which would unscale twice.
     """
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
@@ -128,7 +130,11 @@ class SAM(torch.optim.Optimizer):
             grad.mul_(torch.where(self._ascent_finite, 1.0, float("nan")).to(grad.dtype))
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
-        """Run both passes: ``closure`` does forward + backward and returns the loss; returns the first loss."""
+        """Run both passes: ``closure`` does forward + backward and returns the loss; returns the first loss.
+
+        As with any optimizer, gradients are left in ``.grad`` after the step: call ``zero_grad()``
+        before the next one (or inside the closure before its backward).
+        """
         if closure is None:
             raise RuntimeError("SAM.step() needs a closure that runs forward + backward and returns the "
                                "loss (it is called twice); or call first_step() and second_step() yourself")

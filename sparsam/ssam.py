@@ -50,6 +50,7 @@ class SSAM(SAM):
         self.mask = mask
         self.mask.bind(self._params())
         self._mask_of = {id(p): i for i, p in enumerate(self.mask.params)}
+        self._masked_ascent_at: int | None = None  # step whose first pass ran through W⊙M
 
     def masks_for(self, params: list[Tensor]) -> list[Tensor]:
         """The current masks of ``params``, in their order."""
@@ -58,6 +59,9 @@ class SSAM(SAM):
     def _ascent_masks(self, params: list[Tensor]) -> tuple[list[Tensor] | None, bool]:
         self.mask.update(self.steps)
         if self.form == "implicit":
+            if self._masked_ascent_at != self.steps:
+                raise RuntimeError("form='implicit': run the first forward inside `with opt.ascent_pass():` "
+                                   "(step(closure) does it), otherwise the ascent pass is dense")
             return None, False
         return self.masks_for(params), self.normalize == "masked"
 
@@ -73,6 +77,7 @@ class SSAM(SAM):
                   if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m.weight) in self._mask_of]
         for layer in layers:
             layer.forward = _masked_forward(layer, self.masks_for([layer.weight])[0])
+        self._masked_ascent_at = self.steps
         try:
             yield
         finally:
@@ -83,8 +88,8 @@ class SSAM(SAM):
         return {**super().state_dict(), "mask": self.mask.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.mask.load_state_dict(state_dict["mask"])  # first: it validates the shapes
         super().load_state_dict(state_dict)
-        self.mask.load_state_dict(state_dict["mask"])
 
 
 def _masked_forward(layer: nn.Conv2d | nn.Linear, mask: Tensor):

@@ -79,6 +79,9 @@ class MaskStrategy:
                 "last_update": self.last_update}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        shapes = [tuple(m.shape) for m in state["masks"]]
+        if shapes != [tuple(p.shape) for p in self.params]:
+            raise ValueError(f"state holds {len(shapes)} masks whose shapes do not match the bound parameters")
         self.masks = [m.to(p.device) for m, p in zip(state["masks"], self.params)]
         self.updates, self.last_update = state["updates"], state["last_update"]
 

@@ -1,0 +1,172 @@
+"""Empirical Fisher scores against a per-sample autograd loop written here."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsam import fisher_scores
+from sparsam.fisher import fisher_scores_official
+
+
+class Net(nn.Module):
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def make(dtype=torch.float64):
+    torch.manual_seed(0)
+    model = Net().to(dtype)
+    with torch.no_grad():
+        model.bn.weight.uniform_(0.5, 1.5)
+        model.bn.bias.uniform_(-0.5, 0.5)
+        # non-trivial running statistics, so that eval mode differs from train mode
+        for _ in range(3):
+            model(torch.randn(8, 2, 6, 6, dtype=dtype) * 2 + 1)
+    return model
+
+
+def data(sizes=(4, 4, 4), dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(b, 2, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (b,), generator=g))
+            for b in sizes]
+
+
+def loop_scores(model, names, batches, num_samples, train):
+    """Sum over the first ``num_samples`` samples of the squared batch-1 gradient (plain autograd),
+    on a deep copy of ``model`` in train or eval mode, for the parameters called ``names``."""
+    model = copy.deepcopy(model)
+    model.train(train)
+    mine = [dict(model.named_parameters())[n] for n in names]
+    out = [torch.zeros_like(p) for p in mine]
+    seen = 0
+    for x, y in batches:
+        for i in range(len(x)):
+            if seen == num_samples:
+                break
+            grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), mine)
+            for o, g in zip(out, grads):
+                o += g.detach() ** 2
+            seen += 1
+    assert seen == num_samples
+    return out
+
+
+def pick(model, names):
+    return [dict(model.named_parameters())[n] for n in names]
+
+
+def snapshot(model):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            [m.training for m in model.modules()],
+            [None if p.grad is None else p.grad.clone() for p in model.parameters()])
+
+
+def assert_unchanged(model, snap):
+    state, modes, grads = snap
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert [m.training for m in model.modules()] == modes
+    for p, g in zip(model.parameters(), grads):
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+
+
+def rel_close(a, b, tol=1e-5):
+    a, b = a.double(), b.double()
+    assert float((a - b).abs().max()) <= tol * float(b.abs().max()), float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("start_train", [True, False], ids=["from-train", "from-eval"])
+@pytest.mark.parametrize("chunk", [None, 3, 1])
+def test_fisher_matches_per_sample_loop(start_train, chunk):
+    model = make()
+    model.train(start_train)
+    names = ["fc.weight", "conv.weight", "bn.weight", "fc.bias"]
+    params = pick(model, names)
+    for p in model.parameters():  # known .grad fields that must survive
+        p.grad = torch.full_like(p, 0.25)
+    model.bn.bias.grad = None
+    snap = snapshot(model)
+    batches = data()
+    scores = fisher_scores(model, params, batches, num_samples=10, chunk_size=chunk)
+    assert_unchanged(model, snap)
+    expected = loop_scores(model, names, batches, 10, train=False)
+    assert [s.shape for s in scores] == [p.shape for p in params]
+    for s, e in zip(scores, expected):
+        assert float(e.abs().max()) > 0
+        rel_close(s, e)
+    # the eval-mode scores differ from train-mode ones (the model uses its running statistics)
+    train_scores = loop_scores(model, names, batches, 10, train=True)
+    assert float((train_scores[0] - expected[0]).abs().max()) > 1e-3 * float(expected[0].abs().max())
+    # and from scores over fewer samples (the partial last batch counts)
+    fewer = loop_scores(model, names, batches, 8, train=False)
+    assert not torch.allclose(fewer[0], expected[0])
+
+
+def test_fisher_float32_model_and_no_grad_context():
+    model = make(torch.float32)
+    names = [n for n, _ in model.named_parameters()]
+    params = pick(model, names)
+    batches = data(dtype=torch.float32, sizes=(5, 5))
+    with torch.no_grad():
+        scores = fisher_scores(model, params, batches, num_samples=7, chunk_size=2)
+    expected = loop_scores(model, names, batches, 7, train=False)
+    for s, e in zip(scores, expected):
+        assert s.dtype == torch.float32
+        rel_close(s, e, 1e-4)
+
+
+def test_fisher_too_few_samples():
+    model = make()
+    with pytest.raises(ValueError, match="num_samples"):
+        fisher_scores(model, list(model.parameters()), data(), num_samples=13)
+    with pytest.raises(ValueError, match="num_samples"):
+        fisher_scores_official(model, list(model.parameters()), data(), num_samples=13)
+    with pytest.raises(ValueError, match="num_samples"):
+        fisher_scores(model, list(model.parameters()), data(), num_samples=0)
+    other = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="params"):
+        fisher_scores(model, [other.weight], data(), num_samples=2)
+
+
+@pytest.mark.parametrize("start_train", [True, False], ids=["from-train", "from-eval"])
+def test_fisher_official_moves_bn_stats(start_train):
+    model = make()
+    model.train(start_train)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, -1.5)
+    names = ["conv.weight", "fc.weight"]
+    params = pick(model, names)
+    expected = loop_scores(model, names, data(), 9, train=True)
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    scores = fisher_scores_official(model, params, data(), num_samples=9)
+    for s, e in zip(scores, expected):
+        rel_close(s, e)
+    # the reproduced defect: BatchNorm running statistics moved (once per sample)
+    assert int(model.bn.num_batches_tracked) == int(before["bn.num_batches_tracked"]) + 9
+    assert not torch.equal(model.bn.running_mean, before["bn.running_mean"])
+    # mode and .grad fields are restored
+    assert model.training == start_train and model.bn.training == start_train
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+
+
+def test_fisher_official_under_no_grad():
+    """The official pass is called from SSAM.first_step, which runs under torch.no_grad()."""
+    model = make()
+    names = ["conv.weight"]
+    params = pick(model, names)
+    expected = loop_scores(model, names, data(), 4, train=True)
+    with torch.no_grad():
+        scores = fisher_scores_official(model, params, data(), num_samples=4)
+    rel_close(scores[0], expected[0])

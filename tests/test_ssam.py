@@ -1,0 +1,516 @@
+"""SSAM: masked perturbation, mask schedules (SSAM-F, SSAM-D), implicit form, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsam import SAM, SSAM, DynamicMask, FisherMask, MaskStrategy
+
+
+class Net(nn.Module):
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def make(seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    model = Net().to(dtype)
+    with torch.no_grad():
+        model.bn.weight.uniform_(0.5, 1.5)
+        model.bn.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def batches(n, seed=1, dtype=torch.float64, size=8):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 2, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (size,), generator=g))
+            for _ in range(n)]
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def grads(model):
+    return [p.grad.detach().clone() for p in model.parameters()]
+
+
+def gnorm(ts):
+    return math.sqrt(sum(float((t.double() ** 2).sum()) for t in ts))
+
+
+class RandomMask(MaskStrategy):
+    """A test strategy: a fresh random mask (density ~ 1/2) at every step, no gradient needed."""
+
+    def __init__(self, seed=123):
+        super().__init__(1, "steps", None)
+        self.seed = seed
+
+    def _build(self, step):
+        g = torch.Generator().manual_seed(self.seed + step)
+        return [torch.rand(p.shape, generator=g) < 0.5 for p in self.params]
+
+
+def manual_step(model, opt, x, y, between=None):
+    """One SAM step by the manual API; ``between(opt)`` runs right after first_step."""
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step(zero_grad=True)
+    if between is not None:
+        between(opt)
+    F.cross_entropy(model(x), y).backward()
+    opt.second_step(zero_grad=True)
+
+
+def closure_step(model, opt, x, y):
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    opt.step(closure)
+
+
+# ---------------------------------------------------------------- explicit ε
+
+@pytest.mark.parametrize("adaptive", [False, True], ids=["SAM", "ASAM"])
+@pytest.mark.parametrize("normalize", ["full", "masked"])
+def test_explicit_perturbation(normalize, adaptive):
+    model = make()
+    rho, eta = 0.3, 0.05
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=rho, mask=RandomMask(), normalize=normalize,
+               adaptive=adaptive, eta=eta, lr=0.1, momentum=0.9)
+    for step, (x, y) in enumerate(batches(3)):
+        F.cross_entropy(model(x), y).backward()
+        w0, g = weights(model), grads(model)
+        opt.first_step(zero_grad=True)
+        eps = [p.detach() - w for p, w in zip(model.parameters(), w0)]
+        m = [mk.clone() for mk in opt.mask.masks]
+        assert opt.mask.last_update == step
+        assert 0.3 < sum(int(k.sum()) for k in m) / sum(k.numel() for k in m) < 0.7
+        # zero exactly where the mask is False, nonzero where it is True (and g != 0)
+        for p, w, mk, gi in zip(model.parameters(), w0, m, g):
+            assert torch.equal(p.detach()[~mk], w[~mk])
+            assert bool((p.detach()[mk & (gi != 0)] != w[mk & (gi != 0)]).all())
+        # ε = ρ T² (m⊙g) / ‖T·(m⊙g or g)‖ written out
+        t = [w.abs() + eta if adaptive else torch.ones_like(w) for w in w0]
+        full = gnorm([ti * gi for ti, gi in zip(t, g)])
+        masked = gnorm([ti * gi * mk for ti, gi, mk in zip(t, g, m)])
+        norm = masked if normalize == "masked" else full
+        expected = [rho * ti * ti * gi * mk / norm for ti, gi, mk in zip(t, g, m)]
+        for e, ex in zip(eps, expected):
+            torch.testing.assert_close(e, ex, rtol=1e-9, atol=1e-15)
+        if not adaptive:
+            want = rho if normalize == "masked" else rho * masked / full
+            assert gnorm(eps) == pytest.approx(want, rel=1e-6)
+            assert want < rho or normalize == "masked"
+        F.cross_entropy(model(x), y).backward()
+        opt.second_step(zero_grad=True)
+
+
+def test_ssam_with_full_mask_is_sam():
+    """A mask of all ones gives SAM's update (hand-checked in test_sam) bit for bit."""
+    class Ones(MaskStrategy):
+        def __init__(self):
+            super().__init__(1, "steps", None)
+
+        def _build(self, step):
+            return [torch.ones_like(p, dtype=torch.bool) for p in self.params]
+
+    a, b = make(), make()
+    sam = SAM(a.parameters(), torch.optim.SGD, rho=0.2, lr=0.1, momentum=0.9)
+    ssam = SSAM(b.parameters(), torch.optim.SGD, rho=0.2, mask=Ones(), normalize="masked", lr=0.1, momentum=0.9)
+    for x, y in batches(3):
+        manual_step(a, sam, x, y)
+        manual_step(b, ssam, x, y)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-14)
+
+
+# ---------------------------------------------------------------- SSAM-F
+
+def fisher_loop(model, data, num_samples):
+    """Hand-written eval-mode per-sample Fisher on a deep copy."""
+    model = copy.deepcopy(model).eval()
+    params = list(model.parameters())
+    out = [torch.zeros_like(p) for p in params]
+    seen = 0
+    for x, y in data:
+        for i in range(len(x)):
+            if seen < num_samples:
+                gs = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), params)
+                for o, g in zip(out, gs):
+                    o += g ** 2
+                seen += 1
+    return out
+
+
+@pytest.mark.parametrize("api", ["manual", "closure"])
+def test_fisher_mask_at_first_step(api):
+    model = make()
+    fdata = batches(2, seed=7, size=4)
+    mask = FisherMask(model, fdata, sparsity=0.5, num_samples=6, update_every=10, update_unit="steps")
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.1)
+    d = sum(p.numel() for p in model.parameters())
+    x, y = batches(1)[0]
+    assert mask.density() == 0.0  # nothing computed before the first step
+    if api == "manual":
+        F.cross_entropy(model(x), y).backward()
+        ref_scores = fisher_loop(model, fdata, 6)  # state of the model when first_step runs
+        opt.first_step(zero_grad=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.second_step(zero_grad=True)
+    else:
+        ref_scores = fisher_loop(model, fdata, 6)  # ascent_pass refreshes before the first forward
+        closure_step(model, opt, x, y)
+    assert mask.updates == 1 and mask.last_update == 0
+    assert sum(int(m.sum()) for m in mask.masks) == int(0.5 * d)
+    assert mask.density() == pytest.approx(0.5, abs=1 / d)
+    kept = torch.cat([s[m] for s, m in zip(ref_scores, mask.masks)])
+    dropped = torch.cat([s[~m] for s, m in zip(ref_scores, mask.masks)])
+    assert float(kept.min()) >= float(dropped.max()) * (1 - 1e-5)
+
+
+def test_fisher_first_mask_zeros_is_sgd_until_update():
+    t_m = 3
+    model = make()
+    sgd_model = copy.deepcopy(model)
+    fdata = batches(1, seed=7, size=6)
+    mask = FisherMask(model, fdata, sparsity=0.5, num_samples=6, update_every=t_m, update_unit="steps",
+                      first_mask="zeros")
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.5, mask=mask, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    sgd = torch.optim.SGD(sgd_model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    data = batches(t_m + 1)
+    for step, (x, y) in enumerate(data[:t_m]):
+        seen = []
+        manual_step(model, opt, x, y, between=lambda o: seen.append([m.clone() for m in o.mask.masks]))
+        assert not any(bool(m.any()) for m in seen[0]), step
+        sgd.zero_grad()
+        F.cross_entropy(sgd_model(x), y).backward()
+        sgd.step()
+        for p, q in zip(model.parameters(), sgd_model.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+    assert mask.updates == 0
+    x, y = data[t_m]
+    w_before = weights(model)
+    manual_step(model, opt, x, y)
+    assert mask.updates == 1 and mask.last_update == t_m
+    assert mask.density() == pytest.approx(0.5, abs=0.01)
+    sgd.zero_grad()
+    F.cross_entropy(sgd_model(x), y).backward()
+    sgd.step()
+    # from now on SSAM perturbs: it no longer matches SGD
+    assert not all(torch.allclose(p, q, atol=1e-9) for p, q in zip(model.parameters(), sgd_model.parameters()))
+    assert not all(torch.equal(p, w) for p, w in zip(model.parameters(), w_before))
+
+
+@pytest.mark.parametrize("kwargs,first,expected", [
+    (dict(update_every=2, update_unit="steps"), "fisher", [0, 2, 4, 6]),
+    (dict(update_every=3, update_unit="steps"), "zeros", [3, 6]),
+    (dict(update_every=1, update_unit="epochs", steps_per_epoch=3), "fisher", [0, 3, 6]),
+    (dict(update_every=2, update_unit="epochs", steps_per_epoch=2), "fisher", [0, 4]),
+    (dict(update_every=1, update_unit="epochs", steps_per_epoch=4), "zeros", [4]),
+])
+def test_fisher_update_schedule(kwargs, first, expected):
+    model = make()
+    mask = FisherMask(model, batches(1, seed=7, size=3), sparsity=0.5, num_samples=3, first_mask=first, **kwargs)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.05)
+    refreshed, last = [], 0
+    for step, (x, y) in enumerate(batches(7, size=4)):
+        (closure_step if step % 2 else manual_step)(model, opt, x, y)
+        if mask.updates != last:
+            assert mask.updates == last + 1
+            assert mask.last_update == step
+            refreshed.append(step)
+            last = mask.updates
+    assert refreshed == expected
+
+
+def test_dynamic_update_schedule_in_epochs():
+    model = make(dtype=torch.float32)
+    mask = DynamicMask(sparsity=0.5, update_every=2, update_unit="epochs", steps_per_epoch=2, total_steps=100)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.05)
+    refreshed = []
+    for step, (x, y) in enumerate(batches(9, dtype=torch.float32, size=4)):
+        before = mask.updates
+        manual_step(model, opt, x, y)
+        if mask.updates != before:
+            refreshed.append(step)
+    assert refreshed == [4, 8]
+
+
+def test_fisher_official_mode_in_both_apis():
+    """fisher_mode="official" runs inside first_step (under no_grad) with the manual API."""
+    model = make()
+    fdata = batches(1, seed=7, size=5)
+    mask = FisherMask(model, fdata, sparsity=0.5, num_samples=5, update_every=1, update_unit="steps",
+                      fisher_mode="official")
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.05)
+    x, y = batches(1)[0]
+    nbt = int(model.bn.num_batches_tracked)
+    manual_step(model, opt, x, y)
+    assert mask.updates == 1
+    # first pass + 5 official batch-1 passes; the guarded second pass does not count
+    assert int(model.bn.num_batches_tracked) == nbt + 1 + 5
+    closure_step(model, opt, x, y)
+    assert mask.updates == 2
+    assert mask.density() == pytest.approx(0.5, abs=0.01)
+
+
+# ---------------------------------------------------------------- SSAM-D
+
+def dynamic_run(seed, steps, total_steps, dtype=torch.float32, drop_rate=0.5):
+    """Train SSAM-D and record (old mask, |g| seen by the update, new mask) at every step."""
+    model = make(dtype=dtype)
+    mask = DynamicMask(sparsity=0.5, update_every=1, total_steps=total_steps, drop_rate=drop_rate, seed=seed)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.05, momentum=0.9)
+    log = []
+    for x, y in batches(steps, dtype=dtype):
+        old = torch.cat([m.reshape(-1).clone() for m in mask.masks])
+        F.cross_entropy(model(x), y).backward()
+        g = torch.cat([p.grad.reshape(-1).abs() for p in model.parameters()])
+        opt.first_step(zero_grad=True)
+        new = torch.cat([m.reshape(-1).clone() for m in mask.masks])
+        log.append((old, g, new))
+        F.cross_entropy(model(x), y).backward()
+        opt.second_step(zero_grad=True)
+    return log, mask
+
+
+def test_dynamic_drop_and_regrow():
+    total = 10
+    log, mask = dynamic_run(seed=0, steps=total + 2, total_steps=total)
+    d = log[0][0].numel()
+    live0 = int(0.5 * d)
+    for t, (old, g, new) in enumerate(log):
+        assert int(old.sum()) == live0 and int(new.sum()) == live0  # constant density
+        if t == 0:
+            assert torch.equal(old, new)  # no update at step 0
+            continue
+        alpha = 0.5 * (1 + math.cos(math.pi * min(t, total) / total)) / 2
+        k = int(alpha * live0)
+        dropped, grown = old & ~new, new & ~old
+        assert int(dropped.sum()) == k and int(grown.sum()) == k, t
+        if k == 0:
+            assert torch.equal(old, new)
+            continue
+        # dropped entries were live and are the k smallest |g| among live entries
+        kept = old & new
+        assert float(g[dropped].max()) <= float(g[kept].min())
+        live_sorted = torch.sort(g[old]).values
+        assert float(g[dropped].max()) == float(live_sorted[k - 1])
+        # regrown entries were dead before the update (so none of those just dropped)
+        assert not bool((grown & old).any()) and not bool((grown & dropped).any())
+    # the drop rate decays to 0 at t = T (and stays there)
+    assert torch.equal(log[total][0], log[total][2]) and torch.equal(log[total + 1][0], log[total + 1][2])
+    assert mask.updates == total + 1
+
+
+def test_dynamic_seed_determinism():
+    a, _ = dynamic_run(seed=5, steps=5, total_steps=5)
+    b, _ = dynamic_run(seed=5, steps=5, total_steps=5)
+    c, _ = dynamic_run(seed=6, steps=5, total_steps=5)
+    assert all(torch.equal(u[2], v[2]) for u, v in zip(a, b))
+    assert not torch.equal(a[0][0], c[0][0])  # initial random masks differ across seeds
+    assert not all(torch.equal(u[2], v[2]) for u, v in zip(a[1:], c[1:]))
+
+
+def test_dynamic_initial_mask_density():
+    model = make()
+    for s in (0.0, 0.3, 0.9):
+        mask = DynamicMask(sparsity=s)
+        SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.1)
+        d = sum(p.numel() for p in model.parameters())
+        assert sum(int(m.sum()) for m in mask.masks) == int((1 - s) * d)
+
+
+# ---------------------------------------------------------------- implicit form
+
+def test_implicit_form_first_pass_and_restore():
+    model = make()
+    plain = copy.deepcopy(model)
+    rho = 0.2
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=rho, mask=RandomMask(), form="implicit", model=model, lr=0.1)
+    x, y = batches(1)[0]
+    ref = copy.deepcopy(model)
+    with opt.ascent_pass():
+        assert "forward" in model.conv.__dict__ and "forward" in model.fc.__dict__
+        F.cross_entropy(model(x), y).backward()
+    assert "forward" not in model.conv.__dict__ and "forward" not in model.fc.__dict__
+    g1 = grads(model)
+    mc, mf = opt.masks_for([model.conv.weight, model.fc.weight])
+    assert 0 < int(mc.sum()) < mc.numel() and 0 < int(mf.sum()) < mf.numel()
+    with torch.no_grad():
+        ref.conv.weight.mul_(mc)
+        ref.fc.weight.mul_(mf)
+    F.cross_entropy(ref(x), y).backward()
+    for a, b in zip(g1, grads(ref)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # the unmasked model gives another gradient (the check above can fail)
+    F.cross_entropy(plain(x), y).backward()
+    assert not torch.allclose(g1[0], plain.conv.weight.grad, atol=1e-6)
+    # ε is dense: ρ g / ‖g‖ with the first-pass gradient, nonzero where the mask is False
+    w0 = weights(model)
+    opt.first_step(zero_grad=True)
+    eps = [p.detach() - w for p, w in zip(model.parameters(), w0)]
+    norm = gnorm(g1)
+    for e, g in zip(eps, g1):
+        torch.testing.assert_close(e, rho * g / norm, rtol=1e-6, atol=1e-12)
+    assert bool((eps[0][~mc] != 0).all()) and bool((eps[-2][~mf] != 0).all())
+    F.cross_entropy(model(x), y).backward()
+    opt.second_step(zero_grad=True)
+    # after the context the forward is the plain one
+    model.eval()
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    assert torch.equal(model(x), plain(x))
+
+
+def test_implicit_form_step_matches_hand_written():
+    rho, lr = 0.2, 0.1
+    model = make()
+    ref = copy.deepcopy(model)
+    strategy = RandomMask(seed=9)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=rho, mask=strategy, form="implicit", model=model, lr=lr)
+    for step, (x, y) in enumerate(batches(2)):
+        closure_step(model, opt, x, y)
+        g = torch.Generator().manual_seed(9 + step)  # RandomMask's masks, rebuilt here
+        masks = [torch.rand(p.shape, generator=g) < 0.5 for p in ref.parameters()]
+        masked = copy.deepcopy(ref)
+        with torch.no_grad():
+            masked.conv.weight.mul_(masks[0])
+            masked.fc.weight.mul_(masks[3])
+        g1 = torch.autograd.grad(F.cross_entropy(masked(x), y), list(masked.parameters()))
+        norm = gnorm(g1)
+        w = weights(ref)
+        with torch.no_grad():
+            for p, gi in zip(ref.parameters(), g1):
+                p.add_(rho * gi / norm)
+        g2 = torch.autograd.grad(F.cross_entropy(ref(x), y), list(ref.parameters()))
+        with torch.no_grad():
+            for p, wi, gi in zip(ref.parameters(), w, g2):
+                p.copy_(wi - lr * gi)
+        for p, q in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def build(kind, model):
+    common = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if kind == "SAM":
+        return SAM(model.parameters(), torch.optim.SGD, rho=0.1, **common)
+    if kind == "SSAM-F":
+        mask = FisherMask(model, batches(1, seed=7, size=4, dtype=torch.float32), sparsity=0.5, num_samples=4,
+                          update_every=2, update_unit="steps")
+    else:
+        mask = DynamicMask(sparsity=0.5, update_every=1, total_steps=20, seed=3)
+    return SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, **common)
+
+
+@pytest.mark.parametrize("kind", ["SAM", "SSAM-F", "SSAM-D"])
+def test_checkpoint_round_trip(kind):
+    data = batches(6, dtype=torch.float32)
+    model = make(dtype=torch.float32)
+    opt = build(kind, model)
+    for i, (x, y) in enumerate(data[:3]):
+        (manual_step if i % 2 else closure_step)(model, opt, x, y)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+
+    def cont(m, o):
+        out = []
+        for i, (x, y) in enumerate(data[3:]):
+            (manual_step if i % 2 else closure_step)(m, o, x, y)
+            out.append({k: v.clone() for k, v in m.state_dict().items()})
+        return out
+
+    original = cont(model, opt)
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    fresh = make(seed=42, dtype=torch.float32)
+    fresh_opt = build(kind, fresh)
+    fresh.load_state_dict(ckpt["model"])
+    fresh_opt.load_state_dict(ckpt["opt"])
+    resumed = cont(fresh, fresh_opt)
+    for a, b in zip(original, resumed):
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    if kind != "SAM":
+        assert all(torch.equal(a, b) for a, b in zip(opt.mask.masks, fresh_opt.mask.masks))
+        assert opt.mask.updates == fresh_opt.mask.updates
+    # without the optimizer state (momentum, masks, generator) the continuation differs
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    other = make(seed=42, dtype=torch.float32)
+    other_opt = build(kind, other)
+    other.load_state_dict(ckpt["model"])
+    diverged = cont(other, other_opt)
+    assert not torch.equal(diverged[-1]["fc.weight"], original[-1]["fc.weight"])
+
+
+# ---------------------------------------------------------------- errors
+
+def test_errors():
+    model = make()
+    params = list(model.parameters())
+    with pytest.raises(ValueError, match="normalize"):
+        SSAM(params, torch.optim.SGD, mask=RandomMask(), normalize="both", lr=0.1)
+    with pytest.raises(ValueError, match="form"):
+        SSAM(params, torch.optim.SGD, mask=RandomMask(), form="sideways", lr=0.1)
+    with pytest.raises(ValueError, match="model"):
+        SSAM(params, torch.optim.SGD, mask=RandomMask(), form="implicit", lr=0.1)
+    with pytest.raises(ValueError, match="mask"):
+        SSAM(params, torch.optim.SGD, mask="fisher", lr=0.1)
+    with pytest.raises(ValueError, match="rho"):
+        SSAM(params, torch.optim.SGD, rho=-1.0, mask=RandomMask(), lr=0.1)
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="sparsity"):
+            FisherMask(model, batches(1), sparsity=bad, steps_per_epoch=1)
+        with pytest.raises(ValueError, match="sparsity"):
+            DynamicMask(sparsity=bad)
+    with pytest.raises(ValueError, match="sparsity"):
+        FisherMask(model, batches(1), sparsity=0.3, pattern="2:4", steps_per_epoch=1)
+    with pytest.raises(ValueError, match="pattern"):
+        FisherMask(model, batches(1), pattern="3:2", steps_per_epoch=1)
+    with pytest.raises(ValueError, match="pattern"):
+        FisherMask(model, batches(1), pattern="foo", steps_per_epoch=1)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        FisherMask(model, batches(1), update_unit="epochs")
+    with pytest.raises(ValueError, match="update_every"):
+        DynamicMask(update_every=0)
+    with pytest.raises(ValueError, match="drop_rate"):
+        DynamicMask(drop_rate=1.5)
+    with pytest.raises(ValueError, match="first_mask"):
+        FisherMask(model, batches(1), first_mask="ones", steps_per_epoch=1)
+
+
+def test_implicit_form_refuses_a_first_pass_outside_ascent_pass():
+    model = make()
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask(), form="implicit", model=model)
+    x, y = batches(1)[0]
+    with pytest.raises(RuntimeError, match="ascent_pass"):
+        manual_step(model, opt, x, y)
+    opt.zero_grad()
+    closure_step(model, opt, x, y)  # step(closure) enters the context itself
+    assert opt.steps == 1
+
+
+def test_mask_state_of_another_model_is_rejected():
+    opt = SSAM(make().parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask())
+    state = opt.state_dict()
+    state["mask"]["masks"] = state["mask"]["masks"][:-1]
+    with pytest.raises(ValueError, match="masks"):
+        opt.load_state_dict(state)
