@@ -19,4 +19,3 @@ if [ -z "${SPARSAM_DATA:-}" ] && [ -d ../shared/data ]; then
     export SPARSAM_DATA="$(cd ../shared/data && pwd)"
 fi
 export PATH="$root/.venv/bin:$PATH"
-export MPLBACKEND=Agg
