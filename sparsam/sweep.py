@@ -60,13 +60,14 @@ def point_name(parameters: dict[str, Any]) -> str:
 
 
 def glued_values(executed: Path) -> dict[str, Any]:
-    """Values a notebook glued with myst-nb (``text/plain`` of outputs tagged with a scrapbook name)."""
+    """Values a notebook glued with myst-nb: the ``text/plain`` of each output tagged with a name."""
     values = {}
     for cell in json.loads(executed.read_text()).get("cells", []):
         for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name and "text/plain" in output.get("data", {}):
-                values[name] = output["data"]["text/plain"]
+            tag = output.get("metadata", {}).get("scrapbook", {})
+            key = tag.get("mime_prefix", "") + "text/plain"
+            if tag.get("name") and key in output.get("data", {}):
+                values[tag["name"]] = output["data"][key]
     return values
 
 
