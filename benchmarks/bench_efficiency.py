@@ -1,0 +1,514 @@
+"""Efficiency benchmark: does sparsity pay? One process, interleaved timings, a table of ratios.
+
+    python benchmarks/bench_efficiency.py --out results/efficiency_cpu.json          # ~minutes, 2-core CPU
+    python benchmarks/bench_efficiency.py --quick                                     # smoke run
+    python benchmarks/bench_efficiency.py --device cuda --width 64 --out results/efficiency_gpu.json
+
+P1  optimizer-step overhead without forward/backward: SSAM(explicit, masks) / SAM (target <= 1.10);
+    whole step SAM / SGD (target <= 2.05).
+P2  Fisher scores at N_F samples: sparsam.fisher_scores (vmap, batched) vs the official batch-1 loop
+    (target >= 10x), equality against an eval-mode batch-1 loop; plus a prototype per-layer
+    (activation x grad-output) Fisher for comparison.
+P3  whole SparseAscentSAM step / SGD step at s in {0.5, 0.9, 0.98}, layer and filter masks from
+    Fisher scores (papers' rule and cost-aware), each against the ideal cost of its mask (sum of the
+    per-layer costs it cannot skip, measured in this run; target within 10%), and a mask confined
+    to the top blocks at s = 0.9 (target <= 1.2x SGD).
+
+Not part of the test suite. Inputs are random CIFAR-shaped tensors (timings do not depend on the
+values; masks come from Fisher scores of the untrained network on that batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sparsam import SAM, SSAM, masks as patterns  # noqa: E402
+from sparsam.cost import cost_aware_mask, layer_costs, step_cost, tensor_costs  # noqa: E402
+from sparsam.fisher import fisher_scores, fisher_scores_official  # noqa: E402
+from sparsam.models import build_model  # noqa: E402
+from sparsam.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
+from sparsam.strategies import MaskStrategy  # noqa: E402
+
+SGD_KW = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+RHO = 0.1
+
+
+class StaticMask(MaskStrategy):
+    """A mask strategy that always returns the same masks (rebuilt every step, as SSAM asks)."""
+
+    def __init__(self, masks: list[Tensor]):
+        super().__init__(1, "steps", None)
+        self.fixed = masks
+
+    def _initial_masks(self) -> list[Tensor]:
+        return list(self.fixed)
+
+    def _build(self, step: int) -> list[Tensor]:
+        return self.fixed
+
+
+# ------------------------------------------------------------------------------------------------
+# timing helpers
+# ------------------------------------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+CPU_TIMES: dict[str, list[float]] = {}  # process CPU seconds of the last interleaved() call, per name
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                device: torch.device) -> dict[str, list[float]]:
+    """Wall time of every function, ``repeats`` times round-robin (rotating the order), after ``warmup``.
+
+    Process CPU time (all threads) is kept in :data:`CPU_TIMES`: on a shared machine it is less
+    sensitive than wall time to other processes taking the cores.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync(device)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    CPU_TIMES.clear()
+    CPU_TIMES.update({n: [] for n in names})
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            sync(device)
+            start, cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+            CPU_TIMES[name].append(time.process_time() - cpu)
+    return times
+
+
+STAT: Callable[[list[float]], float] = statistics.median  # --stat: median (default) or min
+
+
+def med(xs: list[float]) -> float:
+    """The summary statistic of repeated timings (the median unless --stat min)."""
+    return STAT(xs)
+
+
+def machine(device: torch.device) -> dict:
+    info = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "device": str(device), "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def new_model(args, device: torch.device, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model("resnet18", 10, width=args.width).to(device).train()
+
+
+def make_batch(n: int, device: torch.device, seed: int = 1) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g).to(device), torch.randint(0, 10, (n,), generator=g).to(device)
+
+
+def sgd_step_fn(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), **SGD_KW)
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def sam_step_fn(model: nn.Module, opt: SAM, x: Tensor, y: Tensor) -> Callable[[], None]:
+    def closure() -> Tensor:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    def step() -> None:
+        opt.zero_grad()
+        opt.step(closure)
+    return step
+
+
+# ------------------------------------------------------------------------------------------------
+# P1: optimizer-step overhead and whole-step SAM / SGD
+# ------------------------------------------------------------------------------------------------
+
+def part1(args, device: torch.device, x: Tensor, y: Tensor) -> dict:
+    print("\n== P1: optimizer-step overhead (no forward/backward) and whole steps ==", flush=True)
+    models = {name: new_model(args, device) for name in ("sgd", "sam", "ssam")}
+    params = {name: list(m.parameters()) for name, m in models.items()}
+    g = torch.Generator().manual_seed(3)
+    grads = [torch.randn(p.shape, generator=g).to(device) for p in params["sgd"]]
+    scores = [torch.rand(p.shape, generator=g).to(device) for p in params["sgd"]]
+    mask = patterns.unstructured(scores, 0.5)
+    sgd = torch.optim.SGD(params["sgd"], **SGD_KW)
+    sam = SAM(params["sam"], torch.optim.SGD, rho=RHO, **SGD_KW)
+    ssam = SSAM(params["ssam"], torch.optim.SGD, rho=RHO, mask=StaticMask(mask), **SGD_KW)
+
+    def set_grads(ps: list[Tensor]) -> None:
+        for p, gr in zip(ps, grads):
+            p.grad = gr
+
+    def base_only() -> None:
+        set_grads(params["sgd"])
+        sgd.step()
+
+    def two_steps(opt: SAM, ps: list[Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            set_grads(ps)
+            opt.first_step()
+            set_grads(ps)
+            opt.second_step()
+        return run
+
+    t = interleaved({"sgd.step": base_only, "sam.first+second": two_steps(sam, params["sam"]),
+                     "ssam.first+second": two_steps(ssam, params["ssam"])},
+                    args.opt_repeats, 3, device)
+    overhead = {k: med(v) for k, v in t.items()}
+    ratio_opt = overhead["ssam.first+second"] / overhead["sam.first+second"]
+
+    models = {name: new_model(args, device) for name in ("sgd", "sam", "ssam")}
+    sam = SAM(models["sam"].parameters(), torch.optim.SGD, rho=RHO, **SGD_KW)
+    mask = patterns.unstructured([torch.rand(p.shape, generator=g).to(device) for p in models["ssam"].parameters()],
+                                 0.5)
+    ssam = SSAM(models["ssam"].parameters(), torch.optim.SGD, rho=RHO, mask=StaticMask(mask), **SGD_KW)
+    t = interleaved({"SGD": sgd_step_fn(models["sgd"], x, y), "SAM": sam_step_fn(models["sam"], sam, x, y),
+                     "SSAM explicit (s=0.5)": sam_step_fn(models["ssam"], ssam, x, y)},
+                    args.repeats, args.warmup, device)
+    steps = {k: med(v) for k, v in t.items()}
+    cpu = {k: med(v) for k, v in CPU_TIMES.items()}
+    out = {
+        "step_cpu_seconds": cpu,
+        "sam_over_sgd_cpu": cpu["SAM"] / cpu["SGD"],
+        "optimizer_step_seconds": overhead,
+        "ssam_over_sam_optimizer_step": ratio_opt,
+        "step_seconds": steps,
+        "sam_over_sgd": steps["SAM"] / steps["SGD"],
+        "ssam_explicit_over_sgd": steps["SSAM explicit (s=0.5)"] / steps["SGD"],
+        "raw": {"steps": t, "steps_cpu": dict(CPU_TIMES)},
+    }
+    print(f"  optimizer step only: SGD {overhead['sgd.step'] * 1e3:7.2f} ms | SAM first+second "
+          f"{overhead['sam.first+second'] * 1e3:7.2f} ms | SSAM {overhead['ssam.first+second'] * 1e3:7.2f} ms")
+    print(f"  SSAM/SAM optimizer step      {ratio_opt:5.3f}   (target <= 1.10: {'met' if ratio_opt <= 1.10 else 'MISSED'})")
+    print(f"  whole step: SGD {steps['SGD']:.3f} s | SAM {steps['SAM']:.3f} s | SSAM explicit "
+          f"{steps['SSAM explicit (s=0.5)']:.3f} s")
+    print(f"  SAM/SGD whole step           {out['sam_over_sgd']:5.3f}   (target <= 2.05: "
+          f"{'met' if out['sam_over_sgd'] <= 2.05 else 'MISSED'}); in process CPU time {out['sam_over_sgd_cpu']:5.3f}")
+    print(f"  SSAM explicit/SGD            {out['ssam_explicit_over_sgd']:5.3f}   (the official form: as slow as SAM)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# P2: Fisher scores
+# ------------------------------------------------------------------------------------------------
+
+def fisher_eval_loop(model: nn.Module, params: list[Tensor], x: Tensor, y: Tensor) -> list[Tensor]:
+    """Batch-1 loop in eval mode: the exact quantity sparsam.fisher_scores computes."""
+    was = model.training
+    model.eval()
+    scores = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    for i in range(len(x)):
+        grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), params)
+        for s, gr in zip(scores, grads):
+            s.add_(gr.float().square())
+    model.train(was)
+    return scores
+
+
+def fisher_per_layer(model: nn.Module, params: list[Tensor], x: Tensor, y: Tensor, chunk: int = 32) -> list[Tensor]:
+    """PROTOTYPE (proposal, not in the library): Fisher from per-layer activations and grad-outputs.
+
+    Eval mode, one forward and one input-gradient backward per chunk (``loss = Σ_i ℓ_i``: row ``i`` of
+    every grad-output is sample ``i``'s own), then per-sample weight gradients per layer:
+    Linear ``G_iᵀ ⊗ A_i`` (Fisher ``(G²)ᵀ(A²)``), Conv2d ``G_i · unfold(A_i)ᵀ`` (a batched matmul),
+    BatchNorm (eval) ``Σ_pixels G_i x̂_i`` and ``Σ_pixels G_i``. Handles Conv2d (groups=1), Linear and
+    BatchNorm2d; other parametrised modules raise.
+    """
+    wanted = {id(p): i for i, p in enumerate(params)}
+    scores = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    layers = [m for m in model.modules() if any(id(p) in wanted for p in m.parameters(recurse=False))]
+    for m in layers:
+        if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) or (isinstance(m, nn.Conv2d) and m.groups != 1):
+            raise NotImplementedError(type(m).__name__)
+    was = model.training
+    model.eval()
+    try:
+        for xc, yc in zip(x.split(chunk), y.split(chunk)):
+            inputs, outputs = {}, {}
+
+            def hook(mod, args, out):  # hand on a clone: later in-place ops (ReLU) must not touch `out`
+                inputs[mod], outputs[mod] = args[0].detach(), out
+                return out.clone()
+            handles = [m.register_forward_hook(hook) for m in layers]
+            with torch.enable_grad():
+                loss = F.cross_entropy(model(xc), yc, reduction="sum")
+                gouts = torch.autograd.grad(loss, [outputs[m] for m in layers])
+            for h in handles:
+                h.remove()
+            for m, g in zip(layers, gouts):
+                a = inputs[m]
+                if isinstance(m, nn.Linear):
+                    gw = (g.square().t() @ a.square())
+                    gb = g.square().sum(0)
+                elif isinstance(m, nn.Conv2d):
+                    u = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)  # [N, Cin k k, P]
+                    per = torch.bmm(g.flatten(2), u.transpose(1, 2))                  # [N, Cout, Cin k k]
+                    gw = per.square().sum(0).view_as(m.weight)
+                    gb = g.sum((2, 3)).square().sum(0)
+                else:
+                    xhat = (a - m.running_mean[:, None, None]) * torch.rsqrt(m.running_var + m.eps)[:, None, None]
+                    gw = (g * xhat).sum((2, 3)).square().sum(0)
+                    gb = g.sum((2, 3)).square().sum(0)
+                if id(m.weight) in wanted:
+                    scores[wanted[id(m.weight)]].add_(gw)
+                if m.bias is not None and id(m.bias) in wanted:
+                    scores[wanted[id(m.bias)]].add_(gb)
+    finally:
+        model.train(was)
+    return scores
+
+
+def max_rel_diff(a: list[Tensor], b: list[Tensor]) -> float:
+    return max(float((u - v).abs().max() / v.abs().max().clamp(min=1e-30)) for u, v in zip(a, b))
+
+
+def part2(args, device: torch.device) -> tuple[dict, list[Tensor]]:
+    print(f"\n== P2: Fisher scores, N_F={args.fisher_samples}, ResNet-18 width {args.width} ==", flush=True)
+    model = new_model(args, device)
+    params = list(model.parameters())
+    fx, fy = make_batch(args.fisher_samples, device, seed=7)
+    data = [(fx, fy)]
+
+    def timed(fn: Callable[[], list[Tensor]]) -> tuple[float, list[Tensor]]:
+        sync(device)
+        start = time.perf_counter()
+        out = fn()
+        sync(device)
+        return time.perf_counter() - start, out
+
+    official_model = copy.deepcopy(model)  # the official loop moves BatchNorm statistics: its own copy
+    times: dict[str, list[float]] = {"vmap": [], "official": [], "per_layer": []}
+    results = {}
+    fns = {"vmap": lambda: fisher_scores(model, params, data, args.fisher_samples),
+           "official": lambda: fisher_scores_official(official_model, list(official_model.parameters()), data,
+                                                      args.fisher_samples),
+           "per_layer": lambda: fisher_per_layer(model, params, fx, fy)}
+    for r in range(args.fisher_repeats):
+        for name in (list(fns)[r % 3:] + list(fns)[:r % 3]):
+            t, results[name] = timed(fns[name])
+            times[name].append(t)
+    # equality on the first samples: an eval-mode batch-1 loop is what fisher_scores computes
+    n_check = min(args.check_samples, args.fisher_samples)
+    cx, cy = fx[:n_check], fy[:n_check]
+    eval_loop = fisher_eval_loop(model, params, cx, cy)
+    vmap_check = fisher_scores(model, params, [(cx, cy)], n_check)
+    layer_check = fisher_per_layer(model, params, cx, cy)
+    out = {"seconds": {k: med(v) for k, v in times.items()}, "check_samples": n_check,
+           "official_over_vmap": med(times["official"]) / med(times["vmap"]),
+           "official_over_per_layer": med(times["official"]) / med(times["per_layer"]),
+           "max_rel_diff_vmap_vs_eval_loop": max_rel_diff(vmap_check, eval_loop),
+           "max_rel_diff_per_layer_vs_eval_loop": max_rel_diff(layer_check, eval_loop),
+           "max_rel_diff_per_layer_vs_vmap": max_rel_diff(results["per_layer"], results["vmap"]),
+           "raw": times}
+    s = out["seconds"]
+    print(f"  vmap {s['vmap']:.2f} s | official batch-1 loop (train mode) {s['official']:.2f} s | "
+          f"per-layer prototype {s['per_layer']:.2f} s")
+    print(f"  official/vmap                {out['official_over_vmap']:6.2f}x (target >= 10x: "
+          f"{'met' if out['official_over_vmap'] >= 10 else 'MISSED'})")
+    print(f"  official/per-layer prototype {out['official_over_per_layer']:6.2f}x")
+    print(f"  max relative difference (max |a-b| / max |b| per tensor) against an eval-mode batch-1 loop "
+          f"on {n_check} samples: vmap {out['max_rel_diff_vmap_vs_eval_loop']:.1e}, per-layer "
+          f"{out['max_rel_diff_per_layer_vs_eval_loop']:.1e}; per-layer vs vmap on {args.fisher_samples}: "
+          f"{out['max_rel_diff_per_layer_vs_vmap']:.1e}")
+    return out, [s_.detach() for s_ in results["vmap"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# P3: sparse ascent steps vs SGD, against the ideal cost of each mask
+# ------------------------------------------------------------------------------------------------
+
+def top_blocks_mask(stages: list[nn.Module], params: list[Tensor], scores: list[Tensor], sparsity: float,
+                    blocks: int, granularity: str) -> list[Tensor]:
+    """Papers' rule restricted to the last ``blocks`` blocks and the head, same total budget."""
+    top = {id(p) for st in stages[-1 - blocks:] for p in st.parameters()}
+    inside = [i for i, p in enumerate(params) if id(p) in top]
+    total = sum(p.numel() for p in params)
+    sub_total = sum(params[i].numel() for i in inside)
+    sub_sparsity = max(0.0, 1.0 - (1.0 - sparsity) * total / sub_total)
+    sub = patterns.structured([scores[i] for i in inside], sub_sparsity, granularity)
+    masks = [torch.zeros(p.shape, dtype=torch.bool, device=p.device) for p in params]
+    for i, m in zip(inside, sub):
+        masks[i] = m
+    return masks
+
+
+def part3(args, device: torch.device, x: Tensor, y: Tensor, scores: list[Tensor] | None) -> dict:
+    print("\n== P3: SparseAscentSAM whole step / SGD step, vs the ideal cost of each mask ==", flush=True)
+    model = new_model(args, device)
+    stages = model_stages(model)
+    params = list(model.parameters())
+    if scores is None:
+        fx, fy = make_batch(args.fisher_samples, device, seed=7)
+        scores = fisher_scores(model, params, [(fx, fy)], args.fisher_samples)
+    print("  per-layer costs (seconds and FLOPs) ...", flush=True)
+    t0 = time.perf_counter()
+    layers_s = layer_costs(stages, x, unit="seconds", repeats=args.layer_repeats)
+    layers_f = layer_costs(stages, x, unit="flops")
+    print(f"  ... {time.perf_counter() - t0:.0f} s, {len(layers_s)} leaf calls", flush=True)
+    unit_layers = layers_s if args.cost_unit == "seconds" else layers_f
+    costs = tensor_costs(unit_layers, params)
+    cap = None if args.ascent_budget <= 0 else args.ascent_budget * step_cost(unit_layers)
+
+    mask_sets: dict[str, list[Tensor]] = {}
+    for s in args.sparsities:
+        for gran in ("layer", "filter"):
+            mask_sets[f"{gran} s={s} fisher"] = patterns.structured(scores, s, gran)
+            mask_sets[f"{gran} s={s} cost-aware"] = cost_aware_mask(scores, costs, s, gran, max_cost=cap)
+    for gran in ("layer", "filter"):
+        mask_sets[f"{gran} s=0.9 top blocks"] = top_blocks_mask(stages, params, scores, 0.9, 2, gran)
+
+    fns: dict[str, Callable[[], object]] = {"SGD": sgd_step_fn(new_model(args, device), x, y)}
+    sam_model = new_model(args, device)
+    fns["SAM"] = sam_step_fn(sam_model, SAM(sam_model.parameters(), torch.optim.SGD, rho=RHO, **SGD_KW), x, y)
+    info = {}
+    for name, masks in mask_sets.items():
+        m = new_model(args, device)
+        opt = SparseAscentSAM(model_stages(m), torch.optim.SGD, rho=RHO, mask=masks, **SGD_KW)
+        plan = plan_ascent(opt.stages, opt._params(), masks)
+        fns[name] = (lambda o=opt: o.step(x, y))
+        info[name] = {"density": patterns.density(masks), "tensors": sum(k != "none" for k in plan.kinds),
+                      "row_tensors": sum(k == "rows" for k in plan.kinds), "suffix_start": plan.start,
+                      "stages": len(opt.stages),
+                      "ideal_seconds_ratio": step_cost(layers_s, "sparse", params, masks) / step_cost(layers_s),
+                      "ideal_flops_ratio": step_cost(layers_f, "sparse", params, masks) / step_cost(layers_f)}
+    print(f"  timing {len(fns)} configurations x {args.repeats} interleaved repeats ...", flush=True)
+    t = interleaved(fns, args.repeats, args.warmup, device)
+    cpu = dict(CPU_TIMES)
+    sgd, sgd_cpu = med(t["SGD"]), med(cpu["SGD"])
+    rows = []
+    for name, times in t.items():
+        ratio = med(times) / sgd
+        row = {"config": name, "seconds": med(times), "ratio_to_sgd": ratio,
+               "cpu_ratio_to_sgd": med(cpu[name]) / sgd_cpu, **info.get(name, {})}
+        if name in info:
+            row["over_ideal"] = ratio / info[name]["ideal_seconds_ratio"]
+            row["within_10pct"] = row["over_ideal"] <= 1.10
+        rows.append(row)
+    out = {"rows": rows, "sam_over_sgd": med(t["SAM"]) / sgd, "raw": t, "raw_cpu": cpu,
+           "layer_costs": [{"name": layer.name, "stage": layer.stage, "forward_s": layer.forward,
+                            "input_grad_s": layer.input_grad, "weight_grad_s": layer.weight_grad,
+                            "forward_flops": lf.forward, "input_grad_flops": lf.input_grad,
+                            "weight_grad_flops": lf.weight_grad}
+                           for layer, lf in zip(layers_s, layers_f)],
+           "ideal_sam_over_sgd_seconds": step_cost(layers_s, "sam") / step_cost(layers_s)}
+    out["top_blocks_over_sgd"] = {r["config"]: r["ratio_to_sgd"] for r in rows if "top blocks" in r["config"]}
+
+    print(f"\n  {'config':<28} {'density':>7} {'tensors':>7} {'start':>5} {'step/SGD':>8} {'cpu':>6} "
+          f"{'ideal':>6} {'flops':>6} {'/ideal':>6}")
+    for r in rows:
+        if "density" in r:
+            print(f"  {r['config']:<28} {r['density']:7.4f} {r['tensors']:7d} {r['suffix_start']:5d} "
+                  f"{r['ratio_to_sgd']:8.3f} {r['cpu_ratio_to_sgd']:6.3f} {r['ideal_seconds_ratio']:6.3f} "
+                  f"{r['ideal_flops_ratio']:6.3f} {r['over_ideal']:6.3f}"
+                  f"{'' if r['within_10pct'] else '  > 10% over ideal'}")
+        else:
+            print(f"  {r['config']:<28} {'':7} {'':7} {'':5} {r['ratio_to_sgd']:8.3f} {r['cpu_ratio_to_sgd']:6.3f}")
+    met = sum(r.get("within_10pct", False) for r in rows)
+    print(f"\n  within 10% of ideal: {met}/{len(info)} masks")
+    for name, ratio in out["top_blocks_over_sgd"].items():
+        print(f"  {name}: {ratio:.3f}x SGD (target <= 1.2: {'met' if ratio <= 1.2 else 'MISSED'})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small and fast: width 16, batch 64, few repeats")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 32; quick 16)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 128; quick 64)")
+    p.add_argument("--repeats", type=int, default=None, help="timed whole steps per configuration (default 5)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
+    p.add_argument("--fisher-samples", type=int, default=128)
+    p.add_argument("--check-samples", type=int, default=32,
+                   help="samples of the eval-mode batch-1 loop the Fisher scores are checked against")
+    p.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.9, 0.98])
+    p.add_argument("--cost-unit", choices=("seconds", "flops"), default="seconds",
+                   help="per-layer costs the cost-aware masks use")
+    p.add_argument("--ascent-budget", type=float, default=0.25,
+                   help="cost-aware masks: ascent cost at most this fraction of an SGD step (0: fill the "
+                        "parameter budget)")
+    p.add_argument("--stat", choices=("median", "min"), default="median",
+                   help="summary of repeated timings; min resists other processes on a shared machine")
+    p.add_argument("--parts", default="1,2,3")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    args.width = args.width or (16 if args.quick else 32)
+    args.batch = args.batch or (64 if args.quick else 128)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.opt_repeats = 20 if args.quick else 50
+    args.fisher_repeats = 1 if args.quick else 2
+    args.layer_repeats = 3 if args.quick else 5
+    global STAT
+    STAT = statistics.median if args.stat == "median" else min
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    parts = {int(s) for s in args.parts.split(",")}
+    x, y = make_batch(args.batch, device)
+    result = {"machine": machine(device), "args": {k: v for k, v in vars(args).items()}}
+    print(f"ResNet-18 width {args.width}, batch {args.batch}, {device}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, {result['machine']['cpu']}")
+    start = time.perf_counter()
+    scores = None
+    if 1 in parts:
+        result["P1"] = part1(args, device, x, y)
+    if 2 in parts:
+        result["P2"], scores = part2(args, device)
+    if 3 in parts:
+        result["P3"] = part3(args, device, x, y, scores)
+    result["wall_seconds"] = time.perf_counter() - start
+    try:
+        result["machine"]["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    print(f"\ntotal {result['wall_seconds']:.0f} s")
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, default=float))
+        print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""Sparse ascent (sparsam.sparse_ascent) and cost model (sparsam.cost): same SSAM step, less work."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sparsam import SSAM, masks as patterns
+from sparsam.cost import (cost_aware_layer_mask, cost_aware_mask, layer_costs, step_cost,
+                          tensor_costs)
+from sparsam.sparse_ascent import (SparseAscentSAM, masked_linear, nm_ascent, plan_ascent,
+                                   semi_structured_ok)
+from sparsam.ssam import _masked_forward
+from sparsam.strategies import MaskStrategy
+
+RHO = 0.5
+
+
+class Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+def tiny_stages(seed: int = 0) -> list[nn.Module]:
+    """A small CIFAR-style ResNet as a chain: [stem, block, block, block, head]."""
+    torch.manual_seed(seed)
+    return [nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU()),
+            Block(8, 8, 1), Block(8, 16, 2), Block(16, 16, 1),
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))]
+
+
+def batch(seed: int = 1, n: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def params_of(stages):
+    return [p for s in stages for p in s.parameters()]
+
+
+class FixedMask(MaskStrategy):
+    def __init__(self, masks):
+        super().__init__(1, "steps", None)
+        self.fixed = masks
+
+    def _build(self, step):
+        return [m.clone() for m in self.fixed]
+
+
+def layer_masks(stages, names):
+    """Whole-tensor masks: True for the parameters named "stage.param" in ``names``."""
+    out = []
+    for k, s in enumerate(stages):
+        for n, p in s.named_parameters():
+            out.append(torch.full(p.shape, f"{k}.{n}" in names, dtype=torch.bool))
+    return out
+
+
+def filter_masks(stages, sparsity=0.6, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    scores = [torch.rand(p.shape, generator=g) for p in params_of(stages)]
+    return patterns.structured(scores, sparsity, "filter")
+
+
+OPTIMIZERS = []
+
+
+@pytest.fixture(autouse=True)
+def _release_guards():
+    """A test that stops after the first pass leaves a BatchNorm guard active (a global hook)."""
+    yield
+    for opt in OPTIMIZERS:
+        opt.bn_guard.exit()
+    OPTIMIZERS.clear()
+
+
+def sparse(stages, masks, **kw):
+    opt = SparseAscentSAM(stages, torch.optim.SGD, rho=RHO, mask=masks, **kw)
+    OPTIMIZERS.append(opt)
+    return opt
+
+
+def reference(stages, masks, **kw):
+    """SSAM explicit, masked normalisation, over the same modules as one nn.Sequential."""
+    model = nn.Sequential(*stages)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=RHO, mask=FixedMask(masks), normalize="masked", **kw)
+    OPTIMIZERS.append(opt)
+    return model, opt
+
+
+def eps_of(opt):
+    perturbed = {id(p) for p in opt._perturbed}
+    return [(p - opt.state[p]["w"]) if id(p) in perturbed else torch.zeros_like(p) for p in opt._params()]
+
+
+TOP = {"3.conv2.weight", "3.bn2.weight", "3.bn2.bias", "4.2.weight", "4.2.bias"}
+MIDDLE = {"2.short.0.weight", "2.conv2.weight", "4.2.weight"}
+
+
+@pytest.mark.parametrize("names", [TOP, MIDDLE, {"0.0.weight"}])
+def test_layer_structured_epsilon_is_bit_identical(names):
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    masks = layer_masks(stages, names)
+    x, y = batch()
+    opt = sparse(stages, masks, lr=0.1)
+    loss = opt.first_pass(x, y)
+    model, ref = reference(ref_stages, masks, lr=0.1)
+    ref_loss = F.cross_entropy(model(x), y)
+    ref_loss.backward()
+    ref.first_step(zero_grad=True)
+    assert torch.equal(loss, ref_loss.detach())
+    for p, q in zip(opt._params(), ref._params()):
+        assert torch.equal(p, q)  # w + ε, bit for bit
+    for m, e in zip(masks, eps_of(opt)):
+        assert not e[~m].any()
+    assert torch.stack([e.norm() for e in eps_of(opt)]).norm().item() == pytest.approx(RHO, rel=1e-5)
+
+
+def test_filter_structured_epsilon_matches_explicit():
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    masks = filter_masks(stages)
+    plan = plan_ascent(stages, params_of(stages), masks)
+    assert "rows" in plan.kinds  # the kept-rows weight gradient is exercised
+    x, y = batch()
+    opt = sparse(stages, masks, lr=0.1)
+    opt.first_pass(x, y)
+    model, ref = reference(ref_stages, masks, lr=0.1)
+    F.cross_entropy(model(x), y).backward()
+    ref.first_step(zero_grad=True)
+    for e, r, m in zip(eps_of(opt), eps_of(ref), masks):
+        torch.testing.assert_close(e, r, rtol=0, atol=1e-6)
+        assert not e[~m].any()
+
+
+def test_unstructured_partial_mask_falls_back_to_dense_weight_gradient():
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    g = torch.Generator().manual_seed(5)
+    masks = patterns.unstructured([torch.rand(p.shape, generator=g) for p in params_of(stages)], 0.7)
+    assert "dense" in plan_ascent(stages, params_of(stages), masks).kinds
+    x, y = batch()
+    opt = sparse(stages, masks, lr=0.1)
+    opt.first_pass(x, y)
+    model, ref = reference(ref_stages, masks, lr=0.1)
+    F.cross_entropy(model(x), y).backward()
+    ref.first_step(zero_grad=True)
+    for e, r in zip(eps_of(opt), eps_of(ref)):
+        torch.testing.assert_close(e, r, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["top", "middle", "filter"])
+def test_full_step_equals_plain_ssam_step(kind):
+    """Descent gradient with prefix reuse == plain two-pass gradient at w+ε; same base step; BN once."""
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    masks = filter_masks(stages) if kind == "filter" else layer_masks(stages, TOP if kind == "top" else MIDDLE)
+    kw = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
+    opt = sparse(stages, masks, **kw)
+    model, ref = reference(ref_stages, masks, **kw)
+    for step in range(2):
+        x, y = batch(seed=10 + step)
+        loss = opt.step(x, y)
+
+        def closure():
+            out = F.cross_entropy(model(x), y)
+            out.backward()
+            return out
+        ref.zero_grad()
+        ref_loss = ref.step(closure)
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=0, atol=1e-6)
+        for p, q in zip(opt._params(), ref._params()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-6)  # gradient at w + ε
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+        for a, b in zip([b for s in stages for b in s.buffers()], [b for s in ref_stages for b in s.buffers()]):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        for s in stages:
+            for m in s.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    assert int(m.num_batches_tracked) == step + 1  # running stats moved once per step
+                    assert m.track_running_stats
+
+
+def test_layer_structured_descent_gradient_is_exact():
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    masks = layer_masks(stages, TOP)
+    opt = sparse(stages, masks, lr=0.1)
+    x, y = batch()
+    opt.first_pass(x, y)
+    opt.second_pass()
+    # plain computation: whole network, first pass at w (moves BN), second at w + ε with BN guarded
+    model, ref = reference(ref_stages, masks, lr=0.1)
+    F.cross_entropy(model(x), y).backward()
+    ref.first_step(zero_grad=True)
+    F.cross_entropy(model(x), y).backward()
+    for p, q in zip(opt._params(), ref._params()):
+        assert torch.equal(p.grad, q.grad)
+
+
+class OpLog(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.conv_backward = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            self.conv_backward.append((tuple(args[2].shape), tuple(args[-1])))
+        return func(*args, **(kwargs or {}))
+
+
+def test_ascent_skips_unneeded_work():
+    stages = tiny_stages()
+    masks = layer_masks(stages, {"3.conv2.weight", "4.2.weight"})
+    opt = sparse(stages, masks, lr=0.1)
+    assert opt.plan().start == 3  # stem and the first two blocks are the shared prefix
+    x, y = batch()
+    with OpLog() as log:
+        opt.first_pass(x, y)
+    # only conv2 of the last block back-propagates, and only its weight gradient
+    assert log.conv_backward == [((16, 16, 3, 3), (False, True, False))]
+    fmasks = filter_masks(stages)
+    opt.set_masks(fmasks)
+    with OpLog() as log:
+        opt.first_pass(x, y)
+    partial = [p for p, m in zip(opt._params(), fmasks) if p.dim() == 4 and m.any() and not m.all()]
+    assert partial
+    weight_calls = [shape for shape, mask in log.conv_backward if mask[1]]
+    assert all(p.shape not in weight_calls for p in partial)  # no full weight gradient for them
+    assert len(weight_calls) >= len(partial)  # but a sliced one
+
+
+def test_nothing_perturbed_is_one_sgd_pass():
+    stages = tiny_stages()
+    ref_stages = copy.deepcopy(stages)
+    masks = [torch.zeros(p.shape, dtype=torch.bool) for p in params_of(stages)]
+    opt = sparse(stages, masks, lr=0.1)
+    sgd = torch.optim.SGD(params_of(ref_stages), lr=0.1)
+    x, y = batch()
+    opt.step(x, y)
+    F.cross_entropy(nn.Sequential(*ref_stages)(x), y).backward()
+    sgd.step()
+    for p, q in zip(params_of(stages), params_of(ref_stages)):
+        assert torch.equal(p, q)
+
+
+def test_mask_strategy_and_state_dict():
+    stages = tiny_stages()
+    masks = layer_masks(stages, TOP)
+    opt = SparseAscentSAM(stages, torch.optim.SGD, rho=RHO, mask=FixedMask(masks), lr=0.1)
+    opt.step(*batch())
+    assert opt.mask.updates == 1 and opt.steps == 1
+    assert opt.plan().start == 3
+    state = opt.state_dict()
+    opt.load_state_dict(state)
+    assert opt.steps == 1
+
+    class NeedsGradient(FixedMask):
+        needs_gradient = True
+    with pytest.raises(ValueError, match="full gradient"):
+        SparseAscentSAM(stages, torch.optim.SGD, mask=NeedsGradient(masks), lr=0.1)
+    with pytest.raises(TypeError, match="closure"):
+        opt.step(lambda: None)
+
+
+def test_in_place_first_suffix_stage_is_refused():
+    stages = tiny_stages()
+    stages[1] = nn.Sequential(nn.ReLU(inplace=True), stages[1])
+    masks = layer_masks(stages, {"1.1.conv1.weight"})
+    opt = sparse(stages, masks, lr=0.1)
+    assert opt.plan().start == 1
+    with pytest.raises(RuntimeError, match="in place"):
+        opt.first_pass(*batch())
+
+
+# ---- implicit 2:4 path (dense fallback on CPU) ---------------------------------------------------
+
+def test_semi_structured_path_falls_back_to_dense_on_cpu():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 128)
+    mask = patterns.n_m([torch.rand(layer.weight.shape)], 2, 4, dim="out")[0]
+    assert not semi_structured_ok(layer.weight, mask)  # CPU: the sparse kernel cannot run here
+    x = torch.randn(32, 64, requires_grad=True)
+    out = masked_linear(x, layer.weight, mask, layer.bias)
+    g = torch.randn_like(out)
+    gx, gw, gb = torch.autograd.grad(out, (x, layer.weight, layer.bias), g)
+    wm = layer.weight.detach() * mask
+    torch.testing.assert_close(out, x.detach() @ wm.t() + layer.bias.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(gx, g @ wm, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gw, g.t() @ x.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(gb, g.sum(0), rtol=0, atol=1e-6)
+    # same values and gradients as sparsam.SSAM's implicit form
+    x2 = x.detach().clone().requires_grad_(True)
+    out2 = _masked_forward(layer, mask)(x2)
+    ref = torch.autograd.grad(out2, (x2, layer.weight, layer.bias), g)
+    torch.testing.assert_close(out, out2, rtol=0, atol=1e-6)
+    for a, b in zip((gx, gw, gb), ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_forced_semi_structured_path_warns_and_falls_back_on_cpu():
+    torch.manual_seed(0)
+    w = torch.randn(64, 64, requires_grad=True)
+    mask = patterns.n_m([w], 2, 4, dim="out")[0]
+    x = torch.randn(8, 64, requires_grad=True)
+    with pytest.warns(UserWarning, match="dense fallback"):
+        out = masked_linear(x, w, mask, sparse=True)
+    torch.testing.assert_close(out, x.detach() @ (w.detach() * mask).t(), rtol=0, atol=1e-6)
+    gx, = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(gx, torch.ones(8, 64) @ (w.detach() * mask), rtol=0, atol=1e-5)
+
+
+def test_nm_ascent_context_patches_and_restores():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    mask = patterns.n_m([model[0].weight], 2, 4, dim="out")[0]
+    x = torch.randn(5, 8)
+    with nm_ascent(model, [(model[0].weight, mask)]):
+        assert "forward" in model[0].__dict__
+        masked = model(x)
+    assert "forward" not in model[0].__dict__
+    expected = model[2](F.relu(F.linear(x, model[0].weight * mask, model[0].bias)))
+    torch.testing.assert_close(masked, expected, rtol=0, atol=1e-6)
+
+
+# ---- cost model ----------------------------------------------------------------------------------
+
+def test_layer_costs_flops_and_step_costs():
+    stages = tiny_stages()
+    x, _ = batch()
+    layers = layer_costs(stages, x, unit="flops")
+    conv = next(layer for layer in layers if layer.name == "3.conv2")
+    assert conv.forward > 0 and conv.input_grad == pytest.approx(conv.forward, rel=0.01)
+    assert conv.weight_grad == pytest.approx(conv.forward, rel=0.01)
+    assert conv.params == [stages[3].conv2.weight]
+    params = params_of(stages)
+    sgd = step_cost(layers, "sgd")
+    assert step_cost(layers, "sam") == 2 * sgd
+    top = step_cost(layers, "sparse", params, layer_masks(stages, {"4.2.weight"}))
+    low = step_cost(layers, "sparse", params, layer_masks(stages, {"0.0.weight"}))
+    assert sgd < top < low <= 2 * sgd
+    # filter masks need a fraction of the weight gradients
+    half = [torch.zeros(p.shape, dtype=torch.bool) for p in params]
+    idx = [i for i, p in enumerate(params) if p is stages[3].conv2.weight][0]
+    half[idx][:8] = True
+    whole = layer_masks(stages, {"3.conv2.weight"})
+    assert step_cost(layers, "sparse", params, half) == pytest.approx(
+        step_cost(layers, "sparse", params, whole) - conv.weight_grad / 2)
+    assert len(tensor_costs(layers, params)) == len(params)
+
+
+def test_layer_costs_leave_the_model_unchanged():
+    stages = tiny_stages()
+    before = [b.clone() for s in stages for b in s.buffers()]
+    layers = layer_costs(stages, batch()[0], unit="seconds", repeats=1)
+    assert all(layer.forward > 0 for layer in layers)
+    assert all(torch.equal(a, b) for a, b in zip(before, [b for s in stages for b in s.buffers()]))
+    assert all(p.requires_grad for p in params_of(stages))
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.98])
+@pytest.mark.parametrize("granularity", ["layer", "filter"])
+def test_cost_aware_mask_respects_budget(sparsity, granularity):
+    stages = tiny_stages()
+    params = params_of(stages)
+    layers = layer_costs(stages, batch()[0], unit="flops")
+    g = torch.Generator().manual_seed(0)
+    scores = [torch.rand(p.shape, generator=g) for p in params]
+    costs = tensor_costs(layers, params)
+    masks = cost_aware_mask(scores, costs, sparsity, granularity)
+    budget = int((1 - sparsity) * sum(p.numel() for p in params))
+    assert sum(int(m.sum()) for m in masks) <= budget
+    assert patterns.density(masks) <= 1 - sparsity
+    for m in masks:
+        if granularity == "layer" or m.dim() < 2:
+            assert not m.any() or m.all()
+        else:
+            flat = m.reshape(m.shape[0], -1)
+            assert torch.equal(flat.all(1), flat.any(1))
+    # nothing left out that would still fit
+    left = [p.numel() for p, m in zip(params, masks) if not m.any()] if granularity == "layer" else []
+    assert all(n > budget - sum(int(m.sum()) for m in masks) for n in left)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "filter"])
+def test_cost_aware_mask_respects_cost_budget(granularity):
+    stages = tiny_stages()
+    params = params_of(stages)
+    layers = layer_costs(stages, batch()[0], unit="flops")
+    g = torch.Generator().manual_seed(0)
+    scores = [torch.rand(p.shape, generator=g) for p in params]
+    costs = tensor_costs(layers, params)
+    cap = 0.3 * step_cost(layers)
+    masks = cost_aware_mask(scores, costs, 0.5, granularity, max_cost=cap)
+    assert any(m.any() for m in masks)
+    assert step_cost(layers, "sparse", params, masks) - step_cost(layers) <= cap * (1 + 1e-9)
+    uncapped = cost_aware_mask(scores, costs, 0.5, granularity)
+    assert step_cost(layers, "sparse", params, uncapped) > step_cost(layers, "sparse", params, masks)
+
+
+def test_model_stages_of_the_library_resnet():
+    from sparsam.models import build_model
+    from sparsam.sparse_ascent import model_stages, run_stages
+    torch.manual_seed(0)
+    model = build_model("resnet-small", 10, width=8)
+    ref_model = copy.deepcopy(model)
+    stages = model_stages(model)
+    x = torch.randn(8, 3, 32, 32)
+    y = torch.randint(0, 10, (8,))
+    model.eval()
+    assert torch.equal(run_stages(stages, x), model(x))
+    model.train()
+    names = {n for n, _ in model.named_parameters() if n.startswith(("layers.3", "fc"))}
+    masks = [torch.full(p.shape, n in names, dtype=torch.bool) for n, p in model.named_parameters()]
+    opt = sparse(stages, masks, lr=0.1, momentum=0.9)
+    assert opt.plan().start == 4
+    ref = SSAM(ref_model.parameters(), torch.optim.SGD, rho=RHO, mask=FixedMask(masks), normalize="masked",
+               lr=0.1, momentum=0.9)
+    OPTIMIZERS.append(ref)
+    opt.step(x, y)
+
+    def closure():
+        loss = F.cross_entropy(ref_model(x), y)
+        loss.backward()
+        return loss
+    ref.step(closure)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_cost_aware_layer_mask_prefers_cheap_tensors():
+    scores = [torch.full((10,), 1.0), torch.full((10,), 1.0), torch.full((10,), 0.9)]
+    # tensor 0 sits low (expensive chain), 1 and 2 high; the budget fits two tensors
+    costs = [(100.0, 1.0), (2.0, 1.0), (1.0, 1.0)]
+    masks = cost_aware_layer_mask(scores, costs, sparsity=0.3)
+    assert [bool(m.all()) for m in masks] == [False, True, True]
+    # the paper's rule (mean score) would take tensor 0
+    assert [bool(m.all()) for m in patterns.structured(scores, 0.3, "layer")] == [True, True, False]
+    # plain numbers are additive costs
+    masks = cost_aware_layer_mask(scores, [5.0, 1.0, 1.0], sparsity=0.6)
+    assert [bool(m.all()) for m in masks] == [False, True, False]
