@@ -146,7 +146,8 @@ def _pack(file: str, root: Path | None, route: str) -> Path:
 
 
 def _source(name: str, path: Path, num_classes: int) -> DataSource:
-    return DataSource(name, str(path), CHECKSUMS[path.name], num_classes, _NOTES[path.name])
+    """Provenance of a pack: named relative to SPARSAM_DATA (no machine path), identified by its SHA-256."""
+    return DataSource(name, f"$SPARSAM_DATA/{path.name}", CHECKSUMS[path.name], num_classes, _NOTES[path.name])
 
 
 class ArrayDataset(Dataset):
