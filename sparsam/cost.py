@@ -84,7 +84,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.device) -> float:
+def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.device,
+             timer: Callable[[], float]) -> float:
     if unit == "flops":
         with FlopCounterMode(display=False) as counter:
             fn()
@@ -93,19 +94,21 @@ def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.devi
     times = []
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = timer()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(timer() - start)
     return statistics.median(times)
 
 
-def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: str = "flops", repeats: int = 5) -> list[LayerCost]:
+def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: str = "flops", repeats: int = 5,
+                timer: Callable[[], float] = time.perf_counter) -> list[LayerCost]:
     """Per-leaf-call costs of the chain ``stages`` on the batch ``x``, in execution order.
 
     ``unit="flops"`` counts FLOPs (matmuls and convolutions only, as FlopCounterMode does);
     ``unit="seconds"`` times each piece (median of ``repeats``) on a copy of the modules in train
-    mode, so the model's BatchNorm statistics are untouched. ``params`` of each entry are the
+    mode, so the model's BatchNorm statistics are untouched (``timer``: ``time.perf_counter`` or
+    ``time.process_time``, for CPU time). ``params`` of each entry are the
     ORIGINAL parameters of the module (to match masks against).
     """
     check_choice("unit", unit, ("flops", "seconds"))
@@ -149,9 +152,9 @@ def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: str = "flops", rep
                 torch.autograd.grad(out, wrt, grad_out[0], retain_graph=True)
             return go
 
-        fwd = _measure(forward, unit, repeats, device)
-        bi = _measure(backward(True, False), unit, repeats, device) if inp.is_floating_point() else 0.0
-        bw = _measure(backward(False, True), unit, repeats, device) if params else 0.0
+        fwd = _measure(forward, unit, repeats, device, timer)
+        bi = _measure(backward(True, False), unit, repeats, device, timer) if inp.is_floating_point() else 0.0
+        bw = _measure(backward(False, True), unit, repeats, device, timer) if params else 0.0
         for p in params:
             p.requires_grad_(True)
         costs.append(LayerCost(name, k, origin[id(module)], fwd, bi, bw))

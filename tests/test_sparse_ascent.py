@@ -81,6 +81,15 @@ def filter_masks(stages, sparsity=0.6, seed=3):
 OPTIMIZERS = []
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: extra threads only spin (and crawl on a loaded machine); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _release_guards():
     """A test that stops after the first pass leaves a BatchNorm guard active (a global hook)."""
