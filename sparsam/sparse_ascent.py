@@ -9,8 +9,9 @@ unnecessary in the ascent (first) pass:
   off during the ascent forward, so no weight gradient is formed for them and nothing is
   back-propagated below the lowest perturbed tensor.
 * **Shared prefix**: the model is given as an ordered list of stages (``model(x) ==
-  stages[-1](...stages[0](x))``). Below the lowest stage holding a perturbed tensor, ``w + ε == w``,
-  so that prefix runs ONCE (grad enabled, BatchNorm statistics move once); the ascent pass runs the
+  stages[-1](...stages[0](x))``; :func:`model_stages` splits the networks of
+  :mod:`sparsam.models`). Below the lowest stage holding a perturbed tensor, ``w + ε == w``, so
+  that prefix runs ONCE (grad enabled, BatchNorm statistics move once); the ascent pass runs the
   remaining stages (the suffix) on the prefix output detached, and the descent pass runs the suffix
   at ``w + ε`` on the attached prefix output and back-propagates through suffix and prefix. The
   descent gradient is exactly SAM's gradient at ``w + ε`` of the whole network.
@@ -26,8 +27,19 @@ mask (bit-identical for layer-structured masks). With ``adaptive=True`` (ASAM) i
 
 Restrictions: masks should be layer- or filter-structured to save work (any other partial mask is
 handled correctly with a dense weight gradient for that tensor); the model must be expressible as a
-chain of stages; mask strategies that read the clean full gradient (``DynamicMask``) are rejected;
-no ``GradScaler`` support (bf16 autocast around :meth:`SparseAscentSAM.step` works).
+chain of stages, and the first stage of the suffix must not modify its input in place (checked);
+mask strategies that read the clean full gradient (``DynamicMask``) are rejected; no
+``GradScaler`` and no DistributedDataParallel support (bf16 autocast around
+:meth:`SparseAscentSAM.step` works). The prefix is shared at stage granularity: finer stages
+(one per residual block) share more.
+
+Example::
+
+    stages = model_stages(model)                      # [stem, block, ..., block, head]
+    mask = FisherMask(model, fisher_data, sparsity=0.9, pattern="layer", steps_per_epoch=len(loader))
+    opt = SparseAscentSAM(stages, torch.optim.SGD, rho=0.1, mask=mask, lr=0.05, momentum=0.9)
+    for x, y in loader:
+        loss = opt.step(x, y)
 
 :func:`nm_ascent` is the implicit-form counterpart for GPUs: inside it, the ascent input-gradient of
 masked ``nn.Linear`` layers runs through a 2:4 semi-structured sparse matmul
