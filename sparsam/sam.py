@@ -62,7 +62,8 @@ class SAM(torch.optim.Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def _ascent_masks(self, params: list[Tensor]) -> tuple[list[Tensor] | None, bool]:
-        """Masks for ε (``None``: dense) and whether ‖ε‖ is renormalised to ρ over the mask."""
+        """Masks for ε as 0/1 tensors of the parameters' dtype (``None``: dense), and whether ‖ε‖ is
+        renormalised to ρ over the mask."""
         return None, False
 
     def ascent_pass(self) -> ContextManager:
@@ -72,37 +73,41 @@ class SAM(torch.optim.Optimizer):
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         """Move every parameter with a gradient from ``w`` to ``w + ε``."""
-        params, directions, rhos, scales = [], [], [], []
+        params, groups, directions, scales = [], [], [], []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 params.append(p)
-                rhos.append(group["rho"])
+                groups.append(group)
                 scales.append(p.abs().add_(group["eta"]) if group["adaptive"] else None)
                 directions.append(p.grad if scales[-1] is None else p.grad * scales[-1])
         masks, renormalise = self._ascent_masks(params)
-        if masks is not None:
-            directions = torch._foreach_mul(directions, masks)
-        if masks is None or renormalise:
-            norm = _global_norm(directions)
-        else:
-            full = [p.grad if t is None else p.grad * t for p, t in zip(params, scales)]
-            norm = _global_norm(full)
+        norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise else directions)
         self._ascent_finite = torch.isfinite(norm)
         inv_norm = 1.0 / (norm + 1e-12)
-        for p, d, rho, t in zip(params, directions, rhos, scales):
-            state = self.state[p]
-            if "w" not in state:
-                state["w"] = torch.empty_like(p, memory_format=torch.preserve_format)
-            state["w"].copy_(p)
-            eps = d * (inv_norm * rho)
-            p.add_(eps if t is None else eps.mul_(t))
+        saved = [self._saved_weights(p) for p in params]
+        torch._foreach_copy_(saved, params)
+        # ε = ρ/‖·‖ · d ⊙ (m ⊙ T): one fused update per group of equal ρ and multiplier kind
+        multipliers = [_product(masks[i] if masks is not None else None, t) for i, t in enumerate(scales)]
+        buckets: dict[tuple[float, bool], list[int]] = {}
+        for i, (group, mult) in enumerate(zip(groups, multipliers)):
+            buckets.setdefault((group["rho"], mult is None), []).append(i)
+        for (rho, plain), idx in buckets.items():
+            _add_scaled_([params[i] for i in idx], [directions[i] for i in idx],
+                         None if plain else [multipliers[i] for i in idx], inv_norm * rho)
         self._perturbed = params
         if self.bn_guard is not None:
             self.bn_guard.enter(self._params())
         if zero_grad:
             self.zero_grad()
+
+    def _saved_weights(self, p: Tensor) -> Tensor:
+        """The persistent buffer that holds ``w`` while the weights sit at ``w + ε``."""
+        state = self.state[p]
+        if "w" not in state:
+            state["w"] = torch.empty_like(p, memory_format=torch.preserve_format)
+        return state["w"]
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False, scaler: "torch.amp.GradScaler | None" = None) -> None:
@@ -157,6 +162,32 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer.load_state_dict(state_dict["base"])
         self.param_groups = self.base_optimizer.param_groups
         self.steps = state_dict["steps"]
+
+
+def _product(mask: Tensor | None, scale: Tensor | None) -> Tensor | None:
+    """Element-wise multiplier of ε beyond ``ρ/‖·‖ · d``: the mask, ASAM's ``T``, both, or none."""
+    if mask is None or scale is None:
+        return scale if mask is None else mask
+    return mask * scale
+
+
+def _add_scaled_(params: list[Tensor], directions: list[Tensor], multipliers: list[Tensor] | None,
+                 scale: Tensor, read_scale: bool | None = None) -> None:
+    """``p += scale · d (⊙ multiplier)`` for 0-d tensor ``scale``, in one fused pass.
+
+    ``read_scale`` (default: ``scale`` is on the CPU) reads the scale into the kernel, which is
+    free on the host; otherwise it stays a tensor, with no host sync, and ``scale · d`` (or
+    ``scale · multiplier``) is formed first.
+    """
+    if scale.device.type == "cpu" if read_scale is None else read_scale:
+        if multipliers is None:
+            torch._foreach_add_(params, directions, alpha=float(scale))
+        else:
+            torch._foreach_addcmul_(params, directions, multipliers, float(scale))
+    elif multipliers is None:
+        torch._foreach_add_(params, torch._foreach_mul(directions, scale))
+    else:
+        torch._foreach_addcmul_(params, directions, torch._foreach_mul(multipliers, scale))
 
 
 def _global_norm(tensors: list[Tensor]) -> Tensor:

@@ -51,6 +51,7 @@ class SSAM(SAM):
         self.mask.bind(self._params())
         self._mask_of = {id(p): i for i, p in enumerate(self.mask.params)}
         self._masked_ascent_at: int | None = None  # step whose first pass ran through W⊙M
+        self._multipliers: tuple[list[Tensor], list[Tensor]] | None = None  # (bool masks, 0/1 copies)
 
     def masks_for(self, params: list[Tensor]) -> list[Tensor]:
         """The current masks of ``params``, in their order."""
@@ -63,7 +64,19 @@ class SSAM(SAM):
                 raise RuntimeError("form='implicit': run the first forward inside `with opt.ascent_pass():` "
                                    "(step(closure) does it), otherwise the ascent pass is dense")
             return None, False
-        return self.masks_for(params), self.normalize == "masked"
+        multipliers = self._mask_multipliers()
+        return [multipliers[self._mask_of[id(p)]] for p in params], self.normalize == "masked"
+
+    def _mask_multipliers(self) -> list[Tensor]:
+        """The masks as 0/1 tensors of the parameters' dtype, converted once per mask rebuild.
+
+        A strategy replaces its ``masks`` list whenever it rebuilds (it never edits it in place),
+        so the list's identity tells whether the copies are current.
+        """
+        if self._multipliers is None or self._multipliers[0] is not self.mask.masks:
+            copies = [m.to(p.dtype) for m, p in zip(self.mask.masks, self.mask.params)]
+            self._multipliers = (self.mask.masks, copies)
+        return self._multipliers[1]
 
     @contextlib.contextmanager
     def ascent_pass(self) -> Iterator[None]:

@@ -310,3 +310,20 @@ def test_grad_scaler_overflow_skips_step(where):
     scaler.update()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert not any(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), w0))
+
+
+@pytest.mark.parametrize("read_scale", [True, False], ids=["scale-read-on-host", "scale-as-tensor"])
+@pytest.mark.parametrize("with_multipliers", [False, True])
+def test_add_scaled_both_kernels_agree_with_written_out_update(read_scale, with_multipliers):
+    """Both code paths of the fused ε update (host-read scale, device-tensor scale) give p + s·d(·m)."""
+    from sparsam.sam import _add_scaled_
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)]
+    directions = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
+    mults = [(torch.rand(p.shape, generator=g) < 0.5).double() for p in params] if with_multipliers else None
+    scale = torch.tensor(0.37, dtype=torch.float64)
+    expected = [p + 0.37 * d * (1 if mults is None else m)
+                for p, d, m in zip(params, directions, mults or [None] * 2)]
+    _add_scaled_(params, directions, mults, scale, read_scale=read_scale)
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p, e, rtol=1e-15, atol=1e-15)
