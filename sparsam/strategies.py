@@ -105,7 +105,8 @@ class FisherMask(MaskStrategy):
             whose first mask is all zeros (no perturbation until the first update at step T_m).
         fisher_mode: "functional" (batched, side-effect free) or "official" (batch-1 loop in train
             mode that moves BatchNorm running statistics, as the official code does).
-        chunk_size: samples per vmap chunk (default: as many as fit in 1 GiB of gradients).
+        chunk_size: samples per chunk of the Fisher pass (default: 32, fewer if their per-sample
+            gradients would exceed 1 GiB).
     """
 
     def __init__(self, model: nn.Module, data: Batches, sparsity: float | None = None, num_samples: int = 128,

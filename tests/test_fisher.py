@@ -54,9 +54,10 @@ def loop_scores(model, names, batches, num_samples, train):
         for i in range(len(x)):
             if seen == num_samples:
                 break
-            grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), mine)
+            grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), mine, allow_unused=True)
             for o, g in zip(out, grads):
-                o += g.detach() ** 2
+                if g is not None:
+                    o += g.detach() ** 2
             seen += 1
     assert seen == num_samples
     return out
@@ -86,9 +87,10 @@ def rel_close(a, b, tol=1e-5):
     assert float((a - b).abs().max()) <= tol * float(b.abs().max()), float((a - b).abs().max() / b.abs().max())
 
 
+@pytest.mark.parametrize("method", ["per_layer", "vmap"])
 @pytest.mark.parametrize("start_train", [True, False], ids=["from-train", "from-eval"])
 @pytest.mark.parametrize("chunk", [None, 3, 1])
-def test_fisher_matches_per_sample_loop(start_train, chunk):
+def test_fisher_matches_per_sample_loop(start_train, chunk, method):
     model = make()
     model.train(start_train)
     names = ["fc.weight", "conv.weight", "bn.weight", "fc.bias"]
@@ -98,7 +100,7 @@ def test_fisher_matches_per_sample_loop(start_train, chunk):
     model.bn.bias.grad = None
     snap = snapshot(model)
     batches = data()
-    scores = fisher_scores(model, params, batches, num_samples=10, chunk_size=chunk)
+    scores = fisher_scores(model, params, batches, num_samples=10, chunk_size=chunk, method=method)
     assert_unchanged(model, snap)
     expected = loop_scores(model, names, batches, 10, train=False)
     assert [s.shape for s in scores] == [p.shape for p in params]
@@ -111,6 +113,81 @@ def test_fisher_matches_per_sample_loop(start_train, chunk):
     # and from scores over fewer samples (the partial last batch counts)
     fewer = loop_scores(model, names, batches, 8, train=False)
     assert not torch.allclose(fewer[0], expected[0])
+
+
+class Zoo(nn.Module):
+    """Every case the per-layer method handles: strided, dilated and grouped convolutions, a Linear on
+    a 3-D input, BatchNorm1d/2d, in-place ReLU on a layer's output, a module called twice, a layer
+    whose output never reaches the loss, and a frozen input layer below the requested ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.strided = nn.Conv2d(6, 6, 3, stride=2, padding=(1, 2), dilation=(1, 2), groups=3, bias=False)
+        self.twice = nn.Conv2d(6, 6, 1)
+        self.unused = nn.Linear(4, 4)
+        self.token = nn.Linear(6, 5)
+        self.bn1d = nn.BatchNorm1d(5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.bn(self.stem(x))
+        torch.relu_(h)  # edits the BatchNorm output in place
+        h = self.twice(torch.tanh(self.twice(self.strided(h))))
+        t = self.token(h.flatten(2).transpose(1, 2))  # [N, positions, 5]
+        self.unused(t[..., :4].detach())
+        return self.head(torch.relu(self.bn1d(t.mean(1))))
+
+
+def make_zoo(dtype=torch.float64):
+    torch.manual_seed(0)
+    model = Zoo().to(dtype)
+    with torch.no_grad():
+        for bn in (model.bn, model.bn1d):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("method", ["per_layer", "vmap"])
+def test_fisher_of_every_supported_layer_kind(method):
+    model = make_zoo()
+    model.stem.requires_grad_(False)  # its output still carries gradients for the layers above
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = pick(model, names)
+    snap = snapshot(model)
+    batches = data(sizes=(5, 4))
+    scores = fisher_scores(model, params, batches, num_samples=9, chunk_size=4, method=method)
+    assert_unchanged(model, snap)
+    expected = loop_scores(model, names, batches, 9, train=False)
+    for n, s, e in zip(names, scores, expected):
+        if n.startswith("unused"):
+            assert float(s.abs().max()) == 0.0 and float(e.abs().max()) == 0.0
+            continue
+        assert float(e.abs().max()) > 0, n
+        rel_close(s, e)
+
+
+def test_fisher_auto_falls_back_to_vmap_and_per_layer_refuses_other_modules():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.LayerNorm(48), nn.Linear(48, 3)).double()
+    names = [n for n, _ in model.named_parameters()]
+    batches = data(sizes=(4,))
+    expected = loop_scores(model, names, batches, 4, train=False)
+    for s, e in zip(fisher_scores(model, pick(model, names), batches, num_samples=4), expected):
+        rel_close(s, e)
+    with pytest.raises(ValueError, match="method='per_layer'"):
+        fisher_scores(model, pick(model, names), batches, num_samples=4, method="per_layer")
+    # per-layer is fine when only the parameters of supported layers are asked for
+    only = ["0.weight", "3.bias"]
+    for s, e in zip(fisher_scores(model, pick(model, only), batches, num_samples=4, method="per_layer"),
+                    loop_scores(model, only, batches, 4, train=False)):
+        rel_close(s, e)
+    with pytest.raises(ValueError, match="method"):
+        fisher_scores(model, pick(model, only), batches, num_samples=4, method="fast")
 
 
 def test_fisher_float32_model_and_no_grad_context():
