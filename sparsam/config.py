@@ -12,6 +12,9 @@ from . import masks
 from ._checks import check_choice, check_int, check_range
 
 OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
+# Fields added after records were first stored: they enter the run id's hash only when set to
+# something other than their default, so the ids (and the stored records) of older runs stay valid.
+_LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None}
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class TrainConfig:
     ``n_train``/``n_test`` take seeded, class-balanced subsets (quick profiles).
     ``update_every``/``update_unit`` are SSAM's T_m; ``num_samples`` is SSAM-F's N_F.
     ``amp``: "off", "bf16" (autocast, GPU) or "fp16" (autocast with a GradScaler).
+    ``mask_rule`` (SSAM-F with a "layer" or "filter" pattern): "fisher" keeps the tensors or filters
+    of largest Fisher mass (the papers' rule); "cost-aware" ranks them by Fisher mass per unit of
+    ascent-pass FLOPs (:func:`sparsam.cost.cost_aware_mask`), optionally with an ``ascent_budget``:
+    the most FLOPs the ascent pass may cost, as a fraction of an SGD step (None: fill the parameter
+    budget, which eventually reaches the bottom of the network and makes the ascent dense again).
     """
 
     optimizer: str = "sgd"
@@ -39,6 +47,8 @@ class TrainConfig:
     rho: float = 0.1
     sparsity: float = 0.5
     pattern: str = "unstructured"
+    mask_rule: str = "fisher"
+    ascent_budget: float | None = None
     num_samples: int = 128
     update_every: int = 1
     update_unit: str = "epochs"
@@ -67,6 +77,14 @@ class TrainConfig:
         check_range("rho", self.rho, 0.0)
         check_range("sparsity", self.sparsity, 0.0, 1.0)
         masks.parse_pattern(self.pattern)
+        check_choice("mask_rule", self.mask_rule, ("fisher", "cost-aware"))
+        if self.mask_rule == "cost-aware" and (self.optimizer != "ssam-f" or self.pattern not in ("layer", "filter")):
+            raise ValueError("mask_rule='cost-aware' needs optimizer='ssam-f' and pattern 'layer' or 'filter', got "
+                             f"optimizer={self.optimizer!r}, pattern={self.pattern!r}")
+        if self.ascent_budget is not None:
+            check_range("ascent_budget", self.ascent_budget, 0.0, low_open=True)
+            if self.mask_rule != "cost-aware":
+                raise ValueError("ascent_budget applies to mask_rule='cost-aware' only")
         check_int("num_samples", self.num_samples, 1)
         check_int("update_every", self.update_every, 1)
         check_choice("update_unit", self.update_unit, ("steps", "epochs"))
@@ -102,7 +120,8 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """A readable, deterministic name: optimizer, model, data, key knobs and a config hash."""
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        values = {k: v for k, v in self.to_dict().items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
+        digest = hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
         parts = [self.optimizer, self.model, self.dataset, f"e{self.epochs}", f"s{self.seed}"]
         if self.optimizer.startswith("ssam"):
             parts.insert(1, f"sp{self.sparsity:g}")

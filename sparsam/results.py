@@ -27,7 +27,7 @@ def load_record(config: TrainConfig, store: Path = RESULTS / "runs") -> dict[str
     if not path.exists():
         return None
     record = read_json(path)
-    if record["summary"]["config"] != config.to_dict():
+    if TrainConfig.from_dict(record["summary"]["config"]) != config:  # older records lack later fields
         raise ValueError(f"{path} does not hold the config it is named after")
     return record
 

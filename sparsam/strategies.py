@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from . import masks as patterns
 from ._checks import check_choice, check_int, check_range
 from ._dist import all_reduce_
+from .cost import cost_aware_mask
 from .fisher import Batches, LossFn, fisher_scores, fisher_scores_official
 
 
@@ -107,12 +108,18 @@ class FisherMask(MaskStrategy):
             mode that moves BatchNorm running statistics, as the official code does).
         chunk_size: samples per chunk of the Fisher pass (default: 32, fewer if their per-sample
             gradients would exceed 1 GiB).
+        costs: per parameter, the ``(chain, own)`` ascent costs of :func:`sparsam.cost.tensor_costs`.
+            With a "layer" or "filter" pattern they switch the selection from the largest Fisher
+            mass (the papers' rule) to the largest Fisher mass per unit of ascent-pass cost
+            (:func:`sparsam.cost.cost_aware_mask`), under the same parameter budget.
+        max_cost: with ``costs``, the most the ascent pass may cost (same unit as ``costs``).
     """
 
     def __init__(self, model: nn.Module, data: Batches, sparsity: float | None = None, num_samples: int = 128,
                  update_every: int = 1, update_unit: str = "epochs", steps_per_epoch: int | None = None,
                  pattern: str = "unstructured", nm_dim: str = "in", loss_fn: LossFn = F.cross_entropy,
-                 first_mask: str = "fisher", fisher_mode: str = "functional", chunk_size: int | None = None):
+                 first_mask: str = "fisher", fisher_mode: str = "functional", chunk_size: int | None = None,
+                 costs: Sequence | None = None, max_cost: float | None = None):
         super().__init__(update_every, update_unit, steps_per_epoch)
         nominal = patterns.n_m_sparsity(pattern)
         if nominal is not None and sparsity is not None and not math.isclose(sparsity, nominal):
@@ -124,6 +131,11 @@ class FisherMask(MaskStrategy):
         self.first_mask = check_choice("first_mask", first_mask, ("fisher", "zeros"))
         self.fisher_mode = check_choice("fisher_mode", fisher_mode, ("functional", "official"))
         self.model, self.data, self.loss_fn, self.chunk_size = model, data, loss_fn, chunk_size
+        if costs is not None and pattern not in ("layer", "filter"):
+            raise ValueError(f"costs (the cost-aware rule) need pattern 'layer' or 'filter', got {pattern!r}")
+        if max_cost is not None and costs is None:
+            raise ValueError("max_cost needs costs (it bounds the cost-aware rule)")
+        self.costs, self.max_cost = (None if costs is None else list(costs)), max_cost
 
     def due(self, step: int) -> bool:
         return super().due(step) and not (step == 0 and self.first_mask == "zeros")
@@ -138,7 +150,14 @@ class FisherMask(MaskStrategy):
         all_reduce_(scores)
         return scores
 
+    def bind(self, params: Sequence[Tensor]) -> None:
+        if self.costs is not None and len(self.costs) != len(params):
+            raise ValueError(f"costs has {len(self.costs)} entries for {len(params)} parameters")
+        super().bind(params)
+
     def _build(self, step: int) -> list[Tensor]:
+        if self.costs is not None:
+            return cost_aware_mask(self.scores(), self.costs, self.sparsity, self.pattern, self.max_cost)
         return patterns.from_pattern(self.scores(), self.pattern, self.sparsity, dim=self.nm_dim)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -24,9 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from . import data, masks, models, runs
+from . import cost, data, masks, models, runs
 from .config import TrainConfig
 from .sam import SAM
+from .sparse_ascent import model_stages
 from .ssam import SSAM
 from .strategies import DynamicMask, FisherMask
 
@@ -48,8 +50,12 @@ class FisherBatches:
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
-                    steps_per_epoch: int) -> torch.optim.Optimizer:
-    """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay)."""
+                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None) -> torch.optim.Optimizer:
+    """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay).
+
+    ``layers``: ``model``'s per-layer costs (:func:`sparsam.cost.layer_costs`), which the
+    cost-aware mask rule needs.
+    """
     sgd = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), **sgd)
@@ -58,7 +64,15 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
     schedule = dict(update_every=config.update_every, update_unit=config.update_unit, steps_per_epoch=steps_per_epoch)
     if config.optimizer == "ssam-f":
         sparsity = None if masks.n_m_sparsity(config.pattern) is not None else config.sparsity
-        mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples, pattern=config.pattern, **schedule)
+        rule = {}
+        if config.mask_rule == "cost-aware":
+            if layers is None:
+                raise ValueError("mask_rule='cost-aware' needs the model's layer costs (layers=...)")
+            rule["costs"] = cost.tensor_costs(layers, list(model.parameters()))
+            if config.ascent_budget is not None:
+                rule["max_cost"] = config.ascent_budget * cost.step_cost(layers)
+        mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples,
+                          pattern=config.pattern, **rule, **schedule)
     else:
         mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed, **schedule)
     return SSAM(model.parameters(), torch.optim.SGD, rho=config.rho, mask=mask, form=config.form,
@@ -86,7 +100,11 @@ class Trainer:
             per_rank = max(1, config.num_samples // world)
             self.fisher_data = FisherBatches(self.train_loader.dataset, per_rank, config.batch_size,
                                              seed=config.seed * 1000 + rank)
-        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch)
+        self.layers = None  # per-layer FLOPs for structured masks: what a sparse ascent pass can skip
+        if config.optimizer == "ssam-f" and config.pattern in ("layer", "filter"):
+            example = next(iter(self.train_loader))[0][:2].to(self.device)
+            self.layers = cost.layer_costs(model_stages(self.model), example, unit="flops")
+        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
         self.is_sam = isinstance(self.optimizer, SAM)
         scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
@@ -172,12 +190,23 @@ class Trainer:
     def mask_density(self) -> float | None:
         return self.optimizer.mask.density() if isinstance(self.optimizer, SSAM) else None
 
+    def sparse_step_flops(self) -> float | None:
+        """FLOPs of a sparse-ascent step with the current structured mask, per SGD step (cost model)."""
+        if self.layers is None:
+            return None
+        params = self.optimizer.mask.params
+        return cost.step_cost(self.layers, "sparse", params, self.optimizer.mask.masks) / cost.step_cost(self.layers)
+
     def count_flops(self) -> dict[str, int]:
         """FLOPs of one forward and of one whole training step (both passes for SAM), on copies."""
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
         twin.net, twin.world = twin.model, 1
-        twin.optimizer = build_optimizer(self.config, twin.model, copy.deepcopy(self.fisher_data), self.steps_per_epoch)
+        twin_params = dict(zip(map(id, self.model.parameters()), twin.model.parameters()))
+        twin_layers = None if self.layers is None else [
+            dataclasses.replace(layer, params=[twin_params[id(p)] for p in layer.params]) for layer in self.layers]
+        twin.optimizer = build_optimizer(self.config, twin.model, copy.deepcopy(self.fisher_data), self.steps_per_epoch,
+                                         twin_layers)
         twin.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             twin.optimizer.base_optimizer if self.is_sam else twin.optimizer, T_max=1)
         if isinstance(twin.optimizer, SSAM) and not twin.optimizer.mask.needs_gradient:
@@ -235,7 +264,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
     rank, world, config = _distributed(config)
     run_dir = Path(runs_dir) / (run_id or config.run_id())
     stored = run_dir / "config.json"
-    if stored.exists() and runs.read_json(stored) != config.to_dict():
+    if stored.exists() and TrainConfig.from_dict(runs.read_json(stored)) != config:
         raise FileExistsError(f"{run_dir} holds a run with another config; choose another run_id or remove it")
     if (run_dir / "summary.json").exists():
         return runs.read_json(run_dir / "summary.json")
@@ -257,6 +286,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         record.update(trainer.train_epoch(epoch, progress and main))
         record.update(trainer.evaluate())
         record["mask_density"] = trainer.mask_density()
+        record["sparse_step_flops_vs_sgd"] = trainer.sparse_step_flops()
         metrics.append(record)
         if main:
             runs.write_metrics(run_dir / "metrics.jsonl", metrics)
@@ -266,7 +296,8 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": max(m["test_acc"] for m in metrics),
         "final_train_loss": metrics[-1]["train_loss"],
         "images_per_s": sum(m["images_per_s"] for m in metrics) / len(metrics),
-        "mask_density": metrics[-1]["mask_density"], "epochs_run": len(metrics), "world_size": world,
+        "mask_density": metrics[-1]["mask_density"],
+        "sparse_step_flops_vs_sgd": metrics[-1]["sparse_step_flops_vs_sgd"], "epochs_run": len(metrics), "world_size": world,
         **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
         "provenance": runs.provenance(trainer.device), "started": started, "finished": runs.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,

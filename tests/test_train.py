@@ -33,6 +33,29 @@ def test_bad_config_values_are_rejected_with_the_parameter_name():
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):
         TrainConfig.from_dict({"optimizer": "sam", "learning_rate": 0.1})
+    for bad, name in [(dict(optimizer="ssam-f", pattern="layer", mask_rule="cheap"), "mask_rule"),
+                      (dict(optimizer="ssam-f", mask_rule="cost-aware"), "mask_rule"),  # unstructured pattern
+                      (dict(optimizer="ssam-d", pattern="layer", mask_rule="cost-aware"), "mask_rule"),
+                      (dict(optimizer="ssam-f", pattern="layer", ascent_budget=0.25), "ascent_budget"),
+                      (dict(optimizer="ssam-f", pattern="layer", mask_rule="cost-aware", ascent_budget=0.0),
+                       "ascent_budget")]:
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(**bad)
+
+
+def test_stored_records_keep_their_ids_when_fields_are_added():
+    """Fields added later hash only when set, so every committed record is still found by its config."""
+    from sparsam.results import RESULTS, load_record
+
+    paths = sorted((RESULTS / "runs").glob("*.json"))
+    assert paths
+    for path in paths:
+        config = TrainConfig.from_dict(read_json(path)["summary"]["config"])
+        assert config.run_id() == path.stem
+        assert load_record(config) is not None
+        assert config.replace(mask_rule="fisher", ascent_budget=None).run_id() == path.stem
+    base = dict(optimizer="ssam-f", pattern="layer")
+    assert TrainConfig(**base, mask_rule="cost-aware").run_id() != TrainConfig(**base).run_id()
 
 
 def test_cli_rejects_bad_values_without_a_traceback():
@@ -76,6 +99,33 @@ def test_each_optimizer_learns_real_cifar10(optimizer, tmp_path):
     assert train(config, runs_dir=tmp_path, progress=False)["finished"] == summary["finished"]
     with pytest.raises(FileExistsError):
         train(config.replace(seed=1), runs_dir=tmp_path, run_id=summary["run_id"], progress=False)
+
+
+def test_cost_aware_rule_trains_within_its_ascent_budget(tmp_path):
+    """SSAM-F with the cost-aware layer rule: the mask is cost_aware_mask of the Fisher scores, and
+    the recorded FLOPs of a sparse-ascent step stay within SGD + the ascent budget."""
+    data_file("cifar10-jpeg.npz")
+    from sparsam import cost
+    from sparsam.train import Trainer, train
+
+    small = dict(QUICK, n_train=128, n_test=64, epochs=1, num_samples=16)
+    config = TrainConfig(optimizer="ssam-f", pattern="layer", sparsity=0.9, mask_rule="cost-aware",
+                         ascent_budget=0.25, **small)
+    trainer = Trainer(config)
+    mask = trainer.optimizer.mask
+    scores = mask.scores()
+    mask.scores = lambda: scores  # each Fisher pass draws new samples: build from these scores
+    mask.update(0)
+    expected = cost.cost_aware_mask(scores, cost.tensor_costs(trainer.layers, mask.params), 0.9, "layer",
+                                    0.25 * cost.step_cost(trainer.layers))
+    assert all(torch.equal(a, b) for a, b in zip(mask.masks, expected))
+    assert 0 < trainer.mask_density() <= 0.1
+    summary = train(config, runs_dir=tmp_path, progress=False)
+    assert 1.0 < summary["sparse_step_flops_vs_sgd"] <= 1.25
+    papers = train(config.replace(mask_rule="fisher", ascent_budget=None), runs_dir=tmp_path, progress=False)
+    assert papers["sparse_step_flops_vs_sgd"] > summary["sparse_step_flops_vs_sgd"]
+    assert train(TrainConfig(optimizer="sgd", **small), runs_dir=tmp_path, progress=False)[
+        "sparse_step_flops_vs_sgd"] is None
 
 
 @pytest.mark.slow
