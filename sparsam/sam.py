@@ -83,7 +83,7 @@ class SAM(torch.optim.Optimizer):
                 scales.append(p.abs().add_(group["eta"]) if group["adaptive"] else None)
                 directions.append(p.grad if scales[-1] is None else p.grad * scales[-1])
         masks, renormalise = self._ascent_masks(params)
-        norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise else directions)
+        norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise and masks else directions)
         self._ascent_finite = torch.isfinite(norm)
         inv_norm = 1.0 / (norm + 1e-12)
         saved = [self._saved_weights(p) for p in params]
@@ -173,21 +173,20 @@ def _product(mask: Tensor | None, scale: Tensor | None) -> Tensor | None:
 
 def _add_scaled_(params: list[Tensor], directions: list[Tensor], multipliers: list[Tensor] | None,
                  scale: Tensor, read_scale: bool | None = None) -> None:
-    """``p += scale · d (⊙ multiplier)`` for 0-d tensor ``scale``, in one fused pass.
+    """``p += scale · d ⊙ multiplier`` (multiplier 1 if ``None``) for a 0-d tensor ``scale``, fused.
 
-    ``read_scale`` (default: ``scale`` is on the CPU) reads the scale into the kernel, which is
-    free on the host; otherwise it stays a tensor, with no host sync, and ``scale · d`` (or
-    ``scale · multiplier``) is formed first.
+    Masked and unmasked updates run the same ``addcmul`` arithmetic, so an entry whose mask is 1
+    moves exactly as it would without a mask. ``read_scale`` (default: ``scale`` is on the CPU)
+    reads the scale into the kernel, which is free on the host; otherwise it stays a tensor (no host
+    sync) and is folded into the multiplier.
     """
     if scale.device.type == "cpu" if read_scale is None else read_scale:
         if multipliers is None:
-            torch._foreach_add_(params, directions, alpha=float(scale))
-        else:
-            torch._foreach_addcmul_(params, directions, multipliers, float(scale))
-    elif multipliers is None:
-        torch._foreach_add_(params, torch._foreach_mul(directions, scale))
+            multipliers = [d.new_ones(()) for d in directions]
+        torch._foreach_addcmul_(params, directions, multipliers, float(scale))
     else:
-        torch._foreach_addcmul_(params, directions, torch._foreach_mul(multipliers, scale))
+        scaled = [scale] * len(directions) if multipliers is None else torch._foreach_mul(multipliers, scale)
+        torch._foreach_addcmul_(params, directions, scaled)
 
 
 def _global_norm(tensors: list[Tensor]) -> Tensor:

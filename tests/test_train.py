@@ -49,11 +49,14 @@ def test_stored_records_keep_their_ids_when_fields_are_added():
 
     paths = sorted((RESULTS / "runs").glob("*.json"))
     assert paths
+    older = 0
     for path in paths:
-        config = TrainConfig.from_dict(read_json(path)["summary"]["config"])
+        stored = read_json(path)["summary"]["config"]
+        config = TrainConfig.from_dict(stored)
         assert config.run_id() == path.stem
         assert load_record(config) is not None
-        assert config.replace(mask_rule="fisher", ascent_budget=None).run_id() == path.stem
+        older += "mask_rule" not in stored
+    assert older > 0  # records written before the field existed are still found
     base = dict(optimizer="ssam-f", pattern="layer")
     assert TrainConfig(**base, mask_rule="cost-aware").run_id() != TrainConfig(**base).run_id()
 
