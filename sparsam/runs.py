@@ -78,7 +78,8 @@ def provenance(device: torch.device) -> dict[str, Any]:
     """Code, software and hardware a run was made with."""
     import torchvision
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # dirty: tracked files other than results/ (which runs themselves write) differ from the commit
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {
         "git_commit": _git("rev-parse", "HEAD"),
