@@ -495,6 +495,39 @@ def test_errors():
         DynamicMask(drop_rate=1.5)
     with pytest.raises(ValueError, match="first_mask"):
         FisherMask(model, batches(1), first_mask="ones", steps_per_epoch=1)
+    costs = [(1.0, 1.0)] * len(params)
+    with pytest.raises(ValueError, match="pattern"):
+        FisherMask(model, batches(1), costs=costs, steps_per_epoch=1)  # unstructured
+    with pytest.raises(ValueError, match="max_cost"):
+        FisherMask(model, batches(1), pattern="layer", max_cost=1.0, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="costs"):
+        SSAM(params, torch.optim.SGD, lr=0.1,
+             mask=FisherMask(model, batches(1), pattern="layer", costs=costs[1:], steps_per_epoch=1))
+
+
+def test_fisher_cost_aware_rule_is_cost_aware_mask_of_the_scores():
+    """With costs, SSAM-F's layer mask is cost.cost_aware_mask of its Fisher scores; without, the papers' rule."""
+    from sparsam import cost, masks as patterns
+
+    model = make()
+    params = list(model.parameters())
+    # the conv (bottom) is expensive to reach, the head cheap: a chain cost on every tensor below the head
+    costs = [(10.0 if "fc" not in n else 1.0, 1.0) for n, _ in model.named_parameters()]
+    data = batches(2)
+    rules = {"cost-aware": dict(costs=costs, max_cost=3.0), "papers": {}}
+    for name, rule in rules.items():
+        mask = FisherMask(model, data, sparsity=0.5, num_samples=8, pattern="layer", update_every=1,
+                          update_unit="steps", **rule)
+        opt = SSAM(params, torch.optim.SGD, rho=0.1, mask=mask, lr=0.1)
+        scores = mask.scores()
+        mask.scores = lambda: scores
+        mask.update(0)
+        expected = (cost.cost_aware_mask(scores, costs, 0.5, "layer", 3.0) if rule
+                    else patterns.structured(scores, 0.5, "layer"))
+        assert all(torch.equal(a, b) for a, b in zip(opt.mask.masks, expected)), name
+        chosen = {n for (n, _), m in zip(model.named_parameters(), opt.mask.masks) if m.all()}
+        if rule:
+            assert chosen and chosen <= {"fc.weight", "fc.bias"}  # the budget keeps the ascent at the head
 
 
 def test_implicit_form_refuses_a_first_pass_outside_ascent_pass():
