@@ -83,7 +83,7 @@ class SAM(torch.optim.Optimizer):
                 scales.append(p.abs().add_(group["eta"]) if group["adaptive"] else None)
                 directions.append(p.grad if scales[-1] is None else p.grad * scales[-1])
         masks, renormalise = self._ascent_masks(params)
-        norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise and masks else directions)
+        norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise and masks is not None else directions)
         self._ascent_finite = torch.isfinite(norm)
         inv_norm = 1.0 / (norm + 1e-12)
         saved = [self._saved_weights(p) for p in params]
