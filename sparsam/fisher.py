@@ -190,9 +190,9 @@ def _per_sample_grads(module: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, 
     if isinstance(module, nn.Conv2d):
         groups = module.groups
         u = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)  # [N, Cin k k, P]
-        u = u.view(n, groups, -1, u.shape[-1])
-        go = g.reshape(n, groups, -1, u.shape[-1])                                            # [N, G, Cout/G, P]
-        weight = torch.matmul(go, u.transpose(2, 3))                                           # [N, G, Cout/G, Cin/G k k]
+        u = u.view(n, groups, -1, u.shape[-1])                                # [N, G, Cin/G k k, P]
+        go = g.reshape(n, groups, -1, u.shape[-1])                            # [N, G, Cout/G, P]
+        weight = torch.matmul(go, u.transpose(2, 3))                          # [N, G, Cout/G, Cin/G k k]
         return weight.reshape(n, *module.weight.shape), g.sum(tuple(range(2, g.dim())))
     # eval-mode BatchNorm: y = γ x̂ + β with x̂ from the running statistics
     shape = (1, -1) + (1,) * (a.dim() - 2)

@@ -3,8 +3,9 @@
 A strategy is bound to the optimizer's parameter list, owns one ``torch.bool`` mask per parameter
 (on the parameter's device) and is asked by :class:`sparsam.SSAM` to :meth:`MaskStrategy.update` at
 every step; it rebuilds the masks when its schedule says so, always by assigning a new ``masks``
-list (never by editing the tensors in place), which is how SSAM knows its cached copies are stale. ``update_every`` counts optimizer
-steps (``update_unit="steps"``) or epochs (``update_unit="epochs"`` with ``steps_per_epoch``).
+list (never by editing the tensors in place), which is how SSAM knows its cached copies are stale.
+``update_every`` counts optimizer steps (``update_unit="steps"``) or epochs
+(``update_unit="epochs"`` with ``steps_per_epoch``).
 
 * :class:`FisherMask` (SSAM-F): top entries of the empirical Fisher, any pattern of :mod:`.masks`.
 * :class:`DynamicMask` (SSAM-D): random start, then drop the weakest live entries and regrow as
