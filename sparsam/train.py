@@ -297,7 +297,8 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         "final_train_loss": metrics[-1]["train_loss"],
         "images_per_s": sum(m["images_per_s"] for m in metrics) / len(metrics),
         "mask_density": metrics[-1]["mask_density"],
-        "sparse_step_flops_vs_sgd": metrics[-1]["sparse_step_flops_vs_sgd"], "epochs_run": len(metrics), "world_size": world,
+        "sparse_step_flops_vs_sgd": metrics[-1].get("sparse_step_flops_vs_sgd"),  # absent in older runs
+        "epochs_run": len(metrics), "world_size": world,
         **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
         "provenance": runs.provenance(trainer.device), "started": started, "finished": runs.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,
