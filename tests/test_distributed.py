@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
+
+from nets import Net, fisher_loop, shard
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -22,33 +22,18 @@ STEPS = 3
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
-NET = '''
-class Net(nn.Module):
-    def __init__(self, classes=3):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
-
-
-def shard(rank, n, size, seed):
-    g = torch.Generator().manual_seed(seed + 1000 * rank)
-    return [(torch.randn(size, 2, 6, 6, generator=g), torch.randint(0, 3, (size,), generator=g)) for _ in range(n)]
-'''
-
 WORKER = '''
 import sys
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from sparsam import SSAM, DynamicMask, FisherMask
-''' + NET + '''
+
+sys.path.insert(0, TESTS)
+from nets import Net, shard
+
 
 def main(rank, port, out, steps):
     torch.set_num_threads(1)
@@ -89,9 +74,6 @@ if __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
 '''
 
-_ns: dict = {"torch": torch, "nn": nn}
-exec(NET, _ns)  # the same Net and shards in this process, for the hand-written references
-Net, shard = _ns["Net"], _ns["shard"]
 
 
 def free_port() -> int:
@@ -104,7 +86,7 @@ def free_port() -> int:
 def ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     script = tmp / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
+    script.write_text(textwrap.dedent(WORKER).replace("TESTS", repr(str(Path(__file__).parent))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     port = free_port()
@@ -147,17 +129,7 @@ def test_ranks_agree_on_masks_and_weights(ranks, kind):
 def hand_fisher(state, data, num_samples):
     model = Net()
     model.load_state_dict(state)
-    model.eval()
-    params = list(model.parameters())
-    out = [torch.zeros_like(p) for p in params]
-    seen = 0
-    for x, y in data:
-        for i in range(len(x)):
-            if seen < num_samples:
-                for o, g in zip(out, torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), params)):
-                    o += g ** 2
-                seen += 1
-    return out
+    return fisher_loop(model, data, num_samples)
 
 
 def test_fisher_scores_are_reduced(ranks):

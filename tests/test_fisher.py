@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sparsam import fisher_scores
 from sparsam.fisher import fisher_scores_official
 
-
-class Net(nn.Module):
-    def __init__(self, classes: int = 3):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+import nets
 
 
 def make(dtype=torch.float64):
-    torch.manual_seed(0)
-    model = Net().to(dtype)
-    with torch.no_grad():
-        model.bn.weight.uniform_(0.5, 1.5)
-        model.bn.bias.uniform_(-0.5, 0.5)
-        # non-trivial running statistics, so that eval mode differs from train mode
+    model = nets.make(0, dtype)
+    with torch.no_grad():  # non-trivial running statistics, so that eval mode differs from train mode
         for _ in range(3):
             model(torch.randn(8, 2, 6, 6, dtype=dtype) * 2 + 1)
     return model
@@ -40,27 +25,6 @@ def data(sizes=(4, 4, 4), dtype=torch.float64, seed=1):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(b, 2, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (b,), generator=g))
             for b in sizes]
-
-
-def loop_scores(model, names, batches, num_samples, train):
-    """Sum over the first ``num_samples`` samples of the squared batch-1 gradient (plain autograd),
-    on a deep copy of ``model`` in train or eval mode, for the parameters called ``names``."""
-    model = copy.deepcopy(model)
-    model.train(train)
-    mine = [dict(model.named_parameters())[n] for n in names]
-    out = [torch.zeros_like(p) for p in mine]
-    seen = 0
-    for x, y in batches:
-        for i in range(len(x)):
-            if seen == num_samples:
-                break
-            grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), mine, allow_unused=True)
-            for o, g in zip(out, grads):
-                if g is not None:
-                    o += g.detach() ** 2
-            seen += 1
-    assert seen == num_samples
-    return out
 
 
 def pick(model, names):
@@ -102,16 +66,16 @@ def test_fisher_matches_per_sample_loop(start_train, chunk, method):
     batches = data()
     scores = fisher_scores(model, params, batches, num_samples=10, chunk_size=chunk, method=method)
     assert_unchanged(model, snap)
-    expected = loop_scores(model, names, batches, 10, train=False)
+    expected = nets.fisher_loop(model, batches, 10, names, train=False)
     assert [s.shape for s in scores] == [p.shape for p in params]
     for s, e in zip(scores, expected):
         assert float(e.abs().max()) > 0
         rel_close(s, e)
     # the eval-mode scores differ from train-mode ones (the model uses its running statistics)
-    train_scores = loop_scores(model, names, batches, 10, train=True)
+    train_scores = nets.fisher_loop(model, batches, 10, names, train=True)
     assert float((train_scores[0] - expected[0]).abs().max()) > 1e-3 * float(expected[0].abs().max())
     # and from scores over fewer samples (the partial last batch counts)
-    fewer = loop_scores(model, names, batches, 8, train=False)
+    fewer = nets.fisher_loop(model, batches, 8, names, train=False)
     assert not torch.allclose(fewer[0], expected[0])
 
 
@@ -162,7 +126,7 @@ def test_fisher_of_every_supported_layer_kind(method):
     batches = data(sizes=(5, 4))
     scores = fisher_scores(model, params, batches, num_samples=9, chunk_size=4, method=method)
     assert_unchanged(model, snap)
-    expected = loop_scores(model, names, batches, 9, train=False)
+    expected = nets.fisher_loop(model, batches, 9, names, train=False)
     for n, s, e in zip(names, scores, expected):
         if n.startswith("unused"):
             assert float(s.abs().max()) == 0.0 and float(e.abs().max()) == 0.0
@@ -176,7 +140,7 @@ def test_fisher_auto_falls_back_to_vmap_and_per_layer_refuses_other_modules():
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.LayerNorm(48), nn.Linear(48, 3)).double()
     names = [n for n, _ in model.named_parameters()]
     batches = data(sizes=(4,))
-    expected = loop_scores(model, names, batches, 4, train=False)
+    expected = nets.fisher_loop(model, batches, 4, names, train=False)
     for s, e in zip(fisher_scores(model, pick(model, names), batches, num_samples=4), expected):
         rel_close(s, e)
     with pytest.raises(ValueError, match="method='per_layer'"):
@@ -184,7 +148,7 @@ def test_fisher_auto_falls_back_to_vmap_and_per_layer_refuses_other_modules():
     # per-layer is fine when only the parameters of supported layers are asked for
     only = ["0.weight", "3.bias"]
     for s, e in zip(fisher_scores(model, pick(model, only), batches, num_samples=4, method="per_layer"),
-                    loop_scores(model, only, batches, 4, train=False)):
+                    nets.fisher_loop(model, batches, 4, only, train=False)):
         rel_close(s, e)
     with pytest.raises(ValueError, match="method"):
         fisher_scores(model, pick(model, only), batches, num_samples=4, method="fast")
@@ -197,7 +161,7 @@ def test_fisher_float32_model_and_no_grad_context():
     batches = data(dtype=torch.float32, sizes=(5, 5))
     with torch.no_grad():
         scores = fisher_scores(model, params, batches, num_samples=7, chunk_size=2)
-    expected = loop_scores(model, names, batches, 7, train=False)
+    expected = nets.fisher_loop(model, batches, 7, names, train=False)
     for s, e in zip(scores, expected):
         assert s.dtype == torch.float32
         rel_close(s, e, 1e-4)
@@ -224,7 +188,7 @@ def test_fisher_official_moves_bn_stats(start_train):
         p.grad = torch.full_like(p, -1.5)
     names = ["conv.weight", "fc.weight"]
     params = pick(model, names)
-    expected = loop_scores(model, names, data(), 9, train=True)
+    expected = nets.fisher_loop(model, data(), 9, names, train=True)
     before = {k: v.clone() for k, v in model.named_buffers()}
     grads = [p.grad.clone() for p in model.parameters()]
     scores = fisher_scores_official(model, params, data(), num_samples=9)
@@ -243,7 +207,7 @@ def test_fisher_official_under_no_grad():
     model = make()
     names = ["conv.weight"]
     params = pick(model, names)
-    expected = loop_scores(model, names, data(), 4, train=True)
+    expected = nets.fisher_loop(model, data(), 4, names, train=True)
     with torch.no_grad():
         scores = fisher_scores_official(model, params, data(), num_samples=4)
     rel_close(scores[0], expected[0])

@@ -9,37 +9,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sparsam import SAM
 
-
-class Net(nn.Module):
-    """Conv2d + BatchNorm2d + Linear on [B, 2, 6, 6] inputs."""
-
-    def __init__(self, classes: int = 3):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, bias=False)  # a bias before BN has zero gradient
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
-
-
-def make(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    model = Net().to(dtype)
-    with torch.no_grad():  # non-trivial BN affine parameters
-        model.bn.weight.uniform_(0.5, 1.5)
-        model.bn.bias.uniform_(-0.5, 0.5)
-    return model
-
-
-def batches(n, seed=1, dtype=torch.float64, size=8):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 2, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (size,), generator=g))
-            for _ in range(n)]
+from nets import batches, closure_step, make
 
 
 def grads_at(model, x, y):
@@ -78,12 +51,7 @@ def reference_sam(model, data, lrs, rho, momentum=0.0, wd=0.0, adaptive=False, e
 
 def run_closure(model, opt, data, scheduler=None):
     for x, y in data:
-        def closure():
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        closure_step(model, opt, x, y)
         if scheduler is not None:
             scheduler.step()
 

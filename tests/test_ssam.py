@@ -9,35 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sparsam import SAM, SSAM, DynamicMask, FisherMask, MaskStrategy
 
-
-class Net(nn.Module):
-    def __init__(self, classes: int = 3):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
-
-
-def make(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    model = Net().to(dtype)
-    with torch.no_grad():
-        model.bn.weight.uniform_(0.5, 1.5)
-        model.bn.bias.uniform_(-0.5, 0.5)
-    return model
-
-
-def batches(n, seed=1, dtype=torch.float64, size=8):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 2, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (size,), generator=g))
-            for _ in range(n)]
+from nets import batches, closure_step, fisher_loop, make
 
 
 def weights(model):
@@ -72,15 +47,6 @@ def manual_step(model, opt, x, y, between=None):
         between(opt)
     F.cross_entropy(model(x), y).backward()
     opt.second_step(zero_grad=True)
-
-
-def closure_step(model, opt, x, y):
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-    opt.step(closure)
 
 
 # ---------------------------------------------------------------- explicit ε
@@ -140,22 +106,6 @@ def test_ssam_with_full_mask_is_sam():
 
 
 # ---------------------------------------------------------------- SSAM-F
-
-def fisher_loop(model, data, num_samples):
-    """Hand-written eval-mode per-sample Fisher on a deep copy."""
-    model = copy.deepcopy(model).eval()
-    params = list(model.parameters())
-    out = [torch.zeros_like(p) for p in params]
-    seen = 0
-    for x, y in data:
-        for i in range(len(x)):
-            if seen < num_samples:
-                gs = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), params)
-                for o, g in zip(out, gs):
-                    o += g ** 2
-                seen += 1
-    return out
-
 
 @pytest.mark.parametrize("api", ["manual", "closure"])
 def test_fisher_mask_at_first_step(api):
