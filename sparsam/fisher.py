@@ -7,9 +7,12 @@ mode and ``.grad`` fields. Two methods give the same scores:
 
 * ``"per_layer"``: one batched forward and one input-gradient backward per chunk; each layer's
   per-sample weight gradients then come from its input activations and output gradients
-  (``nn.Linear``: ``G_iᵀ A_i``; ``nn.Conv2d``: ``G_i · unfold(A_i)ᵀ``; eval-mode BatchNorm:
-  ``Σ G_i x̂_i`` and ``Σ G_i``). The backward never forms the batch weight gradients, so a chunk costs
-  about one SGD step plus one batched matrix product per layer.
+  (``nn.Linear``: ``G_iᵀ A_i``; ``nn.Conv2d``: ``G_i · unfold(A_i)ᵀ``, or one convolution with the
+  samples as groups where a sample's gradient is smaller than its unfolded input; eval-mode
+  BatchNorm: ``Σ G_i x̂_i`` and ``Σ G_i``), squared and summed a few samples at a time in one reused
+  buffer (cache-sized on a CPU). A Linear on flat inputs needs no per-sample product at all:
+  ``Σ_i (g_i a_iᵀ)² = (g²)ᵀ a²``. The backward never forms the batch weight gradients, so a chunk
+  costs about one SGD step plus the per-sample products.
 * ``"vmap"``: ``torch.func.vmap(grad(...))`` over a functional copy of the model; any module works.
 :func:`fisher_scores_official` reproduces the official implementation (batch-1 loop in train mode,
 which moves BatchNorm running statistics) for comparison and benchmarks only.
@@ -159,25 +162,84 @@ def _per_layer_chunk(model: nn.Module, layers: list[nn.Module], params: Sequence
         for h in handles:
             h.remove()
     index = {id(p): i for i, p in enumerate(params)}
-    pending = collections.Counter(index[id(p)] for module, _, g in calls if g is not None
-                                  for p in (module.weight, module.bias) if p is not None and id(p) in index)
+    uses = collections.Counter(index[id(p)] for module, _, g in calls if g is not None
+                               for p in (module.weight, module.bias) if p is not None and id(p) in index)
+    reused = {i for i, count in uses.items() if count > 1}
     scores = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     shared: dict[int, Tensor] = {}  # per-sample gradients of a parameter used by several calls, summed
     for module, a, g in calls:
         if g is None:  # the output did not reach the loss
             continue
+        if not any(id(p) in index and index[id(p)] in reused for p in (module.weight, module.bias)):
+            # the usual case: squared sums straight from this call
+            for p, square_sum in zip((module.weight, module.bias), _square_sums(module, a.detach(), g)):
+                if p is not None and id(p) in index:
+                    scores[index[id(p)]] = square_sum.float().view_as(p)
+            continue
         for p, ps in zip((module.weight, module.bias), _per_sample_grads(module, a.detach(), g)):
             if p is None or id(p) not in index:
                 continue
             i = index[id(p)]
-            pending[i] -= 1
+            uses[i] -= 1
             if i in shared:
                 ps = shared.pop(i) + ps
-            if pending[i]:
+            if uses[i]:
                 shared[i] = ps
             else:
                 scores[i] = ps.float().square().sum(0).view_as(params[i])
     return scores
+
+
+def _block_bytes(device: torch.device) -> int:
+    """Bytes of per-sample gradients formed at once: cache-sized on a CPU (writing and re-reading a
+    large buffer costs more there than the products), the whole chunk on an accelerator."""
+    return 1 << 22 if device.type == "cpu" else 1 << 30
+
+
+def _square_sum_of_products(lhs: Tensor, rhs: Tensor) -> Tensor:
+    """``Σ_i (lhs[i] @ rhs[i])²``, forming a few products at a time in one reused buffer."""
+    n, shape = len(lhs), torch.broadcast_shapes(lhs.shape[1:-2], rhs.shape[1:-2]) + (lhs.shape[-2], rhs.shape[-1])
+    block = max(1, min(n, _block_bytes(lhs.device) // (lhs.element_size() * shape.numel())))
+    buffer = lhs.new_empty((block, *shape))
+    total = lhs.new_zeros(shape)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        products = torch.matmul(lhs[start:stop], rhs[start:stop], out=buffer[:stop - start])
+        total += products.square_().sum(0)
+    return total
+
+
+def _grouped_conv_pays(module: nn.Conv2d, positions: int) -> bool:
+    """Per-sample conv weight gradients by one grouped convolution (samples as groups) rather than
+    from the unfolded input: when a sample's gradient is smaller than its unfolded input."""
+    return module.out_channels < positions
+
+
+def _square_sums(module: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_i`` of the squared per-sample gradients of (weight, bias) of ``module`` from its input
+    ``a`` and the gradient ``g`` of its output (the bias entry is junk where the module has no bias)."""
+    n = len(a)
+    if a.dtype not in (torch.float32, torch.float64):
+        a, g = a.float(), g.float()
+    if isinstance(module, nn.Linear):
+        a, g = a.reshape(n, -1, a.shape[-1]), g.reshape(n, -1, g.shape[-1])
+        bias = g.sum(1).square().sum(0)
+        if a.shape[1] == 1:  # (g aᵀ)² = g² (a²)ᵀ entrywise: one product over the samples
+            return g[:, 0].square().T @ a[:, 0].square(), bias
+        return _square_sum_of_products(g.transpose(1, 2), a), bias
+    if isinstance(module, nn.Conv2d):
+        bias = g.sum((2, 3)).square().sum(0)
+        groups, (c_in, h, w), (c_out, *out_hw) = module.groups, a.shape[1:], g.shape[1:]
+        if _grouped_conv_pays(module, out_hw[0] * out_hw[1]):
+            weight = torch.nn.grad.conv2d_weight(
+                a.reshape(1, n * c_in, h, w), (n * c_out, *module.weight.shape[1:]), g.reshape(1, n * c_out, *out_hw),
+                module.stride, module.padding, module.dilation, n * groups)
+            return weight.view(n, -1).square_().sum(0), bias
+        u = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)  # [N, Cin k k, P]
+        u = u.view(n, groups, -1, u.shape[-1]).transpose(2, 3)                  # [N, G, P, Cin/G k k]
+        return _square_sum_of_products(g.reshape(n, groups, c_out // groups, -1), u), bias
+    weight, bias = _per_sample_grads(module, a, g)  # BatchNorm: a vector per sample
+    return weight.float().square().sum(0), bias.float().square().sum(0)
 
 
 def _per_sample_grads(module: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:

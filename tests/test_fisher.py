@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sparsam import fisher_scores
+from sparsam import fisher
 from sparsam.fisher import fisher_scores_official
 
 import nets
@@ -88,7 +89,7 @@ class Zoo(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(2, 6, 3, padding=1)
         self.bn = nn.BatchNorm2d(6)
-        self.strided = nn.Conv2d(6, 6, 3, stride=2, padding=(1, 2), dilation=(1, 2), groups=3, bias=False)
+        self.strided = nn.Conv2d(6, 6, 3, stride=2, padding=(1, 2), dilation=(1, 2), groups=3)
         self.twice = nn.Conv2d(6, 6, 1)
         self.unused = nn.Linear(4, 4)
         self.token = nn.Linear(6, 5)
@@ -116,8 +117,16 @@ def make_zoo(dtype=torch.float64):
     return model
 
 
-@pytest.mark.parametrize("method", ["per_layer", "vmap"])
-def test_fisher_of_every_supported_layer_kind(method):
+KERNELS = {"vmap": ("vmap", None, None), "grouped-conv": ("per_layer", True, 1 << 30),
+           "unfold-one-sample-blocks": ("per_layer", False, 1), "unfold-whole-chunk": ("per_layer", False, 1 << 30)}
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_fisher_of_every_supported_layer_kind(kernels, monkeypatch):
+    method, grouped, block_bytes = KERNELS[kernels]
+    if method == "per_layer":  # each way of forming the per-sample products, whatever the shapes
+        monkeypatch.setattr(fisher, "_grouped_conv_pays", lambda module, positions: grouped)
+        monkeypatch.setattr(fisher, "_block_bytes", lambda device: block_bytes)
     model = make_zoo()
     model.stem.requires_grad_(False)  # its output still carries gradients for the layers above
     names = [n for n, p in model.named_parameters() if p.requires_grad]
