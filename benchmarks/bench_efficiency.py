@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparsam import SAM, SSAM, masks as patterns  # noqa: E402
 from sparsam.cost import cost_aware_mask, layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.fisher import fisher_scores, fisher_scores_official  # noqa: E402
+from sparsam.runs import provenance  # noqa: E402
 from sparsam.models import build_model  # noqa: E402
 from sparsam.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
 from sparsam.strategies import MaskStrategy  # noqa: E402
@@ -474,7 +475,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     parts = {int(s) for s in args.parts.split(",")}
     x, y = make_batch(args.batch, device)
-    result = {"machine": machine(device), "args": {k: v for k, v in vars(args).items()}}
+    result = {"machine": machine(device), "provenance": provenance(device),
+              "args": {k: v for k, v in vars(args).items()}}
     print(f"ResNet-18 width {args.width}, batch {args.batch}, {device}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {result['machine']['cpu']}; {args.stat} of {CLOCK}-clock times")
     start = time.perf_counter()
