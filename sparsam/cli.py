@@ -73,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = train(config, runs_dir=args.runs_dir, run_id=args.run_id, progress=not args.no_progress)
         keys = ("run_id", "final_test_acc", "best_test_acc", "final_train_loss")
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        print(json.dumps({"rank": rank, **{k: summary[k] for k in keys}}), flush=True)
+        # one write per line: the ranks share stdout, and print() writes the text and its newline
+        # separately, so another rank's line could land between them
+        sys.stdout.write(json.dumps({"rank": rank, **{k: summary[k] for k in keys}}) + "\n")
+        sys.stdout.flush()
         return 0
     from .sweep import run_sweep
 
