@@ -8,8 +8,8 @@ P1  optimizer-step overhead without forward/backward: SSAM(explicit, masks) / SA
     whole step SAM / SGD (target <= 2.05).
 P2  Fisher scores at N_F samples: sparsam.fisher_scores (method "per_layer", the default for these
     layers, and "vmap") vs the official batch-1 loop (target >= 10x), equality against an eval-mode
-    batch-1 loop in float64; beside them one batched gradient of the same samples, the ceiling of what batching
-    can gain on the device.
+    batch-1 loop in float64; beside them one batched gradient of the same samples, the ceiling of
+    what batching can gain on the device.
 P3  whole SparseAscentSAM step / SGD step at s in {0.5, 0.9, 0.98}, layer and filter masks from
     Fisher scores (papers' rule and cost-aware), each against the ideal cost of its mask (sum of the
     per-layer costs it cannot skip, measured in this run; target within 10%), and a mask confined
@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparsam import SAM, SSAM, masks as patterns  # noqa: E402
 from sparsam.cost import cost_aware_mask, layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.fisher import fisher_scores, fisher_scores_official  # noqa: E402
-from sparsam.runs import provenance  # noqa: E402
 from sparsam.models import build_model  # noqa: E402
+from sparsam.runs import provenance  # noqa: E402
 from sparsam.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
 from sparsam.strategies import MaskStrategy  # noqa: E402
 
@@ -269,9 +269,10 @@ def batched_gradient(model: nn.Module, params: list[Tensor], x: Tensor, y: Tenso
     """
     was = model.training
     model.eval()
-    grads = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), params)
-    model.train(was)
-    return list(grads)
+    try:
+        return list(torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), params))
+    finally:
+        model.train(was)
 
 
 def max_rel_diff(a: list[Tensor], b: list[Tensor]) -> float:
