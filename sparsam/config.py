@@ -9,12 +9,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from . import masks
+from .data import AUGMENTATIONS
 from ._checks import check_choice, check_int, check_range
 
 OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
 # Fields added after records were first stored: they enter the run id's hash only when set to
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
-_LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None}
+_LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0}
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class TrainConfig:
     ``n_train``/``n_test`` take seeded, class-balanced subsets (quick profiles).
     ``update_every``/``update_unit`` are SSAM's T_m; ``num_samples`` is SSAM-F's N_F.
     ``amp``: "off", "bf16" (autocast, GPU) or "fp16" (autocast with a GradScaler).
+    ``augment``: the CIFAR training augmentation, "crop-flip-cutout" (the papers'), "crop-flip", "flip"
+    or "none" (:data:`sparsam.data.AUGMENTATIONS`). ``label_noise``: fraction of training labels
+    replaced by another class (a declared deviation from the papers, 0 by default).
     ``mask_rule`` (SSAM-F with a "layer" or "filter" pattern): "fisher" keeps the tensors or filters
     of largest Fisher mass (the papers' rule); "cost-aware" ranks them by Fisher mass per unit of
     ascent-pass FLOPs (:func:`sparsam.cost.cost_aware_mask`), optionally with an ``ascent_budget``:
@@ -49,6 +53,8 @@ class TrainConfig:
     pattern: str = "unstructured"
     mask_rule: str = "fisher"
     ascent_budget: float | None = None
+    augment: str = "crop-flip-cutout"
+    label_noise: float = 0.0
     num_samples: int = 128
     update_every: int = 1
     update_unit: str = "epochs"
@@ -85,6 +91,8 @@ class TrainConfig:
             check_range("ascent_budget", self.ascent_budget, 0.0, low_open=True)
             if self.mask_rule != "cost-aware":
                 raise ValueError("ascent_budget applies to mask_rule='cost-aware' only")
+        check_choice("augment", self.augment, tuple(AUGMENTATIONS))
+        check_range("label_noise", self.label_noise, 0.0, 1.0)
         check_int("num_samples", self.num_samples, 1)
         check_int("update_every", self.update_every, 1)
         check_choice("update_unit", self.update_unit, ("steps", "epochs"))

@@ -45,11 +45,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_int, check_range
 
 __all__ = ["DATASETS", "CHECKSUMS", "DataSource", "ArrayDataset", "Cutout", "EpochLoader", "GpuBatches",
            "Loaders", "data_root", "cache_dir", "sha256", "verify", "load_dataset", "balanced_subset",
-           "cifar_transform", "imagenet_transform", "cutout_", "make_loaders"]
+           "cifar_transform", "imagenet_transform", "cutout_", "make_loaders", "AUGMENTATIONS", "with_label_noise"]
 
 DATASETS = ("cifar10", "cifar100", "cifar100-subset", "imagenette", "imagenette-tiny", "imagefolder:<path>")
 
@@ -59,6 +59,11 @@ CHECKSUMS = {
     "imagenette-tiny64.npz": "e22aaa9f44381ee46dabcae0eb51ea7e8e139029834960255127f5ac43eaec61",
     "imagenette-72px.tar.gz": "97b092b9a91601298e15f83c6ee594c11a8e345f52311da54e0133a82752d350",
 }
+
+# CIFAR training augmentations by name: (RandomCrop padding, horizontal flip, Cutout size); 0 = off.
+# "crop-flip-cutout" is the papers' recipe; the lighter ones let small networks fit on a CPU budget.
+AUGMENTATIONS = {"crop-flip-cutout": (4, True, 16), "crop-flip": (4, True, 0), "flip": (0, True, 0),
+                 "none": (0, False, 0)}
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -204,11 +209,14 @@ def _normalised(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.ToPureTensor()]
 
 
-def cifar_transform(train: bool, mean: Sequence[float] = CIFAR10_MEAN,
-                    std: Sequence[float] = CIFAR10_STD) -> v2.Compose:
-    """Train: RandomCrop(32, padding=4), flip, normalise, Cutout(16); test: normalise only."""
-    augment = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose([v2.ToImage(), *augment, *_normalised(mean, std), *([Cutout(16)] if train else [])])
+def cifar_transform(train: bool, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                    augment: str = "crop-flip-cutout") -> v2.Compose:
+    """Train: the ``augment`` of :data:`AUGMENTATIONS` (default the papers' RandomCrop(32, padding=4), flip,
+    Cutout(16)) around the normalisation; test: normalise only."""
+    check_choice("augment", augment, tuple(AUGMENTATIONS))
+    padding, flip, cutout = AUGMENTATIONS[augment] if train else (0, False, 0)
+    geometry = ([v2.RandomCrop(32, padding=padding)] if padding else []) + ([v2.RandomHorizontalFlip()] if flip else [])
+    return v2.Compose([v2.ToImage(), *geometry, *_normalised(mean, std), *([Cutout(cutout)] if cutout else [])])
 
 
 def imagenet_transform(train: bool, size: int = 224, resize: int | None = 256) -> v2.Compose:
@@ -232,7 +240,7 @@ def _decode_cifar10_pack(path: str, split: str) -> tuple[Tensor, Tensor]:
 
 
 def _torchvision_cifar(cls: type, name: str, split: str, root: Path | None, download: bool,
-                       file: str) -> tuple[ArrayDataset, DataSource]:
+                       file: str, augment: str) -> tuple[ArrayDataset, DataSource]:
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
     route = (f"pass root=<folder holding {folder}/> (download=True fetches it with "
              f"torchvision.datasets.{cls.__name__})")
@@ -247,7 +255,7 @@ def _torchvision_cifar(cls: type, name: str, split: str, root: Path | None, down
         raise _missing(file, root, route) from error
     mean, std = _STATS[name]
     note = f"official {cls.__name__} (torchvision format, md5-checked by torchvision)"
-    return (ArrayDataset(ds.data, ds.targets, cifar_transform(split == "train", mean, std)),
+    return (ArrayDataset(ds.data, ds.targets, cifar_transform(split == "train", mean, std, augment)),
             DataSource(name, str(root), None, len(ds.classes), note))
 
 
@@ -283,32 +291,41 @@ def _imagefolder(path: Path, split: str, transform: v2.Compose) -> torchvision.d
     return torchvision.datasets.ImageFolder(str(folder), transform=transform)
 
 
-def load_dataset(name: str, split: str, root: str | Path | None = None,
-                 download: bool = False) -> tuple[Dataset, DataSource]:
+def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False,
+                 augment: str = "crop-flip-cutout") -> tuple[Dataset, DataSource]:
     """The ``split`` ("train" or "test"; Imagenette's "test" is its val set) of ``name`` with its transforms.
+
+    ``augment`` names the CIFAR training augmentation (:data:`AUGMENTATIONS`); the ImageNet-style
+    datasets have only their papers' augmentation.
 
     ``root`` replaces ``SPARSAM_DATA`` as the folder searched for packs and torchvision roots;
     ``download`` lets torchvision fetch CIFAR-10/100 into ``root`` (default ``cache_dir()/torchvision``).
     Items are ``(float C×H×W normalised tensor, int label)``; train splits are augmented.
     """
     check_choice("split", split, ("train", "test"))
+    check_choice("augment", augment, tuple(AUGMENTATIONS))
+    if augment != "crop-flip-cutout" and name not in _STATS:
+        raise ValueError(f"augment applies to the CIFAR datasets ({', '.join(_STATS)}) only; "
+                         f"use 'crop-flip-cutout' for {name!r}")
     root = Path(root) if root is not None else None
     train = split == "train"
     if name == "cifar10":
         folder = root if root is not None else data_root()
         path = folder / "cifar10-jpeg.npz" if folder is not None else None
         if path is None or not path.is_file():
-            return _torchvision_cifar(torchvision.datasets.CIFAR10, name, split, root, download, "cifar10-jpeg.npz")
+            return _torchvision_cifar(torchvision.datasets.CIFAR10, name, split, root, download, "cifar10-jpeg.npz",
+                                      augment)
         verify(path)
         images, labels = _decode_cifar10_pack(str(path), split)
-        return ArrayDataset(images, labels, cifar_transform(train)), _source(name, path, 10)
+        return ArrayDataset(images, labels, cifar_transform(train, augment=augment)), _source(name, path, 10)
     if name == "cifar100":
-        return _torchvision_cifar(torchvision.datasets.CIFAR100, name, split, root, download, "cifar-100-python")
+        return _torchvision_cifar(torchvision.datasets.CIFAR100, name, split, root, download, "cifar-100-python",
+                                  augment)
     if name == "cifar100-subset":
         path = _pack("cifar100-exact-subset.npz", root, "use name='cifar100' with a torchvision root")
         with np.load(path, allow_pickle=False) as pack:
             dataset = ArrayDataset(pack[f"x_{split}"], pack[f"y_{split}_fine"],
-                                   cifar_transform(train, CIFAR100_MEAN, CIFAR100_STD))
+                                   cifar_transform(train, CIFAR100_MEAN, CIFAR100_STD, augment))
         return dataset, _source(name, path, 100)
     if name == "imagenette-tiny":
         path = _pack("imagenette-tiny64.npz", root, "use name='imagefolder:<path>' with your own images")
@@ -400,15 +417,17 @@ class GpuBatches:
     """Batches of a whole :class:`ArrayDataset` held on ``device``, augmented there in batch.
 
     Train: the same per-epoch order as :class:`EpochLoader`, then RandomCrop(padding) + flip +
-    normalise + Cutout, drawn from a ``device`` generator seeded from ``(seed, epoch, rank)``.
+    normalise + Cutout (each off when 0 / False), drawn from a ``device`` generator seeded from
+    ``(seed, epoch, rank)``.
     Test (``train=False``): normalise only, in order, rank ``r`` of ``w`` taking samples r, r+w, ...
     ``dataset`` stays available (on the CPU, with its own transform) for random access.
     """
 
     def __init__(self, dataset: ArrayDataset, batch_size: int, mean: Sequence[float], std: Sequence[float], *,
                  train: bool, device: str | torch.device = "cuda", seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False, padding: int = 4, cutout: int = 16):
-        self.dataset, self.train, self.seed, self.rank = dataset, train, seed, rank
+                 world_size: int = 1, drop_last: bool = False, padding: int = 4, flip: bool = True,
+                 cutout: int = 16):
+        self.dataset, self.train, self.seed, self.rank, self.flip = dataset, train, seed, rank, flip
         self.batch_size, self.drop_last = check_int("batch_size", batch_size, 1), drop_last
         self.padding, self.cutout = check_int("padding", padding, 0), check_int("cutout", cutout, 0)
         self.device = torch.device(device)
@@ -450,7 +469,7 @@ class GpuBatches:
         padded = F.pad(images, (0, 0, p, p, p, p))
         top = torch.randint(2 * p + 1, (n, 1), generator=g, device=self.device)
         left = torch.randint(2 * p + 1, (n, 1), generator=g, device=self.device)
-        flip = torch.rand((n, 1), generator=g, device=self.device) < 0.5
+        flip = (torch.rand((n, 1), generator=g, device=self.device) < 0.5) & self.flip
         rows = top + torch.arange(h, device=self.device)
         cols = left + torch.where(flip, torch.arange(w - 1, -1, -1, device=self.device),
                                   torch.arange(w, device=self.device))
@@ -467,6 +486,23 @@ class Loaders(NamedTuple):
     source: DataSource
 
 
+def with_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: int) -> ArrayDataset:
+    """A copy of ``dataset`` whose labels are wrong for ``round(fraction * len)`` samples chosen by ``seed``.
+
+    Symmetric noise: each chosen label becomes one of the *other* ``num_classes - 1`` classes, uniformly,
+    so exactly that many labels are wrong. In-memory (:class:`ArrayDataset`) datasets only.
+    """
+    check_range("label_noise", fraction, 0.0, 1.0)
+    if not isinstance(dataset, ArrayDataset):
+        raise ValueError(f"label_noise needs an in-memory CIFAR-style dataset, got {type(dataset).__name__}")
+    generator = torch.Generator().manual_seed(seed * 7_919 + 17)
+    chosen = torch.randperm(len(dataset), generator=generator)[: round(fraction * len(dataset))]
+    labels = dataset.labels.clone()
+    shift = torch.randint(1, num_classes, (len(chosen),), generator=generator)
+    labels[chosen] = (labels[chosen] + shift) % num_classes
+    return ArrayDataset(dataset.images.permute(0, 2, 3, 1), labels, dataset.transform)
+
+
 def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     if n is None:
         return dataset
@@ -479,7 +515,7 @@ def make_loaders(name: str, batch_size: int, *, n_train: int | None = None, n_te
                  seed: int = 0, num_workers: int = 0, rank: int = 0, world_size: int = 1,
                  device: str | torch.device = "cpu", gpu_resident: bool = False, drop_last: bool = False,
                  eval_batch_size: int | None = None, root: str | Path | None = None,
-                 download: bool = False) -> Loaders:
+                 download: bool = False, augment: str = "crop-flip-cutout", label_noise: float = 0.0) -> Loaders:
     """Train and test loaders of dataset ``name`` and its :class:`DataSource`.
 
     ``n_train``/``n_test``: seeded class-balanced subsets (:func:`balanced_subset`). The train loader is
@@ -487,6 +523,8 @@ def make_loaders(name: str, batch_size: int, *, n_train: int | None = None, n_te
     ``world_size``-th sample, so summing counts over ranks gives exact test metrics. With a CUDA
     ``device``, ``gpu_resident=True`` and a CIFAR-style dataset both loaders are :class:`GpuBatches`;
     otherwise the train loader is an :class:`EpochLoader` and the test loader a plain DataLoader.
+    ``augment``: the CIFAR training augmentation (:data:`AUGMENTATIONS`). ``label_noise``: the fraction
+    of training labels replaced by another class, drawn by :func:`with_label_noise` (test labels stay clean).
     """
     check_int("batch_size", batch_size, 1)
     check_int("seed", seed, 0)
@@ -495,15 +533,19 @@ def make_loaders(name: str, batch_size: int, *, n_train: int | None = None, n_te
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank!r}")
     eval_batch_size = check_int("eval_batch_size", eval_batch_size or batch_size, 1)
-    train, source = load_dataset(name, "train", root, download)
+    check_range("label_noise", label_noise, 0.0, 1.0)
+    train, source = load_dataset(name, "train", root, download, augment)
     test, _ = load_dataset(name, "test", root, download)
     train, test = _subset(train, n_train, seed), _subset(test, n_test, seed)
+    if label_noise > 0:
+        train = with_label_noise(train, label_noise, source.num_classes, seed)
     device = torch.device(device)
     shard = dict(seed=seed, rank=rank, world_size=world_size)
     if gpu_resident and device.type == "cuda" and name in _STATS:
         mean, std = _STATS[name]
+        padding, flip, cutout = AUGMENTATIONS[augment]
         return Loaders(GpuBatches(train, batch_size, mean, std, train=True, device=device, drop_last=drop_last,
-                                  **shard),
+                                  padding=padding, flip=flip, cutout=cutout, **shard),
                        GpuBatches(test, eval_batch_size, mean, std, train=False, device=device, **shard), source)
     pin = device.type == "cuda"
     train_loader = EpochLoader(train, batch_size, num_workers=num_workers, drop_last=drop_last, pin_memory=pin,

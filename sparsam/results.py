@@ -7,14 +7,29 @@ made earlier on a GPU. A record holds the run's summary (with provenance) and pe
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from .config import TrainConfig
 from .runs import REPO, atomic_write_json, read_json, read_metrics
 
 RESULTS = REPO / "results"
 RUNS = REPO / "runs"
+
+
+def pack_bits(flags: np.ndarray) -> dict[str, Any]:
+    """A boolean vector as ``{"n": len, "bits": base64 of np.packbits}`` (1,250 bytes for 10,000 flags)."""
+    flags = np.asarray(flags, dtype=bool).reshape(-1)
+    return {"n": int(flags.size), "bits": base64.b64encode(np.packbits(flags).tobytes()).decode("ascii")}
+
+
+def unpack_bits(packed: dict[str, Any]) -> np.ndarray:
+    """The boolean vector of :func:`pack_bits`."""
+    raw = np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8)
+    return np.unpackbits(raw, count=packed["n"]).astype(bool)
 
 
 def record_path(config: TrainConfig, store: Path = RESULTS / "runs") -> Path:

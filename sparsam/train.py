@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from . import cost, data, masks, models, runs
+from . import cost, data, masks, models, results, runs
 from .config import TrainConfig
 from .sam import SAM
 from .sparse_ascent import model_stages
@@ -89,7 +89,7 @@ class Trainer:
         self.train_loader, self.test_loader, self.source = data.make_loaders(
             config.dataset, config.batch_size, n_train=config.n_train, n_test=config.n_test, seed=config.seed,
             num_workers=config.num_workers, device=self.device, gpu_resident=config.gpu_resident,
-            rank=rank, world_size=world)
+            rank=rank, world_size=world, augment=config.augment, label_noise=config.label_noise)
         self.model = models.build_model(config.model, self.source.num_classes,
                                         **({} if config.width is None else {"width": config.width})).to(self.device)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -160,32 +160,50 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
-        start = time.perf_counter()
+        start, cpu_start, steps = time.perf_counter(), time.process_time(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not progress,
                    leave=False, mininterval=2.0)
         for x, y in bar:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             loss, out = self.step(x, y)
+            steps += 1
             totals += torch.stack([loss.double() * len(y), (out.argmax(1) == y).sum().double(),
                                    torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
         loss_sum, correct, count = self._reduce(totals).tolist()
-        seconds = time.perf_counter() - start
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         return {"train_loss": loss_sum / count, "train_acc": correct / count, "seconds": seconds,
-                "images_per_s": count / seconds}
+                "images_per_s": count / seconds, "steps": steps, "seconds_per_step": seconds / steps,
+                "cpu_seconds_per_step": cpu_seconds / steps}
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self) -> tuple[dict[str, float], Tensor]:
+        """Test loss and accuracy, and whether each test example was classified correctly (in test-set order)."""
         self.model.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        hits = []
         for x, y in self.test_loader:
             x, y = x.to(self.device), y.to(self.device)
             with self.autocast():
                 out = self.model(x)
             loss = F.cross_entropy(out.float(), y, reduction="sum")
-            totals += torch.stack([loss.double(), (out.argmax(1) == y).sum().double(),
+            hits.append((out.argmax(1) == y).cpu())
+            totals += torch.stack([loss.double(), hits[-1].sum().double().to(self.device),
                                    torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
         loss_sum, correct, count = self._reduce(totals).tolist()
-        return {"test_loss": loss_sum / count, "test_acc": correct / count}
+        return {"test_loss": loss_sum / count, "test_acc": correct / count}, self._gather_hits(torch.cat(hits))
+
+    def _gather_hits(self, hits: Tensor) -> Tensor:
+        """Per-example correctness over the whole test set: rank r holds examples r, r + world, ..."""
+        if self.world == 1:
+            return hits
+        shards: list[Tensor] = [torch.empty(0)] * self.world
+        dist.all_gather_object(shards, hits)
+        merged = torch.zeros(sum(len(h) for h in shards), dtype=torch.bool)
+        for rank, shard in enumerate(shards):
+            merged[rank::self.world] = shard
+        return merged
 
     def mask_density(self) -> float | None:
         return self.optimizer.mask.density() if isinstance(self.optimizer, SSAM) else None
@@ -279,18 +297,22 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         metrics = runs.read_metrics(run_dir / "metrics.jsonl")[:first_epoch]
     elif main:
         runs.atomic_write_json(stored, config.to_dict())
+    hits = None
     for epoch in range(first_epoch, config.epochs):
         if stop_after is not None and epoch - first_epoch >= stop_after:
             return {}
         record = {"epoch": epoch + 1, "lr": trainer.scheduler.get_last_lr()[0]}
         record.update(trainer.train_epoch(epoch, progress and main))
-        record.update(trainer.evaluate())
+        scores, hits = trainer.evaluate()
+        record.update(scores)
         record["mask_density"] = trainer.mask_density()
         record["sparse_step_flops_vs_sgd"] = trainer.sparse_step_flops()
         metrics.append(record)
         if main:
             runs.write_metrics(run_dir / "metrics.jsonl", metrics)
             runs.atomic_torch_save(checkpoint, trainer.state(epoch + 1))
+    if hits is None:  # resumed after the last epoch's checkpoint: evaluate the final weights again
+        hits = trainer.evaluate()[1]
     summary = {
         "run_id": run_dir.name, "config": config.to_dict(), "weight_decay_used": config.decay,
         "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": max(m["test_acc"] for m in metrics),
@@ -303,12 +325,22 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         "provenance": runs.provenance(trainer.device), "started": started, "finished": runs.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,
         "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,
+        "seconds_per_step": _per_step(metrics, "seconds_per_step"),
+        "cpu_seconds_per_step": _per_step(metrics, "cpu_seconds_per_step"),
+        "test_correct": results.pack_bits(hits.numpy()),
     }
     if main:
         runs.atomic_write_json(run_dir / "summary.json", summary)
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _per_step(metrics: list[dict[str, Any]], field: str) -> float | None:
+    """Mean over the run's steps of a per-step time (epochs weighted by their steps); None for older metrics."""
+    if not metrics or any(field not in m for m in metrics):
+        return None
+    return sum(m[field] * m["steps"] for m in metrics) / sum(m["steps"] for m in metrics)
 
 
 def is_finished(config: TrainConfig, runs_dir: str | Path = "runs") -> bool:

@@ -1,0 +1,98 @@
+"""Options the CPU study needs: lighter augmentation, label noise, per-step times and per-example correctness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import data_file
+from sparsam import data
+from sparsam.config import TrainConfig
+from sparsam.results import pack_bits, unpack_bits
+
+
+def _images(n: int = 8) -> data.ArrayDataset:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    return data.ArrayDataset(images, torch.arange(n) % 10)
+
+
+def test_no_augmentation_is_the_test_transform():
+    image = _images().images[0]
+    plain = data.cifar_transform(False)(image)
+    assert torch.equal(data.cifar_transform(True, augment="none")(image), plain)
+
+
+def test_each_augmentation_changes_only_what_it_names():
+    image = _images().images[1]
+    plain = data.cifar_transform(False)(image)
+    torch.manual_seed(3)
+    flips = [data.cifar_transform(True, augment="flip")(image) for _ in range(20)]
+    assert all(torch.equal(f, plain) or torch.equal(f, plain.flip(-1)) for f in flips)
+    assert any(torch.equal(f, plain.flip(-1)) for f in flips) and any(torch.equal(f, plain) for f in flips)
+    torch.manual_seed(3)
+    cut = [data.cifar_transform(True, augment="crop-flip-cutout")(image) for _ in range(5)]
+    uncut = [data.cifar_transform(True, augment="crop-flip")(image) for _ in range(5)]
+    zero_squares = [int((c == 0).all(0).sum()) for c in cut]
+    assert min(zero_squares) >= 8 * 8  # a 16×16 square, clipped at the border to at least 8×8
+    assert all(int((u == 0).all(0).sum()) < 64 for u in uncut)
+
+
+def test_gpu_batches_follow_the_augmentation_on_the_cpu_device():
+    ds = _images(10)  # labels 0..9: a label names its image
+    mean, std = data.CIFAR10_MEAN, data.CIFAR10_STD
+    plain = next(iter(data.GpuBatches(ds, 10, mean, std, train=False, device="cpu")))[0]
+    batches = data.GpuBatches(ds, 10, mean, std, train=True, device="cpu", padding=0, flip=False, cutout=0)
+    images, labels = next(iter(batches))
+    assert torch.allclose(images, plain[labels], atol=1e-6)  # same images, the epoch's order
+
+
+def test_bad_augment_and_label_noise_name_the_parameter():
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="mixup")
+    with pytest.raises(ValueError, match="label_noise"):
+        TrainConfig(label_noise=1.0)
+    with pytest.raises(ValueError, match="augment"):
+        data.load_dataset("imagenette-tiny", "train", augment="none")
+
+
+def test_label_noise_flips_exactly_the_fraction_to_other_classes():
+    ds = data.ArrayDataset(torch.zeros(1000, 4, 4, 3, dtype=torch.uint8), torch.arange(1000) % 10)
+    noisy = data.with_label_noise(ds, 0.2, 10, seed=5)
+    wrong = noisy.labels != ds.labels
+    assert int(wrong.sum()) == 200
+    assert torch.equal(noisy.labels, data.with_label_noise(ds, 0.2, 10, seed=5).labels)
+    assert not torch.equal(noisy.labels, data.with_label_noise(ds, 0.2, 10, seed=6).labels)
+    assert torch.equal(ds.labels, torch.arange(1000) % 10)  # the original is untouched
+    assert int(noisy.labels.max()) < 10 and int(noisy.labels.min()) >= 0
+
+
+def test_label_noise_reaches_the_train_loader_only():
+    data_file("cifar10-jpeg.npz")
+    clean = data.make_loaders("cifar10", 100, n_train=500, n_test=200, seed=0)
+    noisy = data.make_loaders("cifar10", 100, n_train=500, n_test=200, seed=0, label_noise=0.4)
+    assert int((clean.train.dataset.labels != noisy.train.dataset.labels).sum()) == 200
+    assert torch.equal(clean.test.dataset.labels, noisy.test.dataset.labels)
+
+
+def test_pack_bits_round_trips():
+    flags = np.random.default_rng(0).random(10_001) < 0.3
+    packed = pack_bits(flags)
+    assert packed["n"] == 10_001 and len(packed["bits"]) <= 4 * (10_001 // 8 + 1) // 3 + 4
+    assert np.array_equal(unpack_bits(packed), flags)
+
+
+@pytest.mark.slow
+def test_a_run_records_per_step_times_and_which_test_examples_it_got_right(tmp_path):
+    data_file("cifar10-jpeg.npz")
+    from sparsam.train import train
+
+    config = TrainConfig(optimizer="sam", model="resnet-small", width=4, n_train=256, n_test=300, epochs=2,
+                         batch_size=64, augment="flip")
+    summary = train(config, runs_dir=tmp_path, progress=False)
+    correct = unpack_bits(summary["test_correct"])
+    assert len(correct) == 300
+    assert correct.mean() == pytest.approx(summary["final_test_acc"], abs=1e-12)
+    assert summary["seconds_per_step"] > 0 and summary["cpu_seconds_per_step"] > 0
+    assert summary["seconds_per_step"] * 4 * 2 <= summary["train_seconds"] * 1.001  # 4 steps an epoch
