@@ -6,10 +6,15 @@ affine parameters belong to the optimizer runs with ``track_running_stats=False`
 with batch statistics exactly as in the first pass, but updates no buffer). A global forward
 pre-hook finds the modules, so the guard needs no reference to the model and works through
 DistributedDataParallel. BatchNorm without affine parameters cannot be matched and is not guarded.
+
+The guard holds only weak references (to the parameters, the frozen modules, and the hook to the
+guard itself): a guard left active by an exception keeps no model alive, and once the guard is
+garbage-collected its hook is removed and the modules get their statistics back.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Iterable
 
 import torch
@@ -21,32 +26,50 @@ class BatchNormGuard:
     """Context that freezes the running statistics of the optimizer's BatchNorm modules."""
 
     def __init__(self) -> None:
-        self._param_ids: set[int] = set()
-        self._frozen: list[_BatchNorm] = []
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
+        self._params: dict[int, weakref.ref] = {}  # id(parameter) -> weak reference to it
+        self._frozen: list[weakref.ref] = []  # the modules switched off, weakly
+        self._handle: list[torch.utils.hooks.RemovableHandle] = []  # shared with the finalizer
+        weakref.finalize(self, _release, self._handle, self._frozen)
 
     @property
     def active(self) -> bool:
-        return self._handle is not None
+        return bool(self._handle)
 
     def enter(self, params: Iterable[torch.Tensor]) -> None:
         """Start guarding the BatchNorm modules that own any of ``params``."""
         if self.active:
             return
-        self._param_ids = {id(p) for p in params}
-        self._handle = nn.modules.module.register_module_forward_pre_hook(self._freeze)
+        self._params = {id(p): weakref.ref(p) for p in params}
+        guard = weakref.ref(self)
+
+        def freeze(module: nn.Module, args: tuple) -> None:
+            alive = guard()
+            if alive is not None:
+                alive._freeze(module)
+
+        self._handle.append(nn.modules.module.register_module_forward_pre_hook(freeze))
 
     def exit(self) -> None:
         """Stop guarding and give every frozen module its running statistics back."""
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        for module in self._frozen:
-            module.track_running_stats = True
-        self._frozen.clear()
+        _release(self._handle, self._frozen)
+        self._params = {}
 
-    def _freeze(self, module: nn.Module, args: tuple) -> None:
-        if (isinstance(module, _BatchNorm) and module.training and module.track_running_stats
-                and module.weight is not None and id(module.weight) in self._param_ids):
+    def _freeze(self, module: nn.Module) -> None:
+        if not (isinstance(module, _BatchNorm) and module.training and module.track_running_stats
+                and module.weight is not None):
+            return
+        owned = self._params.get(id(module.weight))
+        if owned is not None and owned() is module.weight:
             module.track_running_stats = False
-            self._frozen.append(module)
+            self._frozen.append(weakref.ref(module))
+
+
+def _release(handle: list[torch.utils.hooks.RemovableHandle], frozen: list[weakref.ref]) -> None:
+    """Remove the hook and switch the frozen modules that still exist back on."""
+    while handle:
+        handle.pop().remove()
+    for ref in frozen:
+        module = ref()
+        if module is not None:
+            module.track_running_stats = True
+    frozen.clear()

@@ -43,6 +43,10 @@ class SAM(torch.optim.Optimizer):
     skips the base step (the weights are already restored exactly) and backs the scale off. To
     unscale for gradient clipping, call ``scaler.unscale_(opt.base_optimizer)`` (the optimizer the
     scaler steps), never ``scaler.unscale_(opt)``, which would unscale twice.
+
+    An LR scheduler may be attached to this object or to ``base_optimizer`` (they share
+    ``param_groups``). If your own loop raises between the passes, call :meth:`restore` before going
+    on; :meth:`step` does that itself.
     """
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
@@ -50,13 +54,27 @@ class SAM(torch.optim.Optimizer):
         check_range("rho", rho, 0.0)
         check_range("eta", eta, 0.0)
         super().__init__(params, dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs))
-        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.base_optimizer: torch.optim.Optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.bn_guard = BatchNormGuard() if bn_guard else None
         self.steps = 0  # completed steps; the schedule counter of masks
-        self._perturbed: list[Tensor] = []
+        self._perturbed: list[Tensor] | None = None  # parameters at w + ε, None outside a step
         self._ascent_finite: Tensor | None = None
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group to this optimizer and its base optimizer (they share ``param_groups``)."""
+        if not hasattr(self, "base_optimizer"):  # called by Optimizer.__init__
+            super().add_param_group(param_group)
+            return
+        if self._perturbed is not None:
+            raise RuntimeError("add_param_group() between first_step() and second_step(): add groups "
+                               "after second_step()")
+        for key in ("rho", "adaptive", "eta"):
+            param_group.setdefault(key, self.defaults[key])
+        check_range("rho", param_group["rho"], 0.0)
+        check_range("eta", param_group["eta"], 0.0)
+        self.base_optimizer.add_param_group(param_group)
 
     def _params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
@@ -73,6 +91,9 @@ class SAM(torch.optim.Optimizer):
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         """Move every parameter with a gradient from ``w`` to ``w + ε``."""
+        if self._perturbed is not None:
+            raise RuntimeError("first_step() called twice: call second_step() (or restore()) after each "
+                               "first_step(), before the next one")
         params, groups, directions, scales = [], [], [], []
         for group in self.param_groups:
             for p in group["params"]:
@@ -86,8 +107,8 @@ class SAM(torch.optim.Optimizer):
         norm = _global_norm(torch._foreach_mul(directions, masks) if renormalise and masks is not None else directions)
         self._ascent_finite = torch.isfinite(norm)
         inv_norm = 1.0 / (norm + 1e-12)
-        saved = [self._saved_weights(p) for p in params]
-        torch._foreach_copy_(saved, params)
+        if params:
+            torch._foreach_copy_([self._saved_weights(p) for p in params], params)
         # ε = ρ/‖·‖ · d ⊙ (m ⊙ T): one fused update per group of equal ρ and multiplier kind
         multipliers = [_product(masks[i] if masks is not None else None, t) for i, t in enumerate(scales)]
         buckets: dict[tuple[float, bool], list[int]] = {}
@@ -112,19 +133,31 @@ class SAM(torch.optim.Optimizer):
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False, scaler: "torch.amp.GradScaler | None" = None) -> None:
         """Restore ``w`` exactly and step the base optimizer with the gradient taken at ``w + ε``."""
-        if self._perturbed:
-            torch._foreach_copy_(self._perturbed, [self.state[p]["w"] for p in self._perturbed])
-        if self.bn_guard is not None:
-            self.bn_guard.exit()
+        if self._perturbed is None:
+            raise RuntimeError("second_step() without first_step(): call first_step() after the first "
+                               "backward pass, then second_step() after the second")
+        self.restore()
         if scaler is None:
             self.base_optimizer.step()
         else:
             self._poison_if_ascent_overflowed()
             scaler.step(self.base_optimizer)
-        self._perturbed = []
+        self._opt_called = True  # an LR scheduler attached to this object reads it: this optimizer stepped
         self.steps += 1
         if zero_grad:
             self.zero_grad()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put the weights back to ``w`` and lift the BatchNorm guard, without a base step.
+
+        For an exception between the passes; a no-op outside a step.
+        """
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, [self.state[p]["w"] for p in self._perturbed])
+        if self.bn_guard is not None:
+            self.bn_guard.exit()
+        self._perturbed = None
 
     def _poison_if_ascent_overflowed(self) -> None:
         """Make the scaler see a first-pass overflow: NaN into one gradient, no host sync."""
@@ -147,7 +180,11 @@ class SAM(torch.optim.Optimizer):
         with self.ascent_pass():
             loss = closure()
         self.first_step(zero_grad=True)
-        closure()
+        try:
+            closure()
+        except BaseException:
+            self.restore()
+            raise
         self.second_step()
         return loss
 
@@ -172,15 +209,15 @@ def _product(mask: Tensor | None, scale: Tensor | None) -> Tensor | None:
 
 
 def _add_scaled_(params: list[Tensor], directions: list[Tensor], multipliers: list[Tensor] | None,
-                 scale: Tensor, read_scale: bool | None = None) -> None:
+                 scale: Tensor) -> None:
     """``p += scale · d ⊙ multiplier`` (multiplier 1 if ``None``) for a 0-d tensor ``scale``, fused.
 
     Masked and unmasked updates run the same ``addcmul`` arithmetic, so an entry whose mask is 1
-    moves exactly as it would without a mask. ``read_scale`` (default: ``scale`` is on the CPU)
-    reads the scale into the kernel, which is free on the host; otherwise it stays a tensor (no host
-    sync) and is folded into the multiplier.
+    moves exactly as it would without a mask. A scale on the CPU is read into the kernel, which is
+    free on the host; on an accelerator it stays a tensor (no host sync) and is folded into the
+    multiplier.
     """
-    if scale.device.type == "cpu" if read_scale is None else read_scale:
+    if scale.device.type == "cpu":
         if multipliers is None:
             multipliers = [d.new_ones(()) for d in directions]
         torch._foreach_addcmul_(params, directions, multipliers, float(scale))

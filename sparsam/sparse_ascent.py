@@ -335,6 +335,7 @@ class SparseAscentSAM(SAM):
             h = run_stages(self.stages[:plan.start], x)
             if not plan.perturbed:  # ε = 0: the descent gradient is the gradient at w; one pass
                 loss = self.loss_fn(h, y)
+                self.first_step()  # moves nothing; second_step() follows
                 self._pending = (loss, y)
                 return loss.detach()
             suffix = self.stages[plan.start:]

@@ -146,7 +146,7 @@ def test_lr_scheduler_changes_lr_used(on_base, runner):
     opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr0, momentum=0.9)
     assert opt.param_groups is opt.base_optimizer.param_groups
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()" with the manual API
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt.base_optimizer if on_base else opt, T_max=t_max)
         runner(model, opt, data, sched)
     lrs = [0.5 * lr0 * (1 + math.cos(math.pi * t / t_max)) for t in range(3)]
@@ -155,6 +155,41 @@ def test_lr_scheduler_changes_lr_used(on_base, runner):
     assert_close_lists([p.detach() for p in model.parameters()], expected)
     assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(
         0.5 * lr0 * (1 + math.cos(math.pi * 3 / t_max)))
+
+
+def test_scheduler_before_any_step_still_warns():
+    """The warning is torch's own check, not silenced: stepping the scheduler first still warns."""
+    opt = SAM(make().parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`"):
+        sched.step()
+
+
+def test_add_param_group_perturbs_and_steps_the_new_parameters():
+    data = batches(3)
+    model = make()
+    ref = copy.deepcopy(model)
+    opt = SAM([model.conv.weight, model.bn.weight, model.bn.bias], torch.optim.SGD, rho=0.1, lr=0.05,
+              momentum=0.9)
+    opt.add_param_group({"params": [model.fc.weight, model.fc.bias]})
+    assert opt.param_groups is opt.base_optimizer.param_groups and len(opt.param_groups) == 2
+    assert opt.param_groups[1]["rho"] == 0.1 and opt.param_groups[1]["lr"] == 0.05
+    run_manual(model, opt, data)
+    expected = reference_sam(ref, data, [0.05] * 3, 0.1, 0.9)
+    assert_close_lists([p.detach() for p in model.parameters()], expected)
+
+
+def test_add_param_group_errors():
+    model = make()
+    opt = SAM([model.conv.weight], torch.optim.SGD, rho=0.1, lr=0.05)
+    with pytest.raises(ValueError, match="rho"):
+        opt.add_param_group({"params": [model.fc.weight], "rho": -1.0})
+    assert len(opt.param_groups) == 1
+    x, y = batches(1)[0]
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step(zero_grad=True)
+    with pytest.raises(RuntimeError, match="after second_step"):
+        opt.add_param_group({"params": [model.fc.weight]})
 
 
 def test_errors():
@@ -280,18 +315,144 @@ def test_grad_scaler_overflow_skips_step(where):
     assert not any(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), w0))
 
 
-@pytest.mark.parametrize("read_scale", [True, False], ids=["scale-read-on-host", "scale-as-tensor"])
-@pytest.mark.parametrize("with_multipliers", [False, True])
-def test_add_scaled_both_kernels_agree_with_written_out_update(read_scale, with_multipliers):
-    """Both code paths of the fused ε update (host-read scale, device-tensor scale) give p + s·d(·m)."""
-    from sparsam.sam import _add_scaled_
+def _add_scaled_case(device):
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)]
     directions = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
-    mults = [(torch.rand(p.shape, generator=g) < 0.5).double() for p in params] if with_multipliers else None
-    scale = torch.tensor(0.37, dtype=torch.float64)
+    mults = [(torch.rand(p.shape, generator=g) < 0.5).double() for p in params]
+    return [[t.to(device) for t in ts] for ts in (params, directions, mults)]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="the tensor-scale path runs on accelerators"))])
+@pytest.mark.parametrize("with_multipliers", [False, True])
+def test_add_scaled_agrees_with_written_out_update(device, with_multipliers):
+    """The fused ε update (scale read on the host, or kept as a device tensor) gives p + s·d(·m)."""
+    from sparsam.sam import _add_scaled_
+    params, directions, mults = _add_scaled_case(device)
+    mults = mults if with_multipliers else None
+    scale = torch.tensor(0.37, dtype=torch.float64, device=device)
     expected = [p + 0.37 * d * (1 if mults is None else m)
                 for p, d, m in zip(params, directions, mults or [None] * 2)]
-    _add_scaled_(params, directions, mults, scale, read_scale=read_scale)
+    _add_scaled_(params, directions, mults, scale)
     for p, e in zip(params, expected):
         torch.testing.assert_close(p, e, rtol=1e-15, atol=1e-15)
+
+
+# ---------------------------------------------------------------- misuse and exceptions
+
+def test_first_step_twice_raises_and_keeps_w():
+    model = make()
+    ref = copy.deepcopy(model)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step()
+    with pytest.raises(RuntimeError, match="call second_step"):
+        opt.first_step()
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.second_step()  # the saved w was not overwritten by w + ε: one exact SAM step
+    assert_close_lists([p.detach() for p in model.parameters()], reference_sam(ref, [(x, y)], [0.1], 0.5))
+    with pytest.raises(RuntimeError, match="without first_step"):
+        opt.second_step()
+
+
+def test_second_step_without_first_step_raises_and_changes_nothing():
+    model = make()
+    w = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    F.cross_entropy(model(x), y).backward()
+    with pytest.raises(RuntimeError, match="call first_step"):
+        opt.second_step()
+    assert opt.steps == 0
+    assert all(torch.equal(p.detach(), w0) for p, w0 in zip(model.parameters(), w))
+
+
+class Boom(Exception):
+    pass
+
+
+def test_closure_exception_in_second_pass_restores_w_and_lifts_guard():
+    model = make()
+    w = [p.detach().clone() for p in model.parameters()]
+    stats = bn_state(model)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Boom
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    with pytest.raises(Boom):
+        opt.step(closure)
+    assert all(torch.equal(p.detach(), w0) for p, w0 in zip(model.parameters(), w))
+    assert not opt.bn_guard.active and model.bn.track_running_stats
+    assert int(model.bn.num_batches_tracked) == int(stats["bn.num_batches_tracked"]) + 1  # the first pass only
+    # the optimizer is usable again and matches a fresh SAM step from the same point
+    closure_step(model, opt, x, y)
+    fresh = make()
+    fresh_opt = SAM(fresh.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    fresh(x)  # the same BatchNorm history as the failed first pass
+    closure_step(fresh, fresh_opt, x, y)
+    assert_close_lists([p.detach() for p in model.parameters()], [p.detach() for p in fresh.parameters()])
+
+
+def test_restore_in_a_users_loop():
+    model = make()
+    w = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step(zero_grad=True)
+    assert not torch.equal(model.fc.weight.detach(), w[-2]) and opt.bn_guard.active
+    opt.restore()  # e.g. in an except clause
+    assert all(torch.equal(p.detach(), w0) for p, w0 in zip(model.parameters(), w))
+    assert not opt.bn_guard.active
+    opt.restore()  # a no-op outside a step
+
+
+def test_guard_keeps_nothing_alive_and_unhooks_when_collected():
+    import gc
+    import weakref
+    model = make()
+    model_ref = weakref.ref(model)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step(zero_grad=True)  # an exception here would leave the guard active
+    model(x)
+    assert not model.bn.track_running_stats  # frozen by the active guard
+    guard = opt.bn_guard
+    del opt, guard
+    gc.collect()
+    assert model.bn.track_running_stats  # the collected guard gave the statistics back
+    before = int(model.bn.num_batches_tracked)
+    model(x)
+    assert int(model.bn.num_batches_tracked) == before + 1  # and its hook is gone
+    # a guard still held does not keep the model alive either
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1, bn_guard=False)
+    other = SAM(make(seed=1).parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    other.bn_guard.enter(model.parameters())
+    model(x)
+    del model, opt
+    gc.collect()
+    assert model_ref() is None
+    other.bn_guard.exit()
+
+
+def test_step_without_any_gradient_moves_nothing():
+    model = make()
+    w = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    opt.first_step()  # no parameter has a gradient: ε is empty
+    opt.second_step()
+    assert opt.steps == 1
+    assert all(torch.equal(p.detach(), w0) for p, w0 in zip(model.parameters(), w))

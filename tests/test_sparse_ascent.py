@@ -92,10 +92,10 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _release_guards():
-    """A test that stops after the first pass leaves a BatchNorm guard active (a global hook)."""
+    """A test that stops after the first pass leaves the weights at w + ε and the BatchNorm guard active."""
     yield
     for opt in OPTIMIZERS:
-        opt.bn_guard.exit()
+        opt.restore()
     OPTIMIZERS.clear()
 
 
@@ -245,6 +245,7 @@ def test_ascent_skips_unneeded_work():
         opt.first_pass(x, y)
     # only conv2 of the last block back-propagates, and only its weight gradient
     assert log.conv_backward == [((16, 16, 3, 3), (False, True, False))]
+    opt.restore()  # back to w without a descent pass
     fmasks = filter_masks(stages)
     opt.set_masks(fmasks)
     with OpLog() as log:
