@@ -1,0 +1,306 @@
+"""Where grid points run: in this process, as local processes, or as Slurm jobs, through submitit.
+
+A :class:`Point` is one unit of work of a grid: a picklable call that records its own outcome in
+the point's status file (a JSON record with ``status`` running, finished or failed), and a log
+folder next to it. :func:`run_points` runs points with the executor of :class:`ExecutorOptions`:
+
+- ``inline``: one after the other in this process;
+- ``local``: separate processes through submitit's local executor, at most ``jobs`` at a time;
+- ``slurm``: one Slurm job per point through submitit (sbatch).
+
+Inside a job, the call receives :func:`job_info` (executor, job id, host) to store with its record.
+A job that Slurm stops at its time limit or preempts is requeued by submitit and starts the call
+again, which resumes from the point's checkpoint (:class:`PointJob`); a killed job is recorded as
+failed and the next run of the same command, which skips finished points, resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+
+from .runs import atomic_write_json, now, read_json
+
+EXECUTORS = ("inline", "local", "slurm")
+# a job without a --time limit: Slurm's partition default applies; the local executor needs a number
+LOCAL_DEFAULT_MINUTES = 7 * 24 * 60
+_POLL_SECONDS = 0.5
+
+
+def parse_time(text: str) -> int:
+    """Minutes of a Slurm time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM`` or ``D-HH:MM:SS``
+    (seconds round up)."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match or (match[1] is None and match[4] is not None and match[3] is None):
+        raise ValueError(f"time must be a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]), got {text!r}")
+    days, first, second, third = (int(g) if g is not None else None for g in match.groups())
+    if days is not None:  # D-HH[:MM[:SS]]
+        seconds = ((days * 24 + first) * 60 + (second or 0)) * 60 + (third or 0)
+    elif third is not None:  # HH:MM:SS
+        seconds = (first * 60 + second) * 60 + third
+    else:  # MM or MM:SS
+        seconds = first * 60 + (second or 0)
+    if seconds <= 0:
+        raise ValueError(f"time must be positive, got {text!r}")
+    return math.ceil(seconds / 60)
+
+
+def parse_mem(text: str) -> str:
+    """A memory size as sbatch writes it (``64G``, ``500M``): a number of GB, or a number with the unit
+    M, G or T (MB, GB, TB too); fractions are converted to whole megabytes."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([MGT]?)B?", text.strip().upper())
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"mem must be a positive size such as 64G, 500M or 1.5T, got {text!r}")
+    number, unit = float(match[1]), match[2] or "G"
+    if number == int(number):
+        return f"{int(number)}{unit}"
+    megabytes = number * {"M": 1, "G": 1024, "T": 1024 * 1024}[unit]
+    return f"{math.ceil(megabytes)}M"
+
+
+def parse_slurm_arg(text: str) -> tuple[str, str]:
+    """``key=value`` of ``--slurm-arg`` (an sbatch option without its dashes: ``account=abc``, ``qos=high``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("-")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key):
+        raise ValueError(f"slurm-arg must be key=value with an sbatch option as key (account=abc), got {text!r}")
+    return key.replace("-", "_"), value
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How points run: the executor and, for ``local`` and ``slurm``, the resources of each job.
+
+    ``jobs``: most local jobs at a time. ``time``: a Slurm time limit (see :func:`parse_time`),
+    also the local executor's timeout. ``mem``: see :func:`parse_mem`. ``slurm_args``: further
+    sbatch options as (key, value) pairs.
+    """
+
+    executor: str = "inline"
+    jobs: int = 1
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    slurm_args: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        for name, low in (("jobs", 1), ("gpus_per_job", 0), ("cpus_per_job", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.mem is not None:
+            parse_mem(self.mem)
+        if self.time is not None:
+            parse_time(self.time)
+        if self.executor == "slurm" and self.time is None:
+            raise ValueError("time is required with executor 'slurm' (submitit's default limit is 5 minutes)")
+        slurm_only = [name for name in ("partition", "cpus_per_job", "mem", "slurm_args") if getattr(self, name)]
+        if slurm_only and self.executor != "slurm":
+            raise ValueError(f"{', '.join(slurm_only)} apply to executor 'slurm' only, not {self.executor!r}")
+
+    def submitit_parameters(self) -> dict[str, Any]:
+        """The parameters of :meth:`submitit.Executor.update_parameters` for this executor."""
+        if self.executor == "local":
+            minutes = parse_time(self.time) if self.time else LOCAL_DEFAULT_MINUTES
+            return {"timeout_min": minutes, "gpus_per_node": self.gpus_per_job}
+        params: dict[str, Any] = {"job_name": "sparsam", "nodes": 1, "ntasks_per_node": 1, "signal_delay_s": 120,
+                                  "time": parse_time(self.time)}
+        optional = {"partition": self.partition, "cpus_per_task": self.cpus_per_job,
+                    "mem": parse_mem(self.mem) if self.mem else None, "gpus_per_node": self.gpus_per_job or None}
+        params.update({k: v for k, v in optional.items() if v is not None})
+        if self.slurm_args:
+            params["additional_parameters"] = dict(self.slurm_args)
+        return params
+
+
+@dataclass(frozen=True)
+class Point:
+    """One unit of work: ``function(**kwargs, job=job_info(...))`` writes ``status_file``; its job
+    logs go to ``log_folder``."""
+
+    name: str
+    function: Callable[..., Any]
+    kwargs: dict[str, Any]
+    status_file: Path
+    log_folder: Path
+
+
+def job_info(executor: str) -> dict[str, Any]:
+    """Executor, job id and host of the calling process (the job id is None inline)."""
+    job_id = None
+    if executor != "inline":
+        job_id = submitit.JobEnvironment().job_id
+    return {"executor": executor, "job_id": job_id, "host": platform.node(), "pid": os.getpid()}
+
+
+class PointJob(submitit.helpers.Checkpointable):
+    """What a job runs: the point's call with the job's :func:`job_info`.
+
+    Being checkpointable, it is requeued by submitit when Slurm signals the end of the time limit or
+    a preemption, and calls the point again: the point resumes from its own checkpoint.
+    """
+
+    def __init__(self, point: Point, executor: str, threads: int | None = None) -> None:
+        self.point, self.executor, self.threads = point, executor, threads
+
+    def __call__(self) -> Any:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        info = job_info(self.executor)
+        print(f"{now()} point {self.point.name} on {info['host']}, job {info['job_id']}", flush=True)
+        return self.point.function(**self.point.kwargs, job=info)
+
+
+def update_status(path: Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into the JSON record at ``path`` (created if missing); returns the record."""
+    record = read_json(path) if Path(path).exists() else {}
+    record.update(changes)
+    atomic_write_json(Path(path), record)
+    return record
+
+
+def make_executor(options: ExecutorOptions, folder: Path) -> submitit.Executor:
+    """A submitit executor for ``options`` writing its files under ``folder``."""
+    kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}.get(options.executor)
+    if kind is None:
+        raise ValueError(f"executor 'inline' runs in this process and has no submitit executor")
+    executor = kind(folder=folder)
+    executor.update_parameters(**options.submitit_parameters())
+    return executor
+
+
+class _ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
+    """A Slurm executor that can be built without Slurm, to show the sbatch script of a dry run."""
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 1
+
+
+def slurm_script(options: ExecutorOptions, folder: Path) -> str:
+    """The sbatch script submitit would write for one point whose logs go to ``folder``."""
+    executor = _ScriptOnlySlurmExecutor(folder=folder)
+    executor.update_parameters(**options.submitit_parameters())
+    return executor._make_submission_file_text(executor._submitit_command_str, "dry-run")  # submitit's own text
+
+
+def is_alive(record: dict[str, Any], log_folder: Path) -> bool:
+    """Whether the job a status record names (submitted or running) may still be running."""
+    if record.get("status") not in ("submitted", "running") or record.get("job_id") is None:
+        return False
+    if record.get("executor") == "local":
+        if record.get("submit_host", record.get("host")) != platform.node():
+            return True  # another machine's process: we cannot tell, so do not start it twice
+        try:
+            os.kill(int(record["job_id"]), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except PermissionError:
+            return True
+        return True
+    if record.get("executor") == "slurm":
+        return not submitit.SlurmJob(folder=log_folder, job_id=str(record["job_id"])).done(force_check=True)
+    return False
+
+
+@dataclass
+class Outcome:
+    """How a point ended in this call: finished, failed, submitted (still running) or waiting (not yet started)."""
+
+    point: Point
+    status: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _threads(options: ExecutorOptions) -> int | None:
+    """Threads per local job: the cores shared among ``jobs`` processes, unless OMP_NUM_THREADS says."""
+    if options.executor != "local" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // options.jobs)
+
+
+def _submit(point: Point, options: ExecutorOptions) -> submitit.Job:
+    update_status(point.status_file, status="submitted", executor=options.executor, submitted=now(),
+                  submit_host=platform.node(), log_folder=str(point.log_folder), job_id=None)
+    job = make_executor(options, point.log_folder).submit(PointJob(point, options.executor, _threads(options)))
+    record = read_json(point.status_file)
+    if record.get("status") == "submitted":  # the job may already have started and written its own status
+        update_status(point.status_file, job_id=job.job_id)
+    return job
+
+
+def _collect(point: Point, job: submitit.Job) -> Outcome:
+    """The outcome of a job that is done; a job that died without recording its end is marked failed."""
+    try:
+        job.result()
+    except Exception as error:  # the record says what failed; a killed job never got to write it
+        record = read_json(point.status_file) if point.status_file.exists() else {}
+        if record.get("status") != "failed":
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            update_status(point.status_file, status="failed", error_type=type(error).__name__,
+                          message=message, failed=now())
+    record = update_status(point.status_file, log=str(job.paths.stdout), errors=str(job.paths.stderr))
+    return Outcome(point, record.get("status", "failed"), record)
+
+
+def run_points(points: list[Point], options: ExecutorOptions, wait: bool = True) -> list[Outcome]:
+    """Run ``points`` with ``options``; with ``wait=False`` submit them and return at once
+    (the local executor starts at most ``jobs`` points, the others wait for a later call)."""
+    if options.executor == "inline":
+        outcomes = []
+        for point in points:
+            try:
+                point.function(**point.kwargs, job=job_info("inline"))
+            except Exception:
+                pass  # the point recorded its failure; the next points still run
+            record = read_json(point.status_file) if point.status_file.exists() else {}
+            outcomes.append(Outcome(point, record.get("status", "failed"), record))
+        return outcomes
+    limit = options.jobs if options.executor == "local" else len(points)
+    pending, running, outcomes = list(points), [], []
+    while pending or running:
+        while pending and len(running) < limit:
+            point = pending.pop(0)
+            running.append((point, _submit(point, options)))
+        if not wait:
+            outcomes += [Outcome(p, "submitted", read_json(p.status_file)) for p, _ in running]
+            outcomes += [Outcome(p, "waiting") for p in pending]
+            return outcomes
+        time.sleep(_POLL_SECONDS)
+        for point, job in [(p, j) for p, j in running if j.done()]:
+            running.remove((point, job))
+            outcomes.append(_collect(point, job))
+    order = {id(p): i for i, p in enumerate(points)}
+    return sorted(outcomes, key=lambda o: order[id(o.point)])
+
+
+def print_summary(outcomes: list[Outcome], describe: Callable[[Outcome], str] = lambda o: "",
+                  stream: Any = None) -> None:
+    """One line per point (status, name, job id, then ``describe`` or the error), then the counts."""
+    stream = stream or sys.stdout
+    for outcome in outcomes:
+        record = outcome.record
+        job = f"job {record['job_id']}" if record.get("job_id") else ""
+        detail = describe(outcome) if outcome.status == "finished" else ""
+        if outcome.status == "failed":
+            detail = f"{record.get('error_type', 'error')}: {record.get('message', '')}"
+            if record.get("errors"):
+                detail += f" (log: {record['errors']})"
+        print(f"{outcome.status:9s} {outcome.point.name}  {job}  {detail}".rstrip(), file=stream)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "failed", "submitted", "waiting")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run", file=stream)

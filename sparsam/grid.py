@@ -1,0 +1,128 @@
+"""Training grids: a YAML file of :class:`TrainConfig` values, expanded as a product and trained
+directly (no notebook), so that a cluster fills the results store and the notebooks only read it.
+
+Grid file::
+
+    parameters: {model: resnet-small, width: 8, epochs: 2}   # TrainConfig fields fixed for every point
+    grid: {seed: [0, 1], optimizer: [sgd, sam]}              # lists combined as a product
+
+Each configuration is one point: it trains (or resumes) ``<runs_dir>/<run_id>/`` and writes its
+record, with the job that made it, to the store (:func:`sparsam.results.record_path`). Its status
+(``job.json``: running, finished or failed, with the error) and the job's logs (``logs/``) lie in
+the run folder. Configurations with a record are skipped, so running the same command again
+resumes what was interrupted and collects what finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from .config import TrainConfig
+from .executors import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status
+from .results import RESULTS, RUNS, load_record, record_path, run_missing
+from .runs import atomic_write_json, now, read_json
+
+
+def expand(fixed: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the ``grid`` lists (names in sorted order), each merged over ``fixed``."""
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid entry {name!r} must be a non-empty list, got {values!r}")
+    names = sorted(grid)
+    return [{**fixed, **dict(zip(names, combo))} for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def load_train_grid(path: str | Path) -> list[TrainConfig]:
+    """The distinct configurations of a training-grid file, in grid order; any bad value is an error."""
+    spec = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = sorted(set(spec) - {"parameters", "grid"})
+    if not isinstance(spec, dict) or unknown:
+        raise ValueError(f"a training grid has the keys 'parameters' and 'grid' only; unknown keys: {unknown}")
+    configs = [TrainConfig.from_dict(values) for values in expand(spec.get("parameters") or {}, spec.get("grid") or {})]
+    return list({config.run_id(): config for config in configs}.values())
+
+
+def config_arguments(config: TrainConfig) -> list[str]:
+    """The ``python -m sparsam train`` options that give back ``config``."""
+    arguments = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        arguments += ["--" + f.name.replace("_", "-"), text]
+    return arguments
+
+
+def status_file(config: TrainConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / config.run_id() / "job.json"
+
+
+def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str, Any], nproc: int = 1) -> dict[str, Any]:
+    """Train one configuration and store its record with ``job`` (what a grid job runs).
+
+    ``nproc`` > 1 trains under ``torchrun`` with that many processes (one per GPU of the job).
+    The status file says running, then finished or failed with the error's type and message.
+    """
+    config = TrainConfig.from_dict(config)
+    status = status_file(config, Path(runs_dir))
+    update_status(status, status="running", started=now(), **job)
+    try:
+        if nproc > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                       "-m", "sparsam", "train", *config_arguments(config), "--runs-dir", str(runs_dir),
+                       "--no-progress"]
+            subprocess.run(command, check=True)
+        [record] = run_missing([config], store=Path(store), runs_dir=Path(runs_dir))
+        record["job"] = {key: job[key] for key in ("executor", "job_id", "host")}
+        atomic_write_json(record_path(config, Path(store)), record)
+    except Exception as error:
+        update_status(status, status="failed", error_type=type(error).__name__, message=str(error), failed=now())
+        raise
+    update_status(status, status="finished", finished=now(), record=str(record_path(config, Path(store))))
+    summary = record["summary"]
+    print(f"{now()} {summary['run_id']} finished: test acc {summary['final_test_acc']:.4f}", flush=True)
+    return {key: summary[key] for key in ("run_id", "final_test_acc", "best_test_acc", "final_train_loss")}
+
+
+def _describe(outcome: Outcome) -> str:
+    record = read_json(outcome.record["record"]) if outcome.record.get("record") else None
+    return f"test acc {record['summary']['final_test_acc']:.4f}" if record else ""
+
+
+def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(), store: str | Path = RESULTS / "runs",
+                   runs_dir: str | Path = RUNS, dry_run: bool = False, wait: bool = True,
+                   stream: TextIO | None = None) -> int:
+    """Train every configuration of the grid that has no record yet; returns a process exit code
+    (1 when a point failed). Points whose job still runs are left to it."""
+    stream = stream or sys.stdout
+    store, runs_dir = Path(store).resolve(), Path(runs_dir).resolve()
+    configs = load_train_grid(grid_file)
+    nproc = max(1, options.gpus_per_job) if options.executor != "inline" else 1
+    points = []
+    for config in configs:
+        status, logs = status_file(config, runs_dir), runs_dir / config.run_id() / "logs"
+        record = read_json(status) if status.exists() else {}
+        if load_record(config, store) is not None:
+            state = "finished"
+        elif is_alive(record, logs):
+            state = f"running  (job {record['job_id']}, {record['executor']})"
+        else:
+            state = "to run"
+            points.append(Point(config.run_id(), train_point, dict(config=config.to_dict(), store=str(store),
+                                                                  runs_dir=str(runs_dir), nproc=nproc),
+                                status, logs))
+        print(f"{state:8s}  {config.run_id()}", file=stream)
+    if dry_run:
+        if options.executor == "slurm" and points:
+            print(f"\n{len(points)} Slurm job(s); the sbatch script of {points[0].name}:\n", file=stream)
+            print(slurm_script(options, points[0].log_folder), file=stream)
+        return 0
+    outcomes = run_points(points, options, wait=wait)
+    print_summary(outcomes, _describe, stream)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
