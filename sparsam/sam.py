@@ -159,6 +159,14 @@ class SAM(torch.optim.Optimizer):
             self.bn_guard.exit()
         self._perturbed = None
 
+    @torch.no_grad()
+    def perturbation_norm(self) -> Tensor:
+        """``‖ε‖`` of the current step, as a 0-d tensor (no host sync): call it between the two steps."""
+        if self._perturbed is None:
+            raise RuntimeError("perturbation_norm() outside a step: call it after first_step(), before second_step()")
+        saved = [self.state[p]["w"] for p in self._perturbed]
+        return _global_norm(torch._foreach_sub(self._perturbed, saved) if saved else [])
+
     def _poison_if_ascent_overflowed(self) -> None:
         """Make the scaler see a first-pass overflow: NaN into one gradient, no host sync."""
         if self._ascent_finite is None:

@@ -106,6 +106,7 @@ class Trainer:
             self.layers = cost.layer_costs(model_stages(self.model), example, unit="flops")
         self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
         self.is_sam = isinstance(self.optimizer, SAM)
+        self.eps_norm_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # Σ‖ε‖ this epoch
         scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.amp == "fp16" else None
@@ -135,6 +136,7 @@ class Trainer:
             with no_sync, opt.ascent_pass():
                 loss, out = self._pass(x, y)
             opt.first_step(zero_grad=True)
+            self.eps_norm_sum += opt.perturbation_norm()
             self._pass(x, y)
             opt.second_step(zero_grad=True, scaler=self.scaler)
         else:
@@ -161,6 +163,7 @@ class Trainer:
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
         start, cpu_start, steps = time.perf_counter(), time.process_time(), 0
+        self.eps_norm_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not progress,
                    leave=False, mininterval=2.0)
         for x, y in bar:
@@ -175,7 +178,8 @@ class Trainer:
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         return {"train_loss": loss_sum / count, "train_acc": correct / count, "seconds": seconds,
                 "images_per_s": count / seconds, "steps": steps, "seconds_per_step": seconds / steps,
-                "cpu_seconds_per_step": cpu_seconds / steps}
+                "cpu_seconds_per_step": cpu_seconds / steps,
+                "eps_norm": float(self.eps_norm_sum) / steps if self.is_sam else None}
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict[str, float], Tensor]:
@@ -327,6 +331,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,
         "seconds_per_step": _per_step(metrics, "seconds_per_step"),
         "cpu_seconds_per_step": _per_step(metrics, "cpu_seconds_per_step"),
+        "mean_eps_norm": _per_step(metrics, "eps_norm") if trainer.is_sam else None,
         "test_correct": results.pack_bits(hits.numpy()),
     }
     if main:
@@ -338,7 +343,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
 
 def _per_step(metrics: list[dict[str, Any]], field: str) -> float | None:
     """Mean over the run's steps of a per-step time (epochs weighted by their steps); None for older metrics."""
-    if not metrics or any(field not in m for m in metrics):
+    if not metrics or any(m.get(field) is None for m in metrics):
         return None
     return sum(m[field] * m["steps"] for m in metrics) / sum(m["steps"] for m in metrics)
 

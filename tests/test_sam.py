@@ -456,3 +456,19 @@ def test_step_without_any_gradient_moves_nothing():
     opt.second_step()
     assert opt.steps == 1
     assert all(torch.equal(p.detach(), w0) for p, w0 in zip(model.parameters(), w))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_perturbation_norm_is_the_distance_moved(adaptive):
+    model = make()
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.07, adaptive=adaptive, lr=0.1)
+    x, y = batches(1)[0]
+    with pytest.raises(RuntimeError, match="outside a step"):
+        opt.perturbation_norm()
+    before = [p.detach().clone() for p in model.parameters()]
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step(zero_grad=True)
+    moved = math.sqrt(sum(float((p - b).square().sum()) for p, b in zip(model.parameters(), before)))
+    assert float(opt.perturbation_norm()) == pytest.approx(moved, rel=1e-12)
+    if not adaptive:
+        assert moved == pytest.approx(0.07, rel=1e-9)  # SAM: ‖ε‖ = ρ

@@ -96,3 +96,4 @@ def test_a_run_records_per_step_times_and_which_test_examples_it_got_right(tmp_p
     assert correct.mean() == pytest.approx(summary["final_test_acc"], abs=1e-12)
     assert summary["seconds_per_step"] > 0 and summary["cpu_seconds_per_step"] > 0
     assert summary["seconds_per_step"] * 4 * 2 <= summary["train_seconds"] * 1.001  # 4 steps an epoch
+    assert summary["mean_eps_norm"] == pytest.approx(config.rho, rel=1e-5)  # SAM: ‖ε‖ = ρ at every step
