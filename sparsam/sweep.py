@@ -7,13 +7,27 @@ Grid file::
     grid: {seed: [0, 1], sparsities: [[0.5], [0.9]]}   # lists combined as a product
 
 Each point is kept in ``<results_dir>/<notebook stem>/<point name>.ipynb`` (the executed notebook,
-git-ignored) and ``<point name>.json`` (parameters, status and the values the notebook glued).
-Finished points are skipped; unfinished ones run again and resume their training runs from
-``runs/``. Parameter names the notebook does not declare are rejected before anything runs.
+git-ignored) and ``<point name>.json``, its record: parameters, ``status`` and, when finished, the
+values the notebook glued; a failed point's record holds ``error`` (type and message) and the
+executed notebook, which shows the failing cell. Statuses: "finished", "failed", "running" (a live
+process holds the point's lock), "interrupted" (a record left "running" by a process that died)
+and "to run".
+
+Public seam for executors (e.g. submitit jobs): :func:`run_point` runs one point, holding the
+point's lock (:func:`sparsam.runs.lock`, file ``.<point name>.lock`` in the folder), so two
+processes never run one point at once; :func:`run_sweep` loops over the points calling it.
+:func:`load_grid`, :func:`check_point` and :func:`point_status` are the steps it takes before.
+
+Parameter names the notebook does not declare are rejected before anything runs; parameters that
+are :class:`~sparsam.config.TrainConfig` fields are checked by building a training config
+(:func:`check_point`), so a typo in a grid value shows in ``--dry-run``. Executing notebooks needs
+papermill and the notebooks' own imports (the ``book`` extra: ``pip install -e ".[book]"``).
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -22,12 +36,35 @@ from typing import Any
 
 import yaml
 
+from . import runs
+from .config import OPTIMIZERS, TrainConfig
 from .runs import REPO, atomic_write_json, now, read_json
+
+_BOOK_EXTRA = 'the sweep needs papermill and the notebooks\' libraries: pip install -e ".[book]"'
+
+
+def _papermill() -> Any:
+    try:
+        import matplotlib  # noqa: F401  (every notebook of the book plots)
+        import papermill
+    except ImportError as error:
+        raise ImportError(f"{_BOOK_EXTRA} ({error})") from error
+    return papermill
 
 
 def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     """The notebook (repo-relative) and the list of parameter sets of a grid file."""
-    spec = yaml.safe_load(Path(path).read_text()) or {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ValueError(f"grid file {path} is not valid YAML{line}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"grid file {path} must be a mapping with 'notebook', 'parameters' and 'grid'")
     unknown = sorted(set(spec) - {"notebook", "parameters", "grid"})
     if unknown or "notebook" not in spec:
         raise ValueError(f"grid file needs 'notebook' and may have 'parameters' and 'grid'; unknown keys: {unknown}")
@@ -35,6 +72,8 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     if notebook.is_absolute() or not (REPO / notebook).is_file():
         raise ValueError(f"notebook must be a repo-relative path to an existing notebook, got {spec['notebook']!r}")
     fixed, grid = spec.get("parameters") or {}, spec.get("grid") or {}
+    if not isinstance(fixed, dict) or not isinstance(grid, dict):
+        raise ValueError("'parameters' and 'grid' must be mappings of parameter names")
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid entry {name!r} must be a non-empty list, got {values!r}")
@@ -43,20 +82,71 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     return notebook, points
 
 
+def _source(notebook: Path) -> Path:
+    return notebook if notebook.is_absolute() else REPO / notebook
+
+
+def notebook_defaults(notebook: Path) -> dict[str, Any]:
+    """The parameters a notebook declares, with their defaults where these are Python literals."""
+    declared = _papermill().inspect_notebook(str(_source(notebook)))
+    defaults = {}
+    for name, info in declared.items():
+        try:
+            defaults[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            defaults[name] = None  # an expression: declared, value unknown here
+    return defaults
+
+
 def check_parameters(notebook: Path, points: list[dict[str, Any]]) -> None:
     """Reject parameter names the notebook's ``parameters`` cell does not declare."""
-    import papermill
-
-    declared = set(papermill.inspect_notebook(str(REPO / notebook)))
+    declared = set(notebook_defaults(notebook))
     unknown = sorted({name for point in points for name in point} - declared)
     if unknown:
         raise ValueError(f"{notebook} does not declare parameters {unknown}; it declares {sorted(declared)}")
+
+
+def check_point(parameters: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Raise ``ValueError`` if the point's :class:`TrainConfig` fields, over the notebook's defaults,
+    make no valid training config.
+
+    A notebook without an ``optimizer`` parameter trains several optimizers: the values pass if they
+    make a valid config with any of them.
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in {**defaults, **parameters}.items() if k in names and v is not None}
+    tries = [values] if "optimizer" in values else [{**values, "optimizer": o} for o in OPTIMIZERS]
+    errors = []
+    for attempt in tries:
+        try:
+            TrainConfig.from_dict(attempt)
+            return
+        except (TypeError, ValueError) as error:
+            errors.append(error)
+    raise ValueError(str(errors[0])) from None
 
 
 def point_name(parameters: dict[str, Any]) -> str:
     text = json.dumps(parameters, sort_keys=True)
     readable = "_".join(f"{k}-{v}" for k, v in sorted(parameters.items()) if not isinstance(v, (list, dict)))
     return (readable[:80] + "_" if readable else "") + hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _lock_name(name: str) -> str:
+    return f".{name}.lock"
+
+
+def point_status(folder: Path, parameters: dict[str, Any]) -> str:
+    """"finished", "failed", "running" (with the holder: "running (pid P on H)"), "interrupted" or "to run"."""
+    name = point_name(parameters)
+    holder = runs.holder(folder, _lock_name(name))
+    if holder is not None:
+        return f"running (pid {holder.get('pid', '?')} on {holder.get('host', '?')})"
+    record_file = Path(folder) / f"{name}.json"
+    if not record_file.exists():
+        return "to run"
+    status = read_json(record_file).get("status", "to run")
+    return "interrupted" if status == "running" else status
 
 
 def glued_values(executed: Path) -> dict[str, Any]:
@@ -71,29 +161,93 @@ def glued_values(executed: Path) -> dict[str, Any]:
     return values
 
 
-def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps", dry_run: bool = False) -> int:
-    """Run every unfinished point of the grid; returns a process exit code."""
-    import papermill
+def _error(error: BaseException) -> dict[str, str]:
+    """Type and message of an error; a notebook's own exception rather than papermill's wrapper."""
+    kind, message = getattr(error, "ename", None), getattr(error, "evalue", None)
+    return {"type": kind or type(error).__name__, "message": str(message if kind else error)}
 
-    notebook, points = load_grid(grid_file)
-    check_parameters(notebook, points)
-    folder = Path(results_dir) / notebook.stem
-    for parameters in points:
-        name = point_name(parameters)
-        record_file = folder / f"{name}.json"
-        finished = record_file.exists() and read_json(record_file).get("status") == "finished"
-        print(f"{'finished' if finished else 'to run':8s}  {name}  {json.dumps(parameters, sort_keys=True)}")
-        if finished or dry_run:
-            continue
+
+def run_point(notebook: Path, parameters: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Execute ``notebook`` (repo-relative or absolute) with ``parameters`` into ``folder``; return the record.
+
+    Holds the point's lock throughout (another process running it raises :class:`sparsam.runs.Locked`).
+    A finished point is returned as it is. The record goes from "running" to "finished" (with the glued
+    values) or "failed" (with ``error``: type and message, and ``executed_notebook``); a
+    ``KeyboardInterrupt`` writes "interrupted" and is re-raised.
+    """
+    papermill = _papermill()
+    folder, name = Path(folder), point_name(parameters)
+    record_file, executed = folder / f"{name}.json", folder / f"{name}.ipynb"
+    with runs.lock(folder, name=_lock_name(name)):
+        if record_file.exists() and read_json(record_file).get("status") == "finished":
+            return read_json(record_file)
         record = {"notebook": notebook.as_posix(), "parameters": parameters, "status": "running", "started": now()}
         atomic_write_json(record_file, record)
-        executed = folder / f"{name}.ipynb"
-        papermill.execute_notebook(str(REPO / notebook), str(executed), parameters=parameters,
-                                   cwd=str((REPO / notebook).parent), progress_bar=False)
-        _relative_paths(executed, notebook)
-        record.update(status="finished", finished=now(), values=glued_values(executed),
-                      executed_notebook=executed.name)
+        try:
+            papermill.execute_notebook(str(_source(notebook)), str(executed), parameters=parameters,
+                                       cwd=str(_source(notebook).parent), progress_bar=False)
+        except KeyboardInterrupt:
+            record.update(status="interrupted", finished=now())
+            atomic_write_json(record_file, record)
+            raise
+        except Exception as error:  # the notebook's failure is the point's result, not the sweep's
+            record.update(status="failed", finished=now(), error=_error(error),
+                          executed_notebook=executed.name if executed.exists() else None)
+        else:
+            record.update(status="finished", finished=now(), values=glued_values(executed),
+                          executed_notebook=executed.name)
+        if executed.exists():
+            _relative_paths(executed, notebook)
         atomic_write_json(record_file, record)
+        return record
+
+
+def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps", dry_run: bool = False) -> int:
+    """Run every point of the grid that is not finished; returns a process exit code.
+
+    Every point is checked first (:func:`check_parameters`, :func:`check_point`); an invalid point is
+    reported and recorded as failed without running. A point another process is running is skipped.
+    Returns 0 when every point finished, 1 when some failed, 2 for invalid points in a dry run.
+    """
+    notebook, points = load_grid(grid_file)
+    check_parameters(notebook, points)
+    defaults = notebook_defaults(notebook)
+    folder = Path(results_dir) / notebook.stem
+    failed = invalid = 0
+    for parameters in points:
+        name, shown = point_name(parameters), json.dumps(parameters, sort_keys=True)
+        try:
+            check_point(parameters, defaults)
+        except ValueError as error:
+            invalid += 1
+            print(f"invalid      {name}  {shown}: {error}", flush=True)
+            if not dry_run:
+                atomic_write_json(folder / f"{name}.json", {
+                    "notebook": notebook.as_posix(), "parameters": parameters, "status": "failed", "finished": now(),
+                    "error": {"type": "ValueError", "message": str(error)}, "executed_notebook": None})
+            continue
+        status = point_status(folder, parameters)
+        if dry_run or status == "finished":
+            print(f"{status:12s} {name}  {shown}", flush=True)
+            continue
+        if status.startswith("running"):
+            print(f"{'skipped':12s} {name}: {status} in another process", flush=True)
+            continue
+        print(f"{'run':12s} {name}  {shown}", flush=True)
+        try:
+            record = run_point(notebook, parameters, folder)
+        except runs.Locked as error:
+            print(f"{'skipped':12s} {name}: {error}", flush=True)
+            continue
+        if record["status"] == "failed":
+            failed += 1
+            see = f" (see {folder / record['executed_notebook']})" if record["executed_notebook"] else ""
+            print(f"{'failed':12s} {name}: {record['error']['type']}: {record['error']['message']}{see}", flush=True)
+    if dry_run:
+        return 2 if invalid else 0
+    if failed or invalid:
+        print(f"{failed + invalid} of {len(points)} points failed", flush=True)
+        return 1
     return 0
 
 
