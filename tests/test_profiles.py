@@ -1,0 +1,44 @@
+"""Notebook profiles (sparsam.profiles): consistent defaults, overrides, and errors that name the parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from sparsam import profiles
+
+
+def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():
+    table = profiles.table()
+    assert set(table) == {"01_convergence", "03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape"}
+    for notebook, by_profile in table.items():
+        assert tuple(by_profile) == profiles.PROFILES, notebook
+        names = [set(values) for values in by_profile.values()]
+        assert all(n == names[0] for n in names), notebook
+        for values in by_profile.values():
+            assert isinstance(values["seeds"], list) and all(isinstance(s, int) for s in values["seeds"])
+
+
+def test_none_takes_the_profile_value_and_a_given_value_wins():
+    quick = profiles.table()["03_cifar_accuracy"]["quick"]
+    p = profiles.parameters("03_cifar_accuracy", "quick", {"epochs": None, "seeds": "[0, 1, 2]", "lr": 0.1})
+    assert p.profile == "quick" and p.epochs == quick["epochs"] and p.seeds == [0, 1, 2] and p.lr == 0.1
+    paper = profiles.parameters("03_cifar_accuracy", "paper", {})
+    assert paper.epochs == 200 and paper.model == "resnet18" and len(paper.seeds) >= 3
+
+
+def test_bad_profile_notebook_or_seeds_are_refused_by_name():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profiles.parameters("03_cifar_accuracy", "fast", {})
+    with pytest.raises(ValueError, match="notebook must be one of"):
+        profiles.parameters("07_nothing", "quick", {})
+    with pytest.raises(ValueError, match="seeds must be a list"):
+        profiles.parameters("05_imagenet", "quick", {"seeds": 3})
+    with pytest.raises(ValueError, match="sparsities="):
+        profiles.parameters("01_convergence", "quick", {"sparsities": "[0.5,"})
+
+
+def test_study_note():
+    assert profiles.study_note("quick", 3, 3) == ""
+    assert "2 of 5" in profiles.study_note("quick", 2, 5)
+    if not profiles.STUDY_FILE.exists():
+        assert profiles.study_note("cpu-study", 0, 5).startswith("No study records yet")

@@ -1,0 +1,66 @@
+"""The convergence experiment's problem and runs (sparsam.robust_regression), against direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparsam import robust_regression as rr
+
+SETUP = dict(steps=30, lr0=0.5, rho0=0.3, batch_size=4, update_every=5, num_samples=16)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return rr.make_problem(256, 5, seed=3)
+
+
+def test_problem_is_seeded_and_has_the_theorems_constants(problem):
+    again = rr.make_problem(256, 5, seed=3)
+    assert torch.equal(problem.a, again.a) and torch.equal(problem.b, again.b)
+    norms = problem.a.norm(dim=1)
+    assert problem.L == pytest.approx(2 * float(norms.max()) ** 2)
+    assert problem.G == pytest.approx(float(norms.max()))
+    assert problem.sigma2(8) == pytest.approx(problem.G**2 / 8)
+    assert 0 < problem.outliers < 256
+
+
+def test_full_gradient_matches_the_closed_form(problem):
+    model = rr.make_model(5, seed=1)
+    w = model[0].weight.detach().reshape(-1).double()
+    r = problem.a.double() @ w - problem.b.double()
+    grad = (2 * r / (1 + r**2)) @ problem.a.double() / len(r)      # ψ'(r) = 2r / (1 + r²)
+    assert problem.full_grad_sq(model) == pytest.approx(float(grad.square().sum()), rel=1e-5)
+    assert model[0].weight.grad is None
+
+
+def test_sam_with_zero_radius_is_sgd(problem):
+    sgd, _ = rr.run(problem, "SGD", 0.0, 0, **{**SETUP, "rho0": 0.0})
+    sam, _ = rr.run(problem, "SAM", 0.0, 0, **{**SETUP, "rho0": 0.0})
+    np.testing.assert_allclose(sam, sgd, rtol=1e-6)
+
+
+def test_schedules_differ_after_the_first_step_and_every_method_runs(problem):
+    decaying, _ = rr.run(problem, "SAM", 0.0, 0, **SETUP)
+    constant, _ = rr.run(problem, "SAM", 0.0, 0, **SETUP, schedule="constant")
+    assert decaying[0] == constant[0] and decaying[1] == constant[1]   # η_1 = η0 in both
+    assert not np.allclose(decaying[2:], constant[2:])
+    for method in ("SSAM-F", "SSAM-D"):
+        grad_sq, _ = rr.run(problem, method, 0.5, 1, **SETUP)
+        assert grad_sq.shape == (SETUP["steps"],) and np.all(np.isfinite(grad_sq))
+
+
+def test_bad_method_or_schedule_is_refused(problem):
+    with pytest.raises(ValueError, match="method"):
+        rr.run(problem, "Adam", 0.0, 0, **SETUP)
+    with pytest.raises(ValueError, match="schedule"):
+        rr.run(problem, "SAM", 0.0, 0, **SETUP, schedule="cosine")
+
+
+def test_running_mean_and_log_bins():
+    values = np.array([4.0, 2.0, 0.0, 2.0])
+    np.testing.assert_allclose(rr.running_mean(values), [4.0, 3.0, 2.0, 2.0])
+    centres, means = rr.log_binned(np.arange(1, 101, dtype=float), bins=5)
+    assert np.all(np.diff(centres) > 0) and len(centres) == len(means)
+    assert means[0] == 1.0 and means[-1] < 100 and np.all(np.diff(means) > 0)
