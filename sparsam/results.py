@@ -32,6 +32,13 @@ def unpack_bits(packed: dict[str, Any]) -> np.ndarray:
     return np.unpackbits(raw, count=packed["n"]).astype(bool)
 
 
+def correctness(record: dict[str, Any]) -> np.ndarray | None:
+    """Per-example correctness of a record's final evaluation (test-set order), or None for records
+    made before it was kept."""
+    packed = record.get("summary", record).get("test_correct")
+    return None if packed is None else unpack_bits(packed)
+
+
 def record_path(config: TrainConfig, store: Path = RESULTS / "runs") -> Path:
     return Path(store) / f"{config.run_id()}.json"
 

@@ -1,0 +1,191 @@
+"""Run records as pandas frames: provenance and staleness, per-seed pairing, interval summaries.
+
+- :func:`records_frame`: one row per record (config fields, summary metrics, short commit, staleness);
+  :func:`metrics_frame`: one row per record and epoch.
+- :func:`stale_reason` / :func:`is_stale` / :func:`stale_records`: a record is stale when the code of
+  its optimizer changed (``git diff``) between the commit it was made at and ``HEAD``, when that
+  commit is not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
+- :func:`paired`: the per-seed values of two configurations that differ only as given.
+- :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+from .results import RESULTS, load_all
+from .runs import _git
+from .verdicts import mean_interval
+
+# The library files each optimizer runs; a change to any of them after a record was made makes it stale.
+_SAM_FILES = ("sparsam/sam.py", "sparsam/bn_guard.py")
+_SSAM_FILES = _SAM_FILES + ("sparsam/ssam.py", "sparsam/masks.py", "sparsam/strategies.py", "sparsam/fisher.py",
+                            "sparsam/sparse_ascent.py", "sparsam/implicit.py", "sparsam/cost.py")
+OPTIMIZER_FILES: dict[str, tuple[str, ...]] = {"sgd": (), "sam": _SAM_FILES, "asam": _SAM_FILES,
+                                               "ssam-f": _SSAM_FILES, "ssam-d": _SSAM_FILES}
+# Summary fields copied into the frame (NaN where a record predates the field).
+SUMMARY_FIELDS = ("final_test_acc", "best_test_acc", "final_train_loss", "seconds_per_step", "cpu_seconds_per_step",
+                  "mean_eps_norm", "mask_density", "flops_per_step", "flops_forward", "sparse_step_flops",
+                  "images_per_s", "train_seconds", "epochs_run", "world_size")
+PERCENT_FIELDS = ("final_test_acc", "best_test_acc")  # fractions in the records, percent in the frame
+CONFIG_FIELDS = tuple(TrainConfig.__dataclass_fields__)
+
+
+def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return record.get("summary", record)
+
+
+@functools.lru_cache(maxsize=None)
+def _changed_files(commit: str, files: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Files among ``files`` that differ between ``commit`` and HEAD; None if ``commit`` is not an ancestor."""
+    if _git("merge-base", "--is-ancestor", commit, "HEAD") is None:
+        return None
+    if not files:
+        return ()
+    out = _git("diff", "--name-only", commit, "HEAD", "--", *files)
+    return None if out is None else tuple(out.split())
+
+
+def stale_reason(record: Mapping[str, Any]) -> str | None:
+    """Why ``record`` no longer describes the optimizer code at HEAD, or None if it still does."""
+    summary = _summary(record)
+    provenance = summary.get("provenance") or {}
+    commit = provenance.get("git_commit")
+    if not commit:
+        return "unknown commit (not recorded)"
+    if provenance.get("git_dirty") is not False:
+        return f"made in a dirty tree at {commit[:7]}" if provenance.get("git_dirty") else "dirty flag not recorded"
+    if _git("rev-parse", "HEAD") is None:
+        return "no git history to check against"
+    optimizer = summary.get("config", {}).get("optimizer", "")
+    changed = _changed_files(commit, OPTIMIZER_FILES.get(optimizer, _SSAM_FILES))
+    if changed is None:
+        return f"unknown commit {commit[:7]} (not an ancestor of HEAD)"
+    if changed:
+        return f"{', '.join(changed)} changed since {commit[:7]}"
+    return None
+
+
+def is_stale(record: Mapping[str, Any]) -> bool:
+    """True when :func:`stale_reason` gives a reason."""
+    return stale_reason(record) is not None
+
+
+def stale_records(store: str | Path | None = None) -> list[str]:
+    """Run ids of the stale records in ``store`` (default ``results/runs``), sorted."""
+    records = load_all(RESULTS / "runs" if store is None else Path(store))
+    return sorted(_summary(r)["run_id"] for r in records if is_stale(r))
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run record: every config field (defaults filled in for older records), the summary
+    metrics of :data:`SUMMARY_FIELDS` (accuracies in %; NaN where not recorded), ``has_correct`` (the
+    record keeps per-example correctness), ``commit`` (7 characters), ``dirty``, ``stale``,
+    ``stale_reason``, ``device_name``, ``finished`` and ``run_id``."""
+    rows = []
+    for record in records:
+        summary = _summary(record)
+        provenance = summary.get("provenance") or {}
+        row: dict[str, Any] = TrainConfig.from_dict(summary["config"]).to_dict()
+        for field in SUMMARY_FIELDS:
+            row[field] = _number(summary.get(field))
+        for field in PERCENT_FIELDS:
+            row[field] *= 100
+        reason = stale_reason(record)
+        row.update(has_correct="test_correct" in summary, commit=(provenance.get("git_commit") or "")[:7],
+                   dirty=provenance.get("git_dirty"), stale=reason is not None, stale_reason=reason,
+                   device_name=provenance.get("device_name"), finished=summary.get("finished"),
+                   run_id=summary["run_id"])
+        rows.append(row)
+    columns = [*CONFIG_FIELDS, *SUMMARY_FIELDS, "has_correct", "commit", "dirty", "stale", "stale_reason",
+               "device_name", "finished", "run_id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def metrics_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per record and epoch: ``run_id``, ``optimizer``, ``seed`` and the per-epoch metrics
+    (``test_acc`` in %, ``eps_norm`` and the timings where recorded)."""
+    rows = []
+    for record in records:
+        summary = _summary(record)
+        for epoch in record.get("metrics", []):
+            rows.append({"run_id": summary["run_id"], "optimizer": summary["config"]["optimizer"],
+                         "seed": summary["config"].get("seed", 0), **epoch})
+    frame = pd.DataFrame(rows)
+    for field in ("test_acc", "train_acc"):
+        if field in frame:
+            frame[field] = 100 * frame[field].astype(float)
+    return frame
+
+
+def _matching(frame: pd.DataFrame, selection: Mapping[str, Any]) -> pd.DataFrame:
+    unknown = sorted(set(selection) - set(frame.columns))
+    if unknown:
+        raise ValueError(f"selection keys {unknown} are not columns of the frame")
+    keep = np.ones(len(frame), dtype=bool)
+    for key, value in selection.items():
+        column = frame[key]
+        keep &= column.isna().to_numpy() if value is None else (column == value).to_numpy()
+    return frame[keep]
+
+
+def paired(frame: pd.DataFrame, method: Mapping[str, Any], reference: Mapping[str, Any],
+           value: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Per-seed ``value`` of the runs selected by ``method`` and by ``reference``, paired by seed.
+
+    Apart from the keys of ``method`` and ``reference`` (and ``seed``), the two sets of runs must
+    share one configuration; several configurations, or two runs of one configuration and seed,
+    raise ``ValueError`` naming the columns to select on. Seeds present on one side only are left out.
+    """
+    if value not in frame.columns:
+        raise ValueError(f"value must be a column of the frame, got {value!r}")
+    given = set(method) | set(reference) | {"seed"}
+    rest = [c for c in CONFIG_FIELDS if c in frame.columns and c not in given]
+    sides = []
+    for name, selection in (("method", method), ("reference", reference)):
+        rows = _matching(frame, selection)
+        keys = rows[rest].astype(str)
+        sides.append((name, rows, keys))
+    configs = {name: {tuple(k) for k in keys.itertuples(index=False)} for name, _, keys in sides}
+    common = configs["method"] & configs["reference"]
+    if len(common) > 1:
+        varying = [c for c in rest if len({k[rest.index(c)] for k in common}) > 1]
+        raise ValueError(f"method and reference match several configurations; select on {varying}")
+    if not common:
+        return np.array([]), np.array([]), []
+    shared = common.pop()
+    by_seed = []
+    for name, rows, keys in sides:
+        chosen = rows[[tuple(k) == shared for k in keys.itertuples(index=False)]]
+        if chosen["seed"].duplicated().any():
+            raise ValueError(f"{name} has several runs of one configuration and seed "
+                             f"(run ids {sorted(chosen['run_id'])}); drop the extra records")
+        by_seed.append(chosen.set_index("seed")[value])
+    seeds = sorted(set(by_seed[0].index) & set(by_seed[1].index))
+    return (by_seed[0].loc[seeds].to_numpy(dtype=float), by_seed[1].loc[seeds].to_numpy(dtype=float),
+            [int(s) for s in seeds])
+
+
+def summarize(frame: pd.DataFrame, by: str | Sequence[str], value: str, level: float = 0.95) -> pd.DataFrame:
+    """Per group of ``by``: ``mean``, ``low``, ``high`` (t-interval over the group's runs, NaN for one
+    run) and ``n`` of ``value``; NaN values are left out."""
+    by = [by] if isinstance(by, str) else list(by)
+
+    def interval(values: pd.Series) -> pd.Series:
+        mean, low, high = mean_interval(values.dropna().to_numpy(), level)
+        return pd.Series({"mean": mean, "low": low, "high": high, "n": int(values.notna().sum())})
+
+    summary = frame.groupby(by, dropna=False)[value].apply(interval).unstack()
+    summary["n"] = summary["n"].astype(int)
+    return summary.reset_index()
