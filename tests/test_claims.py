@@ -1,0 +1,72 @@
+"""Rows of the claims table (sparsam.claims) on constructed records: verdicts, bootstrap, provenance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sparsam import analysis, claims, verdicts
+from sparsam.config import TrainConfig
+from sparsam.results import pack_bits
+
+BASE = TrainConfig(model="resnet-small", n_train=100, n_test=200, epochs=1)
+
+
+def record(config: TrainConfig, correct: np.ndarray, commit: str = "f" * 40) -> dict:
+    return {"summary": {"config": config.to_dict(), "run_id": config.run_id(), "final_test_acc": float(correct.mean()),
+                        "test_correct": pack_bits(correct),
+                        "provenance": {"git_commit": commit, "git_dirty": False}}, "metrics": []}
+
+
+def runs(gain: float, seeds: list[int]) -> list[dict]:
+    """SAM and SSAM-F runs per seed; SSAM-F gets ``gain`` (a fraction of the 200 examples) more right."""
+    out = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        sam = rng.random(200) < 0.6
+        ssam = sam.copy()
+        flip = np.flatnonzero(~sam if gain > 0 else sam)[: int(abs(gain) * 200) + seed]
+        ssam[flip] = gain > 0
+        out.append(record(BASE.replace(optimizer="sam", seed=seed), sam))
+        out.append(record(BASE.replace(optimizer="ssam-f", sparsity=0.5, seed=seed), ssam))
+    return out
+
+
+def decide(records):
+    frame = analysis.records_frame(records)
+    return claims.accuracy(frame, records, "SSAM-F vs SAM", "accuracy_ssam_vs_sam", {"optimizer": "ssam-f"},
+                           {"optimizer": "sam"}, resamples=500)
+
+
+def test_a_clear_gain_over_three_seeds_is_reproduced_with_both_intervals_above_zero():
+    row = decide(runs(0.05, [0, 1, 2]))
+    assert row["status"] == "reproduced" and row["n"] == 3
+    assert row["low"] > 0 and row["boot_low"] > 0 and row["boot_low"] < row["diff"] < row["boot_high"]
+    expected = verdicts.compare([100 * (0.05 * 200 + s) / 200 for s in range(3)], [0, 0, 0], margin=0.5,
+                                test="non-inferiority")
+    assert row["diff"] == pytest.approx(expected.diff) and row["low"] == pytest.approx(expected.low)
+
+
+def test_a_clear_loss_is_not_reproduced_and_one_seed_is_inconclusive():
+    assert decide(runs(-0.05, [0, 1, 2]))["status"] == "not reproduced"
+    single = decide(runs(0.05, [0]))
+    assert single["status"] == "inconclusive" and single["n"] == 1 and math.isnan(single["low"])
+
+
+def test_provenance_names_commits_and_flags_unknown_ones_as_stale():
+    row = decide(runs(0.05, [0, 1, 2]))
+    assert row["commits"] == "fffffff" and row["stale"]           # not a commit of this repository
+    empty = claims.accuracy(analysis.records_frame([]), [], "x", "accuracy_sam_vs_sgd", {"optimizer": "sam"},
+                            {"optimizer": "sgd"})
+    assert empty["status"] == "inconclusive" and empty["n"] == 0 and empty["commits"] == "no runs"
+
+
+def test_mismatched_frame_and_records_are_refused_and_the_table_reads_ratios():
+    records = runs(0.05, [0])
+    with pytest.raises(ValueError, match="frame and records"):
+        claims.accuracy(analysis.records_frame(records), records[:1], "x", "accuracy_sam_vs_sgd", {}, {})
+    ratio = claims.row("flat", "flatness_ssam_vs_sgd", verdicts.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))
+    table = claims.display_table(claims.claims_frame([ratio]))
+    assert table["mean difference"][0].startswith("×0.") and table["status"][0] == "reproduced"
