@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from . import analysis, verdicts
+from ._checks import check_choice
 from .results import unpack_bits
 
-COLUMNS = ("claim", "rule", "status", "diff", "low", "high", "n", "test", "margin", "unit", "boot_low", "boot_high",
-           "commits", "stale", "evidence")
+EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
 
 
 def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
@@ -28,14 +28,14 @@ def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
 
 def row(label: str, rule: str, verdict: verdicts.Verdict, *, used: pd.DataFrame | None = None,
         boot: tuple[float, float] = (math.nan, math.nan), evidence: str = "") -> dict[str, Any]:
-    """One row of the claims table from a verdict on the claim declared as ``rule`` in ``book/margins.yaml``;
-    ``used`` are the rows of :func:`sparsam.analysis.records_frame` the verdict rests on (None: no records)."""
-    spec = verdicts.margins()[rule]
-    commits, stale = _provenance(used) if used is not None else ("not a run record", False)
-    return {"claim": label, "rule": rule, "status": verdict.status, "diff": verdict.diff, "low": verdict.low,
-            "high": verdict.high, "n": verdict.n, "test": spec["test"], "margin": float(spec["margin"]),
-            "unit": spec["unit"], "boot_low": boot[0], "boot_high": boot[1], "commits": commits, "stale": stale,
-            "evidence": evidence}
+    """One row of the claims table: the columns of :func:`sparsam.verdicts.verdicts_frame` for
+    ``verdict`` (decided by the claim ``rule`` of ``book/margins.yaml``) and :data:`EXTRA_COLUMNS`.
+    ``used`` are the rows of :func:`sparsam.analysis.records_frame` the verdict rests on (None: not
+    run records, e.g. a measurement made by the notebook itself)."""
+    check_choice("rule", rule, tuple(verdicts.margins()))
+    commits, stale = _provenance(used) if used is not None else ("measured by the notebook", False)
+    return {**verdicts.verdicts_frame({label: verdict}).iloc[0].to_dict(), "rule": rule, "boot_low": boot[0],
+            "boot_high": boot[1], "commits": commits, "stale": stale, "evidence": evidence}
 
 
 def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: str, rule: str,
@@ -61,14 +61,19 @@ def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: s
 
 
 def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The rows as a frame with the columns of :data:`COLUMNS`."""
-    return pd.DataFrame(list(rows), columns=list(COLUMNS))
+    """The rows as a frame: the input of :func:`sparsam.plots.claims_figure` and :func:`display_table`."""
+    columns = [*verdicts.verdicts_frame({}).columns, *EXTRA_COLUMNS]
+    return pd.DataFrame(list(rows), columns=columns)
 
 
 def _shown(value: float, unit: str) -> str:
     if math.isnan(value):
         return "–"
     return f"×{math.exp(value):.3g}" if unit == "ratio" else f"{value:+.2f}"
+
+
+def _margin(margin: float, unit: str) -> str:
+    return f"ratio {math.exp(margin):.3g}" if unit == "ratio" else f"{margin:g} {unit}"
 
 
 def display_table(claims: pd.DataFrame) -> pd.DataFrame:
@@ -80,7 +85,7 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     units = list(claims["unit"])
     return pd.DataFrame({
         "claim": claims["claim"],
-        "test (margin)": [f"{t} ({m:g} {u})" if t == "non-inferiority" else t
+        "test (margin)": [f"{t} ({_margin(m, u)})" if t == "non-inferiority" else t
                           for t, m, u in zip(claims["test"], claims["margin"], units)],
         "mean difference": [_shown(d, u) for d, u in zip(claims["diff"], units)],
         "95% t-interval": [interval(lo, hi, u) for lo, hi, u in zip(claims["low"], claims["high"], units)],

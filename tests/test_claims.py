@@ -70,3 +70,5 @@ def test_mismatched_frame_and_records_are_refused_and_the_table_reads_ratios():
     ratio = claims.row("flat", "flatness_ssam_vs_sgd", verdicts.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))
     table = claims.display_table(claims.claims_frame([ratio]))
     assert table["mean difference"][0].startswith("×0.") and table["status"][0] == "reproduced"
+    with pytest.raises(ValueError, match="rule must be one of"):
+        claims.row("x", "accuracy_of_everything", verdicts.compare([1, 2, 3], [0, 1, 2]))
