@@ -21,9 +21,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import yaml
 from scipy import stats
 
@@ -183,6 +184,14 @@ def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
             raise ValueError(f"claim {name!r}: a superiority test has no margin (margin {low:g} in {claim['unit']})")
         claims[name] = claim
     return claims
+
+
+def verdicts_frame(verdicts: Mapping[str, Verdict]) -> pd.DataFrame:
+    """One row per claim (``claim``, the fields of :class:`Verdict` and its ``text``), in the given order:
+    the input of :func:`sparsam.plots.claims_figure` and of the claims table."""
+    rows = [{"claim": name, **verdict.as_dict(), "text": verdict.text()} for name, verdict in verdicts.items()]
+    columns = ["claim", *(f.name for f in dataclasses.fields(Verdict)), "text"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def decide(claim: str, a: Sequence[float], b: Sequence[float], *, path: str | Path | None = None) -> Verdict:
