@@ -15,7 +15,8 @@ from ._checks import check_choice, check_int, check_range
 OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
 # Fields added after records were first stored: they enter the run id's hash only when set to
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
-_LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0}
+_LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0,
+                 "eval_every": 1}
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TrainConfig:
     ``augment``: the CIFAR training augmentation, "crop-flip-cutout" (the papers'), "crop-flip", "flip"
     or "none" (:data:`sparsam.data.AUGMENTATIONS`). ``label_noise``: fraction of training labels
     replaced by another class (a declared deviation from the papers, 0 by default).
+    ``eval_every``: evaluate on the test set every that many epochs and after the last one (the
+    other epochs' metrics have no test values); it changes no training step.
     ``mask_rule`` (SSAM-F with a "layer" or "filter" pattern): "fisher" keeps the tensors or filters
     of largest Fisher mass (the papers' rule); "cost-aware" ranks them by Fisher mass per unit of
     ascent-pass FLOPs (:func:`sparsam.cost.cost_aware_mask`), optionally with an ``ascent_budget``:
@@ -55,6 +58,7 @@ class TrainConfig:
     ascent_budget: float | None = None
     augment: str = "crop-flip-cutout"
     label_noise: float = 0.0
+    eval_every: int = 1
     num_samples: int = 128
     update_every: int = 1
     update_unit: str = "epochs"
@@ -93,6 +97,7 @@ class TrainConfig:
                 raise ValueError("ascent_budget applies to mask_rule='cost-aware' only")
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_range("label_noise", self.label_noise, 0.0, 1.0)
+        check_int("eval_every", self.eval_every, 1)
         check_int("num_samples", self.num_samples, 1)
         check_int("update_every", self.update_every, 1)
         check_choice("update_unit", self.update_unit, ("steps", "epochs"))

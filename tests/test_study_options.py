@@ -97,3 +97,21 @@ def test_a_run_records_per_step_times_and_which_test_examples_it_got_right(tmp_p
     assert summary["seconds_per_step"] > 0 and summary["cpu_seconds_per_step"] > 0
     assert summary["seconds_per_step"] * 4 * 2 <= summary["train_seconds"] * 1.001  # 4 steps an epoch
     assert summary["mean_eps_norm"] == pytest.approx(config.rho, rel=1e-5)  # SAM: ‖ε‖ = ρ at every step
+
+
+@pytest.mark.slow
+def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path):
+    data_file("cifar10-jpeg.npz")
+    from sparsam.runs import read_metrics
+    from sparsam.train import train
+
+    config = TrainConfig(model="resnet-small", width=4, n_train=128, n_test=100, epochs=3, batch_size=64,
+                         eval_every=2)
+    summary = train(config, runs_dir=tmp_path, progress=False)
+    metrics = read_metrics(tmp_path / summary["run_id"] / "metrics.jsonl")
+    assert [m["test_acc"] is None for m in metrics] == [True, False, False]  # epochs 2 and 3 (the last)
+    assert summary["final_test_acc"] == metrics[-1]["test_acc"]
+    assert summary["best_test_acc"] == max(metrics[1]["test_acc"], metrics[2]["test_acc"])
+    assert TrainConfig(eval_every=1).run_id() == TrainConfig().run_id() != TrainConfig(eval_every=5).run_id()
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainConfig(eval_every=0)
