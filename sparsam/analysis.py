@@ -6,7 +6,8 @@
   its optimizer changed (``git diff``) between the commit it was made at and ``HEAD``, when that
   commit is not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
 - :func:`paired`: the per-seed values of two configurations that differ only as given.
-- :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots.
+- :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots;
+  :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ SUMMARY_FIELDS = ("final_test_acc", "best_test_acc", "final_train_loss", "second
                   "images_per_s", "train_seconds", "epochs_run", "world_size")
 PERCENT_FIELDS = ("final_test_acc", "best_test_acc")  # fractions in the records, percent in the frame
 CONFIG_FIELDS = tuple(TrainConfig.__dataclass_fields__)
+# Config fields that act on some optimizers only (the others ignore them): ignored when pairing across.
+_SSAM = ("ssam-f", "ssam-d")
+_ACTING_ON = {"rho": ("sam", "asam", *_SSAM), "num_samples": ("ssam-f",),
+              **{f: _SSAM for f in ("sparsity", "pattern", "mask_rule", "ascent_budget", "update_every", "update_unit",
+                                    "form", "normalize")}}
+OPTIMIZER_NAMES = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D"}
 
 
 def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -140,34 +147,52 @@ def _matching(frame: pd.DataFrame, selection: Mapping[str, Any]) -> pd.DataFrame
     return frame[keep]
 
 
+def _applies(field: str, optimizers: set[str]) -> bool:
+    """Whether ``field`` of the config acts on every optimizer in ``optimizers``."""
+    return all(o in _ACTING_ON.get(field, OPTIMIZER_FILES) for o in optimizers)
+
+
+def _keys(rows: pd.DataFrame, fields: Sequence[str]) -> list[tuple[str, ...]]:
+    return [tuple(k) for k in rows[list(fields)].astype(str).itertuples(index=False)]
+
+
+def _one_configuration(rows: pd.DataFrame, fields: Sequence[str], name: str) -> None:
+    keys = set(_keys(rows, fields))
+    if len(keys) > 1:
+        varying = [f for i, f in enumerate(fields) if len({k[i] for k in keys}) > 1]
+        raise ValueError(f"{name} matches several configurations; select on {varying}")
+
+
 def paired(frame: pd.DataFrame, method: Mapping[str, Any], reference: Mapping[str, Any],
            value: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Per-seed ``value`` of the runs selected by ``method`` and by ``reference``, paired by seed.
 
     Apart from the keys of ``method`` and ``reference`` (and ``seed``), the two sets of runs must
-    share one configuration; several configurations, or two runs of one configuration and seed,
-    raise ``ValueError`` naming the columns to select on. Seeds present on one side only are left out.
+    share one configuration (fields that do not act on an optimizer, e.g. ``sparsity`` for SAM, are
+    ignored); several configurations, or two runs of one configuration and seed, raise
+    ``ValueError`` naming the columns to select on. Seeds present on one side only are left out.
     """
     if value not in frame.columns:
         raise ValueError(f"value must be a column of the frame, got {value!r}")
     given = set(method) | set(reference) | {"seed"}
-    rest = [c for c in CONFIG_FIELDS if c in frame.columns and c not in given]
     sides = []
-    for name, selection in (("method", method), ("reference", reference)):
+    for selection in (method, reference):
         rows = _matching(frame, selection)
-        keys = rows[rest].astype(str)
-        sides.append((name, rows, keys))
-    configs = {name: {tuple(k) for k in keys.itertuples(index=False)} for name, _, keys in sides}
-    common = configs["method"] & configs["reference"]
+        optimizers = set(rows["optimizer"])
+        sides.append((rows, [c for c in CONFIG_FIELDS if c in frame.columns and c not in given
+                             and _applies(c, optimizers)]))
+    shared = [f for f in sides[0][1] if f in sides[1][1]]
+    common = set(_keys(sides[0][0], shared)) & set(_keys(sides[1][0], shared))
     if len(common) > 1:
-        varying = [c for c in rest if len({k[rest.index(c)] for k in common}) > 1]
+        varying = [f for i, f in enumerate(shared) if len({k[i] for k in common}) > 1]
         raise ValueError(f"method and reference match several configurations; select on {varying}")
     if not common:
         return np.array([]), np.array([]), []
-    shared = common.pop()
+    key = common.pop()
     by_seed = []
-    for name, rows, keys in sides:
-        chosen = rows[[tuple(k) == shared for k in keys.itertuples(index=False)]]
+    for name, (rows, fields) in zip(("method", "reference"), sides):
+        chosen = rows[[k == key for k in _keys(rows, shared)]]
+        _one_configuration(chosen, fields, name)
         if chosen["seed"].duplicated().any():
             raise ValueError(f"{name} has several runs of one configuration and seed "
                              f"(run ids {sorted(chosen['run_id'])}); drop the extra records")
@@ -189,3 +214,35 @@ def summarize(frame: pd.DataFrame, by: str | Sequence[str], value: str, level: f
     summary = frame.groupby(by, dropna=False)[value].apply(interval).unstack()
     summary["n"] = summary["n"].astype(int)
     return summary.reset_index()
+
+
+def method_label(row: Mapping[str, Any]) -> str:
+    """A short name of a run's method from its config fields, e.g. ``"SSAM-F s=0.9 layer, cost-aware"``."""
+    optimizer = row["optimizer"]
+    label = OPTIMIZER_NAMES.get(optimizer, str(optimizer))
+    if not str(optimizer).startswith("ssam"):
+        return label
+    label += f" s={row['sparsity']:g}"
+    extras = [str(row["pattern"])] if row.get("pattern", "unstructured") != "unstructured" else []
+    extras += [f"{row[field]}" for field, default in (("mask_rule", "fisher"), ("form", "explicit"),
+                                                      ("normalize", "full"))
+               if row.get(field, default) != default]
+    return label + (" " + ", ".join(extras) if extras else "")
+
+
+def cost_summary(frame: pd.DataFrame, value: str = "final_test_acc", time: str = "seconds_per_step",
+                 level: float = 0.95) -> pd.DataFrame:
+    """Per method (:func:`method_label`): ``cost`` = mean ``time`` per step over the SGD runs' mean
+    (``cost_low``/``cost_high``: its interval over seeds) and ``mean``/``low``/``high``/``n`` of ``value``.
+
+    ``frame`` must hold SGD runs of the same setting; the input of :func:`sparsam.plots.pareto`.
+    """
+    sgd = frame.loc[frame["optimizer"] == "sgd", time].dropna()
+    if sgd.empty:
+        raise ValueError(f"frame must hold SGD runs with a recorded {time!r}: the unit of cost")
+    labelled = frame.assign(label=[method_label(row) for _, row in frame.iterrows()],
+                            cost=frame[time] / sgd.mean())
+    accuracy = summarize(labelled, "label", value, level)
+    cost = summarize(labelled, "label", "cost", level).rename(
+        columns={"mean": "cost", "low": "cost_low", "high": "cost_high", "n": "cost_n"})
+    return accuracy.merge(cost, on="label").sort_values("cost").reset_index(drop=True)

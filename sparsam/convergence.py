@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_int, check_range
+from .robust_regression import running_mean
 from .verdicts import mean_interval
 
 START = 0.1            # the tail window is t in [START * T, T]
@@ -106,9 +107,8 @@ def assess(grad_sq: np.ndarray, *, start: float = START, tolerance: float = TOLE
     check_int("min_n", min_n, 2)
     runs = _as_runs(grad_sq)
     steps = runs.shape[1]
-    t = np.arange(1, steps + 1)
     bound = bound_local_slope(steps, start)
-    running = [tail_slope(np.cumsum(run) / t, start) for run in runs]
+    running = [tail_slope(running_mean(run), start) for run in runs]
     iterate = [tail_slope(run, start) for run in runs]
     excess = mean_interval(np.array(running) - bound, level)
     level_slope = mean_interval(iterate, level)
