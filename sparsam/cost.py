@@ -1,4 +1,4 @@
-"""Cost model of a (sparse) SAM step, per layer, and a cost-aware structured mask.
+"""Cost model of a (sparse) SAM step, per layer, and the per-tensor costs of the cost-aware mask rule.
 
 :func:`layer_costs` runs the model once as a chain of stages, records every leaf module call in
 execution order and measures, for each, the cost of its forward, of its input-gradient and of its
@@ -16,12 +16,10 @@ Costs of a step with a given mask (:func:`step_cost`), for a chain of layers ``l
   fraction of layer ``l``'s weight-gradient needed (1 for whole tensors, kept rows / rows for
   filter masks, 0 when unperturbed).
 
-:func:`cost_aware_mask` chooses whole tensors (or filters) greedily by Fisher mass per unit of
-MARGINAL ascent cost, under the parameter budget of :func:`sparsam.masks.structured` and,
-optionally, a budget on the ascent cost itself. The ascent
-cost of a set ``S`` is ``max_{t∈S} chain_t + Σ_{t∈S} own_t``: ``chain_t`` is the forward and
-input-gradient work from ``t``'s layer to the loss (paid once, by the lowest chosen tensor) and
-``own_t`` its weight-gradient; :func:`tensor_costs` derives both from :func:`layer_costs`.
+:func:`tensor_costs` gives every parameter tensor its ``(chain, own)`` ascent cost: ``chain`` the
+forward and input-gradient work from its layer to the loss (paid once, by the lowest perturbed
+tensor), ``own`` its weight-gradient. The mask rule that ranks tensors or filters by score per unit
+of that cost is :func:`sparsam.masks.cost_aware` (re-exported here as ``cost_aware_mask``).
 """
 
 from __future__ import annotations
@@ -36,10 +34,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._checks import check_choice, check_int, check_range
+from ._checks import check_choice, check_int
+from .masks import cost_aware as cost_aware_mask
 
 __all__ = ["LayerCost", "layer_costs", "tensor_costs", "step_cost", "mask_fractions",
-           "cost_aware_mask", "cost_aware_layer_mask"]
+           "cost_aware_mask"]
 
 
 @dataclass
@@ -236,95 +235,3 @@ def tensor_costs(layers: Sequence[LayerCost], params: Sequence[Tensor]) -> list[
             chain, own = where[id(p)]
             where[id(p)] = (chain, own + layer.weight_grad * p.numel() / total)
     return [where.get(id(p), (0.0, 0.0)) for p in params]
-
-
-def _unit_table(scores: Sequence[Tensor], costs: Sequence, granularity: str):
-    """Ranking units: (tensor index, row or None, numel, mass, chain, own)."""
-    units = []
-    for i, (s, c) in enumerate(zip(scores, costs)):
-        chain, own = (0.0, float(c)) if isinstance(c, (int, float)) else (float(c[0]), float(c[1]))
-        s = s.detach().float()
-        if granularity == "filter" and s.dim() >= 2:
-            rows = s.reshape(s.shape[0], -1)
-            mass = rows.sum(1).tolist()
-            units += [(i, r, rows.shape[1], mass[r], chain, own / s.shape[0]) for r in range(s.shape[0])]
-        else:
-            units.append((i, None, s.numel(), float(s.sum()), chain, own))
-    return units
-
-
-def cost_aware_mask(scores: Sequence[Tensor], costs: Sequence, sparsity: float, granularity: str = "layer",
-                    max_cost: float | None = None) -> list[Tensor]:
-    """Structured mask chosen by Fisher mass per unit of marginal ascent-pass cost.
-
-    Args:
-        scores: one Fisher-score tensor per parameter tensor (as for :func:`sparsam.masks.structured`).
-        costs: per tensor, ``(chain, own)`` from :func:`tensor_costs`, or a plain number (an
-            additive cost, ``chain = 0``).
-        sparsity: fraction NOT perturbed; the budget ``int((1 - sparsity) d)`` is the one of
-            :func:`sparsam.masks.structured`, so the density is at most ``1 - sparsity``.
-        granularity: "layer" (whole tensors) or "filter" (rows along dim 0 of tensors with >= 2
-            dims, each with ``own / rows`` of the tensor's weight-gradient cost).
-        max_cost: optional budget on the ascent cost ``max chain + Σ own`` of the chosen set (same
-            unit as ``costs``; e.g. ``0.25 * step_cost(layers)`` for an ascent pass of at most a
-            quarter of an SGD step). ``None``: fill the parameter budget.
-
-    Greedy: while some unit still fits in the remaining budget(s), take the fitting unit with the
-    largest ``mass / (max(0, chain - current chain) + own)`` (zero marginal cost first; ties go to
-    the larger mass, then the earlier unit). Without ``max_cost`` the parameter budget is filled as
-    far as units fit, so small tensors low in the network (BatchNorm parameters) are eventually
-    taken and the ascent reaches the bottom: use ``max_cost`` to keep the ascent cheap.
-    """
-    check_range("sparsity", sparsity, 0.0, 1.0)
-    check_choice("granularity", granularity, ("layer", "filter"))
-    if max_cost is not None:
-        check_range("max_cost", max_cost, 0.0)
-    if len(costs) != len(scores):
-        raise ValueError(f"got {len(costs)} costs for {len(scores)} score tensors")
-    units = _unit_table(scores, costs, granularity)
-    masks = [torch.zeros(s.shape, dtype=torch.bool, device=s.device) for s in scores]
-    if not units:
-        return masks
-    numel = torch.tensor([u[2] for u in units], dtype=torch.float64)
-    mass = torch.tensor([u[3] for u in units], dtype=torch.float64)
-    chain = torch.tensor([u[4] for u in units], dtype=torch.float64)
-    own = torch.tensor([u[5] for u in units], dtype=torch.float64)
-    budget = float(int((1.0 - sparsity) * sum(s.numel() for s in scores)))
-    room = float("inf") if max_cost is None else float(max_cost)
-    free = torch.ones(len(units), dtype=torch.bool)
-    paid = 0.0  # the chain cost already paid (the lowest chosen unit's)
-    while True:
-        marginal = (chain - paid).clamp(min=0.0) + own
-        free &= (numel <= budget) & (marginal <= room * (1 + 1e-12))
-        if not bool(free.any()):
-            break
-        ratio = torch.where(marginal > 0, mass / marginal.clamp(min=1e-300), torch.full_like(mass, float("inf")))
-        key = torch.stack([ratio, mass], 1)
-        key[~free] = -float("inf")
-        best = _argmax_lex(key)
-        i, row, n, _, c, _ = units[best]
-        free[best] = False
-        budget -= n
-        room -= float(marginal[best])
-        paid = max(paid, c)
-        if row is None:
-            masks[i].fill_(True)
-        else:
-            masks[i][row] = True
-    return masks
-
-
-def _argmax_lex(key: Tensor) -> int:
-    """Index maximising ``key[:, 0]``, then ``key[:, 1]``, then the earliest index."""
-    top = key[:, 0].max()
-    tied = key[:, 0] == top
-    second = torch.where(tied, key[:, 1], torch.full_like(key[:, 1], -float("inf")))
-    best_second = second.max()
-    candidates = (second == best_second) & tied
-    return int(candidates.nonzero()[0, 0])
-
-
-def cost_aware_layer_mask(scores: Sequence[Tensor], costs: Sequence, sparsity: float,
-                          max_cost: float | None = None) -> list[Tensor]:
-    """Whole tensors by Fisher mass per marginal ascent cost (:func:`cost_aware_mask`, "layer")."""
-    return cost_aware_mask(scores, costs, sparsity, "layer", max_cost)

@@ -3,6 +3,8 @@
 Every function takes a sequence of score tensors (one per parameter tensor, larger = more worth
 perturbing) and returns a list of ``torch.bool`` masks, ``True`` where the parameter is perturbed.
 Sparsity ``s`` is the fraction of entries NOT perturbed; :func:`density` reports ``1 - s`` achieved.
+Every selection breaks ties by index (the lower index is kept), so a CPU and a GPU build the same
+mask from the same scores.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from torch import Tensor
 
 from ._checks import check_choice, check_int, check_range
 
-__all__ = ["unstructured", "structured", "n_m", "n_m_official", "density", "parse_pattern",
-           "from_pattern", "PATTERNS"]
+__all__ = ["unstructured", "structured", "n_m", "n_m_official", "cost_aware", "top_k", "density",
+           "parse_pattern", "from_pattern", "PATTERNS"]
 
 PATTERNS = ("unstructured", "layer", "filter", "N:M (e.g. '2:4')")
 
@@ -32,13 +34,26 @@ def density(masks: Sequence[Tensor]) -> float:
     return kept / total if total else 0.0
 
 
+def top_k(values: Tensor, k: int, largest: bool = True) -> Tensor:
+    """Indices of the ``k`` largest (``largest=False``: smallest) entries of a 1-D tensor, in no
+    particular order; among equal values the lower indices are taken, on every device."""
+    if k <= 0:
+        return torch.zeros(0, dtype=torch.long, device=values.device)
+    if not largest:
+        values = -values
+    kth = torch.topk(values, k, sorted=False).values.min()  # the k-th largest value
+    above = (values > kth).nonzero().squeeze(1)
+    tied = (values == kth).nonzero().squeeze(1)[:k - above.numel()]
+    return torch.cat([above, tied])
+
+
 def unstructured(scores: Sequence[Tensor], sparsity: float) -> list[Tensor]:
     """One global top-k over all tensors, keeping exactly ``int((1 - sparsity) * d)`` entries."""
     _check_sparsity(sparsity)
     flat = torch.cat([s.detach().reshape(-1).float() for s in scores])
     keep = int((1.0 - sparsity) * flat.numel())
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    mask[torch.topk(flat, keep, sorted=False).indices] = True
+    mask[top_k(flat, keep)] = True
     return [m.view_as(s) for m, s in zip(mask.split([s.numel() for s in scores]), scores)]
 
 
@@ -80,9 +95,10 @@ def structured(scores: Sequence[Tensor], sparsity: float, granularity: str = "la
 
 
 def _top_n_per_row(groups: Tensor, n: int) -> Tensor:
-    """Boolean mask keeping the ``n`` largest entries of every row of a 2-D tensor."""
+    """Boolean mask keeping the ``n`` largest entries of every row of a 2-D tensor (ties: lower index)."""
     keep = torch.zeros_like(groups, dtype=torch.bool)
-    keep.scatter_(1, torch.topk(groups, min(n, groups.shape[1]), dim=1).indices, True)
+    order = torch.argsort(groups, dim=1, descending=True, stable=True)
+    keep.scatter_(1, order[:, :min(n, groups.shape[1])], True)
     return keep
 
 
@@ -108,10 +124,7 @@ def n_m(scores: Sequence[Tensor], n: int, m: int, dim: str = "in") -> list[Tenso
     ``W^T g`` needs. A trailing group shorter than ``m`` keeps its ``min(n, size)`` largest entries.
     1-D tensors are kept whole.
     """
-    check_int("n", n, 1)
-    check_int("m", m, 1)
-    if n > m:
-        raise ValueError(f"n must be in [1, m={m}], got n={n}")
+    _check_n_m(n, m)
     check_choice("dim", dim, ("in", "out"))
     masks = []
     for s in scores:
@@ -126,23 +139,122 @@ def n_m(scores: Sequence[Tensor], n: int, m: int, dim: str = "in") -> list[Tenso
     return masks
 
 
-def n_m_official(scores: Sequence[Tensor], n: int, m: int) -> list[Tensor]:
-    """The official code's N:M, reproduced to show its defect: do NOT use it for training.
+def _check_n_m(n: int, m: int) -> None:
+    check_int("n", n, 1)
+    check_int("m", m, 1)
+    if n > m:
+        raise ValueError(f"n must be in [1, m={m}], got n={n}")
 
-    For conv weights it groups the scores channels-last (``permute(0, 2, 3, 1)``, groups along
-    ``C_in`` at each spatial position) but reshapes the resulting mask straight back to
-    ``[C_out, C_in, kh, kw]`` without undoing the permutation, so the kept entries are not the
-    top-n of any group of the scores. Linear weights and 1-D tensors are handled correctly.
+
+def n_m_official(scores: Sequence[Tensor], n: int, m: int) -> list[Tensor]:
+    """The official code's N:M mask, reproduced to show its defect: do NOT use it for training.
+
+    Official code: Mi-Peng/Systematic-Investigation-of-Sparse-Perturbed-Sharpness-Aware-
+    Minimization-Optimizer, commit 9895bb4, ``solver/sam.py`` ``SSAMF.update_mask`` with
+    ``solver/utils.py`` ``get_nm_mask``. A conv weight's scores ``[C_out, C_in, kh, kw]`` become the
+    ``(C_in·kh·kw, C_out)`` matrix ``scores.view(C_out, -1).t()``; every ``m`` consecutive entries of
+    it in row-major order (along ``C_out`` for each input position) keep their ``n`` largest; the
+    contiguous ``(C_in·kh·kw, C_out)`` mask is then ``.view(C_out, C_in, kh, kw)``'d WITHOUT a
+    transpose, so the kept entries are the top-n of no group of the weight (1×1 convolutions
+    included). A linear weight is grouped in row-major order (along ``in_features``, as
+    ``n_m(dim="in")`` when ``in_features`` is a multiple of ``m``); other tensors are kept whole. A
+    tensor whose size is not a multiple of ``m`` is an error, as in the official code.
     """
+    _check_n_m(n, m)
     masks = []
     for s in scores:
         s = s.detach().float()
-        if s.dim() == 4:
-            grouped = s.permute(0, 2, 3, 1).reshape(-1, m)
-            masks.append(_top_n_per_row(grouped, n).reshape(s.shape))  # the defect: no inverse permute
-        else:
-            masks += n_m([s], n, m)
+        if s.dim() not in (2, 4):
+            masks.append(torch.ones(s.shape, dtype=torch.bool, device=s.device))
+            continue
+        if s.numel() % m:
+            raise ValueError(f"n_m_official needs tensors whose size is a multiple of m={m}, got shape "
+                             f"{tuple(s.shape)}")
+        rows = s.reshape(s.shape[0], -1).t() if s.dim() == 4 else s  # (C_in·kh·kw, C_out) for a conv
+        kept = _top_n_per_row(rows.contiguous().view(-1, m), n)  # groups of m in row-major order
+        masks.append(kept.view(s.shape))  # the defect: the (C_in·kh·kw, C_out) layout read as [C_out, ...]
     return masks
+
+
+def cost_aware(scores: Sequence[Tensor], costs: Sequence, sparsity: float, granularity: str = "layer",
+               max_cost: float | None = None) -> list[Tensor]:
+    """Structured mask chosen by score mass per unit of marginal ascent-pass cost.
+
+    Args:
+        scores: one score tensor per parameter tensor (as for :func:`structured`).
+        costs: per tensor, ``(chain, own)`` (e.g. from :func:`sparsam.cost.tensor_costs`), or a
+            plain number (an additive cost, ``chain = 0``). The ascent cost of a set ``S`` of units
+            is ``max_{t∈S} chain_t + Σ_{t∈S} own_t``: ``chain`` is paid once, by the lowest chosen
+            tensor (forward and input-gradient work from its layer to the loss), ``own`` is its
+            weight-gradient.
+        sparsity: fraction NOT perturbed; the budget ``int((1 - sparsity) d)`` is the one of
+            :func:`structured`, so the density is at most ``1 - sparsity``.
+        granularity: "layer" (whole tensors) or "filter" (rows along dim 0 of tensors with >= 2
+            dims, each with ``own / rows`` of the tensor's cost).
+        max_cost: optional budget on the ascent cost of the chosen set (same unit as ``costs``).
+            ``None``: fill the parameter budget.
+
+    Greedy: while some unit still fits in the remaining budget(s), take the fitting unit with the
+    largest ``mass / (max(0, chain - current chain) + own)`` (zero marginal cost first; ties go to
+    the larger mass, then the earlier unit). Without ``max_cost`` the parameter budget is filled as
+    far as units fit, so small tensors low in the network (BatchNorm parameters) are eventually
+    taken and the ascent reaches the bottom: use ``max_cost`` to keep the ascent cheap.
+    """
+    _check_sparsity(sparsity)
+    check_choice("granularity", granularity, ("layer", "filter"))
+    if max_cost is not None:
+        check_range("max_cost", max_cost, 0.0)
+    if len(costs) != len(scores):
+        raise ValueError(f"got {len(costs)} costs for {len(scores)} score tensors")
+    units = _cost_units(scores, costs, granularity)
+    masks = [torch.zeros(s.shape, dtype=torch.bool, device=s.device) for s in scores]
+    if not units:
+        return masks
+    numel, mass, chain, own = (torch.tensor([u[k] for u in units], dtype=torch.float64) for k in range(2, 6))
+    budget = float(int((1.0 - sparsity) * sum(s.numel() for s in scores)))
+    room = float("inf") if max_cost is None else float(max_cost)
+    free = torch.ones(len(units), dtype=torch.bool)
+    paid = 0.0  # the chain cost already paid (the lowest chosen unit's)
+    while True:
+        marginal = (chain - paid).clamp(min=0.0) + own
+        free &= (numel <= budget) & (marginal <= room * (1 + 1e-12))
+        if not bool(free.any()):
+            break
+        ratio = torch.where(marginal > 0, mass / marginal.clamp(min=1e-300), torch.full_like(mass, float("inf")))
+        best = _argmax_lex(ratio, mass, free)
+        i, row, size, _, c, _ = units[best]
+        free[best] = False
+        budget -= size
+        room -= float(marginal[best])
+        paid = max(paid, c)
+        if row is None:
+            masks[i].fill_(True)
+        else:
+            masks[i][row] = True
+    return masks
+
+
+def _cost_units(scores: Sequence[Tensor], costs: Sequence, granularity: str) -> list[tuple]:
+    """Ranking units of :func:`cost_aware`: (tensor index, row or None, numel, mass, chain, own)."""
+    units = []
+    for i, (s, c) in enumerate(zip(scores, costs)):
+        chain, own = (0.0, float(c)) if isinstance(c, (int, float)) else (float(c[0]), float(c[1]))
+        s = s.detach().float()
+        if granularity == "filter" and s.dim() >= 2:
+            rows = s.reshape(s.shape[0], -1)
+            mass = rows.sum(1).tolist()
+            units += [(i, r, rows.shape[1], mass[r], chain, own / s.shape[0]) for r in range(s.shape[0])]
+        else:
+            units.append((i, None, s.numel(), float(s.sum()), chain, own))
+    return units
+
+
+def _argmax_lex(first: Tensor, second: Tensor, allowed: Tensor) -> int:
+    """Allowed index maximising ``first``, then ``second``, then the earliest index."""
+    first = first.masked_fill(~allowed, -float("inf"))
+    tied = allowed & (first == first.max())
+    second = second.masked_fill(~tied, -float("inf"))
+    return int((tied & (second == second.max())).nonzero()[0, 0])
 
 
 _N_M = re.compile(r"^(\d+):(\d+)$")
@@ -156,7 +268,8 @@ def parse_pattern(pattern: str) -> tuple[str, int, int]:
         if not 1 <= n <= m:
             raise ValueError(f"pattern N:M needs 1 <= N <= M, got {pattern!r}")
         return "n:m", n, m
-    check_choice("pattern", pattern, ("unstructured", "layer", "filter"))
+    if pattern not in ("unstructured", "layer", "filter"):
+        raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
     return pattern, 0, 0
 
 

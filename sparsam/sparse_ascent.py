@@ -41,17 +41,15 @@ Example::
     for x, y in loader:
         loss = opt.step(x, y)
 
-:func:`nm_ascent` is the implicit-form counterpart for GPUs: inside it, the ascent input-gradient of
-masked ``nn.Linear`` layers runs through a 2:4 semi-structured sparse matmul
-(``torch.sparse.to_sparse_semi_structured``) where the device supports it, and densely elsewhere.
+The implicit form, whose sparsity pays in the input gradient (2:4 semi-structured kernels on GPUs),
+is :mod:`sparsam.implicit`, used by ``SSAM(form="implicit")``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +58,7 @@ from torch import Tensor, nn
 from .sam import SAM
 from .strategies import MaskStrategy
 
-__all__ = ["SparseAscentSAM", "AscentPlan", "plan_ascent", "lowest_stage", "run_stages", "model_stages",
-           "nm_ascent", "semi_structured_ok", "masked_linear"]
+__all__ = ["SparseAscentSAM", "AscentPlan", "plan_ascent", "lowest_stage", "run_stages", "model_stages"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -290,6 +287,12 @@ class SparseAscentSAM(SAM):
         else:
             self.set_masks(mask)
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if hasattr(self, "base_optimizer"):  # after __init__
+            raise RuntimeError("SparseAscentSAM cannot add parameter groups: build it with every parameter "
+                               "it will train (params=...)")
+        super().add_param_group(param_group)
+
     # -- masks ---------------------------------------------------------------------------------
     def set_masks(self, masks: Sequence[Tensor]) -> None:
         """Use fixed boolean ``masks``, one per parameter in the optimizer's order."""
@@ -388,106 +391,3 @@ class SparseAscentSAM(SAM):
         elif "masks" in state_dict:
             self.set_masks(state_dict["masks"])
         self._plan_key = None
-
-
-# --------------------------------------------------------------------------------------------
-# Implicit N:M: 2:4 semi-structured input-gradient of nn.Linear in the ascent pass.
-# --------------------------------------------------------------------------------------------
-
-def semi_structured_ok(weight: Tensor, mask: Tensor) -> bool:
-    """Whether ``(W⊙M)ᵀ`` can be a 2:4 semi-structured operand on this device.
-
-    Needs CUDA with compute capability >= 8.0, fp16/bf16 weights, both dimensions multiples of 64
-    and the mask 2:4 along the OUTPUT dimension (``masks.n_m(..., dim="out")``), which is the
-    reduction dimension of the input-gradient ``g (W⊙M)``.
-    """
-    if not (weight.is_cuda and weight.dtype in (torch.float16, torch.bfloat16) and weight.dim() == 2):
-        return False
-    if not hasattr(torch.sparse, "to_sparse_semi_structured"):
-        return False
-    if torch.cuda.get_device_capability(weight.device)[0] < 8:
-        return False
-    out_f, in_f = weight.shape
-    if out_f % 64 or in_f % 64:
-        return False
-    groups = mask.t().reshape(in_f, out_f // 4, 4)
-    return bool((groups.sum(-1) <= 2).all())
-
-
-class _MaskedLinear(torch.autograd.Function):
-    """``F.linear(x, W⊙M, b)``; input-gradient ``g (W⊙M)`` (sparse when given), weight gradient dense."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, bias: Tensor | None, sparse_t: Any) -> Tensor:
-        masked = weight * mask
-        ctx.save_for_backward(x, masked)
-        ctx.sparse_t = sparse_t
-        return F.linear(x, masked, bias)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        x, masked = ctx.saved_tensors
-        need_x, need_w, _, need_b = ctx.needs_input_grad[:4]
-        gx = gw = gb = None
-        g2 = g.reshape(-1, g.shape[-1])
-        if need_x:
-            if ctx.sparse_t is not None:
-                try:
-                    gx = F.linear(g2, ctx.sparse_t).reshape(*g.shape[:-1], masked.shape[1])
-                except (RuntimeError, NotImplementedError) as err:  # shape/kernel limits: dense instead
-                    _warn_dense(err)
-            if gx is None:
-                gx = g.matmul(masked)
-        if need_w:  # implicit form: d/dW of W⊙M passes straight through (as sparsam.SSAM's implicit form)
-            gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
-        if need_b:
-            gb = g2.sum(0)
-        return gx, gw, None, gb, None
-
-
-def _warn_dense(err: Exception) -> None:
-    """Warn (Python shows it once per call site by default) that the sparse kernel was not used."""
-    warnings.warn(f"2:4 semi-structured input-gradient failed ({err}); using the dense fallback", stacklevel=3)
-
-
-def masked_linear(x: Tensor, weight: Tensor, mask: Tensor, bias: Tensor | None = None,
-                  sparse: bool | None = None) -> Tensor:
-    """Implicit-form linear through ``W⊙M``; the input-gradient uses 2:4 sparsity when possible.
-
-    ``sparse=None`` decides with :func:`semi_structured_ok`; ``False`` forces the dense fallback.
-    """
-    sparse_t = None
-    if sparse is None:
-        sparse = semi_structured_ok(weight, mask)
-    if sparse:
-        try:
-            with torch.no_grad():
-                sparse_t = torch.sparse.to_sparse_semi_structured((weight * mask).t().contiguous())
-        except (RuntimeError, NotImplementedError, ValueError) as err:
-            _warn_dense(err)
-    return _MaskedLinear.apply(x, weight, mask.to(weight.dtype), bias, sparse_t)
-
-
-@contextlib.contextmanager
-def nm_ascent(model: nn.Module, masks: Mapping[int, Tensor] | Sequence[tuple[Tensor, Tensor]],
-              sparse: bool | None = None) -> Iterator[None]:
-    """Implicit-form ascent context: masked ``nn.Linear`` layers go through :func:`masked_linear`.
-
-    ``masks`` maps ``id(weight)`` to its mask (or is a sequence of ``(param, mask)`` pairs); other
-    layers are untouched (wrap convolutions with :meth:`sparsam.SSAM.ascent_pass` as usual). The
-    forward values and the gradients are those of :class:`sparsam.SSAM`'s implicit form.
-    """
-    if not isinstance(masks, Mapping):
-        masks = {id(p): m for p, m in masks}
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear) and id(m.weight) in masks]
-
-    def patched(layer: nn.Linear, mask: Tensor) -> Callable[[Tensor], Tensor]:
-        return lambda x: masked_linear(x, layer.weight, mask, layer.bias, sparse)
-
-    for layer in layers:
-        layer.forward = patched(layer, masks[id(layer.weight)])
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.forward

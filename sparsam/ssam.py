@@ -1,9 +1,9 @@
 """Sparse SAM (Mi et al., NeurIPS 2022; TPAMI 2025): SAM whose perturbation is masked.
 
-Explicit form: ``ε = m ⊙ ρ g / ‖·‖``. Implicit form: the first (ascent) pass runs every
-``nn.Conv2d``/``nn.Linear`` with weights ``W ⊙ M`` (forward and input-gradient through the masked
-weights, weight gradients dense), and ``ε = ρ g / ‖g‖`` itself is not masked; this is the form sparse
-kernels can accelerate.
+Explicit form: ``ε = m ⊙ ρ g / ‖·‖``. Implicit form (:mod:`sparsam.implicit`): the first (ascent)
+pass runs the dense forward, and every masked ``nn.Conv2d``/``nn.Linear`` back-propagates its input
+gradient through ``W ⊙ M`` while its weight gradient stays dense; ``ε = ρ g̃ / ‖g̃‖`` from that
+gradient is not masked again. This is the form sparse kernels can accelerate.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import contextlib
 from typing import Any, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_choice
+from .implicit import check_pattern, implicit_ascent
 from .sam import SAM
 from .strategies import MaskStrategy
 
@@ -28,30 +28,44 @@ class SSAM(SAM):
         mask: a :class:`~sparsam.FisherMask` (SSAM-F) or :class:`~sparsam.DynamicMask` (SSAM-D).
         normalize: ``"full"`` divides the masked gradient by the norm of the FULL gradient,
             ``ε = ρ m⊙g/‖g‖`` so ``‖ε‖ = ρ‖m⊙g‖/‖g‖ <= ρ``. It is the default because the papers'
-            results were produced by the official code, which normalises this way; the convergence
-            analysis only needs ``‖ε‖ <= ρ``, which it satisfies. ``"masked"`` renormalises over the
-            mask, ``ε = ρ m⊙g/‖m⊙g‖`` with ``‖ε‖ = ρ``.
-        form: ``"explicit"`` (mask ε) or ``"implicit"`` (ascent pass through ``W ⊙ M``, needs
-            ``model``; wrap the first forward in :meth:`ascent_pass`, as :meth:`step` does).
+            results were produced by the official code, which normalises this way (a fidelity
+            choice); the convergence analysis only needs ``‖ε‖ <= ρ``, which it satisfies.
+            ``"masked"`` renormalises over the mask, ``ε = ρ m⊙g/‖m⊙g‖`` with ``‖ε‖ = ρ``.
+            Explicit form only.
+        form: ``"explicit"`` (mask ε) or ``"implicit"`` (sparse back-propagation in the ascent pass,
+            see :mod:`sparsam.implicit`; needs ``model`` and a mask pattern "layer", "filter" or
+            "N:M"; wrap the first forward in :meth:`ascent_pass`, as :meth:`step` does).
         model: the trained module, required by the implicit form.
     """
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, *,
                  mask: MaskStrategy, normalize: str = "full", form: str = "explicit",
                  model: nn.Module | None = None, **kwargs: Any):
-        super().__init__(params, base_optimizer, rho=rho, **kwargs)
         if not isinstance(mask, MaskStrategy):
             raise ValueError(f"mask must be a FisherMask or DynamicMask, got {type(mask).__name__}")
         self.normalize = check_choice("normalize", normalize, ("full", "masked"))
         self.form = check_choice("form", form, ("explicit", "implicit"))
-        if form == "implicit" and model is None:
-            raise ValueError("form='implicit' needs model=<the trained nn.Module>")
+        if form == "implicit":
+            if model is None:
+                raise ValueError("form='implicit' needs model=<the trained nn.Module>")
+            if normalize != "full":
+                raise ValueError("normalize='masked' applies to form='explicit' only (the implicit form's ε "
+                                 "is not masked)")
+            check_pattern(mask.pattern)
         self.model = model
         self.mask = mask
+        super().__init__(params, base_optimizer, rho=rho, **kwargs)
         self.mask.bind(self._params())
         self._mask_of = {id(p): i for i, p in enumerate(self.mask.params)}
-        self._masked_ascent_at: int | None = None  # step whose first pass ran through W⊙M
+        self._masked_ascent_at: int | None = None  # step whose first pass ran sparsely back-propagated
         self._multipliers: tuple[list[Tensor], list[Tensor]] | None = None  # (bool masks, 0/1 copies)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; the mask strategy is bound afresh to all parameters (see ``MaskStrategy.rebind``)."""
+        super().add_param_group(param_group)
+        if hasattr(self, "base_optimizer"):  # after __init__
+            self.mask.rebind(self._params())
+            self._mask_of = {id(p): i for i, p in enumerate(self.mask.params)}
 
     def masks_for(self, params: list[Tensor]) -> list[Tensor]:
         """The current masks of ``params``, in their order."""
@@ -80,22 +94,15 @@ class SSAM(SAM):
 
     @contextlib.contextmanager
     def ascent_pass(self) -> Iterator[None]:
-        """First-pass context: refreshes a gradient-free mask; the implicit form masks weights in it."""
+        """First-pass context: refreshes a gradient-free mask; the implicit form back-propagates sparsely in it."""
         if not self.mask.needs_gradient:
             self.mask.update(self.steps)
         if self.form == "explicit":
             yield
             return
-        layers = [m for m in self.model.modules()
-                  if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m.weight) in self._mask_of]
-        for layer in layers:
-            layer.forward = _masked_forward(layer, self.masks_for([layer.weight])[0])
         self._masked_ascent_at = self.steps
-        try:
+        with implicit_ascent(self.model, zip(self.mask.params, self.mask.masks)):
             yield
-        finally:
-            for layer in layers:
-                del layer.forward
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "mask": self.mask.state_dict()}
@@ -104,13 +111,3 @@ class SSAM(SAM):
         self.mask.load_state_dict(state_dict["mask"])  # first: it validates the shapes
         super().load_state_dict(state_dict)
 
-
-def _masked_forward(layer: nn.Conv2d | nn.Linear, mask: Tensor):
-    """Forward of ``layer`` with weight ``W ⊙ M``; the weight gradient passes straight through (dense)."""
-    def forward(x: Tensor) -> Tensor:
-        w = layer.weight
-        masked = w + (w * mask - w).detach()  # value W⊙M exactly, d/dW = identity
-        if isinstance(layer, nn.Linear):
-            return F.linear(x, masked, layer.bias)
-        return layer._conv_forward(x, masked, layer.bias)
-    return forward

@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from . import masks as patterns
 from ._checks import check_choice, check_int, check_range
 from ._dist import all_reduce_
-from .cost import cost_aware_mask
 from .fisher import Batches, LossFn, fisher_scores, fisher_scores_official
 
 
@@ -35,6 +34,7 @@ class MaskStrategy:
     """Schedule and storage shared by the strategies; subclasses implement :meth:`_build`."""
 
     needs_gradient = False  # True: the update reads the first-pass gradient
+    pattern = "unstructured"  # the mask pattern built (see :mod:`.masks`); the implicit form checks it
 
     def __init__(self, update_every: int, update_unit: str, steps_per_epoch: int | None):
         check_int("update_every", update_every, 1)
@@ -48,18 +48,25 @@ class MaskStrategy:
         self.params: list[Tensor] = []
         self.updates = 0  # how many times the masks were rebuilt
         self.last_update: int | None = None
+        self.pending = False  # rebuild at the next update, whatever the schedule (set by rebind)
 
     def bind(self, params: Sequence[Tensor]) -> None:
         """Attach to the optimizer's parameters and create the initial masks."""
         self.params = list(params)
         self.masks = self._initial_masks()
 
+    def rebind(self, params: Sequence[Tensor]) -> None:
+        """Attach to a changed parameter list mid-run (``add_param_group``): the masks start over from
+        their initial state and are rebuilt at the next :meth:`update`, whatever the schedule."""
+        self.bind(params)
+        self.pending = True
+
     def _initial_masks(self) -> list[Tensor]:
         return [torch.zeros_like(p, dtype=torch.bool) for p in self.params]
 
     def due(self, step: int) -> bool:
         """Whether the masks are rebuilt at ``step`` (0-based count of completed steps)."""
-        return step % self.interval == 0 and self.last_update != step
+        return (self.pending or step % self.interval == 0) and self.last_update != step
 
     def update(self, step: int) -> bool:
         """Rebuild the masks if due at ``step``; returns whether it did."""
@@ -68,6 +75,7 @@ class MaskStrategy:
         self.masks = self._build(step)
         self.updates += 1
         self.last_update = step
+        self.pending = False
         return True
 
     def _build(self, step: int) -> list[Tensor]:
@@ -97,7 +105,7 @@ class FisherMask(MaskStrategy):
         data: iterable of (inputs, labels) batches; each update reads its first ``num_samples``
             samples afresh, so a shuffling loader gives new samples every time.
         sparsity: fraction NOT perturbed, in [0, 1); default 0.5. N:M patterns fix it to 1 - n/m
-            (leave it ``None`` or pass exactly that).
+            (leave it ``None`` or pass exactly that; ``.sparsity`` reports it).
         num_samples: N_F, samples per Fisher estimate.
         update_every, update_unit, steps_per_epoch: T_m in steps or epochs.
         pattern: "unstructured", "layer", "filter" or "N:M" such as "2:4" (see :mod:`.masks`).
@@ -112,7 +120,7 @@ class FisherMask(MaskStrategy):
         costs: per parameter, the ``(chain, own)`` ascent costs of :func:`sparsam.cost.tensor_costs`.
             With a "layer" or "filter" pattern they switch the selection from the largest Fisher
             mass (the papers' rule) to the largest Fisher mass per unit of ascent-pass cost
-            (:func:`sparsam.cost.cost_aware_mask`), under the same parameter budget.
+            (:func:`sparsam.masks.cost_aware`), under the same parameter budget.
         max_cost: with ``costs``, the most the ascent pass may cost (same unit as ``costs``).
     """
 
@@ -125,7 +133,9 @@ class FisherMask(MaskStrategy):
         nominal = patterns.n_m_sparsity(pattern)
         if nominal is not None and sparsity is not None and not math.isclose(sparsity, nominal):
             raise ValueError(f"sparsity must be None or {nominal} for pattern {pattern!r}, got {sparsity!r}")
-        self.sparsity = check_range("sparsity", 0.5 if sparsity is None else sparsity, 0.0, 1.0)
+        if sparsity is None:
+            sparsity = 0.5 if nominal is None else nominal
+        self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
         self.pattern = pattern
         self.nm_dim = check_choice("nm_dim", nm_dim, ("in", "out"))
         self.num_samples = check_int("num_samples", num_samples, 1)
@@ -158,7 +168,7 @@ class FisherMask(MaskStrategy):
 
     def _build(self, step: int) -> list[Tensor]:
         if self.costs is not None:
-            return cost_aware_mask(self.scores(), self.costs, self.sparsity, self.pattern, self.max_cost)
+            return patterns.cost_aware(self.scores(), self.costs, self.sparsity, self.pattern, self.max_cost)
         return patterns.from_pattern(self.scores(), self.pattern, self.sparsity, dim=self.nm_dim)
 
 
@@ -168,12 +178,13 @@ class DynamicMask(MaskStrategy):
     At an update at step ``t`` the drop rate is ``α_t = drop_rate · (1 + cos(π t / total_steps)) / 2``
     and ``k = int(α_t · live)`` entries are exchanged: the ``k`` live entries with the smallest
     drop criterion are dropped and ``k`` entries among those dead before this update (so never one
-    just dropped) are regrown by the grow criterion.
+    just dropped) are regrown by the grow criterion. Ties go to the lower index (see
+    :func:`sparsam.masks.top_k`).
 
     Args:
         sparsity: fraction NOT perturbed, in [0, 1).
         update_every, update_unit, steps_per_epoch: T_m in steps or epochs.
-        total_steps: length of the run in steps, for the cosine decay.
+        total_steps: length of the run in optimizer steps, for the cosine decay (required).
         drop_rate: α at step 0, in [0, 1].
         drop_criterion: "gradient" (smallest |g| of the clean first-pass gradient), "weight"
             (smallest |w|) or "random".
@@ -186,7 +197,7 @@ class DynamicMask(MaskStrategy):
     CRITERIA = ("gradient", "weight", "random")
 
     def __init__(self, sparsity: float = 0.5, update_every: int = 1, update_unit: str = "steps",
-                 steps_per_epoch: int | None = None, total_steps: int = 1, drop_rate: float = 0.5,
+                 steps_per_epoch: int | None = None, *, total_steps: int, drop_rate: float = 0.5,
                  drop_criterion: str = "gradient", grow_criterion: str = "random", seed: int = 0):
         super().__init__(update_every, update_unit, steps_per_epoch)
         self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
@@ -224,9 +235,9 @@ class DynamicMask(MaskStrategy):
         new = live.clone()
         if k > 0:
             drop = self._criterion(self.drop_criterion).float().masked_fill(dead_before, math.inf)
-            new[torch.topk(drop, k, largest=False).indices] = False
+            new[patterns.top_k(drop, k, largest=False)] = False
             grow = self._criterion(self.grow_criterion).float().masked_fill(live, -math.inf)
-            new[torch.topk(grow, k).indices] = True
+            new[patterns.top_k(grow, k)] = True
         return [m.view_as(p) for m, p in zip(new.split([p.numel() for p in self.params]), self.params)]
 
     def state_dict(self) -> dict[str, Any]:

@@ -125,24 +125,85 @@ def test_checker_detects_wrong_masks():
     assert nm_violations(s, good.roll(1, dims=1), 2, 4, "in") != []
 
 
-@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (4, 8, 3, 3), (6, 4, 2, 2)])
+def official_nm_loop(score, n, m):
+    """The official N:M (commit 9895bb4, SSAMF.update_mask + get_nm_mask) as plain loops.
+
+    Conv: walk the (C_in·kh·kw, C_out) matrix scores.view(C_out, -1).t() in row-major order, keep the
+    top-n of every m consecutive entries (ties: lower index), and read the resulting bits in that
+    order as a [C_out, C_in, kh, kw] tensor in ITS row-major order. Linear: the same walk over the
+    weight itself. Other tensors: all kept.
+    """
+    if score.dim() not in (2, 4):
+        return torch.ones(score.shape, dtype=torch.bool)
+    co = score.shape[0]
+    rows = list(itertools.product(*[range(k) for k in score.shape[1:]]))
+    if score.dim() == 4:
+        walk = [float(score[(o, *pos)]) for pos in rows for o in range(co)]
+    else:
+        walk = score.reshape(-1).tolist()
+    bits = []
+    for start in range(0, len(walk), m):
+        group = walk[start:start + m]
+        order = sorted(range(len(group)), key=lambda i: (-group[i], i))
+        bits += [i in order[:n] for i in range(len(group))]
+    return torch.tensor(bits).reshape(score.shape)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (4, 8, 3, 3), (6, 4, 2, 2), (8, 4, 1, 1), (12, 6, 1, 1),
+                                   (10, 12), (6, 10), (5,)])
+def test_n_m_official_is_the_official_procedure(shape):
+    s = distinct_scores([shape], seed=sum(shape))[0]
+    official = masks.n_m_official([s], 2, 4)[0]
+    assert official.dtype == torch.bool
+    assert torch.equal(official, official_nm_loop(s, 2, 4))
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (4, 8, 3, 3), (8, 4, 1, 1), (12, 6, 1, 1)])
 def test_n_m_official_conv_misalignment(shape):
-    """The official N:M groups channels-last but does not undo the permutation: not top-n of any group."""
+    """Conv masks (1×1 included) are the top-2 of no grouping; the missing transpose is the defect."""
     s = distinct_scores([shape], seed=sum(shape))[0]
     official = masks.n_m_official([s], 2, 4)[0]
-    # it keeps the right number of entries per consecutive group of 4 of the flattened tensor ...
-    assert official.reshape(-1, 4).sum(1).eq(2).all()
-    # ... but they are not the top-2 of the groups, under either grouping
-    assert len(nm_violations(s, official, 2, 4, "in")) > 0
+    assert official.reshape(-1, 4).sum(1).eq(2).all()  # 2 of every 4 consecutive entries, as in memory ...
+    assert len(nm_violations(s, official, 2, 4, "in")) > 0  # ... but not the top-2 of any grouping
     assert len(nm_violations(s, official, 2, 4, "out")) > 0
-    assert not torch.equal(official, masks.n_m([s], 2, 4)[0])
+    # read back with the transpose, the same bits are the intended N:M along the output channels
+    co = shape[0]
+    intended = official.reshape(-1, co).t().reshape(shape)
+    assert torch.equal(intended, masks.n_m([s], 2, 4, dim="out")[0])
 
 
-@pytest.mark.parametrize("shape", [(10, 12), (6, 8), (5,)])
-def test_n_m_official_linear_is_correct(shape):
-    s = distinct_scores([shape], seed=sum(shape))[0]
-    official = masks.n_m_official([s], 2, 4)[0]
-    assert nm_violations(s, official, 2, 4, "in") == []
+def test_n_m_official_linear_and_errors():
+    s = distinct_scores([(10, 12)], seed=1)[0]  # in_features a multiple of m: the correct N:M
+    assert torch.equal(masks.n_m_official([s], 2, 4)[0], masks.n_m([s], 2, 4)[0])
+    s = distinct_scores([(6, 10)], seed=2)[0]  # groups straddle rows, as the official reshape does
+    assert not torch.equal(masks.n_m_official([s], 2, 4)[0], masks.n_m([s], 2, 4)[0])
+    with pytest.raises(ValueError, match="multiple of m=4"):
+        masks.n_m_official([torch.rand(3, 5)], 2, 4)
+    with pytest.raises(ValueError, match="n must be"):
+        masks.n_m_official([torch.rand(4, 4)], 5, 4)
+
+
+# ---------------------------------------------------------------- ties
+
+def test_top_k_takes_lower_indices_among_ties():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 5, (300,), generator=g).float()  # many ties
+    for k in (0, 1, 7, 150, 299, 300):
+        for largest in (True, False):
+            got = sorted(masks.top_k(values, k, largest).tolist())
+            order = sorted(range(300), key=lambda i: (-values[i] if largest else values[i], i))
+            assert got == sorted(order[:k]), (k, largest)
+
+
+def test_every_pattern_breaks_ties_by_index():
+    flat = torch.tensor([1.0, 2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 1.0])
+    assert masks.unstructured([flat], 0.5)[0].tolist() == [False, True, True, True, True, False, False, False]
+    assert masks.unstructured([flat], 0.75)[0].tolist() == [False, True, True] + [False] * 5
+    assert masks.n_m([flat.view(2, 4)], 2, 4)[0].flatten().tolist() == [False, True, True, False,
+                                                                         True, False, True, False]
+    equal = [torch.ones(4, 4), torch.ones(2, 4)]
+    assert masks.structured(equal, 0.5, "filter")[0].all(1).tolist() == [True, True, True, False]
+    assert masks.n_m_official([torch.ones(2, 2, 1, 1)], 1, 2)[0].flatten().tolist() == [True, False, True, False]
 
 
 # ---------------------------------------------------------------- structured

@@ -1,4 +1,5 @@
-"""Sparse ascent (sparsam.sparse_ascent) and cost model (sparsam.cost): same SSAM step, less work."""
+"""Sparse ascent (sparsam.sparse_ascent), cost model (sparsam.cost) and the cost-aware mask rule
+(sparsam.masks.cost_aware): same SSAM step, less work."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsam import SSAM, masks as patterns
-from sparsam.cost import (cost_aware_layer_mask, cost_aware_mask, layer_costs, step_cost,
-                          tensor_costs)
-from sparsam.sparse_ascent import (SparseAscentSAM, masked_linear, nm_ascent, plan_ascent,
-                                   semi_structured_ok)
-from sparsam.ssam import _masked_forward
+from sparsam.cost import layer_costs, step_cost, tensor_costs
+from sparsam.masks import cost_aware
+from sparsam.sparse_ascent import SparseAscentSAM, plan_ascent
 from sparsam.strategies import MaskStrategy
 
 RHO = 0.5
@@ -300,56 +299,6 @@ def test_in_place_first_suffix_stage_is_refused():
         opt.first_pass(*batch())
 
 
-# ---- implicit 2:4 path (dense fallback on CPU) ---------------------------------------------------
-
-def test_semi_structured_path_falls_back_to_dense_on_cpu():
-    torch.manual_seed(0)
-    layer = nn.Linear(64, 128)
-    mask = patterns.n_m([torch.rand(layer.weight.shape)], 2, 4, dim="out")[0]
-    assert not semi_structured_ok(layer.weight, mask)  # CPU: the sparse kernel cannot run here
-    x = torch.randn(32, 64, requires_grad=True)
-    out = masked_linear(x, layer.weight, mask, layer.bias)
-    g = torch.randn_like(out)
-    gx, gw, gb = torch.autograd.grad(out, (x, layer.weight, layer.bias), g)
-    wm = layer.weight.detach() * mask
-    torch.testing.assert_close(out, x.detach() @ wm.t() + layer.bias.detach(), rtol=0, atol=1e-6)
-    torch.testing.assert_close(gx, g @ wm, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gw, g.t() @ x.detach(), rtol=0, atol=1e-6)
-    torch.testing.assert_close(gb, g.sum(0), rtol=0, atol=1e-6)
-    # same values and gradients as sparsam.SSAM's implicit form
-    x2 = x.detach().clone().requires_grad_(True)
-    out2 = _masked_forward(layer, mask)(x2)
-    ref = torch.autograd.grad(out2, (x2, layer.weight, layer.bias), g)
-    torch.testing.assert_close(out, out2, rtol=0, atol=1e-6)
-    for a, b in zip((gx, gw, gb), ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-
-
-def test_forced_semi_structured_path_warns_and_falls_back_on_cpu():
-    torch.manual_seed(0)
-    w = torch.randn(64, 64, requires_grad=True)
-    mask = patterns.n_m([w], 2, 4, dim="out")[0]
-    x = torch.randn(8, 64, requires_grad=True)
-    with pytest.warns(UserWarning, match="dense fallback"):
-        out = masked_linear(x, w, mask, sparse=True)
-    torch.testing.assert_close(out, x.detach() @ (w.detach() * mask).t(), rtol=0, atol=1e-6)
-    gx, = torch.autograd.grad(out.sum(), x)
-    torch.testing.assert_close(gx, torch.ones(8, 64) @ (w.detach() * mask), rtol=0, atol=1e-5)
-
-
-def test_nm_ascent_context_patches_and_restores():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-    mask = patterns.n_m([model[0].weight], 2, 4, dim="out")[0]
-    x = torch.randn(5, 8)
-    with nm_ascent(model, [(model[0].weight, mask)]):
-        assert "forward" in model[0].__dict__
-        masked = model(x)
-    assert "forward" not in model[0].__dict__
-    expected = model[2](F.relu(F.linear(x, model[0].weight * mask, model[0].bias)))
-    torch.testing.assert_close(masked, expected, rtol=0, atol=1e-6)
-
-
 # ---- cost model ----------------------------------------------------------------------------------
 
 def test_layer_costs_flops_and_step_costs():
@@ -394,7 +343,7 @@ def test_cost_aware_mask_respects_budget(sparsity, granularity):
     g = torch.Generator().manual_seed(0)
     scores = [torch.rand(p.shape, generator=g) for p in params]
     costs = tensor_costs(layers, params)
-    masks = cost_aware_mask(scores, costs, sparsity, granularity)
+    masks = cost_aware(scores, costs, sparsity, granularity)
     budget = int((1 - sparsity) * sum(p.numel() for p in params))
     assert sum(int(m.sum()) for m in masks) <= budget
     assert patterns.density(masks) <= 1 - sparsity
@@ -418,10 +367,10 @@ def test_cost_aware_mask_respects_cost_budget(granularity):
     scores = [torch.rand(p.shape, generator=g) for p in params]
     costs = tensor_costs(layers, params)
     cap = 0.3 * step_cost(layers)
-    masks = cost_aware_mask(scores, costs, 0.5, granularity, max_cost=cap)
+    masks = cost_aware(scores, costs, 0.5, granularity, max_cost=cap)
     assert any(m.any() for m in masks)
     assert step_cost(layers, "sparse", params, masks) - step_cost(layers) <= cap * (1 + 1e-9)
-    uncapped = cost_aware_mask(scores, costs, 0.5, granularity)
+    uncapped = cost_aware(scores, costs, 0.5, granularity)
     assert step_cost(layers, "sparse", params, uncapped) > step_cost(layers, "sparse", params, masks)
 
 
@@ -455,14 +404,33 @@ def test_model_stages_of_the_library_resnet():
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
-def test_cost_aware_layer_mask_prefers_cheap_tensors():
+def test_cost_aware_layer_rule_prefers_cheap_tensors():
     scores = [torch.full((10,), 1.0), torch.full((10,), 1.0), torch.full((10,), 0.9)]
     # tensor 0 sits low (expensive chain), 1 and 2 high; the budget fits two tensors
     costs = [(100.0, 1.0), (2.0, 1.0), (1.0, 1.0)]
-    masks = cost_aware_layer_mask(scores, costs, sparsity=0.3)
+    masks = cost_aware(scores, costs, 0.3, "layer")
     assert [bool(m.all()) for m in masks] == [False, True, True]
     # the paper's rule (mean score) would take tensor 0
     assert [bool(m.all()) for m in patterns.structured(scores, 0.3, "layer")] == [True, True, False]
     # plain numbers are additive costs
-    masks = cost_aware_layer_mask(scores, [5.0, 1.0, 1.0], sparsity=0.6)
+    masks = cost_aware(scores, [5.0, 1.0, 1.0], 0.6, "layer")
     assert [bool(m.all()) for m in masks] == [False, True, False]
+
+
+def test_cost_aware_is_the_cost_modules_rule_and_checks_its_input():
+    from sparsam import cost
+    assert cost.cost_aware_mask is cost_aware  # one implementation, re-exported
+    scores = [torch.ones(4), torch.ones(4)]
+    with pytest.raises(ValueError, match="costs"):
+        cost_aware(scores, [1.0], 0.5)
+    with pytest.raises(ValueError, match="granularity"):
+        cost_aware(scores, [1.0, 1.0], 0.5, "unstructured")
+    with pytest.raises(ValueError, match="max_cost"):
+        cost_aware(scores, [1.0, 1.0], 0.5, max_cost=-1.0)
+
+
+def test_sparse_ascent_refuses_new_parameter_groups():
+    stages = tiny_stages()
+    opt = sparse(stages, layer_masks(stages, TOP), lr=0.1)
+    with pytest.raises(RuntimeError, match="every parameter"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)]})

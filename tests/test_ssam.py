@@ -1,4 +1,6 @@
-"""SSAM: masked perturbation, mask schedules (SSAM-F, SSAM-D), implicit form, checkpoints."""
+"""SSAM: masked perturbation, mask schedules (SSAM-F, SSAM-D), checkpoints, add_param_group, errors.
+
+The implicit form is tested in test_implicit.py."""
 
 from __future__ import annotations
 
@@ -280,80 +282,10 @@ def test_dynamic_seed_determinism():
 def test_dynamic_initial_mask_density():
     model = make()
     for s in (0.0, 0.3, 0.9):
-        mask = DynamicMask(sparsity=s)
+        mask = DynamicMask(sparsity=s, total_steps=10)
         SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.1)
         d = sum(p.numel() for p in model.parameters())
         assert sum(int(m.sum()) for m in mask.masks) == int((1 - s) * d)
-
-
-# ---------------------------------------------------------------- implicit form
-
-def test_implicit_form_first_pass_and_restore():
-    model = make()
-    plain = copy.deepcopy(model)
-    rho = 0.2
-    opt = SSAM(model.parameters(), torch.optim.SGD, rho=rho, mask=RandomMask(), form="implicit", model=model, lr=0.1)
-    x, y = batches(1)[0]
-    ref = copy.deepcopy(model)
-    with opt.ascent_pass():
-        assert "forward" in model.conv.__dict__ and "forward" in model.fc.__dict__
-        F.cross_entropy(model(x), y).backward()
-    assert "forward" not in model.conv.__dict__ and "forward" not in model.fc.__dict__
-    g1 = grads(model)
-    mc, mf = opt.masks_for([model.conv.weight, model.fc.weight])
-    assert 0 < int(mc.sum()) < mc.numel() and 0 < int(mf.sum()) < mf.numel()
-    with torch.no_grad():
-        ref.conv.weight.mul_(mc)
-        ref.fc.weight.mul_(mf)
-    F.cross_entropy(ref(x), y).backward()
-    for a, b in zip(g1, grads(ref)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    # the unmasked model gives another gradient (the check above can fail)
-    F.cross_entropy(plain(x), y).backward()
-    assert not torch.allclose(g1[0], plain.conv.weight.grad, atol=1e-6)
-    # ε is dense: ρ g / ‖g‖ with the first-pass gradient, nonzero where the mask is False
-    w0 = weights(model)
-    opt.first_step(zero_grad=True)
-    eps = [p.detach() - w for p, w in zip(model.parameters(), w0)]
-    norm = gnorm(g1)
-    for e, g in zip(eps, g1):
-        torch.testing.assert_close(e, rho * g / norm, rtol=1e-6, atol=1e-12)
-    assert bool((eps[0][~mc] != 0).all()) and bool((eps[-2][~mf] != 0).all())
-    F.cross_entropy(model(x), y).backward()
-    opt.second_step(zero_grad=True)
-    # after the context the forward is the plain one
-    model.eval()
-    plain.load_state_dict(model.state_dict())
-    plain.eval()
-    assert torch.equal(model(x), plain(x))
-
-
-def test_implicit_form_step_matches_hand_written():
-    rho, lr = 0.2, 0.1
-    model = make()
-    ref = copy.deepcopy(model)
-    strategy = RandomMask(seed=9)
-    opt = SSAM(model.parameters(), torch.optim.SGD, rho=rho, mask=strategy, form="implicit", model=model, lr=lr)
-    for step, (x, y) in enumerate(batches(2)):
-        closure_step(model, opt, x, y)
-        g = torch.Generator().manual_seed(9 + step)  # RandomMask's masks, rebuilt here
-        masks = [torch.rand(p.shape, generator=g) < 0.5 for p in ref.parameters()]
-        masked = copy.deepcopy(ref)
-        with torch.no_grad():
-            masked.conv.weight.mul_(masks[0])
-            masked.fc.weight.mul_(masks[3])
-        g1 = torch.autograd.grad(F.cross_entropy(masked(x), y), list(masked.parameters()))
-        norm = gnorm(g1)
-        w = weights(ref)
-        with torch.no_grad():
-            for p, gi in zip(ref.parameters(), g1):
-                p.add_(rho * gi / norm)
-        g2 = torch.autograd.grad(F.cross_entropy(ref(x), y), list(ref.parameters()))
-        with torch.no_grad():
-            for p, wi, gi in zip(ref.parameters(), w, g2):
-                p.copy_(wi - lr * gi)
-        for p, q in zip(model.parameters(), ref.parameters()):
-            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -430,7 +362,7 @@ def test_errors():
         with pytest.raises(ValueError, match="sparsity"):
             FisherMask(model, batches(1), sparsity=bad, steps_per_epoch=1)
         with pytest.raises(ValueError, match="sparsity"):
-            DynamicMask(sparsity=bad)
+            DynamicMask(sparsity=bad, total_steps=10)
     with pytest.raises(ValueError, match="sparsity"):
         FisherMask(model, batches(1), sparsity=0.3, pattern="2:4", steps_per_epoch=1)
     with pytest.raises(ValueError, match="pattern"):
@@ -440,9 +372,13 @@ def test_errors():
     with pytest.raises(ValueError, match="steps_per_epoch"):
         FisherMask(model, batches(1), update_unit="epochs")
     with pytest.raises(ValueError, match="update_every"):
-        DynamicMask(update_every=0)
+        DynamicMask(update_every=0, total_steps=10)
     with pytest.raises(ValueError, match="drop_rate"):
-        DynamicMask(drop_rate=1.5)
+        DynamicMask(drop_rate=1.5, total_steps=10)
+    with pytest.raises(TypeError, match="total_steps"):
+        DynamicMask(sparsity=0.5)  # no default: a one-step schedule would freeze the mask after step 0
+    with pytest.raises(ValueError, match="total_steps"):
+        DynamicMask(total_steps=0)
     with pytest.raises(ValueError, match="first_mask"):
         FisherMask(model, batches(1), first_mask="ones", steps_per_epoch=1)
     costs = [(1.0, 1.0)] * len(params)
@@ -456,8 +392,8 @@ def test_errors():
 
 
 def test_fisher_cost_aware_rule_is_cost_aware_mask_of_the_scores():
-    """With costs, SSAM-F's layer mask is cost.cost_aware_mask of its Fisher scores; without, the papers' rule."""
-    from sparsam import cost, masks as patterns
+    """With costs, SSAM-F's layer mask is masks.cost_aware of its Fisher scores; without, the papers' rule."""
+    from sparsam import masks as patterns
 
     model = make()
     params = list(model.parameters())
@@ -472,23 +408,12 @@ def test_fisher_cost_aware_rule_is_cost_aware_mask_of_the_scores():
         scores = mask.scores()
         mask.scores = lambda: scores
         mask.update(0)
-        expected = (cost.cost_aware_mask(scores, costs, 0.5, "layer", 3.0) if rule
+        expected = (patterns.cost_aware(scores, costs, 0.5, "layer", 3.0) if rule
                     else patterns.structured(scores, 0.5, "layer"))
         assert all(torch.equal(a, b) for a, b in zip(opt.mask.masks, expected)), name
         chosen = {n for (n, _), m in zip(model.named_parameters(), opt.mask.masks) if m.all()}
         if rule:
             assert chosen and chosen <= {"fc.weight", "fc.bias"}  # the budget keeps the ascent at the head
-
-
-def test_implicit_form_refuses_a_first_pass_outside_ascent_pass():
-    model = make()
-    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask(), form="implicit", model=model)
-    x, y = batches(1)[0]
-    with pytest.raises(RuntimeError, match="ascent_pass"):
-        manual_step(model, opt, x, y)
-    opt.zero_grad()
-    closure_step(model, opt, x, y)  # step(closure) enters the context itself
-    assert opt.steps == 1
 
 
 def test_mask_state_of_another_model_is_rejected():
@@ -497,3 +422,39 @@ def test_mask_state_of_another_model_is_rejected():
     state["mask"]["masks"] = state["mask"]["masks"][:-1]
     with pytest.raises(ValueError, match="masks"):
         opt.load_state_dict(state)
+
+
+def test_n_m_fisher_mask_reports_its_sparsity():
+    model = make()
+    assert FisherMask(model, batches(1), pattern="1:4", steps_per_epoch=1).sparsity == 0.75
+    assert FisherMask(model, batches(1), pattern="2:4", sparsity=0.5, steps_per_epoch=1).sparsity == 0.5
+    assert FisherMask(model, batches(1), steps_per_epoch=1).sparsity == 0.5
+
+
+# ---------------------------------------------------------------- add_param_group
+
+def test_add_param_group_binds_masks_and_perturbs_the_new_parameters():
+    from sparsam import masks as patterns
+    model = make()
+    data = batches(3)
+    mask = FisherMask(model, data, sparsity=0.5, num_samples=8, update_every=100, update_unit="steps")
+    opt = SSAM([model.conv.weight, model.bn.weight, model.bn.bias], torch.optim.SGD, rho=0.1, mask=mask, lr=0.1)
+    manual_step(model, opt, *data[0])
+    assert mask.updates == 1 and len(mask.masks) == 3
+    opt.add_param_group({"params": [model.fc.weight, model.fc.bias]})
+    assert len(mask.masks) == 5 and [m.shape for m in mask.masks] == [p.shape for p in opt._params()]
+    x, y = data[1]
+    F.cross_entropy(model(x), y).backward()
+    expected = patterns.unstructured(mask.scores(), 0.5)  # rebuilt at the next step over all five tensors
+    w0, g = weights(model), grads(model)
+    opt.first_step(zero_grad=True)
+    assert mask.updates == 2 and mask.last_update == 1  # out of schedule (update_every=100)
+    assert all(torch.equal(a, b) for a, b in zip(mask.masks, expected))
+    fc_eps = model.fc.weight.detach() - w0[3]
+    m = opt.masks_for([model.fc.weight])[0]
+    assert 0 < int(m.sum()) < m.numel()
+    torch.testing.assert_close(fc_eps, 0.1 * g[3] * m / gnorm(g), rtol=1e-9, atol=1e-15)
+    F.cross_entropy(model(x), y).backward()
+    opt.second_step(zero_grad=True)
+    manual_step(model, opt, *data[2])
+    assert mask.updates == 2  # back on schedule
