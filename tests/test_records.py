@@ -1,0 +1,96 @@
+"""Provenance of run records: which records no longer describe the optimizer code at HEAD (stale).
+
+Needs the repository's history (CI runs in a full clone); a shallow clone skips these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import warnings
+
+import pytest
+
+from sparsam import analysis, results
+from sparsam.config import TrainConfig
+from sparsam.runs import REPO
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+pytestmark = pytest.mark.skipif(git("rev-parse", "--is-shallow-repository") != "false",
+                                reason="staleness needs the full git history (this is a shallow clone)")
+
+
+def record(optimizer: str, commit: str | None, dirty: bool | None = False) -> dict:
+    config = TrainConfig(optimizer=optimizer, model="resnet-small", epochs=1)
+    provenance = {} if commit is None else {"git_commit": commit, "git_dirty": dirty}
+    return {"summary": {"config": config.to_dict(), "run_id": config.run_id(), "provenance": provenance}}
+
+
+@pytest.fixture(scope="module")
+def sam_change() -> tuple[str, str]:
+    """The last commit that changed SAM's code, and its parent."""
+    last = git("log", "-n", "1", "--format=%H", "--", *analysis.OPTIMIZER_FILES["sam"])
+    return last, git("rev-parse", f"{last}^")
+
+
+def test_records_made_at_head_in_a_clean_tree_are_current():
+    for optimizer in ("sgd", "sam", "asam", "ssam-f", "ssam-d"):
+        assert analysis.stale_reason(record(optimizer, git("rev-parse", "HEAD"))) is None, optimizer
+
+
+def test_a_change_to_the_optimizer_code_makes_its_records_stale(sam_change):
+    last, before = sam_change
+    changed = git("diff", "--name-only", before, last, "--", *analysis.OPTIMIZER_FILES["sam"]).split()
+    reason = analysis.stale_reason(record("sam", before))
+    assert reason is not None and all(name in reason for name in changed) and before[:7] in reason
+    assert analysis.is_stale(record("ssam-f", before))   # SSAM runs SAM's code too
+    assert not analysis.is_stale(record("sam", last))    # nothing of SAM's changed since
+    assert not analysis.is_stale(record("sgd", before))  # SGD runs none of the optimizer files
+
+
+@pytest.mark.parametrize("commit, dirty, expected", [
+    ("f" * 40, False, "unknown commit"),
+    (None, False, "unknown commit (not recorded)"),
+    ("HEAD", True, "dirty tree"),
+    ("HEAD", None, "dirty flag not recorded"),
+])
+def test_unknown_commits_and_dirty_trees_are_stale(commit, dirty, expected):
+    commit = git("rev-parse", "HEAD") if commit == "HEAD" else commit
+    reason = analysis.stale_reason(record("sgd", commit, dirty))
+    assert reason is not None and expected in reason
+
+
+def test_stale_records_lists_the_stale_records_of_a_store(tmp_path, sam_change):
+    last, before = sam_change
+    stored = {"old": record("sam", before), "new": record("asam", last), "sgd": record("sgd", before)}
+    for name, rec in stored.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(rec))
+    assert analysis.stale_records(tmp_path) == [stored["old"]["summary"]["run_id"]]
+
+
+def test_committed_records_list_of_stale_records():
+    """Lists the committed records that are stale (shown in the warnings summary), checked against
+    ``git log <commit>..HEAD`` over the optimizer's files, an independent reading of the history."""
+    expected = []
+    for rec in results.load_all():
+        summary = rec["summary"]
+        provenance = summary.get("provenance") or {}
+        commit, dirty = provenance.get("git_commit"), provenance.get("git_dirty")
+        known = bool(commit) and subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"],
+                                                cwd=REPO, capture_output=True).returncode == 0
+        files = analysis.OPTIMIZER_FILES[summary["config"]["optimizer"]]
+        changed = known and bool(files) and bool(git("log", "--format=%H", f"{commit}..HEAD", "--", *files))
+        if not known or dirty is not False or changed:
+            expected.append(summary["run_id"])
+    stale = analysis.stale_records()
+    assert stale == sorted(expected)
+    frame = analysis.records_frame(results.load_all())
+    assert sorted(frame.loc[frame["stale"], "run_id"]) == stale
+    if stale:
+        warnings.warn(f"{len(stale)} of {len(frame)} committed records are stale: "
+                      + "; ".join(f"{r} ({analysis.stale_reason(rec)})" for r, rec in
+                                  zip(frame["run_id"], results.load_all()) if r in stale), stacklevel=1)
