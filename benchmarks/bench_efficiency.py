@@ -39,7 +39,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsam import SAM, SSAM, masks as patterns  # noqa: E402
-from sparsam.cost import cost_aware_mask, layer_costs, step_cost, tensor_costs  # noqa: E402
+from sparsam.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.fisher import fisher_scores, fisher_scores_official  # noqa: E402
 from sparsam.models import build_model  # noqa: E402
 from sparsam.runs import provenance  # noqa: E402
@@ -377,7 +377,7 @@ def part3(args, device: torch.device, x: Tensor, y: Tensor, scores: list[Tensor]
     for s in args.sparsities:
         for gran in ("layer", "filter"):
             mask_sets[f"{gran} s={s} fisher"] = patterns.structured(scores, s, gran)
-            mask_sets[f"{gran} s={s} cost-aware"] = cost_aware_mask(scores, costs, s, gran, max_cost=cap)
+            mask_sets[f"{gran} s={s} cost-aware"] = patterns.cost_aware(scores, costs, s, gran, max_cost=cap)
     for gran in ("layer", "filter"):
         mask_sets[f"{gran} s=0.9 top blocks"] = top_blocks_mask(stages, params, scores, 0.9, 2, gran)
 
