@@ -36,12 +36,13 @@ def _figure(ax: Axes | None, size: tuple[float, float] = (6.4, 4.2)) -> tuple[Fi
 
 def interval_errorbar(ax: Axes, x: Sequence[float], mean: Sequence[float], low: Sequence[float],
                       high: Sequence[float], *, label: str | None = None, horizontal: bool = False,
-                      **style: Any) -> list[Any]:
+                      interval: str = "over seeds", **style: Any) -> list[Any]:
     """Points at ``mean`` with bars from ``low`` to ``high`` (vertical bars at ``x``, or horizontal
     ones at height ``x`` with ``horizontal=True``); points whose interval is NaN are plain markers.
 
-    The legend label gets ``"(mean, 95% interval over seeds)"`` or ``"(one seed: no interval)"``
-    (both parts when some points have an interval and others do not). Returns the drawn artists.
+    The legend label gets ``"(mean, 95% interval over seeds)"`` (``interval`` names where the
+    interval comes from) or ``"(one seed: no interval)"`` (both parts when some points have an
+    interval and others do not). Returns the drawn artists.
     """
     x, mean, low, high = (np.asarray(v, dtype=float) for v in (x, mean, low, high))
     if not (x.shape == mean.shape == low.shape == high.shape):
@@ -54,7 +55,8 @@ def interval_errorbar(ax: Axes, x: Sequence[float], mean: Sequence[float], low: 
         error = np.vstack([mean[has] - low[has], high[has] - mean[has]])
         xy = (mean[has], x[has]) if horizontal else (x[has], mean[has])
         artists.append(ax.errorbar(*xy, **({"xerr": error} if horizontal else {"yerr": error}), capsize=4,
-                                   label=None if label is None else f"{label} ({INTERVAL})", **style))
+                                   label=None if label is None else f"{label} (mean, 95% interval {interval})",
+                                   **style))
     if (~has).any():
         if artists:  # the same series: same colour, open marker
             style = {**style, "color": artists[0].lines[0].get_color(), "markerfacecolor": "white"}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsam import analysis, convergence, results, robust_regression
+from sparsam import analysis, convergence, flatness, results, robust_regression
 from sparsam.config import TrainConfig
 
 T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom
@@ -202,3 +202,40 @@ def test_the_negative_control_does_not_converge_and_the_theorem_schedule_does():
 
     assert convergence.classify(runs("constant")) == "not converging"  # constant ρ and step size
     assert convergence.classify(runs("decaying")) == "converging"      # η_t, ρ_t ∝ 1/√t
+
+
+# --- flatness ---------------------------------------------------------------------------------------
+
+def curvature(values: dict[str, list[float]], stderr: float = float("nan")) -> pd.DataFrame:
+    rows = [{"method": m, "seed": k, "eigenvalue": 2 * v, "trace": v, "trace_stderr": stderr}
+            for m, vs in values.items() for k, v in enumerate(vs)]
+    return pd.DataFrame(rows)
+
+
+def test_curvature_summary_over_seeds_and_from_the_estimator_for_one_seed():
+    many = flatness.curvature_summary(curvature({"SAM": [10.0, 12.0, 11.0, 13.0]}, stderr=5.0), "trace")
+    sam = [10.0, 12.0, 11.0, 13.0]
+    half = T_975_DF3 * statistics.stdev(sam) / 2
+    assert many.iloc[0][["mean", "low", "high", "n", "interval"]].tolist() == pytest.approx(
+        [11.5, 11.5 - half, 11.5 + half, 4, "over seeds"])  # the seeds' spread, not the estimator's s.e.
+    one = flatness.curvature_summary(curvature({"SGD": [20.0]}, stderr=1.0), "trace").iloc[0]
+    assert (one["low"], one["high"]) == pytest.approx((20.0 - 1.959964, 20.0 + 1.959964))
+    assert one["interval"] == "from the estimator's s.e., one seed"
+    none = flatness.curvature_summary(curvature({"SGD": [20.0]}), "eigenvalue").iloc[0]
+    assert math.isnan(none["low"]) and none["interval"] == "none"
+    with pytest.raises(ValueError, match="measure must be a column"):
+        flatness.curvature_summary(curvature({"SGD": [20.0]}), "sharpness")
+
+
+def test_flatness_verdicts_decide_both_halves_of_the_claim():
+    values = curvature({"SGD": [20.0, 22.0, 21.0], "SAM": [10.0, 11.0, 10.5], "SSAM-F": [10.2, 11.1, 10.4],
+                        "SSAM-D": [18.0, 20.0, 19.0]})
+    ssam_f = flatness.flatness_verdicts(values)
+    assert list(ssam_f) == ["SSAM-F vs SAM: top Hessian eigenvalue", "SSAM-F vs SAM: Hessian trace",
+                            "SSAM-F vs SGD: top Hessian eigenvalue", "SSAM-F vs SGD: Hessian trace"]
+    assert {v.status for v in ssam_f.values()} == {"reproduced"}
+    ssam_d = flatness.flatness_verdicts(values, method="SSAM-D", measures=("trace",))
+    assert ssam_d["SSAM-D vs SAM: Hessian trace"].status == "not reproduced"  # 1.8 times SAM's, margin 1.25
+    assert ssam_d["SSAM-D vs SGD: Hessian trace"].status == "reproduced"
+    one_seed = flatness.flatness_verdicts(values[values["seed"] == 0])
+    assert {v.status for v in one_seed.values()} == {"inconclusive"}
