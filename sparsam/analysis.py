@@ -50,13 +50,13 @@ def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 @functools.lru_cache(maxsize=None)
-def _changed_files(commit: str, files: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Files among ``files`` that differ between ``commit`` and HEAD; None if ``commit`` is not an ancestor."""
-    if _git("merge-base", "--is-ancestor", commit, "HEAD") is None:
+def _changed_files(commit: str, head: str, files: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Files among ``files`` that differ between ``commit`` and ``head``; None if ``commit`` is not an ancestor."""
+    if _git("merge-base", "--is-ancestor", commit, head) is None:
         return None
     if not files:
         return ()
-    out = _git("diff", "--name-only", commit, "HEAD", "--", *files)
+    out = _git("diff", "--name-only", commit, head, "--", *files)
     return None if out is None else tuple(out.split())
 
 
@@ -69,10 +69,11 @@ def stale_reason(record: Mapping[str, Any]) -> str | None:
         return "unknown commit (not recorded)"
     if provenance.get("git_dirty") is not False:
         return f"made in a dirty tree at {commit[:7]}" if provenance.get("git_dirty") else "dirty flag not recorded"
-    if _git("rev-parse", "HEAD") is None:
+    head = _git("rev-parse", "HEAD")
+    if head is None:
         return "no git history to check against"
     optimizer = summary.get("config", {}).get("optimizer", "")
-    changed = _changed_files(commit, OPTIMIZER_FILES.get(optimizer, _SSAM_FILES))
+    changed = _changed_files(commit, head, OPTIMIZER_FILES.get(optimizer, _SSAM_FILES))
     if changed is None:
         return f"unknown commit {commit[:7]} (not an ancestor of HEAD)"
     if changed:

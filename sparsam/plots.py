@@ -76,8 +76,11 @@ def accuracy_vs_sparsity(frame: pd.DataFrame, *, methods: Sequence[str] = ("ssam
                          references: Sequence[str] = ("sam", "sgd"), series: str = "optimizer",
                          value: str = "final_test_acc", level: float = 0.95, ax: Axes | None = None) -> Figure:
     """Accuracy against sparsity, one line per ``series`` value among ``methods``, references as
-    dashed lines with shaded intervals; series at one sparsity are offset by :data:`DODGE`. ``frame`` is a :func:`sparsam.analysis.records_frame` (filtered
-    to one setting by the caller); the intervals are over its seeds."""
+    dashed lines with shaded intervals; series at one sparsity are offset by :data:`DODGE`.
+
+    ``frame`` is a :func:`sparsam.analysis.records_frame` (filtered to one setting by the caller);
+    the intervals are over its seeds.
+    """
     fig, ax = _figure(ax)
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for name in references:

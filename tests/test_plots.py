@@ -49,7 +49,8 @@ def test_interval_errorbar_with_one_seed_draws_plain_points():
     ax.legend()
     assert legend_texts(ax) == ["SSAM-F (one seed: no interval)"]
     fig, ax = plt.subplots()
-    plots.interval_errorbar(ax, [1], [20.0], [18.0], [22.0], label="SGD", interval="from the estimator's s.e., one seed")
+    plots.interval_errorbar(ax, [1], [20.0], [18.0], [22.0], label="SGD",
+                            interval="from the estimator's s.e., one seed")
     ax.legend()
     assert legend_texts(ax) == ["SGD (mean, 95% interval from the estimator's s.e., one seed)"]
     with pytest.raises(ValueError, match="one shape"):
