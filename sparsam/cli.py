@@ -1,4 +1,10 @@
-"""Command line: ``python -m sparsam train ...`` (one run) and ``python -m sparsam sweep GRID.yaml``."""
+"""Command line: ``python -m sparsam train ...`` (one run) and ``python -m sparsam sweep GRID.yaml``.
+
+Each subcommand is a pair of functions registered in :data:`COMMANDS`: ``add(subparsers)`` declares
+its parser and ``run(args) -> int`` does the work. A user error (a bad value, missing data, a run
+folder in use, a bad grid file) ends in ``error: <message>`` on one line and exit status 2;
+``--traceback`` shows the full traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,45 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .config import OPTIMIZERS, TrainConfig
+from . import data, masks, models, runs
+from .config import CHOICES, TrainConfig
+
+# One line per TrainConfig field for `train --help` (a test checks that every field has one); the
+# choices come from the modules that check them.
+HELP = {
+    "optimizer": "sgd, SAM, ASAM (adaptive SAM), SSAM-F (Fisher mask) or SSAM-D (dynamic mask)",
+    "model": "network",
+    "width": "base width of resnet18 / resnet-small (none: the model's default)",
+    "dataset": "data set ($SPARSAM_DATA packs or a torchvision root)",
+    "n_train": "training images, a seeded class-balanced subset (none: all)",
+    "n_test": "test images, a seeded class-balanced subset (none: all)",
+    "epochs": "training epochs",
+    "batch_size": "mini-batch size",
+    "lr": "initial learning rate (cosine decay to 0)",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay (none: 5e-4 for sgd, 1e-3 for the SAM family)",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "rho": "perturbation radius of SAM / SSAM",
+    "sparsity": "SSAM sparsity: fraction of entries NOT perturbed, in [0, 1)",
+    "pattern": "SSAM-F mask pattern",
+    "mask_rule": "SSAM-F rule for layer/filter masks: Fisher mass, or Fisher mass per ascent FLOP",
+    "ascent_budget": "cost-aware rule: most ascent FLOPs, as a fraction of an SGD step (none: no cap)",
+    "augment": "CIFAR training augmentation",
+    "label_noise": "fraction of training labels replaced by another class",
+    "eval_every": "evaluate the test set every N epochs and after the last",
+    "num_samples": "SSAM-F: samples of each Fisher estimate (N_F)",
+    "update_every": "SSAM: steps or epochs between mask updates (T_m)",
+    "update_unit": "unit of --update-every",
+    "form": "SSAM form: explicit masked perturbation or implicit sparse ascent",
+    "normalize": "SSAM: normalise the perturbation over all or only the masked entries",
+    "seed": "seed of the subset, data order, initialisation and masks",
+    "device": "cpu, cuda or cuda:N",
+    "amp": "mixed precision (needs cuda)",
+    "gpu_resident": "on cuda, keep CIFAR data on the GPU and augment there",
+    "num_workers": "DataLoader worker processes",
+}
+_CHOICES = {**CHOICES, "model": models.MODELS, "dataset": data.DATASETS, "pattern": masks.PATTERNS,
+            "augment": tuple(data.AUGMENTATIONS)}
 
 
 def _parser_for(hint: Any) -> Callable[[str], Any]:
@@ -37,47 +81,89 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         default = None if f.default is MISSING else f.default
-        extra = f" (one of {', '.join(OPTIMIZERS)})" if f.name == "optimizer" else ""
+        choices = f"one of: {', '.join(_CHOICES[f.name])}; " if f.name in _CHOICES else ""
+        text = f"{HELP.get(f.name, f.name)} ({choices}default: {default})".replace("%", "%%")
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parser_for(hints[f.name]),
-                            default=default, help=f"default: {default}{extra}")
+                            default=default, metavar=f.name.upper(), help=text)
+
+
+def add_train(commands: Any) -> None:
+    parser = commands.add_parser("train", help="train one configuration (resumes an interrupted run)",
+                                 description="Train one configuration into RUNS_DIR/<run id>/ (config, per-epoch "
+                                             "metrics, checkpoint, summary); started again, it resumes.")
+    _add_config_arguments(parser)
+    parser.add_argument("--runs-dir", default="runs", help="where the run folders go (default: runs/, relative "
+                                                           "to the working directory)")
+    parser.add_argument("--run-id", default=None, help="name of the run folder (default: derived from the config)")
+    parser.add_argument("--wait", action="store_true", help="if another process is writing the run folder, wait "
+                                                            "for it instead of failing")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder with the data packs or torchvision's cifar-10-batches-py/ (default: "
+                             "$SPARSAM_DATA)")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/100 into "
+                                                                "--data-root (default ~/.cache/sparsam/torchvision)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (shown only on a terminal)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    from .train import train
+
+    summary = train(config, runs_dir=args.runs_dir, run_id=args.run_id, progress=not args.no_progress,
+                    wait=args.wait, verbose=True, data_root=args.data_root, download=args.download)
+    keys = ("run_id", "final_test_acc", "best_test_acc", "final_train_loss")
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    # one write per line: the ranks share stdout, and print() writes the text and its newline
+    # separately, so another rank's line could land between them
+    sys.stdout.write(json.dumps({"rank": rank, **{k: summary[k] for k in keys}}) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def add_sweep(commands: Any) -> None:
+    parser = commands.add_parser("sweep", help="run a notebook over a parameter grid with papermill",
+                                 description="Run a notebook over the parameter sets of a YAML grid (needs the "
+                                             "book extra); finished points are skipped, failed ones run again.")
+    parser.add_argument("grid", help="YAML file: notebook, parameters (fixed) and grid (lists to combine)")
+    parser.add_argument("--results-dir", default="results/sweeps",
+                        help="where executed notebooks and point records go (default: results/sweeps, relative "
+                             "to the working directory)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every point and list its status (to run, finished, failed, running, interrupted)")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    return run_sweep(args.grid, results_dir=args.results_dir, dry_run=args.dry_run)
+
+
+COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+    "train": (add_train, run_train),
+    "sweep": (add_sweep, run_sweep),
+}
+# A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
+USER_ERRORS = (ValueError, OSError, runs.Locked, ImportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sparsam", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sparsam", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train one configuration (resumes an interrupted run)",
-                                description="Train one configuration; TrainConfig documents every option.")
-    _add_config_arguments(train)
-    train.add_argument("--runs-dir", default="runs", help="where runs/<run_id>/ folders live")
-    train.add_argument("--run-id", default=None, help="folder name (default: derived from the config)")
-    train.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    sweep = commands.add_parser("sweep", help="run notebooks over a parameter grid with papermill",
-                                description="Run notebooks over the parameter sets of a YAML grid.")
-    sweep.add_argument("grid", help="YAML file: notebook, parameters (fixed) and grid (lists to combine)")
-    sweep.add_argument("--results-dir", default="results/sweeps", help="where executed notebooks and metrics go")
-    sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is finished")
+    for add, _ in COMMANDS.values():
+        add(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-        try:
-            config = TrainConfig.from_dict(values)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        from .train import train
-
-        summary = train(config, runs_dir=args.runs_dir, run_id=args.run_id, progress=not args.no_progress)
-        keys = ("run_id", "final_test_acc", "best_test_acc", "final_train_loss")
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        # one write per line: the ranks share stdout, and print() writes the text and its newline
-        # separately, so another rank's line could land between them
-        sys.stdout.write(json.dumps({"rank": rank, **{k: summary[k] for k in keys}}) + "\n")
-        sys.stdout.flush()
-        return 0
-    from .sweep import run_sweep
-
-    return run_sweep(args.grid, results_dir=args.results_dir, dry_run=args.dry_run)
+    try:
+        return COMMANDS[args.command][1](args)
+    except USER_ERRORS as error:
+        if args.traceback:
+            raise
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

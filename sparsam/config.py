@@ -8,11 +8,14 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from . import masks
-from .data import AUGMENTATIONS
+from . import masks, models
+from .data import AUGMENTATIONS, check_dataset
 from ._checks import check_choice, check_int, check_range
 
 OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
+# The allowed values of the other string fields with a fixed set of values (the CLI lists them too).
+CHOICES = {"optimizer": OPTIMIZERS, "mask_rule": ("fisher", "cost-aware"), "update_unit": ("steps", "epochs"),
+           "form": ("explicit", "implicit"), "normalize": ("full", "masked"), "amp": ("off", "bf16", "fp16")}
 # Fields added after records were first stored: they enter the run id's hash only when set to
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
 _LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0,
@@ -72,6 +75,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for field, check in (("model", models.constructor), ("dataset", check_dataset)):
+            try:
+                check(getattr(self, field))
+            except ValueError as error:  # "name must be one of ...": the same list, naming the field
+                raise ValueError(field + str(error).removeprefix("name")) from None
         if self.width is not None:
             check_int("width", self.width, 1)
         for name in ("n_train", "n_test"):
@@ -87,7 +95,7 @@ class TrainConfig:
         check_range("rho", self.rho, 0.0)
         check_range("sparsity", self.sparsity, 0.0, 1.0)
         masks.parse_pattern(self.pattern)
-        check_choice("mask_rule", self.mask_rule, ("fisher", "cost-aware"))
+        check_choice("mask_rule", self.mask_rule, CHOICES["mask_rule"])
         if self.mask_rule == "cost-aware" and (self.optimizer != "ssam-f" or self.pattern not in ("layer", "filter")):
             raise ValueError("mask_rule='cost-aware' needs optimizer='ssam-f' and pattern 'layer' or 'filter', got "
                              f"optimizer={self.optimizer!r}, pattern={self.pattern!r}")
@@ -100,14 +108,17 @@ class TrainConfig:
         check_int("eval_every", self.eval_every, 1)
         check_int("num_samples", self.num_samples, 1)
         check_int("update_every", self.update_every, 1)
-        check_choice("update_unit", self.update_unit, ("steps", "epochs"))
-        check_choice("form", self.form, ("explicit", "implicit"))
-        check_choice("normalize", self.normalize, ("full", "masked"))
+        check_choice("update_unit", self.update_unit, CHOICES["update_unit"])
+        check_choice("form", self.form, CHOICES["form"])
+        check_choice("normalize", self.normalize, CHOICES["normalize"])
         check_int("seed", self.seed, 0)
-        check_choice("amp", self.amp, ("off", "bf16", "fp16"))
+        check_choice("amp", self.amp, CHOICES["amp"])
         check_int("num_workers", self.num_workers, 0)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.amp != "off" and self.device == "cpu":
+            raise ValueError(f"amp={self.amp!r} needs device='cuda' (mixed precision on a CPU is slow and untested "
+                             "here); use amp='off'")
 
     @property
     def decay(self) -> float:

@@ -49,7 +49,8 @@ from ._checks import check_choice, check_int, check_range
 
 __all__ = ["DATASETS", "CHECKSUMS", "DataSource", "ArrayDataset", "Cutout", "EpochLoader", "GpuBatches",
            "Loaders", "data_root", "cache_dir", "sha256", "verify", "load_dataset", "balanced_subset",
-           "cifar_transform", "imagenet_transform", "cutout_", "make_loaders", "AUGMENTATIONS", "with_label_noise"]
+           "cifar_transform", "imagenet_transform", "cutout_", "make_loaders", "check_dataset", "AUGMENTATIONS",
+           "with_label_noise"]
 
 DATASETS = ("cifar10", "cifar100", "cifar100-subset", "imagenette", "imagenette-tiny", "imagefolder:<path>")
 
@@ -94,6 +95,13 @@ class DataSource:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_dataset(name: str) -> str:
+    """Return ``name`` if :func:`load_dataset` knows it (see :data:`DATASETS`), else raise ``ValueError``."""
+    if not isinstance(name, str) or not (name in DATASETS[:-1] or name.startswith("imagefolder:")):
+        raise ValueError(f"name must be one of {', '.join(DATASETS)}, got {name!r}")
+    return name
 
 
 def data_root() -> Path | None:
@@ -242,8 +250,8 @@ def _decode_cifar10_pack(path: str, split: str) -> tuple[Tensor, Tensor]:
 def _torchvision_cifar(cls: type, name: str, split: str, root: Path | None, download: bool,
                        file: str, augment: str) -> tuple[ArrayDataset, DataSource]:
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-    route = (f"pass root=<folder holding {folder}/> (download=True fetches it with "
-             f"torchvision.datasets.{cls.__name__})")
+    route = (f"pass root=<folder holding {folder}/> (command line: --data-root DIR), or download=True "
+             f"(--download) to fetch it with torchvision.datasets.{cls.__name__}")
     root = root if root is not None else data_root()
     if root is None and download:
         root = cache_dir() / "torchvision"
@@ -302,6 +310,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
     ``download`` lets torchvision fetch CIFAR-10/100 into ``root`` (default ``cache_dir()/torchvision``).
     Items are ``(float C×H×W normalised tensor, int label)``; train splits are augmented.
     """
+    check_dataset(name)
     check_choice("split", split, ("train", "test"))
     check_choice("augment", augment, tuple(AUGMENTATIONS))
     if augment != "crop-flip-cutout" and name not in _STATS:
@@ -342,7 +351,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         path = Path(name.removeprefix("imagefolder:")).expanduser()
         dataset = _imagefolder(path, split, imagenet_transform(train))
         return dataset, DataSource(name, str(path), None, len(dataset.classes), "user image folder")
-    raise ValueError(f"name must be one of {', '.join(DATASETS)}, got {name!r}")
+    raise AssertionError(f"check_dataset accepted {name!r} but no loader handles it")
 
 
 def balanced_subset(labels: Sequence[int] | np.ndarray | Tensor, n: int, seed: int) -> np.ndarray:
@@ -503,10 +512,13 @@ def with_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: 
     return ArrayDataset(dataset.images.permute(0, 2, 3, 1), labels, dataset.transform)
 
 
-def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+def _subset(dataset: Dataset, n: int | None, seed: int, name: str) -> Dataset:
+    """The seeded balanced subset of ``n`` samples (all of them for None); ``name`` is the parameter's."""
     if n is None:
         return dataset
     labels = dataset.labels if isinstance(dataset, ArrayDataset) else dataset.targets
+    if isinstance(n, int) and n > len(labels):
+        raise ValueError(f"{name} must be at most {len(labels)} (the size of that split), got {n}")
     indices = balanced_subset(labels, n, seed)
     return dataset.subset(indices) if isinstance(dataset, ArrayDataset) else Subset(dataset, indices.tolist())
 
@@ -536,7 +548,7 @@ def make_loaders(name: str, batch_size: int, *, n_train: int | None = None, n_te
     check_range("label_noise", label_noise, 0.0, 1.0)
     train, source = load_dataset(name, "train", root, download, augment)
     test, _ = load_dataset(name, "test", root, download)
-    train, test = _subset(train, n_train, seed), _subset(test, n_test, seed)
+    train, test = _subset(train, n_train, seed, "n_train"), _subset(test, n_test, seed, "n_test")
     if label_noise > 0:
         train = with_label_noise(train, label_noise, source.num_classes, seed)
     device = torch.device(device)

@@ -18,7 +18,7 @@ from torchvision.models import vgg as tv_vgg
 from ._checks import check_int, check_range
 
 __all__ = ["MODELS", "CifarResNet", "WideResNet", "CifarVGG", "resnet18", "resnet_small", "wide_resnet",
-           "vgg_bn", "resnet50", "resnet50_tiny", "build_model"]
+           "vgg_bn", "resnet50", "resnet50_tiny", "constructor", "build_model"]
 
 MODELS = ("resnet18", "resnet-small", "wrn28-10", "wrn-<depth>-<widen>", "vgg16-bn", "vgg<11|13|16|19>-bn",
           "resnet50", "resnet50-tiny")
@@ -164,14 +164,21 @@ def resnet50_tiny(num_classes: int = 10, width_per_group: int = 16) -> tv_resnet
                             width_per_group=width_per_group)
 
 
-def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    """The untrained network called ``name`` (see :data:`MODELS`); ``kwargs`` go to its constructor."""
+def constructor(name: str) -> tuple[Any, tuple[int, ...]]:
+    """The constructor of the network called ``name`` (see :data:`MODELS`) and its leading arguments;
+    an unknown name raises ``ValueError`` listing the known ones (so configs can check names early)."""
     simple = {"resnet18": resnet18, "resnet-small": resnet_small, "resnet50": resnet50,
               "resnet50-tiny": resnet50_tiny}
-    if name in simple:
-        return simple[name](num_classes=num_classes, **kwargs)
-    if match := re.fullmatch(r"wrn-?(\d+)-(\d+)", name):
-        return wide_resnet(int(match[1]), int(match[2]), num_classes=num_classes, **kwargs)
-    if match := re.fullmatch(r"vgg(\d+)-bn", name):
-        return vgg_bn(int(match[1]), num_classes=num_classes, **kwargs)
+    if isinstance(name, str) and name in simple:
+        return simple[name], ()
+    if isinstance(name, str) and (match := re.fullmatch(r"wrn-?(\d+)-(\d+)", name)):
+        return wide_resnet, (int(match[1]), int(match[2]))
+    if isinstance(name, str) and (match := re.fullmatch(r"vgg(\d+)-bn", name)):
+        return vgg_bn, (int(match[1]),)
     raise ValueError(f"name must be one of {', '.join(MODELS)}, got {name!r}")
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """The untrained network called ``name`` (see :data:`MODELS`); ``kwargs`` go to its constructor."""
+    build, args = constructor(name)
+    return build(*args, num_classes=num_classes, **kwargs)

@@ -2,7 +2,7 @@
 
 Grid file::
 
-    notebook: notebooks/03_cifar_accuracy.ipynb   # repo-relative
+    notebook: notebooks/03_cifar_accuracy.ipynb   # relative to the repository (or absolute)
     parameters: {epochs: 2}                       # fixed for every point
     grid: {seed: [0, 1], sparsities: [[0.5], [0.9]]}   # lists combined as a product
 
@@ -53,7 +53,7 @@ def _papermill() -> Any:
 
 
 def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
-    """The notebook (repo-relative) and the list of parameter sets of a grid file."""
+    """The notebook (as written: relative to the repository, or absolute) and the parameter sets of a grid file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file {path} not found")
@@ -68,9 +68,10 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     unknown = sorted(set(spec) - {"notebook", "parameters", "grid"})
     if unknown or "notebook" not in spec:
         raise ValueError(f"grid file needs 'notebook' and may have 'parameters' and 'grid'; unknown keys: {unknown}")
-    notebook = Path(spec["notebook"])
-    if notebook.is_absolute() or not (REPO / notebook).is_file():
-        raise ValueError(f"notebook must be a repo-relative path to an existing notebook, got {spec['notebook']!r}")
+    notebook = Path(str(spec["notebook"]))
+    if not _source(notebook).is_file():
+        raise ValueError(f"notebook {spec['notebook']!r} not found (a path relative to the repository {REPO}, "
+                         "or an absolute path)")
     fixed, grid = spec.get("parameters") or {}, spec.get("grid") or {}
     if not isinstance(fixed, dict) or not isinstance(grid, dict):
         raise ValueError("'parameters' and 'grid' must be mappings of parameter names")

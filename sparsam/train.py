@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -82,14 +83,16 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
 class Trainer:
     """Holds the model, optimizer and data of one run and performs its steps and evaluations."""
 
-    def __init__(self, config: TrainConfig, rank: int = 0, world: int = 1):
+    def __init__(self, config: TrainConfig, rank: int = 0, world: int = 1, data_root: str | Path | None = None,
+                 download: bool = False):
         self.config, self.rank, self.world = config, rank, world
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
         self.train_loader, self.test_loader, self.source = data.make_loaders(
             config.dataset, config.batch_size, n_train=config.n_train, n_test=config.n_test, seed=config.seed,
             num_workers=config.num_workers, device=self.device, gpu_resident=config.gpu_resident,
-            rank=rank, world_size=world, augment=config.augment, label_noise=config.label_noise)
+            rank=rank, world_size=world, augment=config.augment, label_noise=config.label_noise, root=data_root,
+            download=download)
         self.model = models.build_model(config.model, self.source.num_classes,
                                         **({} if config.width is None else {"width": config.width})).to(self.device)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -276,28 +279,76 @@ def _distributed(config: TrainConfig) -> tuple[int, int, TrainConfig]:
 
 
 def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None = None,
-          progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+          progress: bool = True, stop_after: int | None = None, *, wait: bool = False, verbose: bool = False,
+          data_root: str | Path | None = None, download: bool = False) -> dict[str, Any]:
     """Train (or resume, or return the finished) run of ``config``; returns its summary.
 
-    A finished run with the same config is returned as it is, never re-run; a run folder that
-    holds a different config is an error. ``stop_after`` ends the process after that many epochs
-    without a summary (an interruption, for tests and time-boxed jobs).
+    One writer per run folder: the process (rank 0 under torchrun) holds the folder's lock
+    (:func:`sparsam.runs.lock`) while it runs; another live holder raises :class:`sparsam.runs.Locked`,
+    or is waited for with ``wait=True``. A finished run with the same config is returned as it is,
+    never re-run; a run folder whose config or summary holds a different config is an error.
+    ``progress``: tqdm bars when stderr is a terminal. ``verbose``: say on stderr whether the run
+    starts, resumes (from which epoch) or is already finished, then one line per epoch.
+    ``data_root``/``download``: see :func:`sparsam.data.load_dataset`. ``stop_after`` ends the process
+    after that many epochs without a summary (an interruption, for tests and time-boxed jobs).
     """
     rank, world, config = _distributed(config)
     run_dir = Path(runs_dir) / (run_id or config.run_id())
+    if config.device.startswith("cuda") and torch.cuda.device_count() <= (torch.device(config.device).index or 0):
+        raise ValueError(f"device={config.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
+                         "use device='cpu'")
+    say = _teller(verbose and rank == 0)
+    with runs.lock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
+        return _train_locked(config, run_dir, rank, world, progress, stop_after, say, data_root, download)
+
+
+def _teller(on: bool) -> Any:
+    """A function printing one line to stderr (tqdm-safe), or doing nothing."""
+    return (lambda text: tqdm.write(text, file=sys.stderr)) if on else (lambda text: None)
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    test = ("not evaluated" if record["test_acc"] is None
+            else f"loss {record['test_loss']:.4f} acc {record['test_acc']:.2%}")  # eval_every skips epochs
+    return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
+            f"test {test}  {record['images_per_s']:.0f} images/s  {record['seconds']:.1f} s")
+
+
+def _load_checkpoint(checkpoint: Path, device: str) -> dict[str, Any] | None:
+    """The checkpoint's state, None if there is none; an unreadable one is an error naming the file."""
+    if not checkpoint.exists():
+        return None
+    try:
+        return torch.load(checkpoint, map_location=device, weights_only=False)
+    except Exception as error:  # truncated or overwritten: torch raises several kinds
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{checkpoint} is unreadable ({reason}); delete it to restart this run from epoch 0, "
+                         f"or delete {checkpoint.parent} to start over") from None
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, progress: bool,
+                  stop_after: int | None, say: Any, data_root: str | Path | None, download: bool) -> dict[str, Any]:
+    """The body of :func:`train`, run while holding the run folder's lock."""
     stored = run_dir / "config.json"
     if stored.exists() and TrainConfig.from_dict(runs.read_json(stored)) != config:
-        raise FileExistsError(f"{run_dir} holds a run with another config; choose another run_id or remove it")
+        raise FileExistsError(f"{run_dir} holds a run with another config; choose another run id or remove it")
     if (run_dir / "summary.json").exists():
-        return runs.read_json(run_dir / "summary.json")
+        summary = runs.read_json(run_dir / "summary.json")
+        if TrainConfig.from_dict(summary["config"]) != config:
+            raise FileExistsError(f"{run_dir}/summary.json belongs to another config; choose another run id or "
+                                  "remove the folder")
+        say(f"{run_dir}: already finished (final test accuracy {summary['final_test_acc']:.2%})")
+        return summary
+    state = _load_checkpoint(run_dir / "checkpoint.pt", config.device)
+    say(f"{run_dir}: resuming from epoch {state['epoch']}" if state else f"{run_dir}: starting")
     started, wall_start = runs.now(), time.perf_counter()
-    trainer = Trainer(config, rank, world)
+    trainer = Trainer(config, rank, world, data_root, download)
     main = rank == 0
     flops = trainer.count_flops()
     first_epoch, metrics = 0, []
     checkpoint = run_dir / "checkpoint.pt"
-    if checkpoint.exists():
-        first_epoch = trainer.load(torch.load(checkpoint, map_location=trainer.device, weights_only=False))
+    if state is not None:
+        first_epoch = trainer.load(state)
         metrics = runs.read_metrics(run_dir / "metrics.jsonl")[:first_epoch]
     elif main:
         runs.atomic_write_json(stored, config.to_dict())
@@ -306,7 +357,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         if stop_after is not None and epoch - first_epoch >= stop_after:
             return {}
         record = {"epoch": epoch + 1, "lr": trainer.scheduler.get_last_lr()[0]}
-        record.update(trainer.train_epoch(epoch, progress and main))
+        record.update(trainer.train_epoch(epoch, progress and main and sys.stderr.isatty()))
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             scores, hits = trainer.evaluate()
         else:
@@ -318,6 +369,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
         if main:
             runs.write_metrics(run_dir / "metrics.jsonl", metrics)
             runs.atomic_torch_save(checkpoint, trainer.state(epoch + 1))
+        say(_epoch_line(record, config.epochs))
     if hits is None:  # resumed after the last epoch's checkpoint: evaluate the final weights again
         hits = trainer.evaluate()[1]
     summary = {
