@@ -68,9 +68,8 @@ class Verdict:
             point = f"{self.diff:+.2f}"
             interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.n >= 2 else ""
         unit = f" {self.unit}" if self.unit and self.unit != "ratio" else ""
-        if self.n < 2:
-            interval = " (no interval)"
-        return f"{point}{interval}{unit}, n = {self.n}: {self.status}"
+        shown = f"{point}{interval}{unit}" if self.n >= 2 else f"{point}{unit} (no interval)"
+        return f"{shown}, n = {self.n}: {self.status}"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,7 +107,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, margin: float = 0.0, test
     check_choice("test", test, TESTS)
     check_choice("better", better, BETTER)
     check_int("min_n", min_n, 2)
-    check_range("margin", margin, 0.0)
+    check_range("margin", margin, 0.0, math.inf)
     if test == "superiority" and margin != 0:
         raise ValueError(f"margin applies to test='non-inferiority' only; superiority needs margin=0, got {margin!r}")
     a, b = _finite_vector("a", a), _finite_vector("b", b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 
@@ -23,6 +24,7 @@ def test_compare_interval_equals_a_hand_computed_t_interval():
     assert (v.low, v.high) == pytest.approx((statistics.mean(d) - half, statistics.mean(d) + half), abs=1e-9)
     assert v.status == "inconclusive"  # the interval [-0.23, 1.83] straddles 0
     assert v.text() == "+0.80 [-0.23, 1.83], n = 4: inconclusive"
+    assert dataclasses.replace(v, unit="pp").text() == "+0.80 [-0.23, 1.83] pp, n = 4: inconclusive"
 
 
 def test_mean_interval_level_widens_the_interval():
@@ -62,6 +64,7 @@ def test_fewer_pairs_than_min_n_are_always_inconclusive():
     one = compare([95.0], [10.0])
     assert one.status == "inconclusive" and math.isnan(one.low)
     assert one.text() == "+85.00 (no interval), n = 1: inconclusive"
+    assert decide("accuracy_sam_vs_sgd", [95.0], [10.0]).text() == "+85.00 pp (no interval), n = 1: inconclusive"
     none = compare([], [])
     assert none.status == "inconclusive" and none.n == 0 and none.text() == "no paired runs: inconclusive"
     assert compare([95.0, 96.0], [10.0, 11.0], min_n=2).status == "reproduced"
@@ -83,6 +86,7 @@ def test_lower_is_better_mirrors_the_rule():
     ([1, 2, 3], [1, 2, 3], {"test": "equivalence"}, "test must be one of"),
     ([1, 2, 3], [1, 2, 3], {"margin": 0.5}, "margin applies to test='non-inferiority'"),
     ([1, 2, 3], [1, 2, 3], {"margin": -0.5, "test": "non-inferiority"}, "margin must be in"),
+    ([1, 2, 3], [1, 2, 3], {"margin": float("inf"), "test": "non-inferiority"}, "margin must be in"),
     ([1, 2, 3], [1, 2, 3], {"min_n": 1}, "min_n must be an integer >= 2"),
     ([1, 2, 3], [1, 2, 3], {"level": 1.0}, "level must be in"),
     ([1, 2, 3], [1, 2, 3], {"better": "smaller"}, "better must be one of"),
