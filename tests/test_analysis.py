@@ -62,6 +62,16 @@ def test_records_frame_fills_later_config_fields_with_defaults(frame):
     assert frame["mean_eps_norm"].isna().all()
 
 
+def test_records_frame_reads_later_summary_fields():
+    rec = record("ssam-f", 0, 0.9)
+    rec["summary"].update(mean_eps_norm=0.07, sparse_step_flops_vs_sgd=1.4, cpu_seconds_per_step=0.5,
+                          test_correct=results.pack_bits(np.array([True, False, True])))
+    row = analysis.records_frame([rec]).iloc[0]
+    assert (row["mean_eps_norm"], row["sparse_step_flops_vs_sgd"], row["cpu_seconds_per_step"]) == (0.07, 1.4, 0.5)
+    assert row["has_correct"] and results.correctness(rec).tolist() == [True, False, True]
+    assert results.correctness(record("sgd", 0, 0.9)) is None
+
+
 def test_metrics_frame_has_one_row_per_epoch_in_percent(frame):
     runs = [record("sam", 0, 0.9), record("sgd", 1, 0.8)]
     table = analysis.metrics_frame(runs)
