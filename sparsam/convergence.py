@@ -40,7 +40,8 @@ ITERATE_SLOPE = -0.25  # the per-iterate slope must lie below this
 STATUSES = ("converging", "not converging", "inconclusive")
 
 
-def _window(steps: int, start: float) -> tuple[int, int]:
+def tail_window(steps: int, start: float = START) -> tuple[int, int]:
+    """First and last iteration ``t`` of the tail window ``[start·T, T]`` (at least ``t = 2``)."""
     first = max(2, int(np.ceil(start * steps)))
     if steps - first + 1 < 2 * BINS:
         raise ValueError(f"the tail window [{first}, {steps}] is too short for a slope: needs at least {2 * BINS} "
@@ -58,7 +59,7 @@ def tail_slope(values: np.ndarray, start: float = START) -> float:
     y = np.asarray(values, dtype=float).reshape(-1)
     if not np.all(np.isfinite(y)) or np.any(y < 0):
         raise ValueError("values must be finite and non-negative")
-    first, last = _window(y.size, start)
+    first, last = tail_window(y.size, start)
     edges = np.unique(np.round(np.geomspace(first, last + 1, BINS + 1)).astype(int))
     centres = np.sqrt(edges[:-1] * (edges[1:] - 1))
     means = np.array([y[lo - 1:hi - 1].mean() for lo, hi in zip(edges[:-1], edges[1:])])

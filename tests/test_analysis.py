@@ -249,3 +249,7 @@ def test_flatness_verdicts_decide_both_halves_of_the_claim():
     assert ssam_d["SSAM-D vs SGD: Hessian trace"].status == "reproduced"
     one_seed = flatness.flatness_verdicts(values[values["seed"] == 0])
     assert {v.status for v in one_seed.values()} == {"inconclusive"}
+
+
+def test_tail_window_is_the_last_decade():
+    assert convergence.tail_window(2000) == (200, 2000) and convergence.tail_window(2001) == (201, 2001)
