@@ -25,6 +25,7 @@ floor must read "not converging"; ``tests/test_analysis.py`` checks both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,8 @@ def assess(grad_sq: np.ndarray, *, start: float = START, tolerance: float = TOLE
            iterate_slope: float = ITERATE_SLOPE, min_n: int = 3, level: float = 0.95) -> RateCheck:
     """Apply the rule of this module to ``grad_sq[seed, t - 1]`` = ‖∇f(w_t)‖² of each seed's run."""
     check_int("min_n", min_n, 2)
+    check_range("tolerance", tolerance, 0.0, math.inf)
+    check_range("iterate_slope", iterate_slope, -math.inf, 0.0, low_open=True)
     runs = _as_runs(grad_sq)
     steps = runs.shape[1]
     bound = bound_local_slope(steps, start)

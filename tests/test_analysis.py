@@ -202,6 +202,15 @@ def test_convergence_rejects_bad_input(values, message):
         convergence.assess(values)
 
 
+@pytest.mark.parametrize("rule, message", [({"tolerance": -0.1}, "tolerance must be in"),
+                                           ({"iterate_slope": 0.1}, "iterate_slope must be in"),
+                                           ({"min_n": 1}, "min_n must be an integer >= 2"),
+                                           ({"start": 1.0}, "start must be in")])
+def test_convergence_rejects_a_bad_rule(rule, message):
+    with pytest.raises(ValueError, match=message):
+        convergence.assess(np.ones((3, 2000)), **rule)
+
+
 def test_the_negative_control_does_not_converge_and_the_theorem_schedule_does():
     torch.set_num_threads(1)
     problem = robust_regression.make_problem(4096, 20, 0)
