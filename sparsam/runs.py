@@ -155,12 +155,16 @@ def lock(folder: str | Path, wait: bool = False, name: str = ".lock", poll: floa
     """Hold the exclusive lock of ``folder`` (file ``folder/name``) for the ``with`` block; yields the lock file.
 
     A live holder raises :class:`Locked` at once, or with ``wait=True`` is waited for (checked every
-    ``poll`` seconds). A stale lock file (its process died) is taken over. The file is removed on exit.
+    ``poll`` seconds). A stale lock file (its process died) is taken over. The file is removed on exit,
+    and the folder too if nothing else is in it (a run that failed before writing anything).
     """
     path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the previous holder removed the empty folder in between
+            continue
         if _try_flock(fd):
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
@@ -183,4 +187,6 @@ def lock(folder: str | Path, wait: bool = False, name: str = ".lock", poll: floa
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # unlink before unlocking: a waiter then finds the file replaced and retries
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only if empty
         os.close(fd)

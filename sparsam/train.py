@@ -340,9 +340,9 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
         say(f"{run_dir}: already finished (final test accuracy {summary['final_test_acc']:.2%})")
         return summary
     state = _load_checkpoint(run_dir / "checkpoint.pt", config.device)
-    say(f"{run_dir}: resuming from epoch {state['epoch']}" if state else f"{run_dir}: starting")
     started, wall_start = runs.now(), time.perf_counter()
     trainer = Trainer(config, rank, world, data_root, download)
+    say(f"{run_dir}: resuming from epoch {state['epoch']}" if state else f"{run_dir}: starting")
     main = rank == 0
     flops = trainer.count_flops()
     first_epoch, metrics = 0, []

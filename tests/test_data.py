@@ -169,24 +169,69 @@ def test_missing_data_message(tmp_path, monkeypatch):
         data.data_root()
 
 
-def test_torchvision_cifar10_route(tmp_path, monkeypatch):
-    folder = tmp_path / "cifar-10-batches-py"  # a tiny fake in torchvision's format
-    folder.mkdir()
+def fake_torchvision_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch, per_batch: int = 4) -> list[dict]:
+    """A tiny fake ``root/cifar-10-batches-py`` in torchvision's format (5 × ``per_batch`` train and
+    ``per_batch`` test images), with torchvision's md5 checks switched off, which no fake can pass.
+    Returns the list that records the ``root`` and ``download`` of every CIFAR10 construction."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": [i % 10 for i in range(per_batch)]}
         (folder / name).write_bytes(pickle.dumps(batch))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
+    calls, init = [], torchvision.datasets.CIFAR10.__init__
+
+    def recording_init(self, root, *args, download=False, **kwargs):
+        calls.append({"root": str(root), "download": download})
+        init(self, root, *args, download=download, **kwargs)
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "__init__", recording_init)
+    return calls
+
+
+def test_torchvision_cifar10_route(tmp_path, monkeypatch):
+    fake_torchvision_cifar10(tmp_path, monkeypatch)
     train, source = data.load_dataset("cifar10", "train", root=tmp_path)
     assert len(train) == 20 and train[0][0].shape == (3, 32, 32)
     assert source.sha256 is None and source.num_classes == 10 and "official" in source.note
 
 
+def test_download_and_root_reach_torchvision(tmp_path, monkeypatch):
+    """Offline: torchvision finds the (fake) extracted folder and does not download; the arguments it got
+    are checked. Without a root, download=True uses the cache folder; without download, a missing
+    folder is an error that says how to download."""
+    monkeypatch.delenv("SPARSAM_DATA", raising=False)
+    monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="SPARSAM_DATA is unset.*--data-root.*--download"):
+        data.load_dataset("cifar10", "train")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not found in .*empty.*download=True"):
+        data.load_dataset("cifar10", "test", root=tmp_path / "empty")
+    calls = fake_torchvision_cifar10(tmp_path / "cache" / "torchvision", monkeypatch)
+    train, _ = data.load_dataset("cifar10", "train", download=True)
+    assert len(train) == 20 and calls == [{"root": str(tmp_path / "cache" / "torchvision"), "download": True}]
+
+
+def test_subset_larger_than_the_split_names_the_parameter(tmp_path, monkeypatch):
+    fake_torchvision_cifar10(tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match=r"n_train must be at most 20 \(the size of that split\), got 21"):
+        data.make_loaders("cifar10", 4, n_train=21, root=tmp_path)
+    with pytest.raises(ValueError, match="n_test must be at most 4"):
+        data.make_loaders("cifar10", 4, n_train=20, n_test=5, root=tmp_path)
+    assert len(data.make_loaders("cifar10", 4, n_train=20, n_test=4, root=tmp_path).train.dataset) == 20
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="name must be one of"):
         data.load_dataset("mnist", "train")
+    assert data.check_dataset("imagefolder:/any/path") == "imagefolder:/any/path"
+    for bad in ("imagefolder", "cifar-10", None):
+        with pytest.raises(ValueError, match="name must be one of .*imagefolder:<path>"):
+            data.check_dataset(bad)
     with pytest.raises(ValueError, match="split must be one of"):
         data.load_dataset("cifar10", "val")
     with pytest.raises(ValueError, match=r"rank must be in \[0, 2\)"):

@@ -15,6 +15,7 @@ import torch
 
 from conftest import REPO, data_file
 from sparsam.config import TrainConfig
+from sparsam import runs
 from sparsam.runs import read_json
 
 QUICK = dict(model="resnet-small", width=8, dataset="cifar10", n_train=2000, n_test=500, epochs=3, batch_size=64,
@@ -28,7 +29,10 @@ def _env() -> dict[str, str]:
 def test_bad_config_values_are_rejected_with_the_parameter_name():
     for bad, name in [(dict(sparsity=1.0), "sparsity"), (dict(rho=-0.1), "rho"), (dict(epochs=0), "epochs"),
                       (dict(optimizer="adam"), "optimizer"), (dict(pattern="5:4"), "pattern"),
-                      (dict(amp="fp8"), "amp"), (dict(device="tpu"), "device"), (dict(lr=0.0), "lr")]:
+                      (dict(amp="fp8"), "amp"), (dict(device="tpu"), "device"), (dict(lr=0.0), "lr"),
+                      (dict(model="resnet-smal"), "model must be one of"),
+                      (dict(dataset="cifar11"), "dataset must be one of"),
+                      (dict(amp="bf16"), "amp='bf16' needs device='cuda'")]:
         with pytest.raises(ValueError, match=name):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):
@@ -59,6 +63,30 @@ def test_stored_records_keep_their_ids_when_fields_are_added():
     assert older > 0  # records written before the field existed are still found
     base = dict(optimizer="ssam-f", pattern="layer")
     assert TrainConfig(**base, mask_rule="cost-aware").run_id() != TrainConfig(**base).run_id()
+
+
+def test_a_stored_summary_is_returned_only_for_its_own_config(tmp_path):
+    """What two writers of one run id used to leave: B's config.json beside A's summary.json."""
+    from sparsam.train import train
+
+    a, b = TrainConfig(**QUICK), TrainConfig(**{**QUICK, "seed": 1, "epochs": 1})
+    folder = tmp_path / "X"
+    runs.atomic_write_json(folder / "config.json", b.to_dict())
+    runs.atomic_write_json(folder / "summary.json", {"config": a.to_dict(), "final_test_acc": 0.5})
+    with pytest.raises(FileExistsError, match="summary.json belongs to another config"):
+        train(b, runs_dir=tmp_path, run_id="X", progress=False)
+    runs.atomic_write_json(folder / "summary.json", {"config": b.to_dict(), "final_test_acc": 0.25})
+    assert train(b, runs_dir=tmp_path, run_id="X", progress=False)["final_test_acc"] == 0.25
+    with pytest.raises(FileExistsError, match="holds a run with another config"):
+        train(a, runs_dir=tmp_path, run_id="X", progress=False)
+
+
+def test_a_run_folder_in_use_is_refused_before_anything_is_read(tmp_path):
+    from sparsam.train import train
+
+    with runs.lock(tmp_path / "X"):
+        with pytest.raises(runs.Locked, match=f"X is in use by process {os.getpid()}"):
+            train(TrainConfig(**QUICK), runs_dir=tmp_path, run_id="X", progress=False)
 
 
 def test_cli_rejects_bad_values_without_a_traceback():

@@ -1,0 +1,187 @@
+"""The command line as a person meets it: one-line errors with exit status 2, a described --help,
+the data options, start and per-epoch messages, and one writer per run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import fields
+
+import pytest
+import torch
+
+from conftest import REPO, data_file
+from sparsam import cli, runs
+from sparsam.config import TrainConfig
+from test_data import fake_torchvision_cifar10
+
+TINY = ["--model", "resnet-small", "--width", "4", "--batch-size", "10", "--epochs", "1", "--no-progress"]
+
+
+def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run the CLI, expect exit status 2 and a single 'error: ...' line on stderr; return that line."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch):
+    """SPARSAM_DATA points at an empty folder: an error about names must come before any data loads."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("SPARSAM_DATA", str(tmp_path / "empty"))
+    return tmp_path / "empty"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "resnet-tiny"], "model must be one of resnet18, resnet-small, .* got 'resnet-tiny'"),
+    (["--dataset", "cifar11"], "dataset must be one of cifar10, .*imagefolder:<path>, got 'cifar11'"),
+    (["--optimizer", "ssam-f", "--pattern", "2:4:1"], r"pattern must be one of .*N:M \(e.g. '2:4'\), got '2:4:1'"),
+    (["--amp", "bf16"], "amp='bf16' needs device='cuda'"),
+    (["--sparsity", "1.5"], r"sparsity must be in \[0.0, 1.0\)"),
+])
+def test_bad_values_are_one_line_errors_before_any_data_loads(argv, message, capsys, no_data, tmp_path):
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path / "runs"), *argv])
+    assert re.search(message, line), line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_a_one_line_error(capsys, no_data, tmp_path):
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path), "--device", "cuda"])
+    assert "device='cuda' but torch sees 0 CUDA GPU(s)" in line and "use device='cpu'" in line
+
+
+def test_data_problems_are_one_line_errors(capsys, no_data, tmp_path, monkeypatch):
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path / "runs"), *TINY])
+    assert f"cifar10-jpeg.npz not found in {no_data}" in line and "--download" in line
+    assert list((tmp_path / "runs").iterdir()) == []  # nothing half-written is left
+    (no_data / "cifar10-jpeg.npz").write_bytes(b"not the pack")
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path / "runs"), *TINY])
+    assert "cifar10-jpeg.npz has SHA-256" in line and "corrupt" in line
+    fake_torchvision_cifar10(tmp_path / "tv", monkeypatch)
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path / "runs"), "--data-root", str(tmp_path / "tv"),
+                                   *TINY, "--n-train", "21"])
+    assert "n_train must be at most 20" in line
+
+
+def test_bad_grid_files_are_one_line_errors(capsys, tmp_path):
+    assert "grid file" in one_line_error(capsys, ["sweep", str(tmp_path / "nothere.yaml"), "--dry-run"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notebook: notebooks/03_cifar_accuracy.ipynb\ngrid: {seed: [0, 1]\n")
+    assert "not valid YAML (line 3)" in one_line_error(capsys, ["sweep", str(bad), "--dry-run"])
+
+
+def test_a_truncated_checkpoint_is_named_with_how_to_start_over(capsys, tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, batch_size=10, epochs=1)
+    folder = tmp_path / "r"
+    runs.atomic_write_json(folder / "config.json", config.to_dict())
+    (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    line = one_line_error(capsys, ["train", "--runs-dir", str(tmp_path), "--run-id", "r", *TINY])
+    assert f"{folder / 'checkpoint.pt'} is unreadable" in line and "delete it to restart" in line
+
+
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "sparsam", "train", "--model", "resnet-tiny"], capture_output=True,
+                         text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2 and out.stderr.startswith("error: model must be one of") and out.stderr.count("\n") == 1
+    out = subprocess.run([sys.executable, "-m", "sparsam", "--traceback", "train", "--model", "resnet-tiny"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 1 and "Traceback" in out.stderr  # asked for
+
+
+def test_help_describes_every_option_and_lists_its_choices():
+    assert set(cli.HELP) == {f.name for f in fields(TrainConfig)}  # a new field needs its line
+    train = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    options = {a.dest: a for a in train._actions}
+    for f in fields(TrainConfig):
+        text = options[f.name].help
+        assert text.startswith(cli.HELP[f.name]) and "default:" in text, f.name
+        for choice in cli._CHOICES.get(f.name, ()):
+            assert choice in text, (f.name, choice)
+    for name in ("runs_dir", "run_id", "wait", "data_root", "download", "no_progress"):
+        assert options[name].help, name
+    assert "N:M (e.g. '2:4')" in options["pattern"].help and "wrn-<depth>-<widen>" in options["model"].help
+    train.format_help()  # no stray % in the texts
+
+
+def test_data_root_and_download_reach_torchvision(capsys, tmp_path, monkeypatch):
+    calls = fake_torchvision_cifar10(tmp_path / "tv", monkeypatch, per_batch=10)
+    monkeypatch.delenv("SPARSAM_DATA", raising=False)
+    argv = ["train", "--runs-dir", str(tmp_path / "runs"), *TINY]
+    assert cli.main([*argv, "--data-root", str(tmp_path / "tv"), "--download"]) == 0
+    assert calls and all(c == {"root": str(tmp_path / "tv"), "download": True} for c in calls)
+    assert json.loads(capsys.readouterr().out)["rank"] == 0
+
+
+def test_start_resume_finished_and_epoch_lines(capsys, tmp_path, monkeypatch):
+    from sparsam.train import train
+
+    fake_torchvision_cifar10(tmp_path / "tv", monkeypatch, per_batch=10)
+    argv = ["train", "--runs-dir", str(tmp_path / "runs"), "--run-id", "m", "--data-root", str(tmp_path / "tv"),
+            *TINY, "--epochs", "2"]
+    config = TrainConfig.from_dict({f.name: getattr(cli.build_parser().parse_args(argv), f.name)
+                                    for f in fields(TrainConfig)})
+    assert train(config, tmp_path / "runs", "m", stop_after=1, verbose=True, data_root=tmp_path / "tv") == {}
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{tmp_path / 'runs' / 'm'}: starting"
+    assert err[1].startswith("epoch 1/2  train loss ") and err[1].endswith(" s") and "images/s" in err[1]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{tmp_path / 'runs' / 'm'}: resuming from epoch 1" and err[1].startswith("epoch 2/2")
+    assert len(err) == 2  # no progress bars without a terminal
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err.startswith(f"{tmp_path / 'runs' / 'm'}: already finished")
+
+
+def test_a_second_writer_fails_at_once_or_waits(capsys, tmp_path, monkeypatch):
+    fake_torchvision_cifar10(tmp_path / "tv", monkeypatch, per_batch=10)
+    argv = ["train", "--runs-dir", str(tmp_path / "runs"), "--run-id", "x", "--data-root", str(tmp_path / "tv"),
+            *TINY]
+    with runs.lock(tmp_path / "runs" / "x"):
+        line = one_line_error(capsys, argv)
+        assert f"{tmp_path / 'runs' / 'x'} is in use by process {os.getpid()}" in line
+    held, released = threading.Event(), []
+
+    def hold() -> None:
+        with runs.lock(tmp_path / "runs" / "x"):
+            held.set()
+            time.sleep(1.0)
+            released.append(time.monotonic())
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    assert cli.main([*argv, "--wait"]) == 0
+    assert released and time.monotonic() > released[0]
+    thread.join()
+
+
+@pytest.mark.slow
+def test_two_processes_with_one_run_id_and_different_configs(capsys, tmp_path):
+    """The issue's probe: A (seed 0, 3 epochs) runs; B (seed 1, 1 epoch) with the same run id must not
+    write into A's folder, and must never be handed A's summary."""
+    data_file("cifar10-jpeg.npz")
+    common = ["--runs-dir", str(tmp_path), "--run-id", "X", "--model", "resnet-small", "--width", "8",
+              "--n-train", "200", "--n-test", "100", "--batch-size", "50", "--no-progress"]
+    a = subprocess.Popen([sys.executable, "-m", "sparsam", "train", *common, "--seed", "0", "--epochs", "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while runs.holder(tmp_path / "X") is None:
+        assert a.poll() is None and time.time() < deadline, a.communicate()
+        time.sleep(0.1)
+    b = ["train", *common, "--seed", "1", "--epochs", "1"]
+    assert f"is in use by process {a.pid}" in one_line_error(capsys, b)
+    out, err = a.communicate(timeout=600)
+    assert a.returncode == 0, err
+    assert "holds a run with another config" in one_line_error(capsys, b)
+    summary = runs.read_json(tmp_path / "X" / "summary.json")
+    assert summary["config"]["seed"] == 0 and runs.read_json(tmp_path / "X" / "config.json")["seed"] == 0
