@@ -16,12 +16,14 @@ failed and the next run of the same command, which skips finished points, resume
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
 import re
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -126,6 +128,32 @@ class ExecutorOptions:
         return params
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of :class:`ExecutorOptions`, plus ``--no-wait``, on a command's parser."""
+    group = parser.add_argument_group("executor", "where the points run (submitit)")
+    group.add_argument("--executor", choices=EXECUTORS, default="inline",
+                       help="inline: one after the other here (default); local: separate processes; slurm: jobs")
+    group.add_argument("--jobs", type=int, default=1, help="local: most points running at a time (default 1)")
+    group.add_argument("--partition", help="slurm: the partition")
+    group.add_argument("--gpus-per-job", type=int, default=0,
+                       help="GPUs of each job; more than one trains under torchrun, one process per GPU")
+    group.add_argument("--cpus-per-job", type=int, help="slurm: CPU cores of each job")
+    group.add_argument("--mem", help="slurm: memory of each job, e.g. 64G")
+    group.add_argument("--time", help="slurm: time limit of each job (MM, HH:MM:SS or D-HH:MM:SS; required); "
+                                      "local: timeout (default 7 days)")
+    group.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="slurm: any other sbatch option, e.g. account=abc or qos=high (repeatable)")
+    group.add_argument("--no-wait", action="store_true",
+                       help="submit and return; running the same command again collects the finished points")
+
+
+def options_from_args(args: argparse.Namespace) -> ExecutorOptions:
+    """The :class:`ExecutorOptions` of parsed :func:`add_executor_arguments` options (ValueError if bad)."""
+    return ExecutorOptions(executor=args.executor, jobs=args.jobs, partition=args.partition,
+                           gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem=args.mem,
+                           time=args.time, slurm_args=tuple(parse_slurm_arg(a) for a in args.slurm_arg))
+
+
 @dataclass(frozen=True)
 class Point:
     """One unit of work: ``function(**kwargs, job=job_info(...))`` writes ``status_file``; its job
@@ -139,7 +167,7 @@ class Point:
 
 
 def job_info(executor: str) -> dict[str, Any]:
-    """Executor, job id and host of the calling process (the job id is None inline)."""
+    """Executor, job id, host and process id of the calling process (the job id is None inline)."""
     job_id = None
     if executor != "inline":
         job_id = submitit.JobEnvironment().job_id
@@ -200,21 +228,22 @@ def slurm_script(options: ExecutorOptions, folder: Path) -> str:
 
 
 def is_alive(record: dict[str, Any], log_folder: Path) -> bool:
-    """Whether the job a status record names (submitted or running) may still be running."""
-    if record.get("status") not in ("submitted", "running") or record.get("job_id") is None:
+    """Whether the job a status record names (status submitted or running) may still be running."""
+    job = record.get("job") or {}
+    if record.get("status") not in ("submitted", "running") or job.get("job_id") is None:
         return False
-    if record.get("executor") == "local":
-        if record.get("submit_host", record.get("host")) != platform.node():
-            return True  # another machine's process: we cannot tell, so do not start it twice
+    if job.get("executor") == "local":
+        if job.get("host") != platform.node():
+            return True  # a process of another machine: it cannot be checked, so it is not started twice
         try:
-            os.kill(int(record["job_id"]), 0)
+            os.kill(int(job["job_id"]), 0)  # the job id of a local job is its controller's process id
         except (ProcessLookupError, ValueError):
             return False
         except PermissionError:
             return True
         return True
-    if record.get("executor") == "slurm":
-        return not submitit.SlurmJob(folder=log_folder, job_id=str(record["job_id"])).done(force_check=True)
+    if job.get("executor") == "slurm":
+        return not submitit.SlurmJob(folder=log_folder, job_id=str(job["job_id"])).done(force_check=True)
     return False
 
 
@@ -234,13 +263,17 @@ def _threads(options: ExecutorOptions) -> int | None:
     return max(1, (os.cpu_count() or 1) // options.jobs)
 
 
+def _read(path: Path) -> dict[str, Any]:
+    return read_json(path) if Path(path).exists() else {}
+
+
 def _submit(point: Point, options: ExecutorOptions) -> submitit.Job:
-    update_status(point.status_file, status="submitted", executor=options.executor, submitted=now(),
-                  submit_host=platform.node(), log_folder=str(point.log_folder), job_id=None)
+    """Submit ``point``; its status file says "submitted" with the job until the job writes its own status."""
+    job_of = {"executor": options.executor, "job_id": None, "host": platform.node()}
+    update_status(point.status_file, status="submitted", submitted=now(), job=job_of)
     job = make_executor(options, point.log_folder).submit(PointJob(point, options.executor, _threads(options)))
-    record = read_json(point.status_file)
-    if record.get("status") == "submitted":  # the job may already have started and written its own status
-        update_status(point.status_file, job_id=job.job_id)
+    if _read(point.status_file).get("status") == "submitted":  # else the job has started and written its own
+        update_status(point.status_file, job={**job_of, "job_id": job.job_id})
     return job
 
 
@@ -248,12 +281,11 @@ def _collect(point: Point, job: submitit.Job) -> Outcome:
     """The outcome of a job that is done; a job that died without recording its end is marked failed."""
     try:
         job.result()
-    except Exception as error:  # the record says what failed; a killed job never got to write it
-        record = read_json(point.status_file) if point.status_file.exists() else {}
-        if record.get("status") != "failed":
+    except Exception as error:  # the point's record says why it failed; a killed job could not write it
+        if _read(point.status_file).get("status") != "failed":
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            update_status(point.status_file, status="failed", error_type=type(error).__name__,
-                          message=message, failed=now())
+            update_status(point.status_file, status="failed", failed=now(),
+                          error={"type": type(error).__name__, "message": message})
     record = update_status(point.status_file, log=str(job.paths.stdout), errors=str(job.paths.stderr))
     return Outcome(point, record.get("status", "failed"), record)
 
@@ -266,9 +298,9 @@ def run_points(points: list[Point], options: ExecutorOptions, wait: bool = True)
         for point in points:
             try:
                 point.function(**point.kwargs, job=job_info("inline"))
-            except Exception:
-                pass  # the point recorded its failure; the next points still run
-            record = read_json(point.status_file) if point.status_file.exists() else {}
+            except Exception:  # the point recorded its failure; the next points still run
+                traceback.print_exc()
+            record = _read(point.status_file)
             outcomes.append(Outcome(point, record.get("status", "failed"), record))
         return outcomes
     limit = options.jobs if options.executor == "local" else len(points)
@@ -295,12 +327,15 @@ def print_summary(outcomes: list[Outcome], describe: Callable[[Outcome], str] = 
     stream = stream or sys.stdout
     for outcome in outcomes:
         record = outcome.record
-        job = f"job {record['job_id']}" if record.get("job_id") else ""
+        job_id = (record.get("job") or {}).get("job_id")
+        job = f"job {job_id}" if job_id else ""
         detail = describe(outcome) if outcome.status == "finished" else ""
         if outcome.status == "failed":
-            detail = f"{record.get('error_type', 'error')}: {record.get('message', '')}"
+            error = record.get("error") or {}
+            detail = f"{error.get('type', 'error')}: {error.get('message', '')}"
             if record.get("errors"):
                 detail += f" (log: {record['errors']})"
-        print(f"{outcome.status:9s} {outcome.point.name}  {job}  {detail}".rstrip(), file=stream)
+        print("  ".join(part for part in (f"{outcome.status:9s}", outcome.point.name, job, detail) if part),
+              file=stream)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "failed", "submitted", "waiting")}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run", file=stream)

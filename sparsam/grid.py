@@ -5,16 +5,19 @@ Grid file::
 
     parameters: {model: resnet-small, width: 8, epochs: 2}   # TrainConfig fields fixed for every point
     grid: {seed: [0, 1], optimizer: [sgd, sam]}              # lists combined as a product
+    # or a list of such mappings, whose products are joined:
+    # grid: [{optimizer: [sgd, sam]}, {optimizer: [ssam-f], sparsity: [0.5, 0.9]}]
 
 Each configuration is one point: it trains (or resumes) ``<runs_dir>/<run_id>/`` and writes its
 record, with the job that made it, to the store (:func:`sparsam.results.record_path`). Its status
 (``job.json``: running, finished or failed, with the error) and the job's logs (``logs/``) lie in
-the run folder. Configurations with a record are skipped, so running the same command again
-resumes what was interrupted and collects what finished.
+the run folder. Configurations with a record are skipped, and so are those whose job still runs, so
+running the same command again resumes what was interrupted or failed and collects what finished.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import subprocess
 import sys
@@ -25,8 +28,10 @@ from typing import Any, TextIO
 import yaml
 
 from .config import TrainConfig
-from .executors import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status
+from .executors import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
+                        print_summary, run_points, slurm_script, update_status)
 from .results import RESULTS, RUNS, load_record, record_path, run_missing
+from . import runs
 from .runs import atomic_write_json, now, read_json
 
 
@@ -40,12 +45,20 @@ def expand(fixed: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, 
 
 
 def load_train_grid(path: str | Path) -> list[TrainConfig]:
-    """The distinct configurations of a training-grid file, in grid order; any bad value is an error."""
+    """The distinct configurations of a training-grid file, in grid order; any bad value is an error.
+
+    ``grid`` is a mapping of lists, or a list of such mappings whose products are concatenated
+    (e.g. SGD once, SSAM at every sparsity).
+    """
     spec = yaml.safe_load(Path(path).read_text()) or {}
-    unknown = sorted(set(spec) - {"parameters", "grid"})
-    if not isinstance(spec, dict) or unknown:
+    if not isinstance(spec, dict) or set(spec) - {"parameters", "grid"}:
+        unknown = sorted(set(spec) - {"parameters", "grid"}) if isinstance(spec, dict) else spec
         raise ValueError(f"a training grid has the keys 'parameters' and 'grid' only; unknown keys: {unknown}")
-    configs = [TrainConfig.from_dict(values) for values in expand(spec.get("parameters") or {}, spec.get("grid") or {})]
+    grids = spec.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    if not all(isinstance(g, dict) for g in grids):
+        raise ValueError(f"grid must be a mapping of lists or a list of such mappings, got {spec['grid']!r}")
+    configs = [TrainConfig.from_dict(values) for g in grids for values in expand(spec.get("parameters") or {}, g)]
     return list({config.run_id(): config for config in configs}.values())
 
 
@@ -71,7 +84,7 @@ def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str
     """
     config = TrainConfig.from_dict(config)
     status = status_file(config, Path(runs_dir))
-    update_status(status, status="running", started=now(), **job)
+    update_status(status, status="running", started=now(), job=job)
     try:
         if nproc > 1:
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
@@ -82,7 +95,7 @@ def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str
         record["job"] = {key: job[key] for key in ("executor", "job_id", "host")}
         atomic_write_json(record_path(config, Path(store)), record)
     except Exception as error:
-        update_status(status, status="failed", error_type=type(error).__name__, message=str(error), failed=now())
+        update_status(status, status="failed", failed=now(), error={"type": type(error).__name__, "message": str(error)})
         raise
     update_status(status, status="finished", finished=now(), record=str(record_path(config, Path(store))))
     summary = record["summary"]
@@ -106,18 +119,22 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
     nproc = max(1, options.gpus_per_job) if options.executor != "inline" else 1
     points = []
     for config in configs:
-        status, logs = status_file(config, runs_dir), runs_dir / config.run_id() / "logs"
+        run_dir = runs_dir / config.run_id()
+        status, logs = run_dir / "job.json", run_dir / "logs"
         record = read_json(status) if status.exists() else {}
+        job, holder = record.get("job") or {}, runs.holder(run_dir)  # train() holds the run folder's lock
         if load_record(config, store) is not None:
             state = "finished"
-        elif is_alive(record, logs):
-            state = f"running  (job {record['job_id']}, {record['executor']})"
+        elif holder is not None or is_alive(record, logs):
+            where = f"job {job['job_id']}, {job['executor']}" if job.get("job_id") else f"pid {holder['pid']}"
+            state = f"running ({where})"
         else:
-            state = "to run"
+            state = {"running": "interrupted", "submitted": "interrupted"}.get(record.get("status"),
+                                                                            record.get("status", "to run"))
             points.append(Point(config.run_id(), train_point, dict(config=config.to_dict(), store=str(store),
                                                                   runs_dir=str(runs_dir), nproc=nproc),
                                 status, logs))
-        print(f"{state:8s}  {config.run_id()}", file=stream)
+        print(f"{state:11s}  {config.run_id()}", file=stream)
     if dry_run:
         if options.executor == "slurm" and points:
             print(f"\n{len(points)} Slurm job(s); the sbatch script of {points[0].name}:\n", file=stream)
@@ -126,3 +143,26 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
     outcomes = run_points(points, options, wait=wait)
     print_summary(outcomes, _describe, stream)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def add_command(commands: Any) -> None:
+    """The ``train-grid`` subcommand of ``python -m sparsam``."""
+    parser = commands.add_parser(
+        "train-grid", help="train a grid of configurations into the results store (no notebook)",
+        description="Train every configuration of a YAML grid that has no record in the store yet, here, as local "
+                    "processes or as Slurm jobs; the notebooks then read the records.")
+    parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
+                                     "(lists of values, combined as a product)")
+    parser.add_argument("--store", default=str(RESULTS / "runs"),
+                        help="where the records go (default: the repository's results/runs, which the notebooks read)")
+    parser.add_argument("--runs-dir", default=str(RUNS),
+                        help="where the run folders (checkpoints, job status and logs) go (default: the repository's "
+                             "runs/); on a cluster, a folder every node sees")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list each configuration's status; with --executor slurm, show the sbatch script")
+    add_executor_arguments(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    return run_train_grid(args.grid, options_from_args(args), store=args.store, runs_dir=args.runs_dir,
+                          dry_run=args.dry_run, wait=not args.no_wait)
