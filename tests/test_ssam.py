@@ -458,3 +458,18 @@ def test_add_param_group_binds_masks_and_perturbs_the_new_parameters():
     opt.second_step(zero_grad=True)
     manual_step(model, opt, *data[2])
     assert mask.updates == 2  # back on schedule
+
+
+def test_dynamic_ties_break_by_index():
+    """Equal criteria: the lowest-index live entries are dropped and the lowest-index dead ones regrown."""
+    params = [torch.ones(6, 4), torch.ones(8)]
+    mask = DynamicMask(sparsity=0.5, total_steps=10, drop_rate=0.5, drop_criterion="weight", grow_criterion="weight")
+    mask.bind(params)
+    old = torch.cat([m.reshape(-1) for m in mask.masks])
+    mask.update(1)
+    new = torch.cat([m.reshape(-1) for m in mask.masks])
+    k = int(mask.drop_fraction(1) * int(old.sum()))
+    live, dead = old.nonzero().squeeze(1), (~old).nonzero().squeeze(1)
+    assert k > 0
+    assert (old & ~new).nonzero().squeeze(1).tolist() == live[:k].tolist()
+    assert (new & ~old).nonzero().squeeze(1).tolist() == dead[:k].tolist()
