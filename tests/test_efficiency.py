@@ -1,0 +1,73 @@
+"""Measurements of notebook 4 (sparsam.efficiency) on a narrow CIFAR ResNet-18 and random images."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from sparsam import cost, efficiency, masks, models
+from sparsam.sparse_ascent import model_stages
+
+DEVICE = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = models.build_model("resnet18", 10, width=4)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    params = list(model.parameters())
+    scores = [torch.rand_like(p) for p in params]
+    layers = cost.layer_costs(model_stages(model), x, unit="flops")
+    return model, x, y, params, scores, layers
+
+
+def test_masks_of_every_rule_keep_about_the_requested_share(setup):
+    model, x, y, params, scores, layers = setup
+    sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)
+    assert list(sets) == list(efficiency.MASK_RULES)
+    assert masks.density(sets["unstructured (papers' rule)"]) == pytest.approx(0.1, abs=1e-3)
+    for name, mask in sets.items():
+        assert 0 < masks.density(mask) <= 0.1 + 1e-3, name
+
+
+def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_below(setup):
+    model, x, y, params, scores, layers = setup
+    sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)
+    ratios = efficiency.flops_ratios(layers, params, {**sets, "nothing": [torch.zeros_like(p) for p in params],
+                                                      "everything": [torch.ones_like(p) for p in params]})
+    assert ratios["SAM"] == pytest.approx(2.0)
+    assert ratios["nothing"] == pytest.approx(1.0) and ratios["everything"] == pytest.approx(2.0)
+    assert ratios["unstructured (papers' rule)"] == pytest.approx(2.0)   # scattered entries skip no layer
+    for name in ("layer (papers' rule)", "filter", "layer, cost-aware (this book)"):
+        assert 1.0 < ratios[name] < 2.0, name
+
+
+def test_every_step_runner_moves_its_network_and_time_steps_interleaves_with_medians(setup):
+    model, x, y, params, scores, layers = setup
+    sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.5)
+    runners = efficiency.step_runners(lambda: models.build_model("resnet18", 10, width=4), x, y, rho=0.1,
+                                      mask_sets=sets, fisher_batch=(x, y), sparsity=0.5, num_samples=8)
+    assert set(runners) == {"SGD", "SAM", "SSAM explicit", "sparse ascent, layer (papers' rule)",
+                            "sparse ascent, filter", "sparse ascent, layer, cost-aware (this book)"}
+    calls = []
+    fake = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    ticks = itertools.count()
+    medians = efficiency.time_steps(fake, 3, DEVICE, clock=lambda: float(next(ticks)))
+    assert calls == ["a", "b"] + ["a", "b"] * 3 and medians == {"a": 1.0, "b": 1.0}
+    with pytest.raises(ValueError, match="repeats"):
+        efficiency.time_steps(fake, 0, DEVICE)
+    medians = efficiency.time_steps(runners, 1, DEVICE)
+    assert set(medians) == set(runners) and all(t > 0 for t in medians.values())
+
+
+def test_fisher_times_and_benchmark_rows(setup):
+    model, x, y, *_ = setup
+    times = efficiency.fisher_times(model, x, y, [2, 4], DEVICE)
+    assert list(times.index) == [2, 4] and (times > 0).all().all() and times.shape[1] == 4
+    rows = efficiency.benchmark_rows({"P1": {"ssam_over_sam_optimizer_step": 1.07, "sam_over_sgd": 1.88},
+                                      "P3": {"rows": [{"over_ideal": 1.0, "within_10pct": True}]}})
+    assert list(rows["measured"]) == ["1.070", "1.880", "1 / 1"]
+    assert efficiency.benchmark_rows({}).empty
