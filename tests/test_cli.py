@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -110,6 +111,22 @@ def test_help_describes_every_option_and_lists_its_choices():
         assert options[name].help, name
     assert "N:M (e.g. '2:4')" in options["pattern"].help and "wrn-<depth>-<widen>" in options["model"].help
     train.format_help()  # no stray % in the texts
+
+
+def test_the_readme_examples_are_valid(tmp_path):
+    """The README's train command parses into a valid config; its sweep grid has two valid points."""
+    pytest.importorskip("papermill")
+    from sparsam import sweep
+
+    section = (REPO / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    command = next(line for line in section.splitlines() if line.startswith("python -m sparsam train --"))
+    args = cli.build_parser().parse_args(shlex.split(command)[3:])
+    TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    (tmp_path / "grid.yaml").write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    notebook, points = sweep.load_grid(tmp_path / "grid.yaml")
+    defaults = sweep.notebook_defaults(notebook)
+    sweep.check_parameters(notebook, points, defaults)
+    assert len(points) == 2 and all(sweep.check_point(point, defaults) is None for point in points)
 
 
 def test_data_root_and_download_reach_torchvision(capsys, tmp_path, monkeypatch):
