@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.traceback:
             raise
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        hint = " (--wait waits for it)" if isinstance(error, runs.Locked) and args.command == "train" else ""
+        print(f"error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

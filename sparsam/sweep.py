@@ -32,7 +32,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -99,9 +99,10 @@ def notebook_defaults(notebook: Path) -> dict[str, Any]:
     return defaults
 
 
-def check_parameters(notebook: Path, points: list[dict[str, Any]]) -> None:
-    """Reject parameter names the notebook's ``parameters`` cell does not declare."""
-    declared = set(notebook_defaults(notebook))
+def check_parameters(notebook: Path, points: list[dict[str, Any]], declared: Iterable[str] | None = None) -> None:
+    """Reject parameter names the notebook's ``parameters`` cell does not declare (``declared``: its
+    parameter names, if already known)."""
+    declared = set(notebook_defaults(notebook) if declared is None else declared)
     unknown = sorted({name for point in points for name in point} - declared)
     if unknown:
         raise ValueError(f"{notebook} does not declare parameters {unknown}; it declares {sorted(declared)}")
@@ -211,8 +212,8 @@ def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps",
     Returns 0 when every point finished, 1 when some failed, 2 for invalid points in a dry run.
     """
     notebook, points = load_grid(grid_file)
-    check_parameters(notebook, points)
     defaults = notebook_defaults(notebook)
+    check_parameters(notebook, points, defaults)
     folder = Path(results_dir) / notebook.stem
     failed = invalid = 0
     for parameters in points:
