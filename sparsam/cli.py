@@ -1,4 +1,5 @@
-"""Command line: ``python -m sparsam train ...`` (one run) and ``python -m sparsam sweep GRID.yaml``.
+"""Command line: ``python -m sparsam train ...`` (one run), ``sweep GRID.yaml`` (notebooks over a grid) and
+``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs.
 
 Each subcommand is a pair of functions registered in :data:`COMMANDS`: ``add(subparsers)`` declares
 its parser and ``run(args) -> int`` does the work. A user error (a bad value, missing data, a run
@@ -17,8 +18,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import data, masks, models, runs
+from . import data, grid, masks, models, runs
 from .config import CHOICES, TrainConfig
+from .executors import add_executor_arguments, options_from_args
 
 # One line per TrainConfig field for `train --help` (a test checks that every field has one); the
 # choices come from the modules that check them.
@@ -130,17 +132,20 @@ def add_sweep(commands: Any) -> None:
                              "to the working directory)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check every point and list its status (to run, finished, failed, running, interrupted)")
+    add_executor_arguments(parser)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
 
-    return run_sweep(args.grid, results_dir=args.results_dir, dry_run=args.dry_run)
+    return run_sweep(args.grid, results_dir=args.results_dir, dry_run=args.dry_run, options=options_from_args(args),
+                     wait=not args.no_wait)
 
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (add_train, run_train),
     "sweep": (add_sweep, run_sweep),
+    "train-grid": (grid.add_command, grid.run_command),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
 USER_ERRORS = (ValueError, OSError, runs.Locked, ImportError)

@@ -38,6 +38,7 @@ import yaml
 
 from . import runs
 from .config import OPTIMIZERS, TrainConfig
+from .executors import ExecutorOptions, Point, is_alive, print_summary, run_points, slurm_script
 from .runs import REPO, atomic_write_json, now, read_json
 
 _BOOK_EXTRA = 'the sweep needs papermill and the notebooks\' libraries: pip install -e ".[book]"'
@@ -169,13 +170,15 @@ def _error(error: BaseException) -> dict[str, str]:
     return {"type": kind or type(error).__name__, "message": str(message if kind else error)}
 
 
-def run_point(notebook: Path, parameters: dict[str, Any], folder: Path) -> dict[str, Any]:
+def run_point(notebook: Path, parameters: dict[str, Any], folder: Path,
+              job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute ``notebook`` (repo-relative or absolute) with ``parameters`` into ``folder``; return the record.
 
     Holds the point's lock throughout (another process running it raises :class:`sparsam.runs.Locked`).
     A finished point is returned as it is. The record goes from "running" to "finished" (with the glued
     values) or "failed" (with ``error``: type and message, and ``executed_notebook``); a
-    ``KeyboardInterrupt`` writes "interrupted" and is re-raised.
+    ``KeyboardInterrupt`` writes "interrupted" and is re-raised. ``job`` (executor, job id, host:
+    :func:`sparsam.executors.job_info`) goes into the record.
     """
     papermill = _papermill()
     folder, name = Path(folder), point_name(parameters)
@@ -184,6 +187,8 @@ def run_point(notebook: Path, parameters: dict[str, Any], folder: Path) -> dict[
         if record_file.exists() and read_json(record_file).get("status") == "finished":
             return read_json(record_file)
         record = {"notebook": notebook.as_posix(), "parameters": parameters, "status": "running", "started": now()}
+        if job is not None:
+            record["job"] = job
         atomic_write_json(record_file, record)
         try:
             papermill.execute_notebook(str(_source(notebook)), str(executed), parameters=parameters,
@@ -204,8 +209,12 @@ def run_point(notebook: Path, parameters: dict[str, Any], folder: Path) -> dict[
         return record
 
 
-def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps", dry_run: bool = False) -> int:
+def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps", dry_run: bool = False,
+              options: ExecutorOptions = ExecutorOptions(), wait: bool = True) -> int:
     """Run every point of the grid that is not finished; returns a process exit code.
+
+    ``options`` choose where points run (:mod:`sparsam.executors`): inline, one after the other, or
+    one job per point, whose logs go to ``<point name>.logs/`` beside the point's record.
 
     Every point is checked first (:func:`check_parameters`, :func:`check_point`); an invalid point is
     reported and recorded as failed without running. A point another process is running is skipped.
@@ -216,6 +225,7 @@ def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps",
     check_parameters(notebook, points, defaults)
     folder = Path(results_dir) / notebook.stem
     failed = invalid = 0
+    jobs: list[Point] = []
     for parameters in points:
         name, shown = point_name(parameters), json.dumps(parameters, sort_keys=True)
         try:
@@ -229,6 +239,8 @@ def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps",
                     "error": {"type": "ValueError", "message": str(error)}, "executed_notebook": None})
             continue
         status = point_status(folder, parameters)
+        if status == "submitted" and is_alive(read_json(folder / f"{name}.json"), folder / f"{name}.logs"):
+            status = "running (a submitted job)"
         if dry_run or status == "finished":
             print(f"{status:12s} {name}  {shown}", flush=True)
             continue
@@ -236,6 +248,11 @@ def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps",
             print(f"{'skipped':12s} {name}: {status} in another process", flush=True)
             continue
         print(f"{'run':12s} {name}  {shown}", flush=True)
+        if options.executor != "inline":
+            where = folder.resolve()  # a job may start in another working directory
+            jobs.append(Point(name, run_point, dict(notebook=notebook, parameters=parameters, folder=where),
+                              where / f"{name}.json", where / f"{name}.logs"))
+            continue
         try:
             record = run_point(notebook, parameters, folder)
         except runs.Locked as error:
@@ -246,7 +263,13 @@ def run_sweep(grid_file: str | Path, results_dir: str | Path = "results/sweeps",
             see = f" (see {folder / record['executed_notebook']})" if record["executed_notebook"] else ""
             print(f"{'failed':12s} {name}: {record['error']['type']}: {record['error']['message']}{see}", flush=True)
     if dry_run:
+        if options.executor == "slurm":
+            print(f"\nthe sbatch script of a point:\n\n{slurm_script(options, folder / '<point name>.logs')}")
         return 2 if invalid else 0
+    if jobs:
+        outcomes = run_points(jobs, options, wait=wait)
+        print_summary(outcomes)
+        failed += sum(outcome.status == "failed" for outcome in outcomes)
     if failed or invalid:
         print(f"{failed + invalid} of {len(points)} points failed", flush=True)
         return 1

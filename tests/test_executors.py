@@ -22,6 +22,7 @@ from sparsam.config import TrainConfig
 from sparsam.executors import (ExecutorOptions, PointJob, parse_mem, parse_slurm_arg, parse_time, slurm_script)
 from sparsam.grid import run_train_grid
 from sparsam.runs import read_json
+from test_sweep import grid_file, notebook  # noqa: F401  (the sweep tests' tiny notebook, a fixture)
 
 TINY = dict(model="resnet-small", width=4, n_train=64, n_test=32, epochs=1, batch_size=32)
 SLURM = dict(executor="slurm", partition="gpu-a100", gpus_per_job=4, cpus_per_job=32, mem="240G",
@@ -152,3 +153,47 @@ def test_submitted_job_runs_as_slurm_starts_it_and_records_its_job(tmp_path, fak
     assert run_train_grid(grid, options, store, runs_dir, wait=False, stream=out) == 0
     assert out.getvalue().splitlines() == [f"{'finished':11s}  {config.run_id()}", "nothing to run"]
     assert len(fake_slurm.read_text().splitlines()) == 1
+
+
+def test_commands_take_the_executor_options(tmp_path, capsys):
+    from sparsam.cli import main
+
+    grid = _grid(tmp_path, seed=[0, 1])
+    slurm = ["--executor", "slurm", "--partition", "gpu", "--time", "1:30:00", "--slurm-arg", "qos=high",
+             "--store", str(tmp_path / "store"), "--runs-dir", str(tmp_path / "runs")]
+    assert main(["train-grid", str(grid), *slurm, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("to run") == 2 and "2 Slurm job(s)" in out
+    assert {"#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --qos=high"} <= _sbatch_lines(out)
+    assert not (tmp_path / "runs").exists()
+    for bad, message in [(["--executor", "slurm"], "error: time is required with executor 'slurm'"),
+                         (["--executor", "slurm", "--time", "60", "--mem", "lots"], "error: mem must be"),
+                         (["--executor", "slurm", "--time", "60", "--slurm-arg", "qos"], "error: slurm-arg must be"),
+                         (["--executor", "local", "--jobs", "0"], "error: jobs must be an integer >= 1"),
+                         (["--executor", "local", "--partition", "gpu"], "error: partition apply to executor")]:
+        assert main(["train-grid", str(grid), *bad]) == 2
+        assert capsys.readouterr().err.startswith(message)
+    with pytest.raises(SystemExit):
+        main(["train-grid", str(grid), "--executor", "pbs"])
+    assert "invalid choice: 'pbs'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_points_run_as_parallel_local_jobs(tmp_path, notebook, capsys):
+    from sparsam import sweep
+    from sparsam.cli import main
+
+    grid = grid_file(tmp_path, notebook, {"pause": [0, "x"]})  # time.sleep("x") fails
+    assert main(["sweep", str(grid), "--results-dir", str(tmp_path / "out"), "--executor", "local",
+                 "--jobs", "2"]) == 1
+    folder = tmp_path / "out" / "tiny"
+    good, bad = (read_json(folder / f"{sweep.point_name({'pause': p})}.json") for p in (0, "x"))
+    assert (good["status"], bad["status"], bad["error"]["type"]) == ("finished", "failed", "TypeError")
+    assert int(good["values"]["n_params"]) > 0
+    for record in (good, bad):
+        assert (record["job"]["executor"], record["job"]["host"]) == ("local", platform.node())
+        assert Path(record["log"]).parent == folder / f"{sweep.point_name(record['parameters'])}.logs"
+    assert good["job"]["job_id"] != bad["job"]["job_id"]
+    assert max(good["started"], bad["started"]) <= min(good["finished"], bad["finished"])  # both ran at once
+    out = capsys.readouterr().out
+    assert f"failed     {sweep.point_name({'pause': 'x'})}  job {bad['job']['job_id']}  TypeError" in out
