@@ -206,7 +206,7 @@ def make_executor(options: ExecutorOptions, folder: Path) -> submitit.Executor:
     """A submitit executor for ``options`` writing its files under ``folder``."""
     kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}.get(options.executor)
     if kind is None:
-        raise ValueError(f"executor 'inline' runs in this process and has no submitit executor")
+        raise ValueError("executor 'inline' runs in this process and has no submitit executor")
     executor = kind(folder=folder)
     executor.update_parameters(**options.submitit_parameters())
     return executor

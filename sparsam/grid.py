@@ -76,7 +76,8 @@ def status_file(config: TrainConfig, runs_dir: Path) -> Path:
     return Path(runs_dir) / config.run_id() / "job.json"
 
 
-def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str, Any], nproc: int = 1) -> dict[str, Any]:
+def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str, Any],
+                nproc: int = 1) -> dict[str, Any]:
     """Train one configuration and store its record with ``job`` (what a grid job runs).
 
     ``nproc`` > 1 trains under ``torchrun`` with that many processes (one per GPU of the job).
@@ -95,7 +96,8 @@ def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str
         record["job"] = {key: job[key] for key in ("executor", "job_id", "host")}
         atomic_write_json(record_path(config, Path(store)), record)
     except Exception as error:
-        update_status(status, status="failed", failed=now(), error={"type": type(error).__name__, "message": str(error)})
+        error_of = {"type": type(error).__name__, "message": str(error)}
+        update_status(status, status="failed", failed=now(), error=error_of)
         raise
     update_status(status, status="finished", finished=now(), record=str(record_path(config, Path(store))))
     summary = record["summary"]
@@ -108,9 +110,9 @@ def _describe(outcome: Outcome) -> str:
     return f"test acc {record['summary']['final_test_acc']:.4f}" if record else ""
 
 
-def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(), store: str | Path = RESULTS / "runs",
-                   runs_dir: str | Path = RUNS, dry_run: bool = False, wait: bool = True,
-                   stream: TextIO | None = None) -> int:
+def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(),
+                   store: str | Path = RESULTS / "runs", runs_dir: str | Path = RUNS, dry_run: bool = False,
+                   wait: bool = True, stream: TextIO | None = None) -> int:
     """Train every configuration of the grid that has no record yet; returns a process exit code
     (1 when a point failed). Points whose job still runs are left to it."""
     stream = stream or sys.stdout
@@ -126,7 +128,7 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
         if load_record(config, store) is not None:
             state = "finished"
         elif holder is not None or is_alive(record, logs):
-            where = f"job {job['job_id']}, {job['executor']}" if job.get("job_id") else f"pid {holder['pid']}"
+            where = f"job {job['job_id']}, {job['executor']}" if job.get("job_id") else f"pid {holder.get('pid', '?')}"
             state = f"running ({where})"
         else:
             state = {"running": "interrupted", "submitted": "interrupted"}.get(record.get("status"),

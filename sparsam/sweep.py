@@ -29,7 +29,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,6 +38,7 @@ import yaml
 from . import runs
 from .config import OPTIMIZERS, TrainConfig
 from .executors import ExecutorOptions, Point, is_alive, print_summary, run_points, slurm_script
+from .grid import expand
 from .runs import REPO, atomic_write_json, now, read_json
 
 _BOOK_EXTRA = 'the sweep needs papermill and the notebooks\' libraries: pip install -e ".[book]"'
@@ -76,12 +76,7 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     fixed, grid = spec.get("parameters") or {}, spec.get("grid") or {}
     if not isinstance(fixed, dict) or not isinstance(grid, dict):
         raise ValueError("'parameters' and 'grid' must be mappings of parameter names")
-    for name, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"grid entry {name!r} must be a non-empty list, got {values!r}")
-    names = sorted(grid)
-    points = [{**fixed, **dict(zip(names, combo))} for combo in itertools.product(*(grid[n] for n in names))]
-    return notebook, points
+    return notebook, expand(fixed, grid)
 
 
 def _source(notebook: Path) -> Path:

@@ -92,12 +92,13 @@ def fake_slurm(tmp_path, monkeypatch):
     """``sbatch`` that records its arguments and answers job 4242; an ``srun`` that exists."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {bin_dir}/sbatch.calls\necho "Submitted batch job 4242"\n')
+    calls = bin_dir / "sbatch.calls"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job 4242"\n')
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
     for tool in ("sbatch", "srun"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return bin_dir / "sbatch.calls"
+    return calls
 
 
 def _grid(tmp_path: Path, **grid) -> Path:

@@ -165,3 +165,19 @@ def test_grids_of_the_rerun_page_are_valid(tmp_path):
     assert {name: len(configs) for name, configs in sizes.items()} == {"cifar-paper.yaml": 36, "imagenet-paper.yaml": 9}
     assert all(c.device == "cuda" and c.epochs == 200 and c.model == "resnet18" for c in sizes["cifar-paper.yaml"])
     assert {c.optimizer for c in sizes["imagenet-paper.yaml"]} == {"sgd", "sam", "ssam-f"}
+
+
+@pytest.mark.slow
+def test_a_point_with_several_processes_trains_under_torchrun(tmp_path):
+    """What a job with --gpus-per-job 2 runs, here on CPU (gloo): one process per device, one record."""
+    data_file("cifar10-jpeg.npz")
+    from sparsam.executors import job_info
+    from sparsam.grid import train_point
+
+    config = TrainConfig(**dict(TINY, epochs=2))
+    result = train_point(config.to_dict(), str(tmp_path / "store"), str(tmp_path / "runs"), job_info("inline"), nproc=2)
+    record = read_json(tmp_path / "store" / f"{config.run_id()}.json")
+    assert record["summary"]["world_size"] == 2 and record["summary"]["epochs_run"] == 2
+    assert result["final_test_acc"] == record["summary"]["final_test_acc"]
+    assert record["job"] == {"executor": "inline", "job_id": None, "host": platform.node()}
+    assert read_json(tmp_path / "runs" / config.run_id() / "job.json")["status"] == "finished"
