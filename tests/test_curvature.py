@@ -1,0 +1,70 @@
+"""Curvature measurements of notebook 6 (sparsam.curvature) against direct computations."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nets import batches, make
+from sparsam import curvature, models
+from sparsam.config import TrainConfig
+
+
+def test_curvature_row_matches_direct_computations():
+    net = make(0, dtype=torch.float32).eval()
+    data = batches(2, dtype=torch.float32)
+    row = curvature.curvature(net, data, power_iterations=30, hutchinson_samples=4, seed=0)
+    with torch.no_grad():
+        direct = sum(F.cross_entropy(net(x), y, reduction="sum") for x, y in data) / sum(len(y) for _, y in data)
+    assert row["loss"] == pytest.approx(float(direct), rel=1e-5)
+    assert len(row["eigenvalue_history"]) == 30 and row["eigenvalue"] == row["eigenvalue_history"][-1]
+    # the full Hessian of this small network, to check the power iteration and the trace
+    params = dict(net.named_parameters())
+    flat = torch.cat([p.detach().flatten() for p in params.values()])
+
+    def loss_of(vector):
+        chunks, start = {}, 0
+        for name, p in params.items():
+            chunks[name] = vector[start:start + p.numel()].view_as(p)
+            start += p.numel()
+        total = sum(F.cross_entropy(torch.func.functional_call(net, chunks, (x,)), y, reduction="sum")
+                    for x, y in data)
+        return total / sum(len(y) for _, y in data)
+
+    hessian = torch.autograd.functional.hessian(loss_of, flat)
+    eigenvalues = torch.linalg.eigvalsh(hessian)
+    largest = float(eigenvalues[eigenvalues.abs().argmax()])
+    assert row["eigenvalue"] == pytest.approx(largest, rel=0.05)
+    assert abs(row["trace"] - float(hessian.trace())) < 4 * row["trace_stderr"] + 1e-6
+    conv_linear = math.sqrt(float(net.conv.weight.square().sum() + net.fc.weight.square().sum()))
+    assert row["weight_norm"] == pytest.approx(conv_linear, rel=1e-6)
+    one = curvature.curvature(net, data, power_iterations=2, hutchinson_samples=1, seed=0)
+    assert math.isnan(one["trace_stderr"])
+
+
+def test_load_trained_reads_the_checkpoint_of_the_run(tmp_path):
+    config = TrainConfig(model="resnet-small", optimizer="sgd", epochs=1, n_train=10, n_test=10)
+    torch.manual_seed(3)
+    trained = models.build_model(config.model, 10)
+    run = tmp_path / config.run_id()
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    torch.save({"model": trained.state_dict()}, run / "checkpoint.pt")
+    net, retrained = curvature.load_trained(config, 10, tmp_path / "scratch", torch.device("cpu"), runs_dir=tmp_path)
+    assert not retrained and not net.training
+    for (name, a), b in zip(trained.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.skipif(not os.environ.get("SPARSAM_DATA"), reason="needs the CIFAR-10 pack (SPARSAM_DATA)")
+def test_evaluation_batches_are_fixed_balanced_and_unaugmented():
+    first = curvature.evaluation_batches("cifar10", 200, 40, seed=1, batch_size=16, device=torch.device("cpu"))
+    again = curvature.evaluation_batches("cifar10", 200, 40, seed=1, batch_size=16, device=torch.device("cpu"))
+    assert [len(y) for _, y in first] == [16, 16, 8]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
+    counts = torch.bincount(torch.cat([y for _, y in first]), minlength=10)
+    assert counts.tolist() == [4] * 10
