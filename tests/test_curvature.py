@@ -40,7 +40,7 @@ def test_curvature_row_matches_direct_computations():
     largest = float(eigenvalues[eigenvalues.abs().argmax()])
     assert row["eigenvalue"] == pytest.approx(largest, rel=0.05)
     assert abs(row["trace"] - float(hessian.trace())) < 4 * row["trace_stderr"] + 1e-6
-    conv_linear = math.sqrt(float(net.conv.weight.square().sum() + net.fc.weight.square().sum()))
+    conv_linear = math.sqrt(float(net.conv.weight.detach().square().sum() + net.fc.weight.detach().square().sum()))
     assert row["weight_norm"] == pytest.approx(conv_linear, rel=1e-6)
     one = curvature.curvature(net, data, power_iterations=2, hutchinson_samples=1, seed=0)
     assert math.isnan(one["trace_stderr"])
