@@ -261,6 +261,9 @@ def _torchvision_cifar(cls: type, name: str, split: str, root: Path | None, down
         ds = cls(str(root), train=split == "train", download=download)
     except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
         raise _missing(file, root, route) from error
+    except OSError as error:  # the download itself (no connection, a server error, a full disk)
+        raise OSError(f"downloading {cls.__name__} into {root} failed ({error}); check the internet connection, "
+                      f"or put {folder}/ there yourself") from error
     mean, std = _STATS[name]
     note = f"official {cls.__name__} (torchvision format, md5-checked by torchvision)"
     return (ArrayDataset(ds.data, ds.targets, cifar_transform(split == "train", mean, std, augment)),

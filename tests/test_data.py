@@ -212,6 +212,13 @@ def test_download_and_root_reach_torchvision(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not found in .*empty.*download=True"):
         data.load_dataset("cifar10", "test", root=tmp_path / "empty")
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)  # what download=True meets offline
+    with pytest.raises(OSError, match="downloading CIFAR10 into .*empty failed .*Name or service not known.*"
+                                      "check the internet connection, or put cifar-10-batches-py/ there"):
+        data.load_dataset("cifar10", "test", root=tmp_path / "empty", download=True)
     calls = fake_torchvision_cifar10(tmp_path / "cache" / "torchvision", monkeypatch)
     train, _ = data.load_dataset("cifar10", "train", download=True)
     assert len(train) == 20 and calls == [{"root": str(tmp_path / "cache" / "torchvision"), "download": True}]
