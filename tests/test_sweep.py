@@ -158,3 +158,13 @@ def test_bad_grid_files_name_the_problem(tmp_path, notebook):
     bad.write_text(f"notebook: {notebook}\ngrid: {{epochs: [1]}}\n")
     with pytest.raises(ValueError, match=r"does not declare parameters \['epochs'\]"):
         sweep.run_sweep(bad, tmp_path / "out", dry_run=True)
+
+
+def test_a_missing_book_extra_says_how_to_install_it(tmp_path, notebook, monkeypatch, capsys):
+    from sparsam import cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the book extra meets
+    grid = grid_file(tmp_path, notebook, {"seed": [0]})
+    assert cli.main(["sweep", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install -e ".[book]"' in err and "matplotlib" in err
