@@ -33,7 +33,7 @@ import submitit
 from .runs import atomic_write_json, now, read_json
 
 EXECUTORS = ("inline", "local", "slurm")
-# a job without a --time limit: Slurm's partition default applies; the local executor needs a number
+# the local executor's timeout without --time (submitit's own default, 2 minutes, would stop training runs)
 LOCAL_DEFAULT_MINUTES = 7 * 24 * 60
 _POLL_SECONDS = 0.5
 
@@ -194,9 +194,13 @@ class PointJob(submitit.helpers.Checkpointable):
         return self.point.function(**self.point.kwargs, job=info)
 
 
+def _read(path: Path) -> dict[str, Any]:
+    return read_json(path) if Path(path).exists() else {}
+
+
 def update_status(path: Path, **changes: Any) -> dict[str, Any]:
     """Merge ``changes`` into the JSON record at ``path`` (created if missing); returns the record."""
-    record = read_json(path) if Path(path).exists() else {}
+    record = _read(path)
     record.update(changes)
     atomic_write_json(Path(path), record)
     return record
@@ -261,10 +265,6 @@ def _threads(options: ExecutorOptions) -> int | None:
     if options.executor != "local" or "OMP_NUM_THREADS" in os.environ:
         return None
     return max(1, (os.cpu_count() or 1) // options.jobs)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    return read_json(path) if Path(path).exists() else {}
 
 
 def _submit(point: Point, options: ExecutorOptions) -> submitit.Job:
