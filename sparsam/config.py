@@ -15,11 +15,12 @@ from ._checks import check_choice, check_int, check_range
 OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
 # The allowed values of the other string fields with a fixed set of values (the CLI lists them too).
 CHOICES = {"optimizer": OPTIMIZERS, "mask_rule": ("fisher", "cost-aware"), "update_unit": ("steps", "epochs"),
-           "form": ("explicit", "implicit"), "normalize": ("full", "masked"), "amp": ("off", "bf16", "fp16")}
+           "form": ("explicit", "implicit"), "normalize": ("full", "masked"),
+           "ascent": ("dense", "sparse"), "amp": ("off", "bf16", "fp16")}
 # Fields added after records were first stored: they enter the run id's hash only when set to
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
 _LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0,
-                 "eval_every": 1}
+                 "eval_every": 1, "drop_rate": 0.5, "sam_every": 1, "ascent": "dense"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class TrainConfig:
     replaced by another class (a declared deviation from the papers, 0 by default).
     ``eval_every``: evaluate on the test set every that many epochs and after the last one (the
     other epochs' metrics have no test values); it changes no training step.
+    ``drop_rate``: SSAM-D's α at step 0 (0 keeps the random initial mask fixed: a random-mask control).
+    ``sam_every``: SAM takes its two-pass step every that many steps and a plain base step otherwise
+    (2: an equal-cost baseline at about 1.5 SGD steps). ``ascent``: "dense" (the papers' step) or
+    "sparse" (SSAM-F with a "layer" or "filter" mask and ``normalize="masked"``: the ascent pass of
+    :class:`sparsam.sparse_ascent.SparseAscentSAM`, which skips what the mask leaves out).
     ``mask_rule`` (SSAM-F with a "layer" or "filter" pattern): "fisher" keeps the tensors or filters
     of largest Fisher mass (the papers' rule); "cost-aware" ranks them by Fisher mass per unit of
     ascent-pass FLOPs (:func:`sparsam.cost.cost_aware_mask`), optionally with an ``ascent_budget``:
@@ -67,6 +73,9 @@ class TrainConfig:
     update_unit: str = "epochs"
     form: str = "explicit"
     normalize: str = "full"
+    drop_rate: float = 0.5
+    sam_every: int = 1
+    ascent: str = "dense"
     seed: int = 0
     device: str = "cpu"
     amp: str = "off"
@@ -111,6 +120,10 @@ class TrainConfig:
         check_choice("update_unit", self.update_unit, CHOICES["update_unit"])
         check_choice("form", self.form, CHOICES["form"])
         check_choice("normalize", self.normalize, CHOICES["normalize"])
+        check_range("drop_rate", self.drop_rate, 0.0, 1.0, high_open=False)
+        check_int("sam_every", self.sam_every, 1)
+        check_choice("ascent", self.ascent, CHOICES["ascent"])
+        self._check_combinations()
         check_int("seed", self.seed, 0)
         check_choice("amp", self.amp, CHOICES["amp"])
         check_int("num_workers", self.num_workers, 0)
@@ -119,6 +132,27 @@ class TrainConfig:
         if self.amp != "off" and self.device == "cpu":
             raise ValueError(f"amp={self.amp!r} needs device='cuda' (mixed precision on a CPU is slow and untested "
                              "here); use amp='off'")
+
+    def _check_combinations(self) -> None:
+        """Options that act on some optimizers only, and the implicit and sparse forms' requirements."""
+        if self.sam_every != 1 and self.optimizer != "sam":
+            raise ValueError(f"sam_every applies to optimizer='sam' only, got optimizer={self.optimizer!r}")
+        if self.drop_rate != 0.5 and self.optimizer != "ssam-d":
+            raise ValueError(f"drop_rate applies to optimizer='ssam-d' only, got optimizer={self.optimizer!r}")
+        kind = masks.parse_pattern(self.pattern)[0]
+        if self.form == "implicit" and (self.optimizer != "ssam-f" or kind == "unstructured"
+                                        or self.normalize != "full"):
+            raise ValueError("form='implicit' needs optimizer='ssam-f', a 'layer', 'filter' or N:M pattern and "
+                             f"normalize='full', got optimizer={self.optimizer!r}, pattern={self.pattern!r}, "
+                             f"normalize={self.normalize!r}")
+        if self.ascent == "sparse" and (self.optimizer != "ssam-f" or kind not in ("layer", "filter")
+                                        or self.normalize != "masked" or self.form != "explicit"
+                                        or self.amp == "fp16"):
+            raise ValueError("ascent='sparse' needs optimizer='ssam-f', pattern 'layer' or 'filter', "
+                             "normalize='masked' (the sparse pass never forms the full gradient), "
+                             f"form='explicit' and amp other than 'fp16', got optimizer={self.optimizer!r}, "
+                             f"pattern={self.pattern!r}, normalize={self.normalize!r}, form={self.form!r}, "
+                             f"amp={self.amp!r}")
 
     @property
     def decay(self) -> float:

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from . import cost, data, masks, models, results, runs
 from .config import TrainConfig
 from .sam import SAM
-from .sparse_ascent import model_stages
+from .sparse_ascent import SparseAscentSAM, model_stages
 from .ssam import SSAM
 from .strategies import DynamicMask, FisherMask
 
@@ -51,11 +51,13 @@ class FisherBatches:
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
-                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None) -> torch.optim.Optimizer:
+                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None,
+                    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> torch.optim.Optimizer:
     """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay).
 
     ``layers``: ``model``'s per-layer costs (:func:`sparsam.cost.layer_costs`), which the
-    cost-aware mask rule needs.
+    cost-aware mask rule needs. ``loss_fn``: the training loss, which the sparse ascent pass
+    (``config.ascent="sparse"``) computes itself.
     """
     sgd = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.decay)
     if config.optimizer == "sgd":
@@ -74,8 +76,12 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
                 rule["max_cost"] = config.ascent_budget * cost.step_cost(layers)
         mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples,
                           pattern=config.pattern, **rule, **schedule)
+        if config.ascent == "sparse":
+            return SparseAscentSAM(model_stages(model), torch.optim.SGD, rho=config.rho, mask=mask, loss_fn=loss_fn,
+                                   params=list(model.parameters()), **sgd)
     else:
-        mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed, **schedule)
+        mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed,
+                           drop_rate=config.drop_rate, **schedule)
     return SSAM(model.parameters(), torch.optim.SGD, rho=config.rho, mask=mask, form=config.form,
                 normalize=config.normalize, model=model, **sgd)
 
@@ -107,13 +113,17 @@ class Trainer:
         if config.optimizer == "ssam-f" and config.pattern in ("layer", "filter"):
             example = next(iter(self.train_loader))[0][:2].to(self.device)
             self.layers = cost.layer_costs(model_stages(self.model), example, unit="flops")
-        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers,
+                                         loss_fn=self._ascent_loss)
+        if isinstance(self.optimizer, SparseAscentSAM) and world > 1:
+            raise ValueError("ascent='sparse' runs on one process (no DistributedDataParallel); use ascent='dense'")
         self.is_sam = isinstance(self.optimizer, SAM)
+        self._ascent_logits: Tensor | None = None
         self.eps_norm_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # Σ‖ε‖ this epoch
         scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.amp == "fp16" else None
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.config.amp == "off":
@@ -131,10 +141,26 @@ class Trainer:
         self._backward(loss)
         return loss.detach(), out.detach()
 
+    def _ascent_loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The training loss as the sparse ascent pass calls it; keeps the first call's logits (at ``w``)."""
+        if self._ascent_logits is None:
+            self._ascent_logits = out.detach()
+        return self.criterion(out, y)
+
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step on a batch; returns the first-pass loss and logits."""
         opt = self.optimizer
-        if self.is_sam:
+        # sam_every: SAM steps at step counts 0, k, 2k, ... (the scheduler's count, restored on resume)
+        plain = self.is_sam and self.scheduler.last_epoch % self.config.sam_every != 0
+        if isinstance(opt, SparseAscentSAM):
+            self._ascent_logits = None
+            with self.autocast():
+                loss = opt.first_pass(x, y)
+                self.eps_norm_sum += opt.perturbation_norm()
+                opt.second_pass()
+            opt.second_step(zero_grad=True)
+            out = self._ascent_logits
+        elif self.is_sam and not plain:
             no_sync = self.net.no_sync() if self.world > 1 else contextlib.nullcontext()
             with no_sync, opt.ascent_pass():
                 loss, out = self._pass(x, y)
@@ -143,12 +169,13 @@ class Trainer:
             self._pass(x, y)
             opt.second_step(zero_grad=True, scaler=self.scaler)
         else:
+            base = opt.base_optimizer if self.is_sam else opt
             loss, out = self._pass(x, y)
             if self.scaler is None:
-                opt.step()
+                base.step()
             else:
-                self.scaler.step(opt)
-            opt.zero_grad(set_to_none=True)
+                self.scaler.step(base)
+            base.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.update()
         self.scheduler.step()
@@ -213,7 +240,8 @@ class Trainer:
         return merged
 
     def mask_density(self) -> float | None:
-        return self.optimizer.mask.density() if isinstance(self.optimizer, SSAM) else None
+        mask = getattr(self.optimizer, "mask", None)
+        return None if mask is None else mask.density()
 
     def sparse_step_flops(self) -> float | None:
         """FLOPs of a sparse-ascent step with the current structured mask, per SGD step (cost model)."""
@@ -231,10 +259,10 @@ class Trainer:
         twin_layers = None if self.layers is None else [
             dataclasses.replace(layer, params=[twin_params[id(p)] for p in layer.params]) for layer in self.layers]
         twin.optimizer = build_optimizer(self.config, twin.model, copy.deepcopy(self.fisher_data), self.steps_per_epoch,
-                                         twin_layers)
+                                         twin_layers, loss_fn=twin._ascent_loss)
         twin.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             twin.optimizer.base_optimizer if self.is_sam else twin.optimizer, T_max=1)
-        if isinstance(twin.optimizer, SSAM) and not twin.optimizer.mask.needs_gradient:
+        if getattr(twin.optimizer, "mask", None) is not None and not twin.optimizer.mask.needs_gradient:
             twin.optimizer.mask.update(0)  # the mask's own cost is not part of a step
         x, y = next(iter(self.train_loader))
         x, y = x.to(self.device), y.to(self.device)

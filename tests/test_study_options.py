@@ -115,3 +115,60 @@ def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path):
     assert TrainConfig(eval_every=1).run_id() == TrainConfig().run_id() != TrainConfig(eval_every=5).run_id()
     with pytest.raises(ValueError, match="eval_every"):
         TrainConfig(eval_every=0)
+
+
+def test_options_for_one_optimizer_are_rejected_elsewhere():
+    for bad, name in [(dict(optimizer="sgd", sam_every=2), "sam_every"), (dict(optimizer="ssam-f", sam_every=2),
+                      "sam_every"), (dict(optimizer="sam", drop_rate=0.0), "drop_rate"),
+                      (dict(optimizer="ssam-f", form="implicit"), "implicit"),  # unstructured
+                      (dict(optimizer="ssam-d", form="implicit", pattern="2:4"), "implicit"),
+                      (dict(optimizer="ssam-f", form="implicit", pattern="2:4", normalize="masked"), "implicit"),
+                      (dict(optimizer="ssam-f", pattern="layer", ascent="sparse"), "ascent"),  # full normalisation
+                      (dict(optimizer="ssam-f", pattern="2:4", normalize="masked", ascent="sparse"), "ascent"),
+                      (dict(optimizer="sam", ascent="sparse"), "ascent"), (dict(sam_every=0), "sam_every"),
+                      (dict(optimizer="ssam-d", drop_rate=1.5), "drop_rate"), (dict(ascent="half"), "ascent")]:
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(**bad)
+    TrainConfig(optimizer="ssam-f", pattern="filter", normalize="masked", ascent="sparse")  # allowed
+    assert TrainConfig(optimizer="sam").run_id() == TrainConfig(optimizer="sam", sam_every=1).run_id()
+
+
+def _trainer(**values):
+    data_file("cifar10-jpeg.npz")
+    from sparsam.train import Trainer
+
+    base = dict(model="resnet-small", width=4, n_train=256, n_test=64, epochs=2, batch_size=64, update_unit="steps")
+    return Trainer(TrainConfig(**{**base, **values}))
+
+
+def test_sam_every_two_perturbs_every_other_step():
+    trainer = _trainer(optimizer="sam", sam_every=2, rho=0.05)
+    epoch = trainer.train_epoch(0, progress=False)  # 4 steps: SAM, base, SAM, base
+    assert epoch["steps"] == 4
+    assert epoch["eps_norm"] == pytest.approx(0.05 * 2 / 4, rel=1e-6)  # ‖ε‖ = ρ on SAM steps, 0 on the others
+    assert trainer.optimizer.steps == 2  # SAM's own count of two-pass steps
+
+
+def test_ssam_d_with_no_drop_keeps_its_random_mask():
+    fixed = _trainer(optimizer="ssam-d", drop_rate=0.0, update_every=1)
+    moving = _trainer(optimizer="ssam-d", drop_rate=0.5, update_every=1)
+    start = [m.clone() for m in fixed.optimizer.mask.masks]
+    assert all(torch.equal(a, b) for a, b in zip(start, moving.optimizer.mask.masks))  # same seeded start
+    fixed.train_epoch(0, progress=False)
+    moving.train_epoch(0, progress=False)
+    assert fixed.optimizer.mask.updates >= 3  # updates ran, and exchanged nothing
+    assert all(torch.equal(a, b) for a, b in zip(start, fixed.optimizer.mask.masks))
+    assert not all(torch.equal(a, b) for a, b in zip(start, moving.optimizer.mask.masks))
+
+
+def test_sparse_ascent_trains_with_radius_rho_and_reports_its_mask():
+    from sparsam.sparse_ascent import SparseAscentSAM
+
+    trainer = _trainer(optimizer="ssam-f", pattern="layer", sparsity=0.9, normalize="masked", ascent="sparse",
+                       num_samples=32, rho=0.05)
+    assert isinstance(trainer.optimizer, SparseAscentSAM)
+    assert [id(p) for p in trainer.optimizer.mask.params] == [id(p) for p in trainer.model.parameters()]
+    epoch = trainer.train_epoch(0, progress=False)
+    assert epoch["eps_norm"] == pytest.approx(0.05, rel=1e-5)  # masked normalisation: ‖ε‖ = ρ
+    assert 0.0 <= epoch["train_acc"] <= 1.0 and np.isfinite(epoch["train_loss"])
+    assert 0.0 < trainer.mask_density() <= 0.1 + 1e-9
