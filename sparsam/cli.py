@@ -45,6 +45,10 @@ HELP = {
     "augment": "CIFAR training augmentation",
     "label_noise": "fraction of training labels replaced by another class",
     "eval_every": "evaluate the test set every N epochs and after the last",
+    "drop_rate": "SSAM-D: fraction of the mask dropped and regrown at step 0 (alpha; 0: a fixed random mask)",
+    "sam_every": "SAM family: the two-pass step every N steps, a plain base step in between",
+    "ascent": "SSAM-F layer/filter mask with normalize=masked: dense ascent pass, or one skipping what the "
+              "mask leaves out",
     "num_samples": "SSAM-F: samples of each Fisher estimate (N_F)",
     "update_every": "SSAM: steps or epochs between mask updates (T_m)",
     "update_unit": "unit of --update-every",
