@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,7 +20,17 @@ from sparsam.sweep import point_name, run_sweep
 
 pytestmark = pytest.mark.book
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-TINY = {"steps": 60, "seeds": 1, "sparsities": [0.5]}
+TINY = {"steps": 60, "seeds": [0], "sparsities": [0.5]}
+# Notebooks whose parameters come from a profile of notebooks/profiles.yaml (notebook 2 has its own cell).
+PROFILED = [p for p in NOTEBOOKS if p.stem != "02_masks"]
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
 
 
 def test_six_notebooks_each_with_a_parameters_cell_and_no_outputs():
@@ -41,6 +52,45 @@ def test_papermill_sees_every_parameter():
         assert set(papermill.inspect_notebook(str(path))) == assigned, path.name
 
 
+def test_parameters_cells_take_a_profile_and_name_exactly_the_profiles_parameters():
+    from sparsam import profiles
+
+    table = profiles.table()
+    for path in PROFILED:
+        cell = next(c for c in _cells(path) if "parameters" in _tags(c))
+        assigned = dict(re.findall(r"^(\w+)\s*=\s*([^#\n]*?)\s*(?:#.*)?$", "".join(cell["source"]), flags=re.M))
+        assert assigned.pop("profile") == '"quick"', path.name
+        assert set(assigned) == set(table[path.stem]["quick"]), path.name
+        assert set(assigned.values()) == {"None"}, f"{path.name}: every other parameter defaults to the profile"
+
+
+def test_notebooks_define_no_helpers_and_hide_their_plumbing():
+    for path in PROFILED:
+        for cell in _cells(path):
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            assert not re.search(r"^\s*(def|class) \w+", source, flags=re.M), f"{path.name} defines a helper"
+            if "parameters" in _tags(cell):
+                assert "hide-input" not in _tags(cell), f"{path.name}: the parameters cell stays visible"
+            elif "import " in source or "glue(" in source:
+                assert "hide-input" in _tags(cell), f"{path.name}: plumbing cell not hidden:\n{source[:200]}"
+
+
+def test_chapters_are_numbered_and_mathjax_is_served_with_the_book():
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    experiments = next(part for part in toc["parts"] if part["caption"] == "Experiments")
+    assert experiments.get("numbered") is True
+    assert [c["file"] for c in experiments["chapters"]] == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    sphinx = yaml.safe_load((REPO / "_config.yml").read_text())["sphinx"]
+    assert "sphinx-mathjax-offline" in sphinx["extra_extensions"]
+    assert not sphinx["config"]["mathjax_path"].startswith(("http", "//"))
+    import importlib.util
+    extension = importlib.util.find_spec("sphinx-mathjax-offline")
+    assert extension is not None, "the book extra installs sphinx-mathjax-offline"
+    assert (Path(extension.origin).parent / "static" / sphinx["config"]["mathjax_path"]).exists()
+
+
 def test_papermill_run_with_overridden_parameters(tmp_path):
     import papermill
 
@@ -57,12 +107,12 @@ def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path
     grid = tmp_path / "grid.yaml"
     notebook = NOTEBOOKS[0].relative_to(REPO).as_posix()
     grid.write_text(yaml.safe_dump({"notebook": notebook, "parameters": {"steps": 60, "sparsities": [0.5]},
-                                    "grid": {"seeds": [1, 2]}}))
+                                    "grid": {"seeds": [[1], [2]]}}))
     results = tmp_path / "results"
     assert run_sweep(grid, results_dir=results, dry_run=True) == 0
     assert not (results / NOTEBOOKS[0].stem).exists()
     assert run_sweep(grid, results_dir=results) == 0
-    for seeds in (1, 2):
+    for seeds in ([1], [2]):
         name = point_name({"steps": 60, "sparsities": [0.5], "seeds": seeds})
         record = json.loads((results / NOTEBOOKS[0].stem / f"{name}.json").read_text())
         assert record["status"] == "finished" and record["parameters"]["seeds"] == seeds
@@ -79,7 +129,8 @@ def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path
 
 def test_cli_sweep_dry_run(tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"notebook": NOTEBOOKS[0].relative_to(REPO).as_posix(), "grid": {"seeds": [1, 2]}}))
+    grid.write_text(yaml.safe_dump({"notebook": NOTEBOOKS[0].relative_to(REPO).as_posix(),
+                                    "grid": {"seeds": [[1], [2]]}}))
     out = subprocess.run([sys.executable, "-m", "sparsam", "sweep", str(grid), "--dry-run",
                           "--results-dir", str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -99,3 +150,8 @@ def test_book_builds_without_warnings_and_shows_every_notebook():
             assert marker not in page, f"{path.name} shows {marker!r}"
     claims = (html / "book" / "reproduction.html").read_text()
     assert "<table" in claims and "Our status" in claims
+    assert re.search(r'<img[^>]+src="[^"]*\.png"', claims), "the reproduction page opens with the claims figures"
+    assert "http" not in re.search(r'<script[^>]*src="([^"]*mathjax[^"]*)"', claims).group(1)
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax is served with the book"
+    first = (html / "notebooks" / f"{NOTEBOOKS[0].stem}.html").read_text()
+    assert '<span class="section-number">1. </span>' in first, "chapter titles are numbered"
