@@ -48,9 +48,14 @@ def load_train_grid(path: str | Path) -> list[TrainConfig]:
     """The distinct configurations of a training-grid file, in grid order; any bad value is an error.
 
     ``grid`` is a mapping of lists, or a list of such mappings whose products are concatenated
-    (e.g. SGD once, SSAM at every sparsity).
+    (e.g. SGD once, SSAM at every sparsity). A study's pre-registration (:mod:`sparsam.study`, e.g.
+    ``results/study/cpu_study.yaml``) gives its configurations, one per seed.
     """
     spec = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(spec, dict) and "regime" in spec and "configurations" in spec:  # a study's pre-registration
+        from .study import load_study
+
+        return load_study(path).configs()
     if not isinstance(spec, dict) or set(spec) - {"parameters", "grid"}:
         unknown = sorted(set(spec) - {"parameters", "grid"}) if isinstance(spec, dict) else spec
         raise ValueError(f"a training grid has the keys 'parameters' and 'grid' only; unknown keys: {unknown}")

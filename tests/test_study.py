@@ -1,0 +1,83 @@
+"""The CPU study's pre-registration: valid configurations, pinned margins, pilot decisions, and order in git."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sparsam.results import load_all
+from sparsam.runs import REPO
+from sparsam.study import PILOT_STORE, STORE, STUDY, load_study, pilot_verdicts
+
+
+def test_every_configuration_is_valid_and_distinct():
+    study = load_study()
+    configs = study.configs()
+    assert len({c.run_id() for c in configs}) == len(configs)
+    for name, (_, seeds) in study.configurations.items():
+        assert len(seeds) >= 3, name
+        for config in study.configs(name):
+            assert study.name_of(config) == name
+    core = ["sgd", "sam", "ssam-f-0.5", "ssam-f-0.9", "ssam-d-0.5", "ssam-f-0.5-masked", "random-0.5"]
+    assert all(len(study.configurations[name][1]) >= 5 for name in core)
+    assert all(c.n_test is None and c.device == "cpu" for c in configs)  # full test set, on the CPU
+
+
+def test_a_margin_that_differs_from_book_margins_is_rejected(tmp_path):
+    spec = yaml.safe_load(STUDY.read_text())
+    spec["margins"]["accuracy_ssam_vs_sam"]["margin"] = 1.0
+    changed = tmp_path / "study.yaml"
+    changed.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="accuracy_ssam_vs_sam"):
+        load_study(changed)
+    spec["margins"]["accuracy_ssam_vs_sam"]["margin"] = 0.5
+    spec["comparisons"].append({"claim": "accuracy_ssam_vs_sam", "a": "ssam-f-0.7", "b": "sam"})
+    changed.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="ssam-f-0.7"):
+        load_study(changed)
+
+
+def test_the_pilot_statuses_follow_from_its_records():
+    study = load_study()
+    decided = {regime: verdict.status for regime, verdict in pilot_verdicts(study).items()}
+    assert decided == study.pilot["statuses"]
+    assert all(verdict.n >= 3 for verdict in pilot_verdicts(study).values())
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_the_preregistration_precedes_every_ssam_record_of_the_study():
+    first = _git("log", "--diff-filter=A", "--format=%H", "--", str(STUDY.relative_to(REPO))).stdout.split()
+    if not first:
+        pytest.skip("the pre-registration is not committed yet")
+    preregistration = first[-1]
+    for record in load_all(STORE):
+        summary = record["summary"]
+        if summary["config"]["optimizer"].startswith("ssam"):
+            commit = summary["provenance"]["git_commit"]
+            ok = _git("merge-base", "--is-ancestor", preregistration, commit).returncode == 0
+            assert ok, f"{summary['run_id']} was made at {commit}, not after the pre-registration {preregistration}"
+
+
+def test_study_and_pilot_records_belong_to_the_study():
+    study = load_study()
+    for record in load_all(STORE):
+        from sparsam.config import TrainConfig
+
+        assert study.name_of(TrainConfig.from_dict(record["summary"]["config"])) is not None
+    assert Path(PILOT_STORE).is_dir()
+
+
+def test_train_grid_reads_the_preregistration(tmp_path):
+    from sparsam.grid import load_train_grid
+
+    assert load_train_grid(STUDY) == load_study().configs()
+    out = subprocess.run([".venv/bin/python", "-m", "sparsam", "train-grid", str(STUDY), "--store", str(tmp_path),
+                          "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("sgd-resnet-small-cifar10-e200") == 5
