@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
-from .results import RESULTS, load_all
+from .results import STORE, load_all
 from .runs import _git
 from .verdicts import mean_interval
 
@@ -87,8 +87,8 @@ def is_stale(record: Mapping[str, Any]) -> bool:
 
 
 def stale_records(store: str | Path | None = None) -> list[str]:
-    """Run ids of the stale records in ``store`` (default ``results/runs``), sorted."""
-    records = load_all(RESULTS / "runs" if store is None else Path(store))
+    """Run ids of the stale records in ``store`` (default :data:`sparsam.results.STORE`), sorted."""
+    records = load_all(STORE if store is None else Path(store))
     return sorted(_summary(r)["run_id"] for r in records if is_stale(r))
 
 

@@ -30,7 +30,7 @@ import yaml
 from .config import TrainConfig
 from .executors import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
                         print_summary, run_points, slurm_script, update_status)
-from .results import RESULTS, RUNS, load_record, record_path, run_missing
+from .results import RUNS, STORE, load_record, record_path, run_missing
 from . import runs
 from .runs import atomic_write_json, now, read_json
 
@@ -116,7 +116,7 @@ def _describe(outcome: Outcome) -> str:
 
 
 def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(),
-                   store: str | Path = RESULTS / "runs", runs_dir: str | Path = RUNS, dry_run: bool = False,
+                   store: str | Path = STORE, runs_dir: str | Path = RUNS, dry_run: bool = False,
                    wait: bool = True, stream: TextIO | None = None) -> int:
     """Train every configuration of the grid that has no record yet; returns a process exit code
     (1 when a point failed). Points whose job still runs are left to it."""
@@ -160,8 +160,9 @@ def add_command(commands: Any) -> None:
                     "processes or as Slurm jobs; the notebooks then read the records.")
     parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
                                      "(lists of values, combined as a product)")
-    parser.add_argument("--store", default=str(RESULTS / "runs"),
-                        help="where the records go (default: the repository's results/runs, which the notebooks read)")
+    parser.add_argument("--store", default=str(STORE),
+                        help="where the records go (default: $SPARSAM_STORE, else the repository's results/runs, "
+                             "which the notebooks read)")
     parser.add_argument("--runs-dir", default=str(RUNS),
                         help="where the run folders (checkpoints, job status and logs) go (default: the repository's "
                              "runs/); on a cluster, a folder every node sees")

@@ -8,6 +8,7 @@ made earlier on a GPU. A record holds the run's summary (with provenance) and pe
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,6 +19,9 @@ from .runs import REPO, atomic_write_json, read_json, read_metrics
 
 RESULTS = REPO / "results"
 RUNS = REPO / "runs"
+# The store notebooks and training grids read and fill: the committed results/runs/, or the folder
+# named by the environment variable SPARSAM_STORE (e.g. to keep your own runs apart from the book's).
+STORE = Path(os.environ["SPARSAM_STORE"]).expanduser() if os.environ.get("SPARSAM_STORE") else RESULTS / "runs"
 
 
 def pack_bits(flags: np.ndarray) -> dict[str, Any]:
@@ -39,11 +43,11 @@ def correctness(record: dict[str, Any]) -> np.ndarray | None:
     return None if packed is None else unpack_bits(packed)
 
 
-def record_path(config: TrainConfig, store: Path = RESULTS / "runs") -> Path:
+def record_path(config: TrainConfig, store: Path = STORE) -> Path:
     return Path(store) / f"{config.run_id()}.json"
 
 
-def load_record(config: TrainConfig, store: Path = RESULTS / "runs") -> dict[str, Any] | None:
+def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
     """The stored record of ``config`` or ``None``; a record with another config is an error."""
     path = record_path(config, store)
     if not path.exists():
@@ -54,7 +58,7 @@ def load_record(config: TrainConfig, store: Path = RESULTS / "runs") -> dict[str
     return record
 
 
-def run_missing(configs: Iterable[TrainConfig], store: Path = RESULTS / "runs", runs_dir: Path = RUNS,
+def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
                 train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
     """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
     is False, then they are left out) and stored."""
@@ -64,7 +68,7 @@ def run_missing(configs: Iterable[TrainConfig], store: Path = RESULTS / "runs", 
     for config in configs:
         record = load_record(config, store)
         if record is None and train_missing:
-            summary = train(config, runs_dir=runs_dir, progress=progress)
+            summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
             metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
             record = {"summary": summary, "metrics": metrics}
             atomic_write_json(record_path(config, store), record)
@@ -73,6 +77,6 @@ def run_missing(configs: Iterable[TrainConfig], store: Path = RESULTS / "runs", 
     return records
 
 
-def load_all(store: Path = RESULTS / "runs") -> list[dict[str, Any]]:
+def load_all(store: Path = STORE) -> list[dict[str, Any]]:
     """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
     return [read_json(p) for p in sorted(Path(store).glob("*.json"))]

@@ -172,3 +172,18 @@ def test_sparse_ascent_trains_with_radius_rho_and_reports_its_mask():
     assert epoch["eps_norm"] == pytest.approx(0.05, rel=1e-5)  # masked normalisation: ‖ε‖ = ρ
     assert 0.0 <= epoch["train_acc"] <= 1.0 and np.isfinite(epoch["train_loss"])
     assert 0.0 < trainer.mask_density() <= 0.1 + 1e-9
+
+
+def test_the_store_follows_sparsam_store(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = "from sparsam import results, grid, analysis; print(results.STORE)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SPARSAM_STORE"}
+    default = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    chosen = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "SPARSAM_STORE": str(tmp_path)},
+                            capture_output=True, text=True)
+    assert default.stdout.strip() == str(REPO / "results" / "runs")
+    assert chosen.stdout.strip() == str(tmp_path)
