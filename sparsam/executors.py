@@ -113,11 +113,15 @@ class ExecutorOptions:
         if slurm_only and self.executor != "slurm":
             raise ValueError(f"{', '.join(slurm_only)} apply to executor 'slurm' only, not {self.executor!r}")
 
-    def submitit_parameters(self) -> dict[str, Any]:
-        """The parameters of :meth:`submitit.Executor.update_parameters` for this executor."""
+    def submitit_parameters(self, slot: int = 0) -> dict[str, Any]:
+        """The parameters of :meth:`submitit.Executor.update_parameters` for this executor.
+
+        ``slot``: which of the ``jobs`` local jobs running at once; each slot has its own GPUs.
+        """
         if self.executor == "local":
             minutes = parse_time(self.time) if self.time else LOCAL_DEFAULT_MINUTES
-            return {"timeout_min": minutes, "gpus_per_node": self.gpus_per_job}
+            gpus = tuple(range(slot * self.gpus_per_job, (slot + 1) * self.gpus_per_job))
+            return {"timeout_min": minutes, "gpus_per_node": self.gpus_per_job, "visible_gpus": gpus}
         params: dict[str, Any] = {"job_name": "sparsam", "nodes": 1, "ntasks_per_node": 1, "signal_delay_s": 120,
                                   "time": parse_time(self.time)}
         optional = {"partition": self.partition, "cpus_per_task": self.cpus_per_job,
@@ -167,11 +171,13 @@ class Point:
 
 
 def job_info(executor: str) -> dict[str, Any]:
-    """Executor, job id, host and process id of the calling process (the job id is None inline)."""
+    """Executor, job id, host, process id and visible GPUs (CUDA_VISIBLE_DEVICES, None if unset) of
+    the calling process; the job id is None inline."""
     job_id = None
     if executor != "inline":
         job_id = submitit.JobEnvironment().job_id
-    return {"executor": executor, "job_id": job_id, "host": platform.node(), "pid": os.getpid()}
+    return {"executor": executor, "job_id": job_id, "host": platform.node(), "pid": os.getpid(),
+            "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 class PointJob(submitit.helpers.Checkpointable):
@@ -206,13 +212,13 @@ def update_status(path: Path, **changes: Any) -> dict[str, Any]:
     return record
 
 
-def make_executor(options: ExecutorOptions, folder: Path) -> submitit.Executor:
-    """A submitit executor for ``options`` writing its files under ``folder``."""
+def make_executor(options: ExecutorOptions, folder: Path, slot: int = 0) -> submitit.Executor:
+    """A submitit executor for ``options`` (and a local job's ``slot``) writing its files under ``folder``."""
     kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}.get(options.executor)
     if kind is None:
         raise ValueError("executor 'inline' runs in this process and has no submitit executor")
     executor = kind(folder=folder)
-    executor.update_parameters(**options.submitit_parameters())
+    executor.update_parameters(**options.submitit_parameters(slot))
     return executor
 
 
@@ -267,11 +273,11 @@ def _threads(options: ExecutorOptions) -> int | None:
     return max(1, (os.cpu_count() or 1) // options.jobs)
 
 
-def _submit(point: Point, options: ExecutorOptions) -> submitit.Job:
+def _submit(point: Point, options: ExecutorOptions, slot: int) -> submitit.Job:
     """Submit ``point``; its status file says "submitted" with the job until the job writes its own status."""
     job_of = {"executor": options.executor, "job_id": None, "host": platform.node()}
     update_status(point.status_file, status="submitted", submitted=now(), job=job_of)
-    job = make_executor(options, point.log_folder).submit(PointJob(point, options.executor, _threads(options)))
+    job = make_executor(options, point.log_folder, slot).submit(PointJob(point, options.executor, _threads(options)))
     if _read(point.status_file).get("status") == "submitted":  # else the job has started and written its own
         update_status(point.status_file, job={**job_of, "job_id": job.job_id})
     return job
@@ -303,20 +309,21 @@ def run_points(points: list[Point], options: ExecutorOptions, wait: bool = True)
             record = _read(point.status_file)
             outcomes.append(Outcome(point, record.get("status", "failed"), record))
         return outcomes
-    limit = options.jobs if options.executor == "local" else len(points)
+    slots = list(range(options.jobs if options.executor == "local" else len(points)))  # free ones
     pending, running, outcomes = list(points), [], []
     while pending or running:
-        while pending and len(running) < limit:
-            point = pending.pop(0)
-            running.append((point, _submit(point, options)))
+        while pending and slots:
+            point, slot = pending.pop(0), slots.pop(0)
+            running.append((point, _submit(point, options, slot), slot))
         if not wait:
-            outcomes += [Outcome(p, "submitted", read_json(p.status_file)) for p, _ in running]
+            outcomes += [Outcome(p, "submitted", read_json(p.status_file)) for p, _, _ in running]
             outcomes += [Outcome(p, "waiting") for p in pending]
             return outcomes
         time.sleep(_POLL_SECONDS)
-        for point, job in [(p, j) for p, j in running if j.done()]:
-            running.remove((point, job))
-            outcomes.append(_collect(point, job))
+        for entry in [entry for entry in running if entry[1].done()]:
+            running.remove(entry)
+            slots.append(entry[2])
+            outcomes.append(_collect(entry[0], entry[1]))
     order = {id(p): i for i, p in enumerate(points)}
     return sorted(outcomes, key=lambda o: order[id(o.point)])
 

@@ -66,10 +66,12 @@ def test_bad_executor_options_are_rejected_with_the_parameter_name():
             ExecutorOptions(**bad)
 
 
-def test_local_jobs_get_a_timeout_and_gpus():
-    assert ExecutorOptions("local", jobs=2).submitit_parameters() == {"timeout_min": 7 * 24 * 60, "gpus_per_node": 0}
-    assert ExecutorOptions("local", time="30", gpus_per_job=1).submitit_parameters() == \
-        {"timeout_min": 30, "gpus_per_node": 1}
+def test_local_jobs_get_a_timeout_and_their_own_gpus():
+    assert ExecutorOptions("local", jobs=2).submitit_parameters() == \
+        {"timeout_min": 7 * 24 * 60, "gpus_per_node": 0, "visible_gpus": ()}
+    options = ExecutorOptions("local", jobs=3, time="30", gpus_per_job=2)
+    assert [options.submitit_parameters(slot)["visible_gpus"] for slot in range(3)] == [(0, 1), (2, 3), (4, 5)]
+    assert options.submitit_parameters(1)["timeout_min"] == 30
 
 
 def _sbatch_lines(script: str) -> set[str]:

@@ -93,8 +93,10 @@ def test_local_executor_runs_two_points_in_parallel_and_records_the_failing_one(
     grid = _grid(tmp_path, TINY, dataset=["cifar10", "imagefolder:/nonexistent"])
     store, runs_dir, out = tmp_path / "store", tmp_path / "runs", io.StringIO()
     good, bad = (TrainConfig(**TINY, dataset=d) for d in ("cifar10", "imagefolder:/nonexistent"))
-    assert run_train_grid(grid, ExecutorOptions("local", jobs=2), store, runs_dir, stream=out) == 1
+    options = ExecutorOptions("local", jobs=2, gpus_per_job=1)  # no GPU here: only CUDA_VISIBLE_DEVICES shows it
+    assert run_train_grid(grid, options, store, runs_dir, stream=out) == 1
     ok, failed = (read_json(runs_dir / c.run_id() / "job.json") for c in (good, bad))
+    assert (ok["job"]["visible_gpus"], failed["job"]["visible_gpus"]) == ("0", "1")  # one GPU each
     assert ok["job"]["job_id"] != failed["job"]["job_id"]
     assert max(ok["submitted"], failed["submitted"]) <= min(ok["finished"], failed["failed"])  # both ran at once
     assert (ok["status"], failed["status"], failed["error"]["type"]) == ("finished", "failed", "FileNotFoundError")
