@@ -181,6 +181,18 @@ def test_commands_take_the_executor_options(tmp_path, capsys):
     assert "invalid choice: 'pbs'" in capsys.readouterr().err
 
 
+def test_sweep_dry_run_shows_the_sbatch_script(tmp_path, notebook, capsys):
+    from sparsam.cli import main
+
+    grid = grid_file(tmp_path, notebook, {"seed": [0, 1]})
+    assert main(["sweep", str(grid), "--results-dir", str(tmp_path / "out"), "--dry-run", "--executor", "slurm",
+                 "--time", "2:00:00", "--gpus-per-job", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("to run") == 2
+    assert {"#SBATCH --time=120", "#SBATCH --gpus-per-node=1"} <= _sbatch_lines(out)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_sweep_points_run_as_parallel_local_jobs(tmp_path, notebook, capsys):
     from sparsam import sweep
