@@ -109,9 +109,11 @@ class ExecutorOptions:
             parse_time(self.time)
         if self.executor == "slurm" and self.time is None:
             raise ValueError("time is required with executor 'slurm' (submitit's default limit is 5 minutes)")
+        if self.jobs != 1 and self.executor != "local":
+            raise ValueError(f"jobs applies to executor 'local' only, not {self.executor!r}")
         slurm_only = [name for name in ("partition", "cpus_per_job", "mem", "slurm_args") if getattr(self, name)]
         if slurm_only and self.executor != "slurm":
-            raise ValueError(f"{', '.join(slurm_only)} apply to executor 'slurm' only, not {self.executor!r}")
+            raise ValueError(f"{', '.join(slurm_only)}: for executor 'slurm' only, not {self.executor!r}")
 
     def submitit_parameters(self, slot: int = 0) -> dict[str, Any]:
         """The parameters of :meth:`submitit.Executor.update_parameters` for this executor.
@@ -153,6 +155,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> ExecutorOptions:
     """The :class:`ExecutorOptions` of parsed :func:`add_executor_arguments` options (ValueError if bad)."""
+    if args.no_wait and args.executor == "inline":
+        raise ValueError("no-wait applies to executors 'local' and 'slurm', not 'inline'")
     return ExecutorOptions(executor=args.executor, jobs=args.jobs, partition=args.partition,
                            gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem=args.mem,
                            time=args.time, slurm_args=tuple(parse_slurm_arg(a) for a in args.slurm_arg))

@@ -61,7 +61,8 @@ def test_bad_executor_options_are_rejected_with_the_parameter_name():
                       (dict(executor="slurm"), "time"), (dict(executor="slurm", time="soon"), "time"),
                       (dict(executor="slurm", time="60", mem="big"), "mem"),
                       (dict(executor="local", partition="gpu"), "partition"),
-                      (dict(executor="inline", mem="4G"), "mem")]:
+                      (dict(executor="inline", mem="4G"), "mem"),
+                      (dict(executor="slurm", time="60", jobs=4), "jobs")]:
         with pytest.raises(ValueError, match=name):
             ExecutorOptions(**bad)
 
@@ -173,7 +174,8 @@ def test_commands_take_the_executor_options(tmp_path, capsys):
                          (["--executor", "slurm", "--time", "60", "--mem", "lots"], "error: mem must be"),
                          (["--executor", "slurm", "--time", "60", "--slurm-arg", "qos"], "error: slurm-arg must be"),
                          (["--executor", "local", "--jobs", "0"], "error: jobs must be an integer >= 1"),
-                         (["--executor", "local", "--partition", "gpu"], "error: partition apply to executor")]:
+                         (["--executor", "local", "--partition", "gpu"], "error: partition: for executor 'slurm' only"),
+                         (["--no-wait"], "error: no-wait applies to executors 'local' and 'slurm'")]:
         assert main(["train-grid", str(grid), *bad]) == 2
         assert capsys.readouterr().err.startswith(message)
     with pytest.raises(SystemExit):
