@@ -156,7 +156,8 @@ def benchmark_rows(table: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     if "P1" in table:
         p1 = table["P1"]
-        rows.append(("optimizer step only, SSAM explicit / SAM", f"{p1['ssam_over_sam_optimizer_step']:.3f}", "≤ 1.10"))
+        rows.append(("optimizer step only, SSAM explicit / SAM", f"{p1['ssam_over_sam_optimizer_step']:.3f}",
+                     "≤ 1.10"))
         rows.append(("whole step, SAM / SGD", f"{p1['sam_over_sgd']:.3f}", "≤ 2.05"))
     if "P2" in table:
         p2 = table["P2"]

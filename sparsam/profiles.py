@@ -58,5 +58,6 @@ def study_note(profile: str, found: int, wanted: int) -> str:
     if found == wanted:
         return ""
     if profile == "cpu-study" and not STUDY_FILE.exists():
-        return f"No study records yet: {STUDY_FILE.relative_to(REPO)} does not exist, and this page does not train them."
+        return (f"No study records yet: {STUDY_FILE.relative_to(REPO)} does not exist, and this page does not "
+                "train them.")
     return f"{found} of {wanted} configurations have a record; the others are not shown."

@@ -49,8 +49,8 @@ def results_table(frame: pd.DataFrame, columns: Sequence[str] = ("final_test_acc
     for column in columns:
         summary = summarize(labelled, "method", column).set_index("method")
         digits = 2 if "acc" in column else 3
-        table[COLUMN_NAMES.get(column, column)] = [interval_text(*summary.loc[m, ["mean", "low", "high"]], digits=digits)
-                                            for m in table.index]
+        table[COLUMN_NAMES.get(column, column)] = [
+            interval_text(*summary.loc[m, ["mean", "low", "high"]], digits=digits) for m in table.index]
     table["stale"] = table["stale"].map({True: "stale", False: ""})
     table = table.rename(columns={"commits": "records (commit)"})
     ordered = [COLUMN_NAMES.get(c, c) for c in columns] + ["seeds", "records (commit)", "stale"]
