@@ -27,11 +27,11 @@ from typing import Any, TextIO
 
 import yaml
 
+from . import runs
 from .config import TrainConfig
 from .executors import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
                         print_summary, run_points, slurm_script, update_status)
 from .results import RUNS, STORE, load_record, record_path, run_missing
-from . import runs
 from .runs import atomic_write_json, now, read_json
 
 
@@ -133,8 +133,10 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
         if load_record(config, store) is not None:
             state = "finished"
         elif holder is not None or is_alive(record, logs):
-            where = f"job {job['job_id']}, {job['executor']}" if job.get("job_id") else f"pid {holder.get('pid', '?')}"
-            state = f"running ({where})"
+            if job.get("job_id"):
+                state = f"running (job {job['job_id']}, {job['executor']})"
+            else:
+                state = f"running (pid {holder.get('pid', '?')})"
         else:
             state = {"running": "interrupted", "submitted": "interrupted"}.get(record.get("status"),
                                                                             record.get("status", "to run"))
