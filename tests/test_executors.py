@@ -92,16 +92,20 @@ def test_slurm_script_carries_the_resources(tmp_path):
 
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
-    """``sbatch`` that records its arguments and answers job 4242; an ``srun`` that exists."""
+    """``sbatch`` that records its arguments and answers job 4242, ``sacct`` that reports job 4242 in
+    the state written to ``bin/state`` (RUNNING at first), and an ``srun`` that exists."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    calls = bin_dir / "sbatch.calls"
+    calls, state = bin_dir / "sbatch.calls", bin_dir / "state"
+    state.write_text("RUNNING")
     (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sacct").write_text(f'#!/bin/sh\necho "JobID|State|NodeList"\necho "4242|$(cat {state})|node1"\n')
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
-    for tool in ("sbatch", "srun"):
+    for tool in ("sbatch", "sacct", "srun"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return calls
+    yield calls
+    submitit.SlurmJob.watcher.clear()  # submitit caches job states in a class-wide watcher
 
 
 def _grid(tmp_path: Path, **grid) -> Path:
@@ -134,6 +138,21 @@ def test_slurm_submission_writes_the_batch_script_and_the_job(tmp_path, fake_slu
     assert TrainConfig.from_dict(job.point.kwargs["config"]) == config
     assert job.point.kwargs["nproc"] == 4  # one process per GPU, under torchrun
     assert (job.point.kwargs["store"], job.point.kwargs["runs_dir"]) == (str(store), str(runs_dir))
+
+
+def test_a_queued_slurm_job_is_left_alone_and_a_dead_one_submitted_again(tmp_path, fake_slurm):
+    grid, store, runs_dir = _grid(tmp_path, seed=[2]), tmp_path / "store", tmp_path / "runs"
+    run_id, options = TrainConfig(**TINY, seed=2).run_id(), ExecutorOptions(executor="slurm", time="60")
+    assert run_train_grid(grid, options, store, runs_dir, wait=False, stream=io.StringIO()) == 0
+    out = io.StringIO()  # sacct says RUNNING: the later call collects nothing and submits nothing
+    assert run_train_grid(grid, options, store, runs_dir, wait=False, stream=out) == 0
+    assert out.getvalue().splitlines() == [f"running (job 4242, slurm)  {run_id}", "nothing to run"]
+    assert len(fake_slurm.read_text().splitlines()) == 1
+    (fake_slurm.parent / "state").write_text("NODE_FAIL")  # the job died before it could write anything
+    out = io.StringIO()
+    assert run_train_grid(grid, options, store, runs_dir, wait=False, stream=out) == 0
+    assert out.getvalue().splitlines()[0] == f"interrupted  {run_id}"
+    assert len(fake_slurm.read_text().splitlines()) == 2  # submitted again
 
 
 @pytest.mark.slow
