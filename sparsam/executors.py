@@ -42,7 +42,7 @@ def parse_time(text: str) -> int:
     """Minutes of a Slurm time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM`` or ``D-HH:MM:SS``
     (seconds round up)."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not match or (match[1] is None and match[4] is not None and match[3] is None):
+    if not match:
         raise ValueError(f"time must be a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]), got {text!r}")
     days, first, second, third = (int(g) if g is not None else None for g in match.groups())
     if days is not None:  # D-HH[:MM[:SS]]
@@ -109,6 +109,9 @@ class ExecutorOptions:
             parse_time(self.time)
         if self.executor == "slurm" and self.time is None:
             raise ValueError("time is required with executor 'slurm' (submitit's default limit is 5 minutes)")
+        job_only = [name for name in ("gpus_per_job", "time") if getattr(self, name)]
+        if job_only and self.executor == "inline":
+            raise ValueError(f"{', '.join(job_only)}: for executors 'local' and 'slurm' only, not 'inline'")
         if self.jobs != 1 and self.executor != "local":
             raise ValueError(f"jobs applies to executor 'local' only, not {self.executor!r}")
         slurm_only = [name for name in ("partition", "cpus_per_job", "mem", "slurm_args") if getattr(self, name)]

@@ -123,7 +123,7 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
     stream = stream or sys.stdout
     store, runs_dir = Path(store).resolve(), Path(runs_dir).resolve()
     configs = load_train_grid(grid_file)
-    nproc = max(1, options.gpus_per_job) if options.executor != "inline" else 1
+    nproc = max(1, options.gpus_per_job)  # one process per GPU of a job
     points = []
     for config in configs:
         run_dir = runs_dir / config.run_id()

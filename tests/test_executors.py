@@ -62,7 +62,8 @@ def test_bad_executor_options_are_rejected_with_the_parameter_name():
                       (dict(executor="slurm", time="60", mem="big"), "mem"),
                       (dict(executor="local", partition="gpu"), "partition"),
                       (dict(executor="inline", mem="4G"), "mem"),
-                      (dict(executor="slurm", time="60", jobs=4), "jobs")]:
+                      (dict(executor="slurm", time="60", jobs=4), "jobs"),
+                      (dict(executor="inline", gpus_per_job=1), "gpus_per_job"), (dict(time="60"), "time")]:
         with pytest.raises(ValueError, match=name):
             ExecutorOptions(**bad)
 
