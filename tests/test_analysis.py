@@ -18,7 +18,7 @@ T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom
 
 
 def head() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=analysis.RESULTS.parent, capture_output=True, text=True,
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=results.REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 

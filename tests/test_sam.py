@@ -468,7 +468,7 @@ def test_perturbation_norm_is_the_distance_moved(adaptive):
     before = [p.detach().clone() for p in model.parameters()]
     F.cross_entropy(model(x), y).backward()
     opt.first_step(zero_grad=True)
-    moved = math.sqrt(sum(float((p - b).square().sum()) for p, b in zip(model.parameters(), before)))
+    moved = math.sqrt(sum(float((p.detach() - b).square().sum()) for p, b in zip(model.parameters(), before)))
     assert float(opt.perturbation_norm()) == pytest.approx(moved, rel=1e-12)
     if not adaptive:
         assert moved == pytest.approx(0.07, rel=1e-9)  # SAM: ‖ε‖ = ρ
