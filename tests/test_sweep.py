@@ -106,7 +106,8 @@ def _sweep_process(grid: Path, results: Path) -> subprocess.Popen:
 
 def _wait_for_running(process: subprocess.Popen, folder: Path, parameters: dict, timeout: float = 120) -> None:
     deadline = time.time() + timeout
-    while sweep.point_status(folder, parameters).split()[0] != "running":
+    record_file = folder / f"{sweep.point_name(parameters)}.json"  # written just after the lock is taken
+    while sweep.point_status(folder, parameters).split()[0] != "running" or not record_file.exists():
         assert process.poll() is None, f"the sweep ended early: {process.communicate()[0]}"
         assert time.time() < deadline, "the sweep never started the point"
         time.sleep(0.2)
