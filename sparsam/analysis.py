@@ -130,7 +130,7 @@ def metrics_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         for epoch in record.get("metrics", []):
             rows.append({"run_id": summary["run_id"], "optimizer": summary["config"]["optimizer"],
                          "seed": summary["config"].get("seed", 0), **epoch})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "optimizer", "seed", "epoch"])
     for field in ("test_acc", "train_acc"):
         if field in frame:
             frame[field] = 100 * frame[field].astype(float)
@@ -212,6 +212,8 @@ def summarize(frame: pd.DataFrame, by: str | Sequence[str], value: str, level: f
         mean, low, high = mean_interval(values.dropna().to_numpy(), level)
         return pd.Series({"mean": mean, "low": low, "high": high, "n": int(values.notna().sum())})
 
+    if frame.empty:  # no runs (e.g. no study records yet): an empty table with the usual columns
+        return pd.DataFrame(columns=[*by, "mean", "low", "high", "n"])
     summary = frame.groupby(by, dropna=False)[value].apply(interval).unstack()
     summary["n"] = summary["n"].astype(int)
     return summary.reset_index()

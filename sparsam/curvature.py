@@ -26,12 +26,15 @@ Batches = list[tuple[Tensor, Tensor]]
 
 
 def load_trained(config: TrainConfig, num_classes: int, scratch: str | Path, device: torch.device,
-                 runs_dir: Path = RUNS) -> tuple[nn.Module, bool]:
+                 runs_dir: Path = RUNS, retrain: bool = True) -> tuple[nn.Module | None, bool]:
     """The trained network of ``config`` in eval mode and whether it had to be retrained: from its
     checkpoint under ``runs_dir`` or, when that is missing (a record made elsewhere), trained again
-    into ``scratch`` (bit-identical on a CPU with the same software and thread count)."""
+    into ``scratch`` (bit-identical on a CPU with the same software and thread count); with
+    ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
     run = Path(runs_dir) / config.run_id()
     retrained = not (run / "summary.json").exists()
+    if retrained and not retrain:
+        return None, False
     if retrained:
         train(config, runs_dir=scratch, progress=False)
         run = Path(scratch) / config.run_id()

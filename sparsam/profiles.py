@@ -19,6 +19,7 @@ from .runs import REPO
 PROFILES = ("quick", "cpu-study", "paper")
 PROFILES_FILE = REPO / "notebooks" / "profiles.yaml"
 STUDY_FILE = REPO / "results" / "study" / "cpu_study.yaml"
+STUDY_STORE = REPO / "results" / "study" / "runs"
 
 
 def table(path: Path = PROFILES_FILE) -> dict[str, dict[str, dict[str, Any]]]:
@@ -57,7 +58,8 @@ def study_note(profile: str, found: int, wanted: int) -> str:
     """One sentence on where the records of a profile stand ("" when every record is there)."""
     if found == wanted:
         return ""
-    if profile == "cpu-study" and not STUDY_FILE.exists():
-        return (f"No study records yet: {STUDY_FILE.relative_to(REPO)} does not exist, and this page does not "
-                "train them.")
+    if profile == "cpu-study" and found == 0:
+        where = STUDY_STORE.relative_to(REPO)
+        return (f"No study records yet: {where}/ holds none of these {wanted} configurations, and this page does "
+                "not train them (the study is trained by `python -m sparsam train-grid`, see the rerun page).")
     return f"{found} of {wanted} configurations have a record; the others are not shown."

@@ -58,6 +58,9 @@ def test_load_trained_reads_the_checkpoint_of_the_run(tmp_path):
     assert not retrained and not net.training
     for (name, a), b in zip(trained.state_dict().items(), net.state_dict().values()):
         assert torch.equal(a, b), name
+    other = config.replace(seed=1)                   # no checkpoint: left out when retraining is not allowed
+    assert curvature.load_trained(other, 10, tmp_path / "scratch", torch.device("cpu"), runs_dir=tmp_path,
+                                  retrain=False) == (None, False)
 
 
 @pytest.mark.skipif(not os.environ.get("SPARSAM_DATA"), reason="needs the CIFAR-10 pack (SPARSAM_DATA)")

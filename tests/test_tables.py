@@ -34,3 +34,11 @@ def test_results_table_groups_by_method_with_t_intervals_and_provenance():
     assert table.set_index("method").loc["SGD", "test accuracy (%)"] == "40.00 (one seed)"
     assert list(tables.results_table(analysis.records_frame([])).columns)[-3:] == ["seeds", "records (commit)",
                                                                                    "stale"]
+
+
+def test_no_runs_give_empty_tables_with_their_columns():
+    """Profiles whose records do not exist yet (cpu-study before the study) still build their pages."""
+    empty = analysis.records_frame([])
+    summary = analysis.summarize(empty, ["optimizer", "sparsity"], "final_test_acc")
+    assert summary.empty and list(summary.columns) == ["optimizer", "sparsity", "mean", "low", "high", "n"]
+    assert {"run_id", "epoch"} <= set(analysis.metrics_frame([]).columns)
