@@ -103,6 +103,8 @@ def compare(a: Sequence[float], b: Sequence[float], *, margin: float = 0.0, test
     """Decide "method ``a`` against reference ``b``" from per-seed values paired by position (seed).
 
     ``test="superiority"`` needs ``margin=0``. Unequal lengths or non-finite values raise ``ValueError``.
+    An interval that is a single point (every paired difference the same, e.g. counted FLOPs) exactly
+    at the threshold is decided, not inconclusive: a tie is not an improvement.
     """
     check_choice("test", test, TESTS)
     check_choice("better", better, BETTER)
@@ -121,7 +123,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, margin: float = 0.0, test
         status = "inconclusive"
     elif gain_low > -margin:
         status = "reproduced"
-    elif gain_high < -margin:
+    elif gain_high < -margin or gain_high == gain_low == -margin:  # the second: an exact tie, no spread
         status = "not reproduced"
     else:
         status = "inconclusive"

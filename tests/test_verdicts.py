@@ -44,7 +44,11 @@ def test_superiority_counts_an_exact_tie_as_not_an_improvement():
     b = [90.0, 91.0, 89.5]
     v = compare(b, b)
     assert (v.diff, v.low, v.high) == (0.0, 0.0, 0.0)
-    assert v.status == "inconclusive"
+    assert v.status == "not reproduced"  # no spread: the data say there is no gain
+    noisy = compare([90.1, 90.9, 89.5], b)  # a tie within noise: the data cannot decide
+    assert noisy.low < 0 < noisy.high and noisy.status == "inconclusive"
+    worse_by_margin = compare([x - 0.5 for x in b], b, margin=0.5, test="non-inferiority")
+    assert worse_by_margin.status == "not reproduced"
 
 
 def test_non_inferiority_rejects_a_method_worse_than_the_margin():
