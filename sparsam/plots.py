@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from .analysis import OPTIMIZER_NAMES, summarize
 
@@ -25,6 +25,7 @@ DODGE = 0.006  # horizontal offset between series at one sparsity
 STATUS_COLORS = {"reproduced": "tab:green", "not reproduced": "tab:red", "inconclusive": "0.5"}
 UNIT_AXES = {"pp": "difference method − reference (percentage points)",
              "ratio": "ratio method / reference (log scale)"}
+RATIO_TICKS = (0.1, 0.2, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 5.0, 10.0)  # labelled ratios of the claims figure
 
 
 def _figure(ax: Axes | None, size: tuple[float, float] = (6.4, 4.2)) -> tuple[Figure, Axes]:
@@ -138,8 +139,11 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
         ax.axvline(1.0 if unit == "ratio" else 0.0, color="black", linewidth=0.8)
         if unit == "ratio":
             ax.set_xscale("log")
+            low, high = ax.get_xlim()  # a few round ratios inside the data's range, labelled; no crowding
+            ticks = [t for t in RATIO_TICKS if low <= t <= high] or [1.0]
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y, [f"{c}\n{s} (n = {n})" for c, s, n in zip(rows["claim"], rows["status"], rows["n"])],
                       fontsize=8)
         ax.set_ylim(-0.7, len(rows) - 0.3)
