@@ -425,6 +425,16 @@ class EpochLoader:
             yield batch
 
 
+def endless(loader: EpochLoader | GpuBatches, device: str | torch.device = "cpu") -> Iterator[tuple[Tensor, Tensor]]:
+    """The ``(x, y)`` batches of ``loader`` on ``device``, epoch 0, 1, 2, ... after one another, without end."""
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        for x, y in loader:
+            yield x.to(device), y.to(device)
+        epoch += 1
+
+
 class GpuBatches:
     """Batches of a whole :class:`ArrayDataset` held on ``device``, augmented there in batch.
 

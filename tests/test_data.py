@@ -287,6 +287,18 @@ def test_epoch_loader_reproducible_and_isolated():
     assert not torch.equal(torch.cat([y for _, y in loader]), torch.cat([y for _, y in first]))
 
 
+
+def test_endless_runs_the_epochs_in_order_past_the_end():
+    loader = data.EpochLoader(synthetic(), 16, seed=7)  # 100 samples: 7 batches per epoch
+    stream = data.endless(loader)
+    labels = [next(stream)[1] for _ in range(len(loader) * 2 + 1)]
+    epochs = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        epochs += [y for _, y in loader]
+    assert all(torch.equal(a, b) for a, b in zip(labels, epochs))
+    assert sorted(torch.cat(labels[len(loader):2 * len(loader)]).tolist()) == list(range(100))  # all of epoch 1
+
 def test_epoch_loader_workers_reproducible():
     loader = data.EpochLoader(synthetic(40), 10, seed=7, num_workers=2)
     loader.set_epoch(1)
