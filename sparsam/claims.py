@@ -4,21 +4,30 @@ A row holds the verdict of :func:`sparsam.verdicts.decide` (status, paired mean 
 t-interval), the declared margin, the paired bootstrap interval over seeds and test examples where
 every run kept its per-example correctness, and the commits of the records with a stale flag
 (:func:`sparsam.analysis.is_stale`). :func:`claims_frame` collects rows into a pandas frame.
+:func:`save_verdicts` keeps a chapter's frame under ``results/claims/`` (a build output) and
+:func:`load_verdicts` gathers every chapter's, for the summary figure of notebook 7.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import analysis, verdicts
+from . import analysis, profiles, verdicts
 from ._checks import check_choice
-from .results import unpack_bits
+from .results import RESULTS, unpack_bits
+from .runs import atomic_write_json
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
+CLAIMS_DIR = RESULTS / "claims"
+# The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
+CHAPTERS = ("03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape")
+_SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
 
 
 def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
@@ -96,3 +105,49 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         "records (commit)": claims["commits"],
         "stale": ["stale" if s else "" for s in claims["stale"]],
     })
+
+
+def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: Path = CLAIMS_DIR) -> Path:
+    """Write a chapter's verdicts frame (the input of :func:`sparsam.plots.claims_figure`) to
+    ``folder/<chapter>.json`` with the chapter's name and the profile it ran under; returns the path."""
+    check_choice("chapter", chapter, tuple(profiles.table()))
+    check_choice("profile", profile, profiles.PROFILES)
+    path = Path(folder) / f"{chapter}.json"
+    atomic_write_json(path, {"chapter": chapter, "profile": profile, "columns": [str(c) for c in frame.columns],
+                             "dtypes": [str(t) for t in frame.dtypes],
+                             "rows": frame.to_dict(orient="split", index=False)["data"]})
+    return path
+
+
+def _saved(path: Path) -> tuple[str, pd.DataFrame]:
+    """The profile of a saved frame and the frame, with ``chapter`` and ``profile`` columns first."""
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict) or set(saved) != set(_SAVED_KEYS):
+            raise ValueError(f"its keys must be {list(_SAVED_KEYS)}")
+        columns = saved["columns"]
+        frame = pd.DataFrame(saved["rows"], columns=columns).astype(dict(zip(columns, saved["dtypes"])))
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a saved verdicts frame: {error}") from error
+    frame.insert(0, "profile", saved["profile"])
+    frame.insert(0, "chapter", saved["chapter"])
+    return saved["profile"], frame
+
+
+def load_verdicts(folder: Path = CLAIMS_DIR, profile: str | None = None) -> pd.DataFrame:
+    """Every chapter's saved verdicts frame in chapter order, with ``chapter`` and ``profile`` columns
+    first; only the chapters saved under ``profile`` unless it is None. No saved frame: an empty frame
+    with these two columns and those of :func:`claims_frame`."""
+    if profile is not None:
+        check_choice("profile", profile, profiles.PROFILES)
+    saved = [_saved(path) for path in sorted(Path(folder).glob("*.json"))]
+    frames = [frame for kept, frame in saved if profile is None or kept == profile]
+    if not frames:
+        return pd.DataFrame(columns=["chapter", "profile", *claims_frame([]).columns])
+    return pd.concat(frames, ignore_index=True)
+
+
+def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] = CHAPTERS) -> list[str]:
+    """The ``chapters`` with no row in ``frame`` (a frame of :func:`load_verdicts`), in their order."""
+    present = set(frame["chapter"])
+    return [c for c in chapters if c not in present]

@@ -1,10 +1,12 @@
-"""Rows of the claims table (sparsam.claims) on constructed records: verdicts, bootstrap, provenance."""
+"""Rows of the claims table (sparsam.claims) on constructed records: verdicts, bootstrap, provenance, saved frames."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsam import analysis, claims, verdicts
@@ -72,3 +74,43 @@ def test_mismatched_frame_and_records_are_refused_and_the_table_reads_ratios():
     assert table["mean difference"][0].startswith("×0.") and table["status"][0] == "reproduced"
     with pytest.raises(ValueError, match="rule must be one of"):
         claims.row("x", "accuracy_of_everything", verdicts.compare([1, 2, 3], [0, 1, 2]))
+
+
+def test_saved_verdicts_come_back_exactly_in_chapter_order_with_chapter_and_profile(tmp_path):
+    cifar = claims.claims_frame([decide(runs(0.05, [0, 1, 2])), decide(runs(0.05, [0]))])  # NaN bounds, bools
+    flat = claims.claims_frame([claims.row("flat", "flatness_ssam_vs_sgd",
+                                           verdicts.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))])
+    claims.save_verdicts(flat, "06_landscape", "quick", folder=tmp_path)    # saved first, listed last
+    path = claims.save_verdicts(cifar, "03_cifar_accuracy", "quick", folder=tmp_path)
+    assert path == tmp_path / "03_cifar_accuracy.json"
+    loaded = claims.load_verdicts(tmp_path)
+    assert list(loaded["chapter"]) == ["03_cifar_accuracy"] * 2 + ["06_landscape"]
+    assert set(loaded["profile"]) == {"quick"} and list(loaded.columns[:2]) == ["chapter", "profile"]
+    again = claims.load_verdicts(tmp_path).iloc[:2].drop(columns=["chapter", "profile"])
+    pd.testing.assert_frame_equal(again, cifar)                              # exact: values, NaNs and dtypes
+    pd.testing.assert_frame_equal(claims.load_verdicts(tmp_path).iloc[2:].drop(columns=["chapter", "profile"])
+                                  .reset_index(drop=True), flat)
+    assert claims.missing_chapters(loaded) == ["04_efficiency", "05_imagenet"]
+    claims.save_verdicts(flat, "06_landscape", "paper", folder=tmp_path)      # overwrites, another profile
+    assert list(claims.load_verdicts(tmp_path, profile="quick")["chapter"].unique()) == ["03_cifar_accuracy"]
+    assert list(claims.load_verdicts(tmp_path, profile="paper")["chapter"].unique()) == ["06_landscape"]
+
+
+def test_no_saved_verdicts_give_an_empty_frame_with_the_columns(tmp_path):
+    empty = claims.load_verdicts(tmp_path / "never-written")
+    assert empty.empty and list(empty.columns) == ["chapter", "profile", *claims.claims_frame([]).columns]
+    assert claims.missing_chapters(empty) == list(claims.CHAPTERS)
+
+
+def test_bad_saved_files_and_bad_names_are_refused_in_one_line_naming_them(tmp_path):
+    frame = claims.claims_frame([decide(runs(0.05, [0]))])
+    for text in ("{not json", json.dumps({"chapter": "03_cifar_accuracy"}), "[]"):
+        (tmp_path / "03_cifar_accuracy.json").write_text(text)
+        with pytest.raises(ValueError, match=r"03_cifar_accuracy\.json is not a saved verdicts frame") as error:
+            claims.load_verdicts(tmp_path)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="chapter must be one of"):
+        claims.save_verdicts(frame, "07_everything", "quick", folder=tmp_path)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        claims.save_verdicts(frame, "03_cifar_accuracy", "fast", folder=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["03_cifar_accuracy.json"]   # nothing half-written
