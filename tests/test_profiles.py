@@ -9,8 +9,8 @@ from sparsam import profiles
 
 def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():
     table = profiles.table()
-    assert set(table) == {"01_convergence", "03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape",
-                          "07_claims"}
+    assert set(table) == {"01_convergence", "02_masks", "03_cifar_accuracy", "04_efficiency", "05_imagenet",
+                          "06_landscape", "07_claims"}
     for notebook, by_profile in table.items():
         assert tuple(by_profile) == profiles.PROFILES, notebook
         names = [set(values) for values in by_profile.values()]
