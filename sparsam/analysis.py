@@ -3,8 +3,9 @@
 - :func:`records_frame`: one row per record (config fields, summary metrics, short commit, staleness);
   :func:`metrics_frame`: one row per record and epoch.
 - :func:`stale_reason` / :func:`is_stale` / :func:`stale_records`: a record is stale when the code of
-  its optimizer changed (``git diff``) between the commit it was made at and ``HEAD``, when that
-  commit is not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
+  its optimizer changed between the commit it was made at and ``HEAD`` (the files' syntax trees
+  without docstrings differ, so a documentation fix keeps the records current), when that commit is
+  not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
 - :func:`paired`: the per-seed values of two configurations that differ only as given.
 - :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots;
   :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 from pathlib import Path
@@ -49,15 +51,36 @@ def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return record.get("summary", record)
 
 
+def code_of(source: str) -> str:
+    """The code of a Python file as its syntax tree without docstrings (comments are not in it)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _code_at(commit: str, path: str) -> str | None:
+    """The code of ``path`` at ``commit`` (:func:`code_of`), None if the file is not there."""
+    source = _git("show", f"{commit}:{path}")
+    return None if source is None else code_of(source)
+
+
 @functools.lru_cache(maxsize=None)
 def _changed_files(commit: str, head: str, files: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Files among ``files`` that differ between ``commit`` and ``head``; None if ``commit`` is not an ancestor."""
+    """Files among ``files`` whose code differs between ``commit`` and ``head``; None if ``commit`` is not an
+    ancestor of ``head``."""
     if _git("merge-base", "--is-ancestor", commit, head) is None:
         return None
     if not files:
         return ()
     out = _git("diff", "--name-only", commit, head, "--", *files)
-    return None if out is None else tuple(out.split())
+    if out is None:
+        return None
+    return tuple(path for path in out.split() if _code_at(commit, path) != _code_at(head, path))
 
 
 def stale_reason(record: Mapping[str, Any]) -> str | None:

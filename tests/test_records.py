@@ -32,9 +32,22 @@ def record(optimizer: str, commit: str | None, dirty: bool | None = False) -> di
 
 @pytest.fixture(scope="module")
 def sam_change() -> tuple[str, str]:
-    """The last commit that changed SAM's code, and its parent."""
-    last = git("log", "-n", "1", "--format=%H", "--", *analysis.OPTIMIZER_FILES["sam"])
-    return last, git("rev-parse", f"{last}^")
+    """The last commit that changed SAM's code (not only its documentation), and its parent."""
+    files = analysis.OPTIMIZER_FILES["sam"]
+    for last in git("log", "--format=%H", "--", *files).split():
+        if analysis._changed_files(f"{last}^", last, files):
+            return last, git("rev-parse", f"{last}^")
+    raise AssertionError("no commit changed SAM's code")
+
+
+def test_code_ignores_docstrings_and_comments_but_not_code():
+    source = 'def f(x):\n    """Add one."""\n    return x + 1  # one\n'
+    documented = 'def f(x):\n    """Add one to x; a longer docstring."""\n    # a comment\n    return x + 1\n'
+    changed = 'def f(x):\n    """Add one."""\n    return x + 2\n'
+    assert analysis.code_of(source) == analysis.code_of(documented)
+    assert analysis.code_of(source) != analysis.code_of(changed)
+    assert analysis.code_of('"""Module."""\nX = 1\n') == analysis.code_of("X = 1\n")
+    assert analysis.code_of('X = "text"\n') != analysis.code_of("X = 1\n")  # strings that are code stay
 
 
 def test_records_made_at_head_in_a_clean_tree_are_current():
