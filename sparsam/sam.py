@@ -85,7 +85,7 @@ class SAM(torch.optim.Optimizer):
         return None, False
 
     def ascent_pass(self) -> ContextManager:
-        """Context for the first forward pass; SSAM's implicit form masks weights inside it."""
+        """Context for the first forward pass; SSAM's implicit form back-propagates through W⊙M inside it."""
         return contextlib.nullcontext()
 
     @torch.no_grad()
