@@ -164,3 +164,16 @@ def test_book_builds_without_warnings_and_shows_every_notebook():
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax is served with the book"
     first = (html / "notebooks" / f"{NOTEBOOKS[0].stem}.html").read_text()
     assert '<span class="section-number">1. </span>' in first, "chapter titles are numbered"
+
+
+def test_pages_hold_no_control_characters():
+    """LaTeX written through Python string escapes turns \\text, \\frac, \\rho into tab, form feed and
+    carriage return, which the -W build does not notice (MathJax just shows broken math)."""
+    pages = [*REPO.glob("book/*.md"), REPO / "README.md", *REPO.glob("notebooks/*.ipynb"), *REPO.glob("*.yml"),
+             *REPO.glob("book/*.yaml"), *REPO.glob("results/study/*.yaml")]
+    for page in pages:
+        text = page.read_text()
+        if page.suffix == ".ipynb":
+            text = "".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
+        bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c != "\n"})
+        assert not bad, f"{page.relative_to(REPO)} holds control characters {bad}"
