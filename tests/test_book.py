@@ -172,7 +172,7 @@ def test_pages_hold_no_control_characters():
     pages = [*REPO.glob("book/*.md"), REPO / "README.md", *REPO.glob("notebooks/*.ipynb"), *REPO.glob("*.yml"),
              *REPO.glob("book/*.yaml"), *REPO.glob("results/study/*.yaml")]
     for page in pages:
-        text = page.read_text()
+        text = page.read_bytes().decode()  # not read_text: it would turn a carriage return into a newline
         if page.suffix == ".ipynb":
             text = "".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
         bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c != "\n"})
