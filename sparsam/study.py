@@ -48,20 +48,17 @@ class Study:
     def configs(self, name: str | None = None) -> list[TrainConfig]:
         """The training configurations of ``name`` (every configuration if None), one per seed."""
         names = list(self.configurations) if name is None else [name]
-        out = []
         for n in names:
             if n not in self.configurations:
                 raise ValueError(f"configuration must be one of {', '.join(self.configurations)}, got {n!r}")
-            fields, seeds = self.configurations[n]
-            out += [TrainConfig.from_dict({**self.regime, **fields, "seed": seed}) for seed in seeds]
-        return out
+        return [self._config(n, seed) for n in names for seed in self.configurations[n][1]]
 
     def name_of(self, config: TrainConfig) -> str | None:
         """The configuration a training config belongs to (None if it is not part of the study)."""
-        for name in self.configurations:
-            if any(c.replace(seed=config.seed) == config for c in self.configs(name)[:1]):
-                return name
-        return None
+        return next((n for n in self.configurations if self._config(n, config.seed) == config), None)
+
+    def _config(self, name: str, seed: int) -> TrainConfig:
+        return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
 
 
 def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None) -> Study:
