@@ -255,6 +255,7 @@ class Trainer:
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
         twin.net, twin.world = twin.model, 1
+        twin.eps_norm_sum = torch.zeros_like(self.eps_norm_sum)  # its own, not the run's accumulator
         twin_params = dict(zip(map(id, self.model.parameters()), twin.model.parameters()))
         twin_layers = None if self.layers is None else [
             dataclasses.replace(layer, params=[twin_params[id(p)] for p in layer.params]) for layer in self.layers]
