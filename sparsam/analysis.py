@@ -8,7 +8,8 @@
   not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
 - :func:`paired`: the per-seed values of two configurations that differ only as given.
 - :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots;
-  :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps.
+  :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps,
+  and :func:`pareto_front` marks the points no other point beats in both.
 """
 
 from __future__ import annotations
@@ -257,18 +258,32 @@ def method_label(row: Mapping[str, Any]) -> str:
 
 
 def cost_summary(frame: pd.DataFrame, value: str = "final_test_acc", time: str = "seconds_per_step",
-                 level: float = 0.95) -> pd.DataFrame:
-    """Per method (:func:`method_label`): ``cost`` = mean ``time`` per step over the SGD runs' mean
-    (``cost_low``/``cost_high``: its interval over seeds) and ``mean``/``low``/``high``/``n`` of ``value``.
+                 level: float = 0.95, by: str | None = None) -> pd.DataFrame:
+    """Per method (:func:`method_label`, or the column ``by`` when given): ``cost`` = mean ``time`` per
+    step over the SGD runs' mean (``cost_low``/``cost_high``: its interval over seeds) and
+    ``mean``/``low``/``high``/``n`` of ``value``.
 
     ``frame`` must hold SGD runs of the same setting; the input of :func:`sparsam.plots.pareto`.
     """
     sgd = frame.loc[frame["optimizer"] == "sgd", time].dropna()
     if sgd.empty:
         raise ValueError(f"frame must hold SGD runs with a recorded {time!r}: the unit of cost")
-    labelled = frame.assign(label=[method_label(row) for _, row in frame.iterrows()],
-                            cost=frame[time] / sgd.mean())
+    if by is not None and by not in frame.columns:
+        raise ValueError(f"by must be a column of the frame, got {by!r}")
+    labels = frame[by] if by is not None else [method_label(row) for _, row in frame.iterrows()]
+    labelled = frame.assign(label=labels, cost=frame[time] / sgd.mean())
     accuracy = summarize(labelled, "label", value, level)
     cost = summarize(labelled, "label", "cost", level).rename(
         columns={"mean": "cost", "low": "cost_low", "high": "cost_high", "n": "cost_n"})
     return accuracy.merge(cost, on="label").sort_values("cost").reset_index(drop=True)
+
+
+def pareto_front(points: pd.DataFrame, value: str = "mean", cost: str = "cost") -> pd.Series:
+    """Whether each point is on the Pareto front of (higher ``value``, lower ``cost``): no other point
+    is at least as good in both and better in one. Points with a NaN in either are not on it."""
+    values, costs = points[value].to_numpy(dtype=float), points[cost].to_numpy(dtype=float)
+    valid = np.isfinite(values) & np.isfinite(costs)
+    on = [bool(valid[i]) and not np.any(valid & (values >= values[i]) & (costs <= costs[i])
+                                        & ((values > values[i]) | (costs < costs[i])))
+          for i in range(len(points))]
+    return pd.Series(on, index=points.index, name="on_front")

@@ -47,6 +47,19 @@ def row(label: str, rule: str, verdict: verdicts.Verdict, *, used: pd.DataFrame 
             "boot_high": boot[1], "commits": commits, "stale": stale, "evidence": evidence}
 
 
+def paired_claim(label: str, rule: str, a: Sequence[float], b: Sequence[float], used: pd.DataFrame, *,
+                 correct: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None, resamples: int = 2000,
+                 evidence: str = "") -> dict[str, Any]:
+    """The row of a claim decided from per-seed values ``a`` and ``b`` (paired by position) of the runs
+    ``used``; ``correct``: the per-example test correctness of the same runs, for the paired bootstrap."""
+    verdict = verdicts.decide(rule, a, b)
+    boot = (math.nan, math.nan)
+    if correct is not None and len(a):
+        _, low, high = verdicts.paired_bootstrap(correct[0], correct[1], resamples=resamples)
+        boot = (low, high)
+    return row(label, rule, verdict, used=used, boot=boot, evidence=evidence)
+
+
 def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: str, rule: str,
              method: Mapping[str, Any], reference: Mapping[str, Any], *, resamples: int = 2000,
              evidence: str = "") -> dict[str, Any]:
@@ -58,15 +71,21 @@ def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: s
     indexed = frame.assign(position=np.arange(len(frame), dtype=float))
     a, b, _ = analysis.paired(indexed, method, reference, "final_test_acc")
     pos_a, pos_b, _ = analysis.paired(indexed, method, reference, "position")
-    verdict = verdicts.decide(rule, a, b)
-    used = frame.iloc[np.concatenate([pos_a, pos_b]).astype(int)]
-    summaries = [records[int(i)]["summary"] for i in np.concatenate([pos_a, pos_b])]
-    boot = (math.nan, math.nan)
-    if len(a) and all("test_correct" in s for s in summaries):
-        correct = [unpack_bits(s["test_correct"]) for s in summaries]
-        _, low, high = verdicts.paired_bootstrap(correct[:len(a)], correct[len(a):], resamples=resamples)
-        boot = (low, high)
-    return row(label, rule, verdict, used=used, boot=boot, evidence=evidence)
+    positions = np.concatenate([pos_a, pos_b]).astype(int)
+    return paired_claim(label, rule, a, b, frame.iloc[positions],
+                        correct=correctness([records[i] for i in pos_a.astype(int)],
+                                            [records[i] for i in pos_b.astype(int)]),
+                        resamples=resamples, evidence=evidence)
+
+
+def correctness(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]]
+                ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The per-example test correctness of two paired lists of records, or None when a record lacks it."""
+    summaries = [r["summary"] for r in [*records_a, *records_b]]
+    if not all("test_correct" in s for s in summaries):
+        return None
+    unpacked = [unpack_bits(s["test_correct"]) for s in summaries]
+    return unpacked[:len(records_a)], unpacked[len(records_a):]
 
 
 def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-from .analysis import OPTIMIZER_NAMES, summarize
+from .analysis import OPTIMIZER_NAMES, pareto_front, summarize
 
 INTERVAL = "mean, 95% interval over seeds"
 NO_INTERVAL = "one seed: no interval"
@@ -159,20 +159,35 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def pareto(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
+def pareto(frame: pd.DataFrame, ax: Axes | None = None, *, budget: float | None = None,
+           front: bool = False) -> Figure:
     """Accuracy (mean, 95% interval over seeds) against measured cost per step in SGD steps.
 
     ``frame``: one row per method with ``label``, ``cost`` (seconds per step / SGD's), ``mean``,
-    ``low``, ``high``, as :func:`sparsam.analysis.cost_summary` builds it.
+    ``low``, ``high`` and optionally ``cost_low``/``cost_high`` (drawn as horizontal bars), as
+    :func:`sparsam.analysis.cost_summary` builds it. ``budget``: a vertical line at that cost;
+    ``front``: a line through the Pareto front of the means (:func:`sparsam.analysis.pareto_front`).
     """
     missing = sorted({"label", "cost", "mean", "low", "high"} - set(frame.columns))
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
     fig, ax = _figure(ax)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "osD^vP*Xhp<>"
     for i, (_, row) in enumerate(frame.iterrows()):
+        style = {"color": colors[i % len(colors)], "marker": markers[i // len(colors) % len(markers)]}
         interval_errorbar(ax, [row["cost"]], [row["mean"]], [row["low"]], [row["high"]], label=str(row["label"]),
-                          color=colors[i % len(colors)])
+                          **style)
+        if np.isfinite(row.get("cost_low", np.nan)) and np.isfinite(row.get("cost_high", np.nan)):
+            ax.errorbar([row["cost"]], [row["mean"]], xerr=[[row["cost"] - row["cost_low"]],
+                                                            [row["cost_high"] - row["cost"]]],
+                        color=style["color"], capsize=3, linestyle="none", linewidth=0.8)
+    if front and len(frame):
+        on = frame[pareto_front(frame)].sort_values("cost")
+        ax.step(on["cost"], on["mean"], where="post", color="k", linewidth=0.8, alpha=0.6,
+                label="Pareto front of the means")
+    if budget is not None:
+        ax.axvline(budget, color="tab:red", linestyle=":", linewidth=1.2, label=f"{budget:g} SGD steps")
     ax.set_xlabel("measured cost per training step (SGD steps)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)

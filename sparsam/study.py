@@ -5,6 +5,10 @@
 names two configurations and a claim whose pinned margin equals ``book/margins.yaml``'s.
 :meth:`Study.configs` gives what ``python -m sparsam train-grid`` trains; :func:`pilot_verdicts`
 recomputes the pilot's decisions from its records.
+
+The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
+them, :func:`decide_comparisons` decides every pre-registered comparison, :func:`pareto_points` puts
+accuracy beside measured cost per step, and :func:`answer` answers the study's question from the decisions.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from typing import Any
 
 import yaml
 
+import numpy as np
+import pandas as pd
+
+from . import analysis, claims
 from .config import TrainConfig
 from .results import RESULTS, load_all
 from .verdicts import Verdict, compare, margins as declared_margins
@@ -24,6 +32,9 @@ STORE = RESULTS / "study" / "runs"
 PILOT_STORE = RESULTS / "study" / "pilot"
 
 _MARGIN_FIELDS = ("test", "unit", "better", "margin")
+# What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
+VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
+ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
 
 
 @dataclass(frozen=True)
@@ -104,3 +115,80 @@ def pilot_verdicts(study: Study, store: str | Path = PILOT_STORE) -> dict[str, V
         out[regime] = compare([accuracy["sam"][k] for k in seeds], [accuracy["sgd"][k] for k in seeds],
                               test="superiority", level=study.margins["level"], min_n=study.margins["min_n"])
     return out
+
+
+def study_frame(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`sparsam.analysis.records_frame` of the study's records with a ``configuration`` column
+    (its name in the pre-registration); records of other configurations are left out. Row ``i``
+    keeps the position of its record in ``records`` as ``position``."""
+    frame = analysis.records_frame(records).assign(position=np.arange(len(records)))
+    frame.insert(0, "configuration", [study.name_of(TrainConfig.from_dict(r["summary"]["config"])) for r in records])
+    return frame[frame["configuration"].notna()].reset_index(drop=True)
+
+
+def progress(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: the seeds planned, the seeds with a record, and the CPU-hours those runs took."""
+    rows = []
+    for name, (_, seeds) in study.configurations.items():
+        done = frame[frame["configuration"] == name]
+        steps = done["epochs"] * np.ceil(done["n_train"] / done["batch_size"])
+        rows.append({"configuration": name, "seeds planned": len(seeds), "seeds done": len(done),
+                     "seeds": ", ".join(str(s) for s in sorted(done["seed"])) or "–",
+                     "CPU-hours": float((done["cpu_seconds_per_step"] * steps).sum() / 3600)})
+    return pd.DataFrame(rows)
+
+
+def comparison_label(comparison: Comparison) -> str:
+    """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"``."""
+    return f"{comparison.a} vs {comparison.b} ({comparison.claim})"
+
+
+def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]], *,
+                       resamples: int = 2000) -> pd.DataFrame:
+    """Every pre-registered comparison decided from the records (a :func:`sparsam.claims.claims_frame`,
+    one row per comparison in the file's order), paired by seed over the seeds both sides have."""
+    units = declared_margins()
+    rows = []
+    for c in study.comparisons:
+        value = VALUES[units[c.claim]["unit"]]
+        sides = [frame[frame["configuration"] == name].set_index("seed") for name in (c.a, c.b)]
+        seeds = sorted(set(sides[0].index) & set(sides[1].index))
+        a, b = (side.loc[seeds] for side in sides)
+        correct = (claims.correctness([records[i] for i in a["position"]], [records[i] for i in b["position"]])
+                   if value == "final_test_acc" else None)
+        rows.append(claims.paired_claim(comparison_label(c), c.claim, a[value].to_numpy(float),
+                                        b[value].to_numpy(float), pd.concat([a, b]), correct=correct,
+                                        resamples=resamples, evidence="CPU study (notebook 8)"))
+    return claims.claims_frame(rows)
+
+
+def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: test accuracy (mean, 95% interval over seeds) and CPU time per step in SGD
+    steps (over the mean of the SGD runs), with ``on_front`` marking the Pareto front of the means."""
+    points = analysis.cost_summary(frame, time="cpu_seconds_per_step", by="configuration")
+    return points.assign(on_front=analysis.pareto_front(points))
+
+
+def answer(study: Study, decided: pd.DataFrame) -> str:
+    """The study's question answered from the decided comparisons: a configuration answers "yes" when
+    both its accuracy against SAM (non-inferiority) and its cost against 1.25 SGD steps are reproduced;
+    the answer is "no" when every configuration with both comparisons fails one of them, and
+    "not decided yet" otherwise."""
+    status = {(c.claim, c.a): s for c, s in zip(study.comparisons, decided["status"])}
+    candidates = [c.a for c in study.comparisons if c.claim == COST_RULE and (ACCURACY_RULE, c.a) in status]
+    if not candidates:
+        raise ValueError(f"the study must compare some configuration by both {ACCURACY_RULE} and {COST_RULE}")
+    both = {name: (status[ACCURACY_RULE, name], status[COST_RULE, name]) for name in candidates}
+    margins = declared_margins()
+    within = (f"within {margins[ACCURACY_RULE]['margin']:g} pp of SAM's accuracy at a CPU cost of at most "
+              f"{margins[COST_RULE]['margin']:g} SGD steps per step")
+    yes = [name for name, pair in both.items() if pair == ("reproduced", "reproduced")]
+    listed = ", ".join(candidates)
+    if yes:
+        return f"Yes: {', '.join(yes)} stayed {within}, both decided at this scale."
+    if all("not reproduced" in pair for pair in both.values()):
+        return (f"No: each configuration that could answer it ({listed}) is decided to fail one of the two "
+                f"conditions (accuracy {within}) at this scale.")
+    undecided = [name for name, pair in both.items() if "not reproduced" not in pair]
+    return (f"Not decided yet: {', '.join(undecided)} could still answer yes, but their comparisons are "
+            f"inconclusive with the records so far (candidates: {listed}).")

@@ -109,3 +109,17 @@ def test_pareto_labels_cost_in_sgd_steps():
     assert sorted(legend_texts(ax)) == ["SAM (one seed: no interval)", "SGD (mean, 95% interval over seeds)"]
     with pytest.raises(ValueError, match="lacks the columns \\['cost'\\]"):
         plots.pareto(table.drop(columns="cost"))
+
+
+def test_pareto_draws_cost_intervals_the_front_and_the_budget():
+    table = pd.DataFrame({"label": ["SGD", "SAM", "SSAM"], "cost": [1.0, 2.0, 1.8], "mean": [90.0, 91.0, 90.5],
+                          "low": [89.5, 90.5, 90.0], "high": [90.5, 91.5, 91.0], "cost_low": [0.9, 1.9, 1.7],
+                          "cost_high": [1.1, 2.1, 1.9]})
+    ax = plots.pareto(table, budget=1.25, front=True).axes[0]
+    assert "1.25 SGD steps" in legend_texts(ax) and "Pareto front of the means" in legend_texts(ax)
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front of the means")
+    assert list(front.get_xdata()) == [1.0, 1.8, 2.0] and list(front.get_ydata()) == [90.0, 90.5, 91.0]
+    x_bars = [c for c in ax.containers if c.has_xerr and not c.has_yerr]
+    assert len(x_bars) == 3
+    segments = np.concatenate([c.lines[2][0].get_segments() for c in x_bars])
+    assert sorted(float(s[0][0]) for s in segments) == pytest.approx([0.9, 1.7, 1.9])

@@ -1,0 +1,112 @@
+"""The CPU study's analysis (sparsam.study) on constructed records: progress, decided comparisons, the Pareto
+points and the answer to the study's question, each against an independent computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsam import analysis, verdicts
+from sparsam.results import pack_bits
+from sparsam.study import answer, decide_comparisons, load_study, pareto_points, progress, study_frame
+
+STUDY = load_study()
+N_TEST = 1000  # per-example correctness of the constructed runs (the study's runs keep 10,000)
+
+
+def record(name: str, seed: int, accuracy: float, cpu: float) -> dict:
+    """A finished run of the study configuration ``name`` with ``accuracy`` (a fraction, exact in
+    thousandths) and ``cpu`` seconds of process time per step."""
+    config = next(c for c in STUDY.configs(name) if c.seed == seed)
+    correct = np.zeros(N_TEST, dtype=bool)
+    correct[np.random.default_rng(seed).permutation(N_TEST)[:round(accuracy * N_TEST)]] = True
+    return {"summary": {"config": config.to_dict(), "run_id": config.run_id(), "final_test_acc": float(correct.mean()),
+                        "cpu_seconds_per_step": cpu, "seconds_per_step": cpu, "test_correct": pack_bits(correct),
+                        "provenance": {"git_commit": "f" * 40, "git_dirty": False}}, "metrics": []}
+
+
+def runs(accuracy: dict[str, list[float]], cost: dict[str, list[float]]) -> list[dict]:
+    return [record(name, seed, a, c) for name in accuracy
+            for seed, a, c in zip(range(len(accuracy[name])), accuracy[name], cost[name])]
+
+
+SEEDS3 = {"sgd": [0.640, 0.645, 0.650], "sam": [0.660, 0.662, 0.668]}
+SGD_COST = [0.050, 0.051, 0.049]
+
+
+def decided(records: list[dict]) -> pd.DataFrame:
+    return decide_comparisons(STUDY, study_frame(STUDY, records), records, resamples=200).set_index("claim")
+
+
+def test_the_answer_is_yes_when_a_candidate_is_as_accurate_as_sam_at_most_1_25_sgd_steps():
+    accuracy = {**SEEDS3, "cost-aware-0.9": [0.672, 0.670, 0.679]}
+    cost = {"sgd": SGD_COST, "sam": [0.09, 0.09, 0.09], "cost-aware-0.9": [0.055, 0.056, 0.054]}
+    records = runs(accuracy, cost)
+    table = decided(records)
+    cost_row = table.loc["cost-aware-0.9 vs sgd (cost_time_vs_sgd_at_most_1_25)"]
+    expected = verdicts.compare(np.log([0.055, 0.056, 0.054]), np.log(SGD_COST), margin=math.log(1.25),
+                                test="non-inferiority", better="lower")
+    assert cost_row["status"] == "reproduced" and cost_row["diff"] == pytest.approx(expected.diff)
+    assert cost_row["high"] == pytest.approx(expected.high)
+    accuracy_row = table.loc["cost-aware-0.9 vs sam (accuracy_ssam_vs_sam)"]
+    assert accuracy_row["diff"] == pytest.approx(100 * np.mean(np.subtract([0.672, 0.670, 0.679], SEEDS3["sam"])))
+    assert accuracy_row["status"] == "reproduced" and accuracy_row["n"] == 3
+    assert accuracy_row["boot_low"] < accuracy_row["diff"] < accuracy_row["boot_high"]
+    assert answer(STUDY, table.reset_index()).startswith("Yes: cost-aware-0.9 stayed within 0.5 pp")
+
+
+def test_the_answer_is_no_only_when_every_candidate_fails_a_condition():
+    slow = [0.080, 0.081, 0.079]  # 1.6 SGD steps
+    accuracy = {**SEEDS3, **{name: SEEDS3["sam"] for name in ("sam-every-2", "cost-aware-0.9", "ssam-f-0.9")}}
+    cost = {"sgd": SGD_COST, "sam": [0.09] * 3, "sam-every-2": slow, "cost-aware-0.9": slow, "ssam-f-0.9": slow}
+    table = decided(runs(accuracy, cost))
+    assert answer(STUDY, table.reset_index()).startswith("No: each configuration")
+    cheap = {**cost, "ssam-f-0.9": SGD_COST}  # one candidate is cheap and ties SAM: yes
+    assert answer(STUDY, decided(runs(accuracy, cheap)).reset_index()).startswith("Yes: ssam-f-0.9")
+    two_seeds = {name: values[:2] for name, values in accuracy.items()}
+    assert answer(STUDY, decided(runs(two_seeds, cost)).reset_index()).startswith("Not decided yet")
+
+
+def test_every_comparison_pairs_only_the_seeds_both_sides_have():
+    accuracy = {"sgd": [0.64, 0.65, 0.66, 0.67], "sam": [0.66, 0.67, 0.68]}
+    table = decided(runs(accuracy, {"sgd": [0.05] * 4, "sam": [0.09] * 3}))
+    row = table.loc["sam vs sgd (accuracy_sam_vs_sgd)"]
+    assert row["n"] == 3 and row["diff"] == pytest.approx(2.0) and row["status"] == "reproduced"
+    assert list(table.index) == [f"{c.a} vs {c.b} ({c.claim})" for c in STUDY.comparisons]
+    assert table.loc["2:4-implicit vs 2:4-explicit (accuracy_implicit_vs_explicit)", "n"] == 0
+
+
+def test_progress_counts_seeds_and_cpu_hours():
+    records = runs({"sgd": [0.64, 0.65], "sam": [0.66]}, {"sgd": [0.05, 0.07], "sam": [0.09]})
+    table = progress(STUDY, study_frame(STUDY, records)).set_index("configuration")
+    steps = 200 * math.ceil(2500 / 32)
+    assert table.loc["sgd", "seeds done"] == 2 and table.loc["sgd", "seeds planned"] == 5
+    assert table.loc["sgd", "CPU-hours"] == pytest.approx((0.05 + 0.07) * steps / 3600)
+    assert table.loc["layer-0.5", "seeds"] == "–" and table.loc["layer-0.5", "seeds planned"] == 3
+
+
+def test_records_of_other_configurations_are_left_out():
+    records = runs({"sgd": [0.64]}, {"sgd": [0.05]})
+    stranger = record("sgd", 0, 0.5, 0.05)
+    stranger["summary"]["config"]["epochs"] = 3
+    frame = study_frame(STUDY, [stranger, *records])
+    assert list(frame["configuration"]) == ["sgd"] and list(frame["position"]) == [1]
+
+
+def test_pareto_points_measure_cost_in_sgd_steps_and_mark_the_front():
+    accuracy = {"sgd": [0.640, 0.650, 0.660], "sam": [0.660, 0.670, 0.680], "sam-every-2": [0.650, 0.660, 0.670],
+                "ssam-f-0.9": [0.640, 0.650, 0.650]}
+    cost = {"sgd": [0.05] * 3, "sam": [0.10] * 3, "sam-every-2": [0.075] * 3, "ssam-f-0.9": [0.09] * 3}
+    points = pareto_points(study_frame(STUDY, runs(accuracy, cost))).set_index("label")
+    assert points.loc["sam", "cost"] == pytest.approx(2.0) and points.loc["sam-every-2", "cost"] == pytest.approx(1.5)
+    assert points.loc["sam", "mean"] == pytest.approx(67.0)
+    assert points["on_front"].to_dict() == {"sgd": True, "sam-every-2": True, "ssam-f-0.9": False, "sam": True}
+
+
+def test_the_pareto_front_keeps_exactly_the_undominated_points():
+    points = pd.DataFrame({"mean": [1.0, 2.0, 2.0, 0.5, 3.0, np.nan], "cost": [1.0, 1.5, 1.5, 2.0, 3.0, 0.1]})
+    assert list(analysis.pareto_front(points)) == [True, True, True, False, True, False]
+    assert list(analysis.pareto_front(points.iloc[[1, 3]])) == [True, False]
