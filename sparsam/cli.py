@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import data, grid, masks, models, runs
+from . import curvature, data, grid, masks, models, runs
 from .config import CHOICES, TrainConfig
 from .executors import add_executor_arguments, options_from_args
 
@@ -150,6 +150,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "train": (add_train, run_train),
     "sweep": (add_sweep, run_sweep),
     "train-grid": (grid.add_command, grid.run_command),
+    "flatness": (curvature.add_command, curvature.run_command),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
 USER_ERRORS = (ValueError, OSError, runs.Locked, ImportError)

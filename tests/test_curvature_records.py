@@ -1,0 +1,111 @@
+"""Flatness records (sparsam.curvature.measure_run and friends): notebook 6's curvature of a finished run,
+stored as JSON, read back only when it was measured with the settings asked for."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from sparsam import cli, curvature, models, profiles
+from sparsam.config import TrainConfig
+from sparsam.study import load_study
+
+SETTINGS = curvature.Settings(n_eval=20, eval_batch_size=8, power_iterations=3, hutchinson_samples=2)
+needs_data = pytest.mark.skipif(not os.environ.get("SPARSAM_DATA"), reason="needs the CIFAR-10 pack (SPARSAM_DATA)")
+
+
+def _finished_run(runs_dir, config):
+    """A run folder as sparsam.train leaves it (summary and checkpoint), with seeded random weights."""
+    torch.manual_seed(5)
+    net = models.build_model(config.model, 10, width=config.width)
+    run = runs_dir / config.run_id()
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"data": {"num_classes": 10},
+                                                  "provenance": {"git_commit": "0123abc"}}))
+    torch.save({"model": net.state_dict()}, run / "checkpoint.pt")
+    return net.eval()
+
+
+def test_the_cpu_study_profile_measures_four_configurations_of_the_study_per_seed():
+    p = profiles.parameters("06_landscape", "cpu-study", {})
+    networks = curvature.networks(p)
+    study = load_study()
+    names = {key: {study.name_of(c) for (k, _), c in networks.items() if k == key} for key, _ in networks}
+    assert names == {"sgd": {"sgd"}, "sam": {"sam"}, "ssam": {"ssam-f-0.5"}, "ssamd": {"ssam-d-0.5"}}
+    assert sorted({seed for _, seed in networks}) == p.seeds and len(networks) == 4 * len(p.seeds)
+    quick = curvature.networks(profiles.parameters("06_landscape", "quick", {"include_ssam_d": False}))
+    assert {key for key, _ in quick} == {"sgd", "sam", "ssam"}
+    assert curvature.Settings.of(p) == curvature.Settings(n_eval=512, eval_batch_size=128, power_iterations=20,
+                                                          hutchinson_samples=20)
+
+
+@needs_data
+def test_a_record_holds_what_a_direct_measurement_gives_and_is_reused_only_with_its_settings(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=100, n_test=10, seed=1)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    net = _finished_run(runs_dir, config)
+    record = curvature.measure_run(config, runs_dir, SETTINGS, store)
+
+    batches = curvature.evaluation_batches("cifar10", 100, 20, seed=1, batch_size=8, device=torch.device("cpu"))
+    direct = curvature.curvature(net, batches, power_iterations=3, hutchinson_samples=2, seed=1)
+    assert record["results"] == direct
+    assert record["settings"] == {"n_eval": 20, "eval_batch_size": 8, "power_iterations": 3, "hutchinson_samples": 2,
+                                  "eval_seed": 1}
+    assert record["run_id"] == config.run_id() and record["trained_at"] == "0123abc"
+    assert {"git_commit", "git_dirty", "host", "torch"} <= set(record["provenance"])
+    assert curvature.load_flatness(config, SETTINGS, store) == record  # the JSON round-trips
+    assert [p.name for p in store.iterdir()] == [f"{config.run_id()}.json"]  # no temporary file left
+
+    frame = curvature.flatness_frame({("SGD", 1): config, ("SAM", 1): config.replace(optimizer="sam")},
+                                     SETTINGS, store)
+    assert list(frame.columns) == list(curvature.ROW) and len(frame) == 1
+    assert frame.iloc[0].to_dict() == {"method": "SGD", "seed": 1, **direct}
+
+    other = dataclasses.replace(SETTINGS, power_iterations=4)  # other settings: not reused, measured again
+    assert curvature.load_flatness(config, other, store) is None
+    assert curvature.flatness_frame({("SGD", 1): config}, other, store).empty
+    out = io.StringIO()
+    assert curvature.measure_missing([config], runs_dir, other, store, out=out) == {config.run_id(): "measured"}
+    again = curvature.load_flatness(config, other, store)
+    assert len(again["results"]["eigenvalue_history"]) == 4 and again["results"]["trace"] == direct["trace"]
+    assert curvature.measure_missing([config], runs_dir, other, store, out=out) == {config.run_id(): "kept"}
+    assert out.getvalue().splitlines() == [f"measured: {config.run_id()}", f"kept: {config.run_id()}"]
+
+    stranger = config.replace(seed=2)  # a file named after one config that holds another is refused
+    shutil.copy(curvature.flatness_path(config, store), curvature.flatness_path(stranger, store))
+    with pytest.raises(ValueError, match="does not hold the config"):
+        curvature.load_flatness(stranger, other, store)
+
+
+def test_a_run_without_checkpoint_is_an_error_and_an_unfinished_one_is_skipped(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sam", epochs=1, n_train=100, n_test=10)
+    with pytest.raises(FileNotFoundError, match=f"runs_dir .* no finished run {config.run_id()}"):
+        curvature.measure_run(config, tmp_path / "runs", SETTINGS, tmp_path / "flatness")
+    (tmp_path / "runs" / config.run_id()).mkdir(parents=True)
+    (tmp_path / "runs" / config.run_id() / "summary.json").write_text("{}")  # summary without checkpoint
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        curvature.measure_run(config, tmp_path / "runs", SETTINGS, tmp_path / "flatness")
+    unfinished = config.replace(seed=3)
+    assert curvature.measure_missing([unfinished], tmp_path / "runs", SETTINGS, tmp_path / "flatness",
+                                     out=io.StringIO()) == {unfinished.run_id(): "not finished"}
+    assert not (tmp_path / "flatness").exists()
+
+
+def test_cli_flatness_lists_the_profile_networks_and_needs_a_store_where_the_profile_has_none(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:  # the command sets the profile's thread count
+        assert cli.main(["flatness", "--runs-dir", str(tmp_path / "runs"), "--store", str(tmp_path / "out")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    p = profiles.parameters("06_landscape", "cpu-study", {})
+    assert lines == [f"not finished: {c.run_id()}" for c in curvature.networks(p).values()]
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["flatness", "--runs-dir", str(tmp_path), "--profile", "quick"]) == 2
+    assert "error: --store is needed: profile 'quick' keeps no flatness records" in capsys.readouterr().err
