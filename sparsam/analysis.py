@@ -37,7 +37,8 @@ OPTIMIZER_FILES: dict[str, tuple[str, ...]] = {"sgd": (), "sam": _SAM_FILES, "as
 # Summary fields copied into the frame (NaN where a record predates the field).
 SUMMARY_FIELDS = ("final_test_acc", "best_test_acc", "final_train_loss", "seconds_per_step", "cpu_seconds_per_step",
                   "mean_eps_norm", "mask_density", "flops_per_step", "flops_forward", "sparse_step_flops_vs_sgd",
-                  "images_per_s", "train_seconds", "epochs_run", "world_size")
+                  "images_per_s", "train_seconds", "wall_seconds_this_process", "resumed_from_epoch", "epochs_run",
+                  "world_size")
 PERCENT_FIELDS = ("final_test_acc", "best_test_acc")  # fractions in the records, percent in the frame
 CONFIG_FIELDS = tuple(TrainConfig.__dataclass_fields__)
 # Config fields that act on some optimizers only (the others ignore them): ignored when pairing across.

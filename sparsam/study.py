@@ -8,11 +8,13 @@ recomputes the pilot's decisions from its records.
 
 The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
 them, :func:`decide_comparisons` decides every pre-registered comparison, :func:`pareto_points` puts
-accuracy beside measured cost per step, and :func:`answer` answers the study's question from the decisions.
+accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
+and :func:`book_statuses` combines them into the statuses of the reproduction page's claims.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,11 @@ import yaml
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims
+from . import analysis, claims, tables
 from .config import TrainConfig
 from .results import RESULTS, load_all
-from .verdicts import Verdict, compare, margins as declared_margins
+from .runs import REPO, _git
+from .verdicts import Verdict, combine, compare, margins as declared_margins
 
 STUDY = RESULTS / "study" / "cpu_study.yaml"
 STORE = RESULTS / "study" / "runs"
@@ -34,6 +37,18 @@ PILOT_STORE = RESULTS / "study" / "pilot"
 _MARGIN_FIELDS = ("test", "unit", "better", "margin")
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
+# The claims of the reproduction page that the study decides, each by the comparisons it needs
+# (combined by sparsam.verdicts.combine: reproduced when all are, not reproduced when one is not).
+BOOK_CLAIMS = {
+    "acc": (("accuracy_ssam_vs_sam", "ssam-f-0.5", "sam"), ("accuracy_ssam_vs_sam", "ssam-d-0.5", "sam")),
+    "sam_sgd": (("accuracy_sam_vs_sgd", "sam", "sgd"),),
+    "radius": (("accuracy_ssam_vs_sam", "ssam-f-0.5-masked", "sam"),),
+    "patterns": tuple(("accuracy_pattern_vs_sam", p, "sam") for p in ("layer-0.5", "filter-0.5", "2:4-explicit")),
+    "forms": (("accuracy_implicit_vs_explicit", "2:4-implicit", "2:4-explicit"),),
+    "cost": (("cost_time_ssam_vs_sam", "ssam-f-0.5", "sam"),),
+    "cost_aware": (("cost_time_cost_aware_vs_sam", "cost-aware-0.9", "sam"),),
+    "fisher_random": (("accuracy_fisher_vs_random", "ssam-f-0.5", "random-0.5"),),
+}
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
 
 
@@ -138,6 +153,16 @@ def progress(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rerun_estimate(study: Study, frame: pd.DataFrame, parallel: int = 2) -> dict[str, float]:
+    """How long re-running the whole study takes at the pace of its records: ``runs`` planned,
+    ``hours_per_run`` (mean wall-clock hours of the records trained in one process, resumed ones left
+    out) and ``hours`` for every run, ``parallel`` at a time (NaN without such a record)."""
+    whole = frame.loc[frame["resumed_from_epoch"].fillna(0) == 0, "wall_seconds_this_process"].dropna()
+    runs = sum(len(seeds) for _, seeds in study.configurations.values())
+    per_run = float(whole.mean() / 3600) if len(whole) else float("nan")
+    return {"runs": runs, "hours_per_run": per_run, "hours": per_run * math.ceil(runs / parallel)}
+
+
 def comparison_label(comparison: Comparison) -> str:
     """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"``."""
     return f"{comparison.a} vs {comparison.b} ({comparison.claim})"
@@ -192,3 +217,43 @@ def answer(study: Study, decided: pd.DataFrame) -> str:
     undecided = [name for name, pair in both.items() if "not reproduced" not in pair]
     return (f"Not decided yet: {', '.join(undecided)} could still answer yes, but their comparisons are "
             f"inconclusive with the records so far (candidates: {listed}).")
+
+
+def book_statuses(study: Study, decided: pd.DataFrame) -> dict[str, str]:
+    """The status of each claim of :data:`BOOK_CLAIMS`, combined from the decided comparisons it needs."""
+    status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided["status"])}
+    out = {}
+    for key, needed in BOOK_CLAIMS.items():
+        missing = [n for n in needed if n not in status]
+        if missing:
+            raise ValueError(f"claim {key!r} needs the comparisons {missing}, which the study does not make")
+        out[key] = combine([status[n] for n in needed])
+    return out
+
+
+def configuration_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration with records, cheapest first: seeds, test accuracy, CPU time per step
+    and its cost in SGD steps, mean ‖ε‖ and final training loss, each as mean [95% t-interval]."""
+    points = pareto_points(frame).set_index("label")
+    rows = []
+    for name in points.index:
+        runs = frame[frame["configuration"] == name]
+        cell = {column: tables.interval_text(*analysis.summarize(runs.assign(all=0), "all", column).iloc[0][
+            ["mean", "low", "high"]], digits=digits)
+            for column, digits in (("cpu_seconds_per_step", 4), ("mean_eps_norm", 4), ("final_train_loss", 3))}
+        if runs["optimizer"].eq("sgd").all():
+            cell["mean_eps_norm"] = "– (no ε)"
+        at = points.loc[name]
+        rows.append({"configuration": name, "seeds": int(at["n"]),
+                     "test accuracy (%)": tables.interval_text(at["mean"], at["low"], at["high"]),
+                     "CPU seconds per step": cell["cpu_seconds_per_step"],
+                     "cost (SGD steps)": tables.interval_text(at["cost"], at["cost_low"], at["cost_high"]),
+                     "mean ‖ε‖": cell["mean_eps_norm"], "final training loss (nats)": cell["final_train_loss"],
+                     "on the Pareto front": "yes" if at["on_front"] else ""})
+    return pd.DataFrame(rows)
+
+
+def registered_at(path: str | Path = STUDY) -> str:
+    """The commit that added the pre-registration, as ``"<short hash> (<date>)"``; "unknown" outside git."""
+    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", str(Path(path).resolve().relative_to(REPO)))
+    return added.splitlines()[-1] if added else "unknown"

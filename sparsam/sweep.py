@@ -66,6 +66,9 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
         raise ValueError(f"grid file {path} is not valid YAML{line}: {getattr(error, 'problem', error)}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid file {path} must be a mapping with 'notebook', 'parameters' and 'grid'")
+    if "regime" in spec and "configurations" in spec:
+        raise ValueError(f"grid file {path} is a study's pre-registration (training runs, not notebook points): "
+                         f"train it with `python -m sparsam train-grid {path} --store results/study/runs`")
     unknown = sorted(set(spec) - {"notebook", "parameters", "grid"})
     if unknown or "notebook" not in spec:
         raise ValueError(f"grid file needs 'notebook' and may have 'parameters' and 'grid'; unknown keys: {unknown}")

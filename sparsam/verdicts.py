@@ -162,6 +162,16 @@ def paired_bootstrap(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.nda
     return 100 * float(diffs.mean()), 100 * float(low), 100 * float(high)
 
 
+def combine(statuses: Sequence[str]) -> str:
+    """The status of a claim that needs several comparisons: "not reproduced" if any is, "reproduced"
+    if all are (and there is at least one), "inconclusive" otherwise."""
+    for status in statuses:
+        check_choice("status", status, STATUSES)
+    if "not reproduced" in statuses:
+        return "not reproduced"
+    return "reproduced" if statuses and set(statuses) == {"reproduced"} else "inconclusive"
+
+
 def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The declared claims of ``book/margins.yaml``: name -> ``margin, unit, test, better, level, min_n, reason``.
 

@@ -10,7 +10,7 @@ from sparsam import profiles
 def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():
     table = profiles.table()
     assert set(table) == {"01_convergence", "02_masks", "03_cifar_accuracy", "04_efficiency", "05_imagenet",
-                          "06_landscape", "07_claims"}
+                          "06_landscape", "07_claims", "08_cpu_study"}
     for notebook, by_profile in table.items():
         assert tuple(by_profile) == profiles.PROFILES, notebook
         names = [set(values) for values in by_profile.values()]
@@ -18,6 +18,9 @@ def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed
         for values in by_profile.values():
             if notebook == "07_claims":  # it trains nothing: no parameter besides the profile
                 assert values == {}
+                continue
+            if notebook == "08_cpu_study":  # it reads the pre-registered study, whose file names the seeds
+                assert values == by_profile["quick"] and values["study_file"] == "results/study/cpu_study.yaml"
                 continue
             assert isinstance(values["seeds"], list) and all(isinstance(s, int) for s in values["seeds"])
 

@@ -4,6 +4,8 @@ points and the answer to the study's question, each against an independent compu
 from __future__ import annotations
 
 import math
+import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,9 @@ import pytest
 
 from sparsam import analysis, verdicts
 from sparsam.results import pack_bits
-from sparsam.study import answer, decide_comparisons, load_study, pareto_points, progress, study_frame
+from sparsam.runs import REPO
+from sparsam.study import (BOOK_CLAIMS, answer, book_statuses, configuration_table, decide_comparisons, load_study,
+                           pareto_points, progress, registered_at, rerun_estimate, study_frame)
 
 STUDY = load_study()
 N_TEST = 1000  # per-example correctness of the constructed runs (the study's runs keep 10,000)
@@ -110,3 +114,49 @@ def test_the_pareto_front_keeps_exactly_the_undominated_points():
     points = pd.DataFrame({"mean": [1.0, 2.0, 2.0, 0.5, 3.0, np.nan], "cost": [1.0, 1.5, 1.5, 2.0, 3.0, 0.1]})
     assert list(analysis.pareto_front(points)) == [True, True, True, False, True, False]
     assert list(analysis.pareto_front(points.iloc[[1, 3]])) == [True, False]
+
+
+def test_book_statuses_combine_the_comparisons_each_claim_needs():
+    accuracy = {**SEEDS3, "ssam-f-0.5": [0.670, 0.671, 0.680], "ssam-d-0.5": [0.600, 0.610, 0.605]}
+    cost = {"sgd": SGD_COST, "sam": [0.09] * 3, "ssam-f-0.5": [0.10, 0.101, 0.099], "ssam-d-0.5": [0.09] * 3}
+    statuses = book_statuses(STUDY, decided(runs(accuracy, cost)).reset_index())
+    assert statuses["sam_sgd"] == "reproduced" and statuses["acc"] == "not reproduced"  # SSAM-D is far below SAM
+    assert statuses["cost"] == "not reproduced"  # SSAM-F's step is dearer than SAM's, not cheaper
+    assert statuses["patterns"] == "inconclusive" and set(statuses) == set(BOOK_CLAIMS)
+    with pytest.raises(ValueError, match="radius"):
+        book_statuses(replace(STUDY, comparisons=STUDY.comparisons[:6]), decided(runs(accuracy, cost)).reset_index())
+
+
+def test_combine_needs_every_comparison_and_rejects_unknown_statuses():
+    assert verdicts.combine(["reproduced", "reproduced"]) == "reproduced"
+    assert verdicts.combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert verdicts.combine(["inconclusive", "not reproduced"]) == "not reproduced"
+    assert verdicts.combine([]) == "inconclusive"
+    with pytest.raises(ValueError, match="status"):
+        verdicts.combine(["passed"])
+
+
+def test_the_configuration_table_gives_intervals_over_seeds_cheapest_first():
+    accuracy = {"sgd": [0.640, 0.650, 0.660], "sam": [0.670]}
+    table = configuration_table(study_frame(STUDY, runs(accuracy, {"sgd": [0.05] * 3, "sam": [0.1]})))
+    assert list(table["configuration"]) == ["sgd", "sam"]
+    low, high = verdicts.mean_interval([64.0, 65.0, 66.0])[1:]
+    assert table.loc[0, "test accuracy (%)"] == f"65.00 [{low:.2f}, {high:.2f}]"
+    assert table.loc[1, "test accuracy (%)"] == "67.00 (one seed)" and table.loc[1, "cost (SGD steps)"] == "2.00 (one seed)"
+    assert table.loc[0, "mean ‖ε‖"] == "– (no ε)" and table.loc[1, "mean ‖ε‖"] == "not recorded"
+
+
+def test_the_preregistration_commit_is_named_from_git():
+    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%h", "--", "results/study/cpu_study.yaml"],
+                           cwd=REPO, capture_output=True, text=True).stdout.split()[-1]
+    assert registered_at().startswith(first + " (20")
+
+
+def test_the_rerun_estimate_follows_the_pace_of_the_records_trained_in_one_process():
+    records = runs({"sgd": [0.64, 0.65], "sam": [0.66]}, {"sgd": [0.05, 0.05], "sam": [0.09]})
+    for r, wall, resumed in zip(records, [1800.0, 3600.0, 99999.0], [0, 0, 120]):
+        r["summary"].update(wall_seconds_this_process=wall, resumed_from_epoch=resumed)
+    estimate = rerun_estimate(STUDY, study_frame(STUDY, records))
+    assert estimate["runs"] == 7 * 5 + 6 * 3 and estimate["hours_per_run"] == pytest.approx(0.75)
+    assert estimate["hours"] == pytest.approx(0.75 * 27)  # 53 runs, two at a time
+    assert math.isnan(rerun_estimate(STUDY, study_frame(STUDY, records[2:]))["hours"])

@@ -152,7 +152,8 @@ def test_bad_grid_files_name_the_problem(tmp_path, notebook):
     for text, message in [("notebook: nope.ipynb\n", "notebook 'nope.ipynb' not found"),
                           (f"notebook: {notebook}\nsweep: {{}}\n", "unknown keys: \\['sweep'\\]"),
                           (f"notebook: {notebook}\ngrid: {{seed: 3}}\n", "must be a non-empty list"),
-                          ("- a\n- b\n", "must be a mapping")]:
+                          ("- a\n- b\n", "must be a mapping"),
+                          ("regime: {}\nconfigurations: {}\n", "pre-registration .*python -m sparsam train-grid")]:
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
             sweep.load_grid(bad)
