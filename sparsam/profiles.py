@@ -58,8 +58,12 @@ def study_note(profile: str, found: int, wanted: int) -> str:
     """One sentence on where the records of a profile stand ("" when every record is there)."""
     if found == wanted:
         return ""
-    if profile == "cpu-study" and found == 0:
+    if profile == "cpu-study":
         where = STUDY_STORE.relative_to(REPO)
-        return (f"No study records yet: {where}/ holds none of these {wanted} configurations, and this page does "
-                "not train them (the study is trained by `python -m sparsam train-grid`, see the rerun page).")
+        why = ("the CPU study (results/study/cpu_study.yaml) has not trained them yet or does not pre-register "
+               "them, and this page does not train them (the study is trained by `python -m sparsam train-grid`, "
+               "see the rerun page)")
+        if found == 0:
+            return f"No study records yet: {where}/ holds none of these {wanted} configurations; {why}."
+        return f"{found} of {wanted} configurations have a record in {where}/; the others are not shown: {why}."
     return f"{found} of {wanted} configurations have a record; the others are not shown."
