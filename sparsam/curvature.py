@@ -211,14 +211,14 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
                         help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
     parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
-                                                      "`flatness`, e.g. results/study/flatness)")
+                                                      "`flatness_store`, e.g. results/study/flatness)")
 
 
 def run_command(args: argparse.Namespace) -> int:
     p = profiles.parameters("06_landscape", args.profile, {})
-    if args.store is None and p.flatness is None:
+    if args.store is None and p.flatness_store is None:
         raise ValueError(f"--store is needed: profile {args.profile!r} keeps no flatness records")
-    store = Path(args.store) if args.store is not None else REPO / p.flatness
+    store = Path(args.store) if args.store is not None else REPO / p.flatness_store
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
     measure_missing(list(networks(p).values()), Path(args.runs_dir), Settings.of(p), store, torch.device(p.device))
