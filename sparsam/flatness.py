@@ -26,6 +26,8 @@ from .verdicts import Verdict, decide, mean_interval
 
 CLAIMS = {"SAM": "flatness_ssam_vs_sam", "SGD": "flatness_ssam_vs_sgd"}
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
+# The method label of each kind of network of sparsam.curvature.networks, as the rows name them.
+NETWORK_NAMES = {"sgd": "SGD", "sam": "SAM", "ssam": "SSAM-F", "ssamd": "SSAM-D"}
 
 
 def curvature_summary(frame: pd.DataFrame, measure: str, level: float = 0.95) -> pd.DataFrame:

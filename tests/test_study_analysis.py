@@ -160,3 +160,13 @@ def test_the_rerun_estimate_follows_the_pace_of_the_records_trained_in_one_proce
     assert estimate["runs"] == 7 * 5 + 6 * 3 and estimate["hours_per_run"] == pytest.approx(0.75)
     assert estimate["hours"] == pytest.approx(0.75 * 27)  # 53 runs, two at a time
     assert math.isnan(rerun_estimate(STUDY, study_frame(STUDY, records[2:]))["hours"])
+
+
+def test_the_flatness_names_cover_every_network_kind_and_every_reference():
+    from sparsam import curvature, flatness, profiles
+
+    kinds = {kind for kind, _ in curvature.networks(profiles.parameters("06_landscape", "cpu-study", {}))}
+    assert kinds == set(flatness.NETWORK_NAMES)
+    assert set(flatness.CLAIMS) <= set(flatness.NETWORK_NAMES.values())
+    configs = curvature.networks(profiles.parameters("06_landscape", "cpu-study", {})).values()
+    assert {STUDY.name_of(c) for c in configs} == {"sgd", "sam", "ssam-f-0.5", "ssam-d-0.5"}  # the study's own runs
