@@ -86,6 +86,23 @@ def test_notebooks_define_no_helpers_and_hide_their_plumbing():
                 assert "hide-input" in _tags(cell), f"{path.name}: plumbing cell not hidden:\n{source[:200]}"
 
 
+def _imported(source):
+    """The names a cell's imports bind (IPython magics left out)."""
+    tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%")))
+    return {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+
+
+def test_no_parameter_is_shadowed_by_an_import():
+    assert _imported("import numpy as np\nfrom sparsam import flatness, study") == {"np", "flatness", "study"}
+    for path in NOTEBOOKS:
+        cells = [c for c in _cells(path) if c["cell_type"] == "code"]
+        parameters = set(re.findall(r"^(\w+)\s*=", "".join(next(c for c in cells if "parameters" in _tags(c))["source"]),
+                                    flags=re.M))
+        imported = set().union(*(_imported("".join(c["source"])) for c in cells))
+        assert not parameters & imported, f"{path.name}: parameters {sorted(parameters & imported)} are also imported"
+
+
 def test_chapters_are_numbered_and_mathjax_is_served_with_the_book():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     experiments = next(part for part in toc["parts"] if part["caption"] == "Experiments")
