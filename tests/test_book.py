@@ -103,6 +103,15 @@ def test_no_parameter_is_shadowed_by_an_import():
         assert not parameters & imported, f"{path.name}: parameters {sorted(parameters & imported)} are also imported"
 
 
+def test_glue_from_another_document_names_a_format():
+    """myst-nb reads the text after the last colon of `path::key` as a format spec, so a cross-document
+    `{glue:text}` without one looks up a key named after the path (a warning that fails the build)."""
+    pattern = re.compile(r"\{glue:text\}`([^`]*::[^`]*)`")
+    found = [ref for page in REPO.glob("book/*.md") for ref in pattern.findall(page.read_text())]
+    assert found and pattern.findall("{glue:text}`a.ipynb::n`") == ["a.ipynb::n"]
+    assert not [ref for ref in found if ":" not in ref.split("::", 1)[1]], "add a format, e.g. ::key:s or ::key:d"
+
+
 def test_chapters_are_numbered_and_mathjax_is_served_with_the_book():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     experiments = next(part for part in toc["parts"] if part["caption"] == "Experiments")
