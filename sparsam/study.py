@@ -238,7 +238,7 @@ def configuration_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for name in points.index:
         runs = frame[frame["configuration"] == name]
-        cell = {column: tables.interval_text(*analysis.summarize(runs.assign(all=0), "all", column).iloc[0][
+        cell = {column: tables.interval_text(*analysis.summarize(runs, "configuration", column).iloc[0][
             ["mean", "low", "high"]], digits=digits)
             for column, digits in (("cpu_seconds_per_step", 4), ("mean_eps_norm", 4), ("final_train_loss", 3))}
         if runs["optimizer"].eq("sgd").all():
