@@ -5,6 +5,7 @@
 - :func:`flops_ratios`: FLOPs per step of each mask with a sparse ascent pass, per SGD step;
 - :func:`step_runners` and :func:`time_steps`: one training step per method on the same batch, timed
   interleaved across methods (so that a slow moment of a shared machine hits all of them);
+  :func:`time_rounds` keeps every round's times;
 - :func:`fisher_times`: the Fisher pass against the official one-sample loop and the batching limit;
 - :func:`benchmark_rows`: the target table of a ``benchmarks/bench_efficiency.py`` JSON record.
 """
@@ -101,23 +102,33 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
     return runners
 
 
-def time_steps(runners: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device,
-               clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Median seconds per step of each runner: one warm-up step each, then ``repeats`` rounds in which
-    every runner takes one timed step (interleaved)."""
+def time_rounds(runners: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device,
+                clock: Callable[[], float] = time.perf_counter) -> pd.DataFrame:
+    """Seconds of every runner in each of ``repeats`` rounds (one row per round, one column per runner):
+    one warm-up call each, then rounds in which every runner is called once, the order rotated by one
+    each round, so that a slow moment of a shared machine and the position in a round hit all alike."""
     if repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     for run in runners.values():
         run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
+    names = list(runners)
+    rows = []
+    for r in range(repeats):
+        row = {}
+        for name in names[r % len(names):] + names[:r % len(names)]:
             sync(device)
             start = clock()
-            run()
+            runners[name]()
             sync(device)
-            times[name].append(clock() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            row[name] = clock() - start
+        rows.append(row)
+    return pd.DataFrame(rows, columns=names)
+
+
+def time_steps(runners: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device,
+               clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds per step of each runner over the rounds of :func:`time_rounds`."""
+    return {name: float(t) for name, t in time_rounds(runners, repeats, device, clock).median().items()}
 
 
 def fisher_times(model: nn.Module, images: Tensor, labels: Tensor, sizes: Sequence[int],

@@ -56,11 +56,28 @@ def test_every_step_runner_moves_its_network_and_time_steps_interleaves_with_med
     fake = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
     ticks = itertools.count()
     medians = efficiency.time_steps(fake, 3, DEVICE, clock=lambda: float(next(ticks)))
-    assert calls == ["a", "b"] + ["a", "b"] * 3 and medians == {"a": 1.0, "b": 1.0}
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"] and medians == {"a": 1.0, "b": 1.0}
     with pytest.raises(ValueError, match="repeats"):
         efficiency.time_steps(fake, 0, DEVICE)
     medians = efficiency.time_steps(runners, 1, DEVICE)
     assert set(medians) == set(runners) and all(t > 0 for t in medians.values())
+
+
+def test_time_rounds_rotates_the_order_and_charges_each_runner_its_own_time():
+    now = [0.0]
+    cost = {"a": 1.0, "b": 3.0, "c": 5.0}
+    order = []
+
+    def runner(name: str):
+        def run() -> None:
+            order.append(name)
+            now[0] += cost[name]
+        return run
+
+    rounds = efficiency.time_rounds({n: runner(n) for n in cost}, 3, DEVICE, clock=lambda: now[0])
+    assert order == ["a", "b", "c"] + ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert list(rounds.columns) == ["a", "b", "c"] and len(rounds) == 3
+    assert rounds.to_numpy().tolist() == [[1.0, 3.0, 5.0]] * 3
 
 
 def test_fisher_times_and_benchmark_rows(setup):

@@ -1,0 +1,57 @@
+"""The CPU study's cost side by side: every registered configuration trained an epoch at a time,
+round-robin in one process, its process-CPU time per step over SGD's in the same round.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_study_cost.py --out results/study/cost_side_by_side.json
+    python benchmarks/bench_study_cost.py --rounds 2 --names sgd sam cost-aware-0.9      # a quick look
+
+Not pre-registered and not part of the test suite: it checks how far the records' cost axis (each run's
+CPU time, measured under the load of its session) moves with the load. See sparsam.study_cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sparsam import study_cost  # noqa: E402
+from sparsam.runs import atomic_write_json, provenance  # noqa: E402
+from sparsam.study import STUDY, load_study  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default=str(STUDY), help="the pre-registration (default: the CPU study)")
+    parser.add_argument("--names", nargs="+", default=None, help="configurations (default: all; sgd is needed)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up epoch each")
+    parser.add_argument("--seed", type=int, default=0, help="the registered seed of every configuration")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the study: 1)")
+    parser.add_argument("--out", default=None, help="write the JSON record here")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be an int >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    study = load_study(args.study)
+    made_with = provenance(torch.device("cpu"))
+    load_start, start = os.getloadavg(), time.perf_counter()
+    measured = study_cost.measure(study, args.names, rounds=args.rounds, seed=args.seed)
+    table = study_cost.ratios(measured)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    record = {"machine": {"threads": torch.get_num_threads(), "loadavg_start": list(load_start),
+                          "loadavg_end": list(os.getloadavg()), "wall_seconds": time.perf_counter() - start},
+              "provenance": made_with, "args": vars(args),
+              "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
+    if args.out:
+        atomic_write_json(Path(args.out), record)
+        print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
