@@ -6,7 +6,8 @@ This check removes the load: :func:`measure` builds one :class:`sparsam.train.Tr
 (as registered, one seed) and trains them an epoch at a time, round-robin in one process
 (:func:`sparsam.efficiency.time_rounds`), so neighbouring epochs share the machine's state;
 :func:`ratios` divides every epoch's CPU time by SGD's in the same round, and :func:`beside_records`
-sets the result beside the records' cost. It is not pre-registered and decides nothing: it tells how
+sets the result beside the records' cost. :func:`read` loads a record of the benchmark, :func:`describe`
+says how it was made and :func:`stale_reason` whether the code has changed since. It is not pre-registered and decides nothing: it tells how
 far the records' cost axis moves with the load.
 
 ``benchmarks/bench_study_cost.py`` runs it and writes ``results/study/cost_side_by_side.json``.
@@ -14,16 +15,17 @@ far the records' cost axis moves with the load.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import tables
+from . import analysis, tables
 from .efficiency import time_rounds
 from .study import Study
 from .train import Trainer
@@ -97,6 +99,30 @@ def beside_records(side_by_side: pd.DataFrame, points: pd.DataFrame) -> pd.DataF
                                                                       row["cost_high"]),
                      "records (SGD steps)": (tables.interval_text(at["cost"], at["cost_low"], at["cost_high"])
                                              if at is not None else "no record"),
-                     "records / side by side": recorded / row["cost"]})
+                     "records / side by side": round(recorded / row["cost"], 2)})
     return pd.DataFrame(rows)
 
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A record of ``benchmarks/bench_study_cost.py`` (its JSON), with its ``measured`` rows as a frame."""
+    check = json.loads(Path(path).read_text())
+    return {**check, "measured": pd.DataFrame(check["measured"])}
+
+
+def stale_reason(check: Mapping[str, Any]) -> str | None:
+    """Why a side-by-side record no longer describes the code at HEAD (the files of any optimizer of the
+    study changed since it was made, or its tree was dirty), or None; as
+    :func:`sparsam.analysis.stale_reason` for a run record."""
+    return analysis.stale_reason({"provenance": check.get("provenance") or {}, "config": {"optimizer": "ssam-f"}})
+
+
+def describe(check: Mapping[str, Any]) -> str:
+    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, commit."""
+    args, machine = check["args"], check["machine"]
+    commit = str((check.get("provenance") or {}).get("git_commit") or "unknown")[:7]
+    reason = stale_reason(check)
+    return (f"seed {args['seed']}, {args['rounds']} rounds after one warm-up epoch each, "
+            f"{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
+            f"{machine['loadavg_end'][0]:.1f} at the end, {machine['wall_seconds'] / 60:.0f} minutes, "
+            f"commit {commit}" + (f" (stale: {reason})" if reason else ""))

@@ -4,7 +4,9 @@ constructed times."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -75,8 +77,27 @@ def test_beside_records_sets_both_costs_side_by_side():
     points = pd.DataFrame({"label": ["sgd", "sam"], "cost": [1.0, 2.2], "cost_low": [0.9, 2.0],
                            "cost_high": [1.1, 2.4]})
     table = study_cost.beside_records(side, points).set_index("configuration")
-    assert table.loc["sam", "records / side by side"] == pytest.approx(1.1)
+    assert table.loc["sam", "records / side by side"] == 1.1
     assert table.loc["sam", "records (SGD steps)"] == "2.20 [2.00, 2.40]"
     assert table.loc["sam", "side by side (SGD steps)"] == "2.00 [2.00, 2.00]"
     assert table.loc["x", "records (SGD steps)"] == "no record"
     assert np.isnan(table.loc["x", "records / side by side"])
+
+
+def test_read_describe_and_staleness_of_a_record(tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    record = {"machine": {"threads": 1, "loadavg_start": [2.94, 2.5, 2.2], "loadavg_end": [3.06, 3.0, 2.9],
+                          "wall_seconds": 600.0},
+              "provenance": {"git_commit": head, "git_dirty": False},
+              "args": {"seed": 0, "rounds": 5},
+              "measured": _long({"sgd": [1.0, 2.0], "sam": [2.0, 4.0]}).to_dict(orient="records")}
+    path = tmp_path / "check.json"
+    path.write_text(json.dumps(record))
+    check = study_cost.read(path)
+    assert study_cost.ratios(check["measured"]).set_index("configuration").loc["sam", "cost"] == pytest.approx(2.0)
+    assert study_cost.stale_reason(check) is None
+    assert study_cost.describe(check) == (f"seed 0, 5 rounds after one warm-up epoch each, 1 thread(s), load average "
+                                          f"2.9 at the start and 3.1 at the end, 10 minutes, commit {head[:7]}")
+    dirty = {**check, "provenance": {"git_commit": head, "git_dirty": True}}
+    assert "dirty" in study_cost.stale_reason(dirty) and "(stale: made in a dirty tree" in study_cost.describe(dirty)
+    assert study_cost.stale_reason({**check, "provenance": {}}) == "unknown commit (not recorded)"
