@@ -79,6 +79,10 @@ class Study:
                 raise ValueError(f"configuration must be one of {', '.join(self.configurations)}, got {n!r}")
         return [self._config(n, seed) for n in names for seed in self.configurations[n][1]]
 
+    def paired_seeds(self, a: str, b: str) -> int:
+        """How many seeds a comparison of ``a`` with ``b`` pairs once every planned run is in."""
+        return len(set(self.configurations[a][1]) & set(self.configurations[b][1]))
+
     def name_of(self, config: TrainConfig) -> str | None:
         """The configuration a training config belongs to (None if it is not part of the study)."""
         return next((n for n in self.configurations if self._config(n, config.seed) == config), None)
@@ -197,8 +201,8 @@ def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
 def answer(study: Study, decided: pd.DataFrame) -> str:
     """The study's question answered from the decided comparisons: a configuration answers "yes" when
     both its accuracy against SAM (non-inferiority) and its cost against 1.25 SGD steps are reproduced;
-    the answer is "no" when every configuration with both comparisons fails one of them, and
-    "not decided yet" otherwise."""
+    the answer is "no" when every configuration with both comparisons fails one of them, and "not
+    decided" otherwise: "yet" while runs are missing, "at this scale" once every planned seed is in."""
     status = {(c.claim, c.a): s for c, s in zip(study.comparisons, decided["status"])}
     candidates = [c.a for c in study.comparisons if c.claim == COST_RULE and (ACCURACY_RULE, c.a) in status]
     if not candidates:
@@ -215,6 +219,11 @@ def answer(study: Study, decided: pd.DataFrame) -> str:
         return (f"No: each configuration that could answer it ({listed}) is decided to fail one of the two "
                 f"conditions (accuracy {within}) at this scale.")
     undecided = [name for name, pair in both.items() if "not reproduced" not in pair]
+    paired = {(c.claim, c.a): n for c, n in zip(study.comparisons, decided["n"])}
+    if all(paired[rule, name] == study.paired_seeds(name, reference)
+           for name in undecided for rule, reference in ((ACCURACY_RULE, "sam"), (COST_RULE, "sgd"))):
+        return (f"Not decided at this scale: every planned seed is in, and the comparisons of "
+                f"{', '.join(undecided)} stay inconclusive; none is decided {within} (candidates: {listed}).")
     return (f"Not decided yet: {', '.join(undecided)} could still answer yes, but their comparisons are "
             f"inconclusive with the records so far (candidates: {listed}).")
 

@@ -74,6 +74,24 @@ def test_the_answer_is_no_only_when_every_candidate_fails_a_condition():
     assert answer(STUDY, decided(runs(two_seeds, cost)).reset_index()).startswith("Not decided yet")
 
 
+def test_an_undecided_answer_says_yet_while_runs_are_missing_and_at_this_scale_once_all_are_in():
+    sam = [0.660, 0.662, 0.668, 0.664, 0.661]
+    noisy = [a + d for a, d in zip(sam, [0.02, -0.02, 0.01, -0.015, 0.0])]  # ties SAM, too spread to decide
+    accuracy = {"sgd": [0.640, 0.645, 0.650, 0.642, 0.648], "sam": sam, "ssam-f-0.9": noisy,
+                "sam-every-2": noisy[:3], "cost-aware-0.9": noisy[:3]}
+    cheap = [0.050, 0.051, 0.049, 0.050, 0.050]
+    cost = {"sgd": cheap, "sam": [0.09] * 5, "ssam-f-0.9": cheap, "sam-every-2": cheap[:3], "cost-aware-0.9": cheap[:3]}
+    table = decided(runs(accuracy, cost))
+    assert table.loc["ssam-f-0.9 vs sam (accuracy_ssam_vs_sam)", "status"] == "inconclusive"
+    assert table.loc["ssam-f-0.9 vs sgd (cost_time_vs_sgd_at_most_1_25)", "status"] == "reproduced"
+    assert STUDY.paired_seeds("ssam-f-0.9", "sam") == 5 and STUDY.paired_seeds("cost-aware-0.9", "sgd") == 3
+    assert answer(STUDY, table.reset_index()).startswith(
+        "Not decided at this scale: every planned seed is in, and the comparisons of sam-every-2, cost-aware-0.9, "
+        "ssam-f-0.9 stay inconclusive")
+    missing = {**accuracy, "ssam-f-0.9": noisy[:4]}  # seed 4 of ssam-f-0.9 has no record yet
+    assert answer(STUDY, decided(runs(missing, cost)).reset_index()).startswith("Not decided yet")
+
+
 def test_every_comparison_pairs_only_the_seeds_both_sides_have():
     accuracy = {"sgd": [0.64, 0.65, 0.66, 0.67], "sam": [0.66, 0.67, 0.68]}
     table = decided(runs(accuracy, {"sgd": [0.05] * 4, "sam": [0.09] * 3}))
