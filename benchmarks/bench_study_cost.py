@@ -21,8 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsam import study_cost  # noqa: E402
-from sparsam.runs import atomic_write_json, provenance  # noqa: E402
+from sparsam.runs import REPO, atomic_write_json, provenance  # noqa: E402
 from sparsam.study import STUDY, load_study  # noqa: E402
+
+
+def recorded_args(args: argparse.Namespace) -> dict:
+    """The arguments as the record keeps them: no output path, the study's path relative to the repository."""
+    study = Path(args.study).resolve()
+    return {**{k: v for k, v in vars(args).items() if k != "out"},
+            "study": str(study.relative_to(REPO)) if study.is_relative_to(REPO) else study.name}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     record = {"machine": {"threads": torch.get_num_threads(), "loadavg_start": list(load_start),
                           "loadavg_end": list(os.getloadavg()), "wall_seconds": time.perf_counter() - start},
-              "provenance": made_with, "args": vars(args),
+              "provenance": made_with, "args": recorded_args(args),
               "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
     if args.out:
         atomic_write_json(Path(args.out), record)
