@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 

@@ -7,8 +7,8 @@ This check removes the load: :func:`measure` builds one :class:`sparsam.train.Tr
 (:func:`sparsam.efficiency.time_rounds`), so neighbouring epochs share the machine's state;
 :func:`ratios` divides every epoch's CPU time by SGD's in the same round, and :func:`beside_records`
 sets the result beside the records' cost. :func:`read` loads a record of the benchmark, :func:`describe`
-says how it was made and :func:`stale_reason` whether the code has changed since. It is not pre-registered and decides nothing: it tells how
-far the records' cost axis moves with the load.
+says how it was made and :func:`stale_reason` whether the code has changed since. It is not
+pre-registered and decides nothing: it tells how far the records' cost axis moves with the load.
 
 ``benchmarks/bench_study_cost.py`` runs it and writes ``results/study/cost_side_by_side.json``.
 """
