@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_train_grid_reads_the_preregistration(tmp_path):
     from sparsam.grid import load_train_grid
 
     assert load_train_grid(STUDY) == load_study().configs()
-    out = subprocess.run([".venv/bin/python", "-m", "sparsam", "train-grid", str(STUDY), "--store", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "sparsam", "train-grid", str(STUDY), "--store", str(tmp_path),
                           "--dry-run"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("sgd-resnet-small-cifar10-e200") == 5
