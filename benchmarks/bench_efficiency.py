@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> dict:
     parts = {int(s) for s in args.parts.split(",")}
     x, y = make_batch(args.batch, device)
     result = {"machine": machine(device), "provenance": provenance(device),
-              "args": {k: v for k, v in vars(args).items()}}
+              "args": {k: v for k, v in vars(args).items() if k != "out"}}  # no machine paths
     print(f"ResNet-18 width {args.width}, batch {args.batch}, {device}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {result['machine']['cpu']}; {args.stat} of {CLOCK}-clock times")
     start = time.perf_counter()
