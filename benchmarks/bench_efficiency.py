@@ -317,11 +317,13 @@ def part2(args, device: torch.device) -> tuple[dict, list[Tensor]]:
     exact = fisher_eval_loop(reference, list(reference.parameters()), cx.double(), cy)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        checks = {name: fisher_scores(model, params, [(cx, cy)], n_check, method=name)
-                  for name in ("per_layer", "vmap")}
-        checks["float32_loop"] = fisher_eval_loop(model, params, cx, cy)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            checks = {name: fisher_scores(model, params, [(cx, cy)], n_check, method=name)
+                      for name in ("per_layer", "vmap")}
+            checks["float32_loop"] = fisher_eval_loop(model, params, cx, cy)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     out = {"seconds": {k: med(v) for k, v in times.items()}, "check_samples": n_check,
            "official_over_per_layer": med(times["official"]) / med(times["per_layer"]),
            "official_over_vmap": med(times["official"]) / med(times["vmap"]),
