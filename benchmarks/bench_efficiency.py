@@ -38,13 +38,15 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparsam import SAM, SSAM, masks as patterns  # noqa: E402
-from sparsam.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
-from sparsam.fisher import fisher_scores, fisher_scores_official  # noqa: E402
-from sparsam.models import build_model  # noqa: E402
-from sparsam.runs import provenance  # noqa: E402
-from sparsam.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
-from sparsam.strategies import MaskStrategy  # noqa: E402
+from sparsam import SAM, SSAM
+
+from sparsam.masks import patterns  # noqa: E402
+from sparsam.masks.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
+from sparsam.masks.fisher import fisher_scores, fisher_scores_official  # noqa: E402
+from sparsam.experiment.models import build_model  # noqa: E402
+from sparsam.experiment.store import provenance  # noqa: E402
+from sparsam.optim.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
+from sparsam.masks.strategies import MaskStrategy  # noqa: E402
 
 SGD_KW = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 RHO = 0.1

@@ -5,7 +5,7 @@ round-robin in one process, its process-CPU time per step over SGD's in the same
     python benchmarks/bench_study_cost.py --rounds 2 --names sgd sam cost-aware-0.9      # a quick look
 
 Not pre-registered and not part of the test suite: it checks how far the records' cost axis (each run's
-CPU time, measured under the load of its session) moves with the load. See sparsam.study_cost.
+CPU time, measured under the load of its session) moves with the load. See sparsam.book.study_cost.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sparsam import study_cost  # noqa: E402
-from sparsam.runs import REPO, atomic_write_json, provenance  # noqa: E402
-from sparsam.study import STUDY, load_study  # noqa: E402
+from sparsam.book import study_cost  # noqa: E402
+from sparsam.experiment.store import REPO, atomic_write_json, provenance  # noqa: E402
+from sparsam.book.study import STUDY, load_study  # noqa: E402
 
 
 def recorded_args(args: argparse.Namespace) -> dict:

@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sparsam import SSAM, masks as patterns  # noqa: E402
-from sparsam.implicit import implicit_ascent, semi_structured_ok  # noqa: E402
-from sparsam.runs import provenance  # noqa: E402
-from sparsam.strategies import MaskStrategy  # noqa: E402
+from sparsam import SSAM
+from sparsam.masks import patterns  # noqa: E402
+from sparsam.optim.implicit import implicit_ascent, semi_structured_ok  # noqa: E402
+from sparsam.experiment.store import provenance  # noqa: E402
+from sparsam.masks.strategies import MaskStrategy  # noqa: E402
 
 
 class FixedMasks(MaskStrategy):

@@ -18,9 +18,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import curvature, data, grid, masks, models, runs
-from .config import CHOICES, TrainConfig
-from .executors import add_executor_arguments, options_from_args
+from .book import curvature
+from .experiment import data, grid
+from .masks import patterns
+from .experiment import models, store
+from .experiment.config import CHOICES, TrainConfig
+from .experiment.jobs import add_executor_arguments, options_from_args
 
 # One line per TrainConfig field for `train --help` (a test checks that every field has one); the
 # choices come from the modules that check them.
@@ -60,7 +63,7 @@ HELP = {
     "gpu_resident": "on cuda, keep CIFAR data on the GPU and augment there",
     "num_workers": "DataLoader worker processes",
 }
-_CHOICES = {**CHOICES, "model": models.MODELS, "dataset": data.DATASETS, "pattern": masks.PATTERNS,
+_CHOICES = {**CHOICES, "model": models.MODELS, "dataset": data.DATASETS, "pattern": patterns.PATTERNS,
             "augment": tuple(data.AUGMENTATIONS)}
 
 
@@ -113,7 +116,7 @@ def add_train(commands: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    from .train import train
+    from .experiment.train import train
 
     summary = train(config, runs_dir=args.runs_dir, run_id=args.run_id, progress=not args.no_progress,
                     wait=args.wait, verbose=True, data_root=args.data_root, download=args.download)
@@ -140,7 +143,7 @@ def add_sweep(commands: Any) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from .experiment.sweep import run_sweep
 
     return run_sweep(args.grid, results_dir=args.results_dir, dry_run=args.dry_run, options=options_from_args(args),
                      wait=not args.no_wait)
@@ -153,7 +156,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "flatness": (curvature.add_command, curvature.run_command),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
-USER_ERRORS = (ValueError, OSError, runs.Locked, ImportError)
+USER_ERRORS = (ValueError, OSError, store.Locked, ImportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.traceback:
             raise
-        hint = " (--wait waits for it)" if isinstance(error, runs.Locked) and args.command == "train" else ""
+        hint = " (--wait waits for it)" if isinstance(error, store.Locked) and args.command == "train" else ""
         print(f"error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

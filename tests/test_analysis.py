@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsam import analysis, convergence, flatness, results, robust_regression
-from sparsam.config import TrainConfig
+from sparsam.book import records as analysis
+
+from sparsam.book import convergence
+
+from sparsam.book import flatness
+
+from sparsam.experiment import results
+
+from sparsam.experiment import robust_regression
+from sparsam.experiment.config import TrainConfig
 
 T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom
 

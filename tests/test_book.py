@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.sweep import point_name, run_sweep
+from sparsam.experiment.sweep import point_name, run_sweep
 
 pytestmark = pytest.mark.book
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -52,7 +52,7 @@ def test_papermill_sees_every_parameter():
 
 
 def test_parameters_cells_take_a_profile_and_name_exactly_the_profiles_parameters():
-    from sparsam import profiles
+    from sparsam.book import profiles
 
     table = profiles.table()
     for path in NOTEBOOKS:

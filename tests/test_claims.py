@@ -1,4 +1,4 @@
-"""Rows of the claims table (sparsam.claims) on constructed records: verdicts, bootstrap, provenance, saved frames."""
+"""Rows of the claims table (sparsam.book.claims) on constructed records: verdicts, bootstrap, provenance, saved frames."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsam import analysis, claims, verdicts
-from sparsam.config import TrainConfig
-from sparsam.results import pack_bits
+from sparsam.book import records as analysis
+
+from sparsam.book import claims
+
+from sparsam.book import stats as verdicts
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.results import pack_bits
 
 BASE = TrainConfig(model="resnet-small", n_train=100, n_test=200, epochs=1)
 

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 from conftest import REPO, data_file
-from sparsam import cli, runs
-from sparsam.config import TrainConfig
+from sparsam import cli
+from sparsam.experiment import store as runs
+from sparsam.experiment.config import TrainConfig
 from test_data import fake_torchvision_cifar10
 
 TINY = ["--model", "resnet-small", "--width", "4", "--batch-size", "10", "--epochs", "1", "--no-progress"]
@@ -116,7 +117,7 @@ def test_help_describes_every_option_and_lists_its_choices():
 def test_the_readme_examples_are_valid(tmp_path):
     """The README's train command parses into a valid config; its sweep grid has two valid points."""
     pytest.importorskip("papermill")
-    from sparsam import sweep
+    from sparsam.experiment import sweep
 
     section = (REPO / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
     command = next(line for line in section.splitlines() if line.startswith("python -m sparsam train --"))
@@ -139,7 +140,7 @@ def test_data_root_and_download_reach_torchvision(capsys, tmp_path, monkeypatch)
 
 
 def test_start_resume_finished_and_epoch_lines(capsys, tmp_path, monkeypatch):
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     fake_torchvision_cifar10(tmp_path / "tv", monkeypatch, per_batch=10)
     argv = ["train", "--runs-dir", str(tmp_path / "runs"), "--run-id", "m", "--data-root", str(tmp_path / "tv"),

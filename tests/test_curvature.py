@@ -1,4 +1,4 @@
-"""Curvature measurements of notebook 6 (sparsam.curvature) against direct computations."""
+"""Curvature measurements of notebook 6 (sparsam.book.curvature) against direct computations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from nets import batches, make
-from sparsam import curvature, models
-from sparsam.config import TrainConfig
+from sparsam.book import curvature
+from sparsam.experiment import models
+from sparsam.experiment.config import TrainConfig
 
 
 def test_curvature_row_matches_direct_computations():

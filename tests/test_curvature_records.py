@@ -1,4 +1,4 @@
-"""Flatness records (sparsam.curvature.measure_run and friends): notebook 6's curvature of a finished run,
+"""Flatness records (sparsam.book.curvature.measure_run and friends): notebook 6's curvature of a finished run,
 stored as JSON, read back only when it was measured with the settings asked for."""
 
 from __future__ import annotations
@@ -12,16 +12,22 @@ import shutil
 import pytest
 import torch
 
-from sparsam import cli, curvature, models, profiles
-from sparsam.config import TrainConfig
-from sparsam.study import load_study
+from sparsam import cli
+
+from sparsam.book import curvature
+
+from sparsam.experiment import models
+
+from sparsam.book import profiles
+from sparsam.experiment.config import TrainConfig
+from sparsam.book.study import load_study
 
 SETTINGS = curvature.Settings(n_eval=20, eval_batch_size=8, power_iterations=3, hutchinson_samples=2)
 needs_data = pytest.mark.skipif(not os.environ.get("SPARSAM_DATA"), reason="needs the CIFAR-10 pack (SPARSAM_DATA)")
 
 
 def _finished_run(runs_dir, config):
-    """A run folder as sparsam.train leaves it (summary and checkpoint), with seeded random weights."""
+    """A run folder as sparsam.experiment.train leaves it (summary and checkpoint), with seeded random weights."""
     torch.manual_seed(5)
     net = models.build_model(config.model, 10, width=config.width)
     run = runs_dir / config.run_id()

@@ -12,7 +12,7 @@ import torch
 import torchvision
 import yaml
 
-from sparsam import data
+from sparsam.experiment import data
 
 
 def pack(file: str) -> Path:
@@ -231,7 +231,7 @@ def test_sparsam_data_may_hold_torchvisions_cifar10(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSAM_DATA", str(tmp_path))
     train, source = data.load_dataset("cifar10", "train")
     assert len(train) == 20 and source.num_classes == 10 and calls == [{"root": str(tmp_path), "download": False}]
-    workflow = yaml.safe_load((Path(data.__file__).parents[1] / ".github" / "workflows" / "book.yml").read_text())
+    workflow = yaml.safe_load((Path(data.__file__).parents[2] / ".github" / "workflows" / "book.yml").read_text())
     steps = [step.get("run", "") for step in workflow["jobs"]["build"]["steps"]]
     build = next(i for i, run in enumerate(steps) if "build_book.sh" in run)
     fetch = next(i for i, run in enumerate(steps) if "download=True" in run)

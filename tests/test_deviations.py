@@ -1,11 +1,13 @@
-"""Scale line and deviation table (sparsam.deviations) on constructed records frames."""
+"""Scale line and deviation table (sparsam.book.deviations) on constructed records frames."""
 
 from __future__ import annotations
 
 import pytest
 
-from sparsam import analysis, deviations
-from sparsam.config import TrainConfig
+from sparsam.book import records as analysis
+
+from sparsam.book import deviations
+from sparsam.experiment.config import TrainConfig
 
 
 def frame(**changes):

@@ -1,4 +1,4 @@
-"""Measurements of notebook 4 (sparsam.efficiency) on a narrow CIFAR ResNet-18 and random images."""
+"""Measurements of notebook 4 (sparsam.book.efficiency) on a narrow CIFAR ResNet-18 and random images."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import itertools
 import pytest
 import torch
 
-from sparsam import cost, efficiency, masks, models
-from sparsam.sparse_ascent import model_stages
+from sparsam.masks import cost
+
+from sparsam.book import efficiency
+
+from sparsam.masks import patterns as masks
+
+from sparsam.experiment import models
+from sparsam.optim.sparse_ascent import model_stages
 
 DEVICE = torch.device("cpu")
 

@@ -18,10 +18,10 @@ import pytest
 import submitit
 
 from conftest import data_file
-from sparsam.config import TrainConfig
-from sparsam.executors import (ExecutorOptions, PointJob, parse_mem, parse_slurm_arg, parse_time, slurm_script)
-from sparsam.grid import run_train_grid
-from sparsam.runs import read_json
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.jobs import (ExecutorOptions, PointJob, parse_mem, parse_slurm_arg, parse_time, slurm_script)
+from sparsam.experiment.grid import run_train_grid
+from sparsam.experiment.store import read_json
 from test_sweep import grid_file, notebook  # noqa: F401  (the sweep tests' tiny notebook, a fixture)
 
 TINY = dict(model="resnet-small", width=4, n_train=64, n_test=32, epochs=1, batch_size=32)
@@ -217,7 +217,7 @@ def test_sweep_dry_run_shows_the_sbatch_script(tmp_path, notebook, capsys):
 
 @pytest.mark.slow
 def test_sweep_points_run_as_parallel_local_jobs(tmp_path, notebook, capsys):
-    from sparsam import sweep
+    from sparsam.experiment import sweep
     from sparsam.cli import main
 
     grid = grid_file(tmp_path, notebook, {"pause": [0, "x"]})  # time.sleep("x") fails

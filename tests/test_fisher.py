@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from sparsam import fisher_scores
-from sparsam import fisher
-from sparsam.fisher import fisher_scores_official
+from sparsam.masks import fisher
+from sparsam.masks.fisher import fisher_scores_official
 
 import nets
 

@@ -17,10 +17,10 @@ import yaml
 
 from conftest import data_file
 from sparsam.cli import build_parser
-from sparsam.config import TrainConfig
-from sparsam.executors import ExecutorOptions
-from sparsam.grid import config_arguments, expand, load_train_grid, run_train_grid
-from sparsam.runs import read_json
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.jobs import ExecutorOptions
+from sparsam.experiment.grid import config_arguments, expand, load_train_grid, run_train_grid
+from sparsam.experiment.store import read_json
 
 TINY = dict(model="resnet-small", width=4, n_train=64, n_test=32, epochs=1, batch_size=32)
 LONGER = dict(TINY, n_train=256, epochs=6)  # long enough to be interrupted after its first checkpoint
@@ -173,8 +173,8 @@ def test_grids_of_the_rerun_page_are_valid(tmp_path):
 def test_a_point_with_several_processes_trains_under_torchrun(tmp_path):
     """What a job with --gpus-per-job 2 runs, here on CPU (gloo): one process per device, one record."""
     data_file("cifar10-jpeg.npz")
-    from sparsam.executors import job_info
-    from sparsam.grid import train_point
+    from sparsam.experiment.jobs import job_info
+    from sparsam.experiment.grid import train_point
 
     config = TrainConfig(**dict(TINY, epochs=2))
     result = train_point(config.to_dict(), str(tmp_path / "store"), str(tmp_path / "runs"), job_info("inline"), nproc=2)

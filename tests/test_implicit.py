@@ -1,4 +1,4 @@
-"""The implicit form (sparsam.implicit, SSAM(form="implicit")) against hand-written sparse back-propagation.
+"""The implicit form (sparsam.optim.implicit, SSAM(form="implicit")) against hand-written sparse back-propagation.
 
 The reference: dense forward; dX = dY·(W⊙M) and dW = dYᵀX written out (Linear) or taken from plain
 autograd of conv2d with the masked weight (input gradient) and the dense weight (weight gradient),
@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsam import SSAM, DynamicMask, FisherMask, masks as patterns
-from sparsam.implicit import check_pattern, implicit_ascent, implicit_conv2d, implicit_linear, semi_structured_ok
-from sparsam.strategies import MaskStrategy
+from sparsam import SSAM, DynamicMask, FisherMask
+
+from sparsam.masks import patterns
+from sparsam.optim.implicit import check_pattern, implicit_ascent, implicit_conv2d, implicit_linear, semi_structured_ok
+from sparsam.masks.strategies import MaskStrategy
 
 from nets import batches, closure_step, make
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.autograd.functional import hessian
 from torch.func import functional_call
 
-from sparsam import landscape as ls
+from sparsam.book import landscape as ls
 
 
 class Tiny(nn.Module):

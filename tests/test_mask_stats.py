@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from nets import batches, closure_step, make
-from sparsam import SSAM, DynamicMask, FisherMask, mask_stats, masks
+from sparsam import SSAM, DynamicMask, FisherMask
+from sparsam.book import mask_stats
+from sparsam.masks import patterns as masks
 
 T, F = True, False
 

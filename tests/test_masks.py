@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sparsam import masks
+from sparsam.masks import patterns as masks
 
 SHAPE_SETS = [
     [(8, 6, 3, 3), (8,), (10, 72), (10,)],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsam.models import build_model
+from sparsam.experiment.models import build_model
 
 
 def conv(cin: int, cout: int, k: int, bias: bool = False) -> int:

@@ -12,8 +12,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 
-from sparsam import plots, verdicts  # noqa: E402
-from sparsam.config import TrainConfig  # noqa: E402
+from sparsam.book import plots
+
+from sparsam.book import stats as verdicts  # noqa: E402
+from sparsam.experiment.config import TrainConfig  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

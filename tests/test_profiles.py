@@ -1,10 +1,10 @@
-"""Notebook profiles (sparsam.profiles): consistent defaults, overrides, and errors that name the parameter."""
+"""Notebook profiles (sparsam.book.profiles): consistent defaults, overrides, and errors that name the parameter."""
 
 from __future__ import annotations
 
 import pytest
 
-from sparsam import profiles
+from sparsam.book import profiles
 
 
 def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():

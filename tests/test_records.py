@@ -13,13 +13,15 @@ import warnings
 
 import pytest
 
-from sparsam import analysis, results
-from sparsam.config import TrainConfig
-from sparsam.runs import REPO
+from sparsam.book import records as analysis
+
+from sparsam.experiment import results
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.store import REPO
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+def git(*args: str, check: bool = True) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=check).stdout.strip()
 
 
 pytestmark = pytest.mark.skipif(git("rev-parse", "--is-shallow-repository") != "false",
@@ -33,13 +35,26 @@ def record(optimizer: str, commit: str | None, dirty: bool | None = False) -> di
 
 
 @pytest.fixture(scope="module")
-def sam_change() -> tuple[str, str]:
-    """The last commit that changed SAM's code (not only its documentation), and its parent."""
-    files = analysis.OPTIMIZER_FILES["sam"]
-    for last in git("log", "--format=%H", "--", *files).split():
-        if analysis._changed_files(f"{last}^", last, files):
-            return last, git("rev-parse", f"{last}^")
+def sam_change() -> tuple[str, str, tuple[str, ...]]:
+    """The last commit that changed SAM's code (not only its documentation), its parent, and the
+    definitions it changed (searched in the layered package and, before it, in the flat one)."""
+    modules = analysis.optimizer_modules({"optimizer": "sam"})
+    flat = tuple("sparsam." + m.rsplit(".", 1)[1] for m in modules)  # sparsam.optim.sam was sparsam.sam
+    paths = [m.replace(".", "/") + ".py" for m in modules + flat]
+    for last in git("log", "--format=%H", "--", *paths).split():
+        layered = git("cat-file", "-t", f"{last}:{paths[0]}", check=False) == "blob"
+        changed = analysis.changed_definitions(f"{last}^", last, modules if layered else flat)
+        if changed:
+            return last, git("rev-parse", f"{last}^"), tuple(c.rsplit(".", 1)[1] for c in changed)
     raise AssertionError("no commit changed SAM's code")
+
+
+def test_moving_a_definition_keeps_it_and_changing_it_does_not():
+    before = analysis.definitions('import torch\n"""Doc."""\ndef f(x):\n    """Add one."""\n    return x + 1\nK = 2\n')
+    moved = analysis.definitions('from ..other import torch\ndef f(x):\n    return x + 1\nK = 2\n')
+    changed = analysis.definitions('def f(x):\n    return x + 2\nK = 3\n')
+    assert set(before) == {"f", "K"} and before == moved
+    assert all(before[name] != changed[name] for name in before)
 
 
 def test_code_ignores_docstrings_and_comments_but_not_code():
@@ -58,10 +73,9 @@ def test_records_made_at_head_in_a_clean_tree_are_current():
 
 
 def test_a_change_to_the_optimizer_code_makes_its_records_stale(sam_change):
-    last, before = sam_change
-    changed = git("diff", "--name-only", before, last, "--", *analysis.OPTIMIZER_FILES["sam"]).split()
+    last, before, changed = sam_change
     reason = analysis.stale_reason(record("sam", before))
-    assert reason is not None and all(name in reason for name in changed) and before[:7] in reason
+    assert reason is not None and any(name in reason for name in changed) and before[:7] in reason
     assert analysis.is_stale(record("ssam-f", before))   # SSAM runs SAM's code too
     assert not analysis.is_stale(record("sam", last))    # nothing of SAM's changed since
     assert not analysis.is_stale(record("sgd", before))  # SGD runs none of the optimizer files
@@ -80,26 +94,34 @@ def test_unknown_commits_and_dirty_trees_are_stale(commit, dirty, expected):
 
 
 def test_stale_records_lists_the_stale_records_of_a_store(tmp_path, sam_change):
-    last, before = sam_change
+    last, before, _ = sam_change
     stored = {"old": record("sam", before), "new": record("asam", last), "sgd": record("sgd", before)}
     for name, rec in stored.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(rec))
     assert analysis.stale_records(tmp_path) == [stored["old"]["summary"]["run_id"]]
 
 
-def _bytecode(commit: str, path: str) -> list | None:
-    """The instructions of ``path`` at ``commit`` compiled without docstrings (``optimize=2``), line numbers
-    left out: an independent reading of "the code changed" (the library compares syntax trees)."""
-    shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True)
-    if shown.returncode != 0:
-        return None
-    out, todo = [], [compile(shown.stdout, path, "exec", optimize=2)]
-    while todo:
-        code = todo.pop()
-        out.append([(i.opname, "<code>" if isinstance(i.argval, types.CodeType) else i.argrepr)
-                    for i in dis.get_instructions(code)])  # nested code is compared on its own
-        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+def _functions(commit: str, paths: list[str]) -> dict[str, set]:
+    """The instructions of every function and class body in ``paths`` at ``commit``, compiled without
+    docstrings (``optimize=2``), line numbers left out, by qualified name: an independent reading of "the
+    code changed" (the library compares syntax trees), blind to where a definition lives."""
+    out: dict[str, set] = {}
+    for path in paths:
+        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True)
+        if shown.returncode != 0:
+            continue
+        todo = [c for c in compile(shown.stdout, path, "exec", optimize=2).co_consts if isinstance(c, types.CodeType)]
+        while todo:
+            code = todo.pop()
+            out.setdefault(code.co_qualname, set()).add(tuple(
+                (i.opname, "<code>" if isinstance(i.argval, types.CodeType) else i.argrepr)
+                for i in dis.get_instructions(code)))
+            todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
     return out
+
+
+def _package_files(commit: str) -> list[str]:
+    return [p for p in git("ls-tree", "-r", "--name-only", commit, "--", "sparsam").split() if p.endswith(".py")]
 
 
 def test_committed_records_list_of_stale_records():
@@ -112,8 +134,12 @@ def test_committed_records_list_of_stale_records():
         commit, dirty = provenance.get("git_commit"), provenance.get("git_dirty")
         known = bool(commit) and subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"],
                                                 cwd=REPO, capture_output=True).returncode == 0
-        files = analysis.OPTIMIZER_FILES[summary["config"]["optimizer"]]
-        changed = known and any(_bytecode(commit, f) != _bytecode("HEAD", f) for f in files)
+        files = [m.replace(".", "/") + ".py" for m in analysis.optimizer_modules(summary["config"])]
+        if known and files:
+            before, now = _functions(commit, _package_files(commit)), _functions("HEAD", files)
+            changed = any(not codes <= before.get(name, set()) for name, codes in now.items())
+        else:
+            changed = False
         if not known or dirty is not False or changed:
             expected.append(summary["run_id"])
     stale = analysis.stale_records()

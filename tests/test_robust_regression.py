@@ -1,4 +1,4 @@
-"""The convergence experiment's problem and runs (sparsam.robust_regression), against direct computations."""
+"""The convergence experiment's problem and runs (sparsam.experiment.robust_regression), against direct computations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsam import robust_regression as rr
+from sparsam.experiment import robust_regression as rr
 
 SETUP = dict(steps=30, lr0=0.5, rho0=0.3, batch_size=4, update_every=5, num_samples=16)
 

@@ -14,11 +14,11 @@ import time
 import pytest
 
 from conftest import REPO
-from sparsam import runs
+from sparsam.experiment import store as runs
 
 HOLD = """
 import sys, time
-from sparsam import runs
+from sparsam.experiment import store as runs
 with runs.lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

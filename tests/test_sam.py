@@ -328,7 +328,7 @@ def _add_scaled_case(device):
 @pytest.mark.parametrize("with_multipliers", [False, True])
 def test_add_scaled_agrees_with_written_out_update(device, with_multipliers):
     """The fused ε update (scale read on the host, or kept as a device tensor) gives p + s·d(·m)."""
-    from sparsam.sam import _add_scaled_
+    from sparsam.optim.sam import _add_scaled_
     params, directions, mults = _add_scaled_case(device)
     mults = mults if with_multipliers else None
     scale = torch.tensor(0.37, dtype=torch.float64, device=device)

@@ -1,5 +1,5 @@
-"""Sparse ascent (sparsam.sparse_ascent), cost model (sparsam.cost) and the cost-aware mask rule
-(sparsam.masks.cost_aware): same SSAM step, less work."""
+"""Sparse ascent (sparsam.optim.sparse_ascent), cost model (sparsam.masks.cost) and the cost-aware mask rule
+(sparsam.masks.patterns.cost_aware): same SSAM step, less work."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sparsam import SSAM, masks as patterns
-from sparsam.cost import layer_costs, step_cost, tensor_costs
+from sparsam import SSAM
+
+from sparsam.masks import patterns
+from sparsam.masks.cost import layer_costs, step_cost, tensor_costs
 from sparsam.masks import cost_aware
-from sparsam.sparse_ascent import SparseAscentSAM, plan_ascent
-from sparsam.strategies import MaskStrategy
+from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent
+from sparsam.masks.strategies import MaskStrategy
 
 RHO = 0.5
 
@@ -375,8 +377,8 @@ def test_cost_aware_mask_respects_cost_budget(granularity):
 
 
 def test_model_stages_of_the_library_resnet():
-    from sparsam.models import build_model
-    from sparsam.sparse_ascent import model_stages, run_stages
+    from sparsam.experiment.models import build_model
+    from sparsam.optim.sparse_ascent import model_stages, run_stages
     torch.manual_seed(0)
     model = build_model("resnet-small", 10, width=8)
     ref_model = copy.deepcopy(model)
@@ -418,7 +420,7 @@ def test_cost_aware_layer_rule_prefers_cheap_tensors():
 
 
 def test_cost_aware_is_the_cost_modules_rule_and_checks_its_input():
-    from sparsam import cost
+    from sparsam.masks import cost
     assert cost.cost_aware_mask is cost_aware  # one implementation, re-exported
     scores = [torch.ones(4), torch.ones(4)]
     with pytest.raises(ValueError, match="costs"):

@@ -393,7 +393,7 @@ def test_errors():
 
 def test_fisher_cost_aware_rule_is_cost_aware_mask_of_the_scores():
     """With costs, SSAM-F's layer mask is masks.cost_aware of its Fisher scores; without, the papers' rule."""
-    from sparsam import masks as patterns
+    from sparsam.masks import patterns
 
     model = make()
     params = list(model.parameters())
@@ -434,7 +434,7 @@ def test_n_m_fisher_mask_reports_its_sparsity():
 # ---------------------------------------------------------------- add_param_group
 
 def test_add_param_group_binds_masks_and_perturbs_the_new_parameters():
-    from sparsam import masks as patterns
+    from sparsam.masks import patterns
     model = make()
     data = batches(3)
     mask = FisherMask(model, data, sparsity=0.5, num_samples=8, update_every=100, update_unit="steps")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sparsam.results import load_all
-from sparsam.runs import REPO
-from sparsam.study import PILOT_STORE, STORE, STUDY, load_study, pilot_verdicts
+from sparsam.experiment.results import load_all
+from sparsam.experiment.store import REPO
+from sparsam.book.study import PILOT_STORE, STORE, STUDY, load_study, pilot_verdicts
 
 
 def test_every_configuration_is_valid_and_distinct():
@@ -68,14 +68,14 @@ def test_the_preregistration_precedes_every_ssam_record_of_the_study():
 def test_study_and_pilot_records_belong_to_the_study():
     study = load_study()
     for record in load_all(STORE):
-        from sparsam.config import TrainConfig
+        from sparsam.experiment.config import TrainConfig
 
         assert study.name_of(TrainConfig.from_dict(record["summary"]["config"])) is not None
     assert Path(PILOT_STORE).is_dir()
 
 
 def test_train_grid_reads_the_preregistration(tmp_path):
-    from sparsam.grid import load_train_grid
+    from sparsam.experiment.grid import load_train_grid
 
     assert load_train_grid(STUDY) == load_study().configs()
     out = subprocess.run([sys.executable, "-m", "sparsam", "train-grid", str(STUDY), "--store", str(tmp_path),

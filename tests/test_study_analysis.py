@@ -1,4 +1,4 @@
-"""The CPU study's analysis (sparsam.study) on constructed records: progress, decided comparisons, the Pareto
+"""The CPU study's analysis (sparsam.book.study) on constructed records: progress, decided comparisons, the Pareto
 points and the answer to the study's question, each against an independent computation."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsam import analysis, verdicts
-from sparsam.results import pack_bits
-from sparsam.runs import REPO
-from sparsam.study import (BOOK_CLAIMS, answer, book_statuses, configuration_table, decide_comparisons, load_study,
+from sparsam.book import records as analysis
+
+from sparsam.book import stats as verdicts
+from sparsam.experiment.results import pack_bits
+from sparsam.experiment.store import REPO
+from sparsam.book.study import (BOOK_CLAIMS, answer, book_statuses, configuration_table, decide_comparisons, load_study,
                            pareto_points, progress, registered_at, rerun_estimate, study_frame)
 
 STUDY = load_study()
@@ -181,7 +183,9 @@ def test_the_rerun_estimate_follows_the_pace_of_the_records_trained_in_one_proce
 
 
 def test_the_flatness_names_cover_every_network_kind_and_every_reference():
-    from sparsam import curvature, flatness, profiles
+    from sparsam.book import curvature
+    from sparsam.book import flatness
+    from sparsam.book import profiles
 
     kinds = {kind for kind, _ in curvature.networks(profiles.parameters("06_landscape", "cpu-study", {}))}
     assert kinds == set(flatness.NETWORK_NAMES)

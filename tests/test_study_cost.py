@@ -1,4 +1,4 @@
-"""The study's cost side by side (sparsam.study_cost): real trainers at a tiny scale, exact ratios on
+"""The study's cost side by side (sparsam.book.study_cost): real trainers at a tiny scale, exact ratios on
 constructed times."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsam import study_cost
-from sparsam.study import load_study
+from sparsam.book import study_cost
+from sparsam.book.study import load_study
 
 from conftest import data_file
 

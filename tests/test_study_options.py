@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import data_file
-from sparsam import data
-from sparsam.config import TrainConfig
-from sparsam.results import pack_bits, unpack_bits
+from sparsam.experiment import data
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.results import pack_bits, unpack_bits
 
 
 def _images(n: int = 8) -> data.ArrayDataset:
@@ -86,7 +86,7 @@ def test_pack_bits_round_trips():
 @pytest.mark.slow
 def test_a_run_records_per_step_times_and_which_test_examples_it_got_right(tmp_path):
     data_file("cifar10-jpeg.npz")
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     config = TrainConfig(optimizer="sam", model="resnet-small", width=4, n_train=256, n_test=300, epochs=2,
                          batch_size=64, augment="flip")
@@ -102,8 +102,8 @@ def test_a_run_records_per_step_times_and_which_test_examples_it_got_right(tmp_p
 @pytest.mark.slow
 def test_eval_every_skips_test_evaluations_but_not_the_last(tmp_path):
     data_file("cifar10-jpeg.npz")
-    from sparsam.runs import read_metrics
-    from sparsam.train import train
+    from sparsam.experiment.store import read_metrics
+    from sparsam.experiment.train import train
 
     config = TrainConfig(model="resnet-small", width=4, n_train=128, n_test=100, epochs=3, batch_size=64,
                          eval_every=2)
@@ -135,7 +135,7 @@ def test_options_for_one_optimizer_are_rejected_elsewhere():
 
 def _trainer(**values):
     data_file("cifar10-jpeg.npz")
-    from sparsam.train import Trainer
+    from sparsam.experiment.train import Trainer
 
     base = dict(model="resnet-small", width=4, n_train=256, n_test=64, epochs=2, batch_size=64, update_unit="steps")
     return Trainer(TrainConfig(**{**base, **values}))
@@ -162,7 +162,7 @@ def test_ssam_d_with_no_drop_keeps_its_random_mask():
 
 
 def test_sparse_ascent_trains_with_radius_rho_and_reports_its_mask():
-    from sparsam.sparse_ascent import SparseAscentSAM
+    from sparsam.optim.sparse_ascent import SparseAscentSAM
 
     trainer = _trainer(optimizer="ssam-f", pattern="layer", sparsity=0.9, normalize="masked", ascent="sparse",
                        num_samples=32, rho=0.05)
@@ -180,7 +180,7 @@ def test_the_store_follows_sparsam_store(tmp_path):
 
     from conftest import REPO
 
-    code = "from sparsam import results, grid, analysis; print(results.STORE)"
+    code = "from sparsam.experiment import results, grid; from sparsam.book import records; print(results.STORE)"
     env = {k: v for k, v in __import__("os").environ.items() if k != "SPARSAM_STORE"}
     default = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     chosen = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "SPARSAM_STORE": str(tmp_path)},

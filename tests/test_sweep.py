@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from sparsam import runs, sweep
+from sparsam.experiment import store as runs
+from sparsam.experiment import sweep
 
 pytest.importorskip("papermill")
 
@@ -28,7 +29,7 @@ def notebook(tmp_path) -> Path:
     parameters = nbformat.v4.new_code_cell('model = "resnet-small"\nseed = 0\npause = 0.0')
     parameters.metadata["tags"] = ["parameters"]
     nb.cells = [parameters, nbformat.v4.new_code_cell(
-        "import time\nfrom myst_nb import glue\nfrom sparsam import models\n"
+        "import time\nfrom myst_nb import glue\nfrom sparsam.experiment import models\n"
         "time.sleep(pause)\nnet = models.build_model(model, 10, width=4)\n"
         "glue('n_params', sum(p.numel() for p in net.parameters()) + seed, display=False)")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

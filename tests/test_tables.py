@@ -1,4 +1,4 @@
-"""Tables (sparsam.tables): intervals as text, one row per method with provenance."""
+"""Tables (sparsam.book.tables): intervals as text, one row per method with provenance."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 import pytest
 from scipy import stats
 
-from sparsam import analysis, tables
-from sparsam.config import TrainConfig
+from sparsam.book import records as analysis
+
+from sparsam.book import tables
+from sparsam.experiment.config import TrainConfig
 
 
 def test_interval_text():

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import REPO, data_file
-from sparsam.config import TrainConfig
-from sparsam import runs
-from sparsam.runs import read_json
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment import store as runs
+from sparsam.experiment.store import read_json
 
 QUICK = dict(model="resnet-small", width=8, dataset="cifar10", n_train=2000, n_test=500, epochs=3, batch_size=64,
              lr=0.05, num_samples=64, update_every=1, update_unit="epochs")
@@ -49,7 +49,7 @@ def test_bad_config_values_are_rejected_with_the_parameter_name():
 
 def test_stored_records_keep_their_ids_when_fields_are_added():
     """Fields added later hash only when set, so every committed record is still found by its config."""
-    from sparsam.results import RESULTS, load_record
+    from sparsam.experiment.results import RESULTS, load_record
 
     paths = sorted((RESULTS / "runs").glob("*.json"))
     assert paths
@@ -67,7 +67,7 @@ def test_stored_records_keep_their_ids_when_fields_are_added():
 
 def test_a_stored_summary_is_returned_only_for_its_own_config(tmp_path):
     """What two writers of one run id used to leave: B's config.json beside A's summary.json."""
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     a, b = TrainConfig(**QUICK), TrainConfig(**{**QUICK, "seed": 1, "epochs": 1})
     folder = tmp_path / "X"
@@ -82,7 +82,7 @@ def test_a_stored_summary_is_returned_only_for_its_own_config(tmp_path):
 
 
 def test_a_run_folder_in_use_is_refused_before_anything_is_read(tmp_path):
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     with runs.lock(tmp_path / "X"):
         with pytest.raises(runs.Locked, match=f"X is in use by process {os.getpid()}"):
@@ -96,7 +96,7 @@ def test_cli_rejects_bad_values_without_a_traceback():
 
 
 def test_missing_data_names_the_variable_and_the_file(tmp_path, monkeypatch):
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     monkeypatch.setenv("SPARSAM_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="SPARSAM_DATA") as error:
@@ -108,7 +108,7 @@ def test_missing_data_names_the_variable_and_the_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("optimizer", ["sgd", "sam", "asam", "ssam-f", "ssam-d"])
 def test_each_optimizer_learns_real_cifar10(optimizer, tmp_path):
     data_file("cifar10-jpeg.npz")
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     config = TrainConfig(optimizer=optimizer, rho=0.5 if optimizer == "asam" else 0.05, **QUICK)
     summary = train(config, runs_dir=tmp_path, progress=False)
@@ -136,8 +136,8 @@ def test_cost_aware_rule_trains_within_its_ascent_budget(tmp_path):
     """SSAM-F with the cost-aware layer rule: the mask is cost_aware_mask of the Fisher scores, and
     the recorded FLOPs of a sparse-ascent step stay within SGD + the ascent budget."""
     data_file("cifar10-jpeg.npz")
-    from sparsam import cost
-    from sparsam.train import Trainer, train
+    from sparsam.masks import cost
+    from sparsam.experiment.train import Trainer, train
 
     small = dict(QUICK, n_train=128, n_test=64, epochs=1, num_samples=16)
     config = TrainConfig(optimizer="ssam-f", pattern="layer", sparsity=0.9, mask_rule="cost-aware",
@@ -163,7 +163,7 @@ def test_cost_aware_rule_trains_within_its_ascent_budget(tmp_path):
 def test_imagenette_resnet50_family_runs_end_to_end(tmp_path, monkeypatch):
     data_file("imagenette-72px.tar.gz")
     monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path / "cache"))
-    from sparsam.train import train
+    from sparsam.experiment.train import train
 
     config = TrainConfig(optimizer="ssam-f", model="resnet50-tiny", dataset="imagenette", n_train=200, n_test=100,
                          epochs=1, batch_size=32, num_samples=32)

@@ -9,8 +9,8 @@ import statistics
 import numpy as np
 import pytest
 
-from sparsam import verdicts
-from sparsam.verdicts import Verdict, compare, decide, margins, paired_bootstrap
+from sparsam.book import stats as verdicts
+from sparsam.book.stats import Verdict, compare, decide, margins, paired_bootstrap
 
 T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom (printed tables: 3.182)
 

@@ -1,0 +1,174 @@
+"""Rows of the claims table: a declared claim decided from paired runs, with the provenance of its records.
+
+A row holds the verdict of :func:`sparsam.book.stats.decide` (status, paired mean difference and its
+t-interval), the declared margin, the paired bootstrap interval over seeds and test examples where
+every run kept its per-example correctness, and the commits of the records with a stale flag
+(:func:`sparsam.book.records.is_stale`). :func:`claims_frame` collects rows into a pandas frame.
+:func:`save_verdicts` keeps a chapter's frame under ``results/claims/`` (a build output) and
+:func:`load_verdicts` gathers every chapter's, for the summary figure of notebook 7.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import profiles
+from .._checks import check_choice
+from ..experiment.results import RESULTS, unpack_bits
+from ..experiment.store import atomic_write_json
+from .records import paired
+from .stats import Verdict, decide, margins, paired_bootstrap, verdicts_frame
+
+EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
+CLAIMS_DIR = RESULTS / "claims"
+# The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
+CHAPTERS = ("03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape")
+_SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
+
+
+def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
+    commits = sorted({c for c in rows["commit"] if c}) if len(rows) else []
+    return (", ".join(commits) if commits else "no runs"), bool(rows["stale"].any()) if len(rows) else False
+
+
+def row(label: str, rule: str, verdict: Verdict, *, used: pd.DataFrame | None = None,
+        boot: tuple[float, float] = (math.nan, math.nan), evidence: str = "") -> dict[str, Any]:
+    """One row of the claims table: the columns of :func:`sparsam.book.stats.verdicts_frame` for
+    ``verdict`` (decided by the claim ``rule`` of ``book/margins.yaml``) and :data:`EXTRA_COLUMNS`.
+    ``used`` are the rows of :func:`sparsam.book.records.records_frame` the verdict rests on (None: not
+    run records, e.g. a measurement made by the notebook itself)."""
+    check_choice("rule", rule, tuple(margins()))
+    commits, stale = _provenance(used) if used is not None else ("measured by the notebook", False)
+    return {**verdicts_frame({label: verdict}).iloc[0].to_dict(), "rule": rule, "boot_low": boot[0],
+            "boot_high": boot[1], "commits": commits, "stale": stale, "evidence": evidence}
+
+
+def paired_claim(label: str, rule: str, a: Sequence[float], b: Sequence[float], used: pd.DataFrame, *,
+                 correct: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None, resamples: int = 2000,
+                 evidence: str = "") -> dict[str, Any]:
+    """The row of a claim decided from per-seed values ``a`` and ``b`` (paired by position) of the runs
+    ``used``; ``correct``: the per-example test correctness of the same runs, for the paired bootstrap."""
+    verdict = decide(rule, a, b)
+    boot = (math.nan, math.nan)
+    if correct is not None and len(a):
+        _, low, high = paired_bootstrap(correct[0], correct[1], resamples=resamples)
+        boot = (low, high)
+    return row(label, rule, verdict, used=used, boot=boot, evidence=evidence)
+
+
+def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: str, rule: str,
+             method: Mapping[str, Any], reference: Mapping[str, Any], *, resamples: int = 2000,
+             evidence: str = "") -> dict[str, Any]:
+    """The row of an accuracy claim: ``method`` against ``reference`` (selections of ``frame``, the
+    records frame of ``records`` in the same order), final test accuracy paired by seed."""
+    if len(frame) != len(records):
+        raise ValueError(f"frame and records must describe the same runs, got {len(frame)} rows and "
+                         f"{len(records)} records")
+    indexed = frame.assign(position=np.arange(len(frame), dtype=float))
+    a, b, _ = paired(indexed, method, reference, "final_test_acc")
+    pos_a, pos_b, _ = paired(indexed, method, reference, "position")
+    positions = np.concatenate([pos_a, pos_b]).astype(int)
+    return paired_claim(label, rule, a, b, frame.iloc[positions],
+                        correct=correctness([records[i] for i in pos_a.astype(int)],
+                                            [records[i] for i in pos_b.astype(int)]),
+                        resamples=resamples, evidence=evidence)
+
+
+def correctness(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]]
+                ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The per-example test correctness of two paired lists of records, or None when a record lacks it."""
+    summaries = [r["summary"] for r in [*records_a, *records_b]]
+    if not all("test_correct" in s for s in summaries):
+        return None
+    unpacked = [unpack_bits(s["test_correct"]) for s in summaries]
+    return unpacked[:len(records_a)], unpacked[len(records_a):]
+
+
+def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The rows as a frame: the input of :func:`sparsam.book.plots.claims_figure` and :func:`display_table`."""
+    columns = [*verdicts_frame({}).columns, *EXTRA_COLUMNS]
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def _shown(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"×{math.exp(value):.3g}" if unit == "ratio" else f"{value:+.2f}"
+
+
+def _margin(margin: float, unit: str) -> str:
+    return f"ratio {math.exp(margin):.3g}" if unit == "ratio" else f"{margin:g} {unit}"
+
+
+def display_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
+    "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit."""
+    def interval(low: float, high: float, unit: str) -> str:
+        return "–" if math.isnan(low) else f"[{_shown(low, unit)}, {_shown(high, unit)}]"
+
+    units = list(claims["unit"])
+    return pd.DataFrame({
+        "claim": claims["claim"],
+        "test (margin)": [f"{t} ({_margin(m, u)})" if t == "non-inferiority" else t
+                          for t, m, u in zip(claims["test"], claims["margin"], units)],
+        "mean difference": [_shown(d, u) for d, u in zip(claims["diff"], units)],
+        "95% t-interval": [interval(lo, hi, u) for lo, hi, u in zip(claims["low"], claims["high"], units)],
+        "95% paired bootstrap": [interval(lo, hi, u) for lo, hi, u in zip(claims["boot_low"], claims["boot_high"],
+                                                                           units)],
+        "seeds": claims["n"],
+        "status": claims["status"],
+        "records (commit)": claims["commits"],
+        "stale": ["stale" if s else "" for s in claims["stale"]],
+    })
+
+
+def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: Path = CLAIMS_DIR) -> Path:
+    """Write a chapter's verdicts frame (the input of :func:`sparsam.book.plots.claims_figure`) to
+    ``folder/<chapter>.json`` with the chapter's name and the profile it ran under; returns the path."""
+    check_choice("chapter", chapter, tuple(profiles.table()))
+    check_choice("profile", profile, profiles.PROFILES)
+    path = Path(folder) / f"{chapter}.json"
+    atomic_write_json(path, {"chapter": chapter, "profile": profile, "columns": [str(c) for c in frame.columns],
+                             "dtypes": [str(t) for t in frame.dtypes],
+                             "rows": frame.to_dict(orient="split", index=False)["data"]})
+    return path
+
+
+def _saved(path: Path) -> tuple[str, pd.DataFrame]:
+    """The profile of a saved frame and the frame, with ``chapter`` and ``profile`` columns first."""
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict) or set(saved) != set(_SAVED_KEYS):
+            raise ValueError(f"its keys must be {list(_SAVED_KEYS)}")
+        columns = saved["columns"]
+        frame = pd.DataFrame(saved["rows"], columns=columns).astype(dict(zip(columns, saved["dtypes"])))
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a saved verdicts frame: {error}") from error
+    frame.insert(0, "profile", saved["profile"])
+    frame.insert(0, "chapter", saved["chapter"])
+    return saved["profile"], frame
+
+
+def load_verdicts(folder: Path = CLAIMS_DIR, profile: str | None = None) -> pd.DataFrame:
+    """Every chapter's saved verdicts frame in chapter order, with ``chapter`` and ``profile`` columns
+    first; only the chapters saved under ``profile`` unless it is None. No saved frame: an empty frame
+    with these two columns and those of :func:`claims_frame`."""
+    if profile is not None:
+        check_choice("profile", profile, profiles.PROFILES)
+    saved = [_saved(path) for path in sorted(Path(folder).glob("*.json"))]
+    frames = [frame for kept, frame in saved if profile is None or kept == profile]
+    if not frames:
+        return pd.DataFrame(columns=["chapter", "profile", *claims_frame([]).columns])
+    return pd.concat(frames, ignore_index=True)
+
+
+def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] = CHAPTERS) -> list[str]:
+    """The ``chapters`` with no row in ``frame`` (a frame of :func:`load_verdicts`), in their order."""
+    present = set(frame["chapter"])
+    return [c for c in chapters if c not in present]

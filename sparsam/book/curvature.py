@@ -1,0 +1,228 @@
+"""Measurements of notebook 6: the trained networks of run records and the curvature of their loss
+(the rows that :mod:`sparsam.book.flatness` summarises and decides).
+
+- :func:`networks`: the configurations notebook 6 trains and measures, from its parameters;
+- :func:`load_trained`: the network of a config from its checkpoint in ``runs/``, or retrained;
+- :func:`evaluation_batches`: a fixed, class-balanced set of training images without augmentation;
+- :func:`curvature`: loss, top Hessian eigenvalue (power iteration) and Hessian trace (Hutchinson,
+  with its standard error) of one network on those images, as one row of a table.
+
+Flatness records keep these rows for networks whose weights are not committed (the CPU study's
+200-epoch runs): :func:`measure_run` measures one finished run from its checkpoint and writes
+``<store>/<run id>.json`` (the row, the :class:`Settings`, the config and provenance);
+:func:`measure_missing` does so for every network without an up-to-date record (``python -m sparsam
+flatness``); :func:`flatness_frame` reads the records back into the frame :mod:`sparsam.book.flatness` takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Mapping, Sequence, TextIO
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ..experiment import data
+from . import landscape
+from ..experiment import models
+from . import profiles
+from ..experiment.config import TrainConfig
+from ..experiment.results import RUNS
+from ..experiment.store import REPO, atomic_write_json, now, provenance, read_json
+from ..experiment.train import train
+
+Batches = list[tuple[Tensor, Tensor]]
+# The columns of one network's row: its label, its seed and what :func:`curvature` measures.
+ROW = ("method", "seed", "loss", "eigenvalue", "eigenvalue_history", "trace", "trace_stderr", "weight_norm")
+
+
+def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
+    """Notebook 6's networks under its parameters ``p`` (:func:`sparsam.book.profiles.parameters`):
+    ``{(kind, seed): config}`` for kinds "sgd", "sam", "ssam" (SSAM-F) and, with ``include_ssam_d``,
+    "ssamd", each seed of ``p.seeds``. Built as in notebook 3 (fields an optimizer does not use keep
+    their defaults), so equal values share runs."""
+    base = TrainConfig(model=p.model, width=p.width, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test,
+                       epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
+                       device=p.device, amp=p.amp, eval_every=p.eval_every)
+    ssam = dict(rho=p.rho, sparsity=p.sparsity, update_every=p.update_every, update_unit="epochs")
+    kinds: dict[str, dict[str, Any]] = {"sgd": dict(optimizer="sgd"), "sam": dict(optimizer="sam", rho=p.rho),
+                                        "ssam": dict(optimizer="ssam-f", num_samples=p.num_samples, **ssam)}
+    if p.include_ssam_d:
+        kinds["ssamd"] = dict(optimizer="ssam-d", **ssam)
+    return {(key, seed): base.replace(seed=seed, **kind) for seed in p.seeds for key, kind in kinds.items()}
+
+
+def load_trained(config: TrainConfig, num_classes: int, scratch: str | Path, device: torch.device,
+                 runs_dir: Path = RUNS, retrain: bool = True) -> tuple[nn.Module | None, bool]:
+    """The trained network of ``config`` in eval mode and whether it had to be retrained: from its
+    checkpoint under ``runs_dir`` or, when that is missing (a record made elsewhere), trained again
+    into ``scratch`` (bit-identical on a CPU with the same software and thread count); with
+    ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
+    run = Path(runs_dir) / config.run_id()
+    retrained = not (run / "summary.json").exists()
+    if retrained and not retrain:
+        return None, False
+    if retrained:
+        train(config, runs_dir=scratch, progress=False)
+        run = Path(scratch) / config.run_id()
+    state = torch.load(run / "checkpoint.pt", map_location=device, weights_only=True)
+    net = models.build_model(config.model, num_classes, **({} if config.width is None else {"width": config.width}))
+    net.load_state_dict(state["model"])
+    return net.to(device).eval(), retrained
+
+
+def evaluation_batches(dataset: str, n_train: int | None, n_eval: int, seed: int, batch_size: int,
+                       device: torch.device) -> Batches:
+    """``n_eval`` training images drawn class-balanced (with ``seed``) from the ``n_train`` a run of that
+    seed trained on, normalised but not augmented, in batches of ``batch_size``."""
+    train_set, _ = data.load_dataset(dataset, "train")
+    test_set, _ = data.load_dataset(dataset, "test")
+    labels = torch.as_tensor(train_set.labels if hasattr(train_set, "labels") else train_set.targets)
+    seen = data.balanced_subset(labels, n_train, seed) if n_train is not None else np.arange(len(labels))
+    chosen = seen[data.balanced_subset(labels[seen], n_eval, seed)]
+    train_set.transform = test_set.transform  # the evaluation transform: normalisation only
+    images = torch.stack([train_set[int(i)][0] for i in chosen]).to(device)
+    targets = labels[chosen].to(device)
+    return [(images[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, n_eval, batch_size)]
+
+
+def curvature(net: nn.Module, batches: Batches, *, power_iterations: int, hutchinson_samples: int,
+              seed: int) -> dict[str, Any]:
+    """One row of the frame :mod:`sparsam.book.flatness` reads: ``loss`` at the weights, ``eigenvalue`` (top
+    Hessian eigenvalue after ``power_iterations`` products, with its ``eigenvalue_history``), ``trace``
+    and ``trace_stderr`` (Hutchinson over ``hutchinson_samples`` Rademacher vectors; NaN error for one
+    sample) and ``weight_norm`` (norm of the convolution and linear weights)."""
+    loss = landscape.FunctionalLoss(net, batches)
+    weights = landscape.parameters_of(net)
+    eigen = landscape.top_eigenvalue(lambda v: loss.hvp(weights, v), weights, power_iterations,
+                                     torch.Generator().manual_seed(seed))
+    trace = landscape.hutchinson_trace(lambda v: loss.hvp(weights, v), weights, hutchinson_samples,
+                                       torch.Generator().manual_seed(seed + 1))
+    conv_linear = {name: w for name, w in weights.items() if w.dim() > 1}
+    return {"loss": float(loss(weights)), "eigenvalue": eigen.value, "eigenvalue_history": eigen.history,
+            "trace": trace.value, "trace_stderr": trace.stderr if math.isfinite(trace.stderr) else math.nan,
+            "weight_norm": float(landscape.norm(conv_linear))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a network's curvature is measured: on ``n_eval`` training images (in batches of
+    ``eval_batch_size``), with ``power_iterations`` Hessian-vector products for the top eigenvalue and
+    ``hutchinson_samples`` for the trace. The images and random vectors are seeded by the run's seed."""
+
+    n_eval: int
+    eval_batch_size: int
+    power_iterations: int
+    hutchinson_samples: int
+
+    @classmethod
+    def of(cls, p: SimpleNamespace) -> "Settings":
+        """The settings among notebook 6's parameters ``p``."""
+        return cls(**{f.name: getattr(p, f.name) for f in dataclasses.fields(cls)})
+
+    def for_run(self, config: TrainConfig) -> dict[str, int]:
+        """The settings of ``config``'s measurement as stored in its record, with its ``eval_seed``."""
+        return {**dataclasses.asdict(self), "eval_seed": config.seed}
+
+
+def flatness_path(config: TrainConfig, store: Path) -> Path:
+    return Path(store) / f"{config.run_id()}.json"
+
+
+def load_flatness(config: TrainConfig, settings: Settings, store: Path) -> dict[str, Any] | None:
+    """The flatness record of ``config`` in ``store`` if it was measured with ``settings``, else None;
+    a record holding another config is an error."""
+    path = flatness_path(config, store)
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if TrainConfig.from_dict(record["config"]) != config:
+        raise ValueError(f"{path} does not hold the config it is named after")
+    return record if record["settings"] == settings.for_run(config) else None
+
+
+def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: Path,
+                device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """Measure the finished run of ``config`` under ``runs_dir`` (its checkpoint; never retrained) with
+    ``settings``, write its flatness record to ``store`` atomically and return it."""
+    run = Path(runs_dir) / config.run_id()
+    if not (run / "summary.json").exists() or not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"runs_dir {runs_dir} holds no finished run {config.run_id()} "
+                                "(summary.json and checkpoint.pt): train it first")
+    summary = read_json(run / "summary.json")
+    with tempfile.TemporaryDirectory() as scratch:
+        net, _ = load_trained(config, summary["data"]["num_classes"], scratch, device, runs_dir, retrain=False)
+    assert net is not None  # the run is finished, so its checkpoint is read, never retrained
+    batches = evaluation_batches(config.dataset, config.n_train, settings.n_eval, config.seed,
+                                 settings.eval_batch_size, device)
+    row = curvature(net, batches, power_iterations=settings.power_iterations,
+                    hutchinson_samples=settings.hutchinson_samples, seed=config.seed)
+    record = {"run_id": config.run_id(), "config": config.to_dict(), "settings": settings.for_run(config),
+              "results": row, "provenance": provenance(device), "measured": now(),
+              "trained_at": summary.get("provenance", {}).get("git_commit")}
+    atomic_write_json(flatness_path(config, store), record)
+    return record
+
+
+def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,
+                    device: torch.device = torch.device("cpu"), out: TextIO | None = None) -> dict[str, str]:
+    """Measure each config whose run under ``runs_dir`` is finished and whose record in ``store`` is
+    missing or was made with other settings; ``{run id: "measured" | "kept" | "not finished"}``, one
+    line each on ``out`` (default: standard output)."""
+    done = {}
+    for config in configs:
+        run_id = config.run_id()
+        if load_flatness(config, settings, store) is not None:
+            done[run_id] = "kept"
+        elif (Path(runs_dir) / run_id / "summary.json").exists():
+            measure_run(config, runs_dir, settings, store, device)
+            done[run_id] = "measured"
+        else:
+            done[run_id] = "not finished"
+        print(f"{done[run_id]}: {run_id}", file=out or sys.stdout, flush=True)
+    return done
+
+
+def flatness_frame(networks: Mapping[tuple[str, int], TrainConfig], settings: Settings, store: Path) -> pd.DataFrame:
+    """The rows (columns :data:`ROW`) of the ``{(method, seed): config}`` networks that have a flatness
+    record made with ``settings`` in ``store``, in the order given; the frame
+    :func:`sparsam.book.flatness.flatness_verdicts` takes."""
+    rows = []
+    for (method, seed), config in networks.items():
+        record = load_flatness(config, settings, store)
+        if record is not None:
+            rows.append({"method": method, "seed": seed, **record["results"]})
+    return pd.DataFrame(rows, columns=list(ROW))
+
+
+def add_command(commands: Any) -> None:
+    """The ``flatness`` subcommand of ``python -m sparsam``."""
+    parser = commands.add_parser(
+        "flatness", help="measure the curvature of finished runs into flatness records (notebook 6)",
+        description="Measure notebook 6's networks (its profile's configurations, e.g. the CPU study's SGD, SAM, "
+                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing or "
+                    "was made with other settings; the settings come from notebooks/profiles.yaml.")
+    parser.add_argument("--runs-dir", required=True, help="folder of the finished runs (<run id>/checkpoint.pt)")
+    parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
+                        help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
+    parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
+                                                      "`flatness_store`, e.g. results/study/flatness)")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    p = profiles.parameters("06_landscape", args.profile, {})
+    if args.store is None and p.flatness_store is None:
+        raise ValueError(f"--store is needed: profile {args.profile!r} keeps no flatness records")
+    store = Path(args.store) if args.store is not None else REPO / p.flatness_store
+    if p.cpu_threads is not None:
+        torch.set_num_threads(p.cpu_threads)
+    measure_missing(list(networks(p).values()), Path(args.runs_dir), Settings.of(p), store, torch.device(p.device))
+    return 0

@@ -1,0 +1,177 @@
+"""Training grids: a YAML file of :class:`TrainConfig` values, expanded as a product and trained
+directly (no notebook), so that a cluster fills the results store and the notebooks only read it.
+
+Grid file::
+
+    parameters: {model: resnet-small, width: 8, epochs: 2}   # TrainConfig fields fixed for every point
+    grid: {seed: [0, 1], optimizer: [sgd, sam]}              # lists combined as a product
+    # or a list of such mappings, whose products are joined:
+    # grid: [{optimizer: [sgd, sam]}, {optimizer: [ssam-f], sparsity: [0.5, 0.9]}]
+
+Each configuration is one point: it trains (or resumes) ``<runs_dir>/<run_id>/`` and writes its
+record, with the job that made it, to the store (:func:`sparsam.experiment.results.record_path`). Its status
+(``job.json``: running, finished or failed, with the error) and the job's logs (``logs/``) lie in
+the run folder. Configurations with a record are skipped, and so are those whose job still runs, so
+running the same command again resumes what was interrupted or failed and collects what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from .config import TrainConfig
+from .jobs import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
+                        print_summary, run_points, slurm_script, update_status)
+from .results import RUNS, STORE, load_record, record_path, run_missing
+from .store import atomic_write_json, holder as lock_holder, now, read_json
+
+
+def expand(fixed: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the ``grid`` lists (names in sorted order), each merged over ``fixed``."""
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid entry {name!r} must be a non-empty list, got {values!r}")
+    names = sorted(grid)
+    return [{**fixed, **dict(zip(names, combo))} for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def load_train_grid(path: str | Path) -> list[TrainConfig]:
+    """The distinct configurations of a training-grid file, in grid order; any bad value is an error.
+
+    ``grid`` is a mapping of lists, or a list of such mappings whose products are concatenated
+    (e.g. SGD once, SSAM at every sparsity). A study's pre-registration (:mod:`sparsam.book.study`, e.g.
+    ``results/study/cpu_study.yaml``) gives its configurations, one per seed.
+    """
+    spec = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(spec, dict) and "regime" in spec and "configurations" in spec:  # a study's pre-registration
+        from ..book.study import load_study
+
+        return load_study(path).configs()
+    if not isinstance(spec, dict) or set(spec) - {"parameters", "grid"}:
+        unknown = sorted(set(spec) - {"parameters", "grid"}) if isinstance(spec, dict) else spec
+        raise ValueError(f"a training grid has the keys 'parameters' and 'grid' only; unknown keys: {unknown}")
+    grids = spec.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    if not all(isinstance(g, dict) for g in grids):
+        raise ValueError(f"grid must be a mapping of lists or a list of such mappings, got {spec['grid']!r}")
+    configs = [TrainConfig.from_dict(values) for g in grids for values in expand(spec.get("parameters") or {}, g)]
+    return list({config.run_id(): config for config in configs}.values())
+
+
+def config_arguments(config: TrainConfig) -> list[str]:
+    """The ``python -m sparsam train`` options that give back ``config``."""
+    arguments = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        arguments += ["--" + f.name.replace("_", "-"), text]
+    return arguments
+
+
+def status_file(config: TrainConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / config.run_id() / "job.json"
+
+
+def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str, Any],
+                nproc: int = 1) -> dict[str, Any]:
+    """Train one configuration and store its record with ``job`` (what a grid job runs).
+
+    ``nproc`` > 1 trains under ``torchrun`` with that many processes (one per GPU of the job).
+    The status file says running, then finished or failed with the error's type and message.
+    """
+    config = TrainConfig.from_dict(config)
+    status = status_file(config, Path(runs_dir))
+    update_status(status, status="running", started=now(), job=job)
+    try:
+        if nproc > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                       "-m", "sparsam", "train", *config_arguments(config), "--runs-dir", str(runs_dir),
+                       "--no-progress"]
+            subprocess.run(command, check=True)
+        [record] = run_missing([config], store=Path(store), runs_dir=Path(runs_dir))
+        record["job"] = {key: job[key] for key in ("executor", "job_id", "host")}
+        atomic_write_json(record_path(config, Path(store)), record)
+    except Exception as error:
+        error_of = {"type": type(error).__name__, "message": str(error)}
+        update_status(status, status="failed", failed=now(), error=error_of)
+        raise
+    update_status(status, status="finished", finished=now(), record=str(record_path(config, Path(store))))
+    summary = record["summary"]
+    print(f"{now()} {summary['run_id']} finished: test acc {summary['final_test_acc']:.4f}", flush=True)
+    return {key: summary[key] for key in ("run_id", "final_test_acc", "best_test_acc", "final_train_loss")}
+
+
+def _describe(outcome: Outcome) -> str:
+    record = read_json(outcome.record["record"]) if outcome.record.get("record") else None
+    return f"test acc {record['summary']['final_test_acc']:.4f}" if record else ""
+
+
+def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(),
+                   store: str | Path = STORE, runs_dir: str | Path = RUNS, dry_run: bool = False,
+                   wait: bool = True, stream: TextIO | None = None) -> int:
+    """Train every configuration of the grid that has no record yet; returns a process exit code
+    (1 when a point failed). Points whose job still runs are left to it."""
+    stream = stream or sys.stdout
+    store, runs_dir = Path(store).resolve(), Path(runs_dir).resolve()
+    configs = load_train_grid(grid_file)
+    nproc = max(1, options.gpus_per_job)  # one process per GPU of a job
+    points = []
+    for config in configs:
+        run_dir = runs_dir / config.run_id()
+        status, logs = run_dir / "job.json", run_dir / "logs"
+        record = read_json(status) if status.exists() else {}
+        job, holder = record.get("job") or {}, lock_holder(run_dir)  # train() holds the run folder's lock
+        if load_record(config, store) is not None:
+            state = "finished"
+        elif holder is not None or is_alive(record, logs):
+            if job.get("job_id"):
+                state = f"running (job {job['job_id']}, {job['executor']})"
+            else:
+                state = f"running (pid {holder.get('pid', '?')})"
+        else:
+            state = {"running": "interrupted", "submitted": "interrupted"}.get(record.get("status"),
+                                                                            record.get("status", "to run"))
+            points.append(Point(config.run_id(), train_point, dict(config=config.to_dict(), store=str(store),
+                                                                  runs_dir=str(runs_dir), nproc=nproc),
+                                status, logs))
+        print(f"{state:11s}  {config.run_id()}", file=stream)
+    if dry_run:
+        if options.executor == "slurm" and points:
+            print(f"\n{len(points)} Slurm job(s); the sbatch script of {points[0].name}:\n", file=stream)
+            print(slurm_script(options, points[0].log_folder), file=stream)
+        return 0
+    outcomes = run_points(points, options, wait=wait)
+    print_summary(outcomes, _describe, stream)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def add_command(commands: Any) -> None:
+    """The ``train-grid`` subcommand of ``python -m sparsam``."""
+    parser = commands.add_parser(
+        "train-grid", help="train a grid of configurations into the results store (no notebook)",
+        description="Train every configuration of a YAML grid that has no record in the store yet, here, as local "
+                    "processes or as Slurm jobs; the notebooks then read the records.")
+    parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
+                                     "(lists of values, combined as a product)")
+    parser.add_argument("--store", default=str(STORE),
+                        help="where the records go (default: $SPARSAM_STORE, else the repository's results/runs, "
+                             "which the notebooks read)")
+    parser.add_argument("--runs-dir", default=str(RUNS),
+                        help="where the run folders (checkpoints, job status and logs) go (default: the repository's "
+                             "runs/); on a cluster, a folder every node sees")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list each configuration's status; with --executor slurm, show the sbatch script")
+    add_executor_arguments(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    return run_train_grid(args.grid, options_from_args(args), store=args.store, runs_dir=args.runs_dir,
+                          dry_run=args.dry_run, wait=not args.no_wait)

@@ -1,0 +1,82 @@
+"""The results store: small JSON records of finished runs, committed under ``results/``.
+
+Notebooks call :func:`run_missing`: configs whose record exists are read, the others are trained
+(in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
+made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .config import TrainConfig
+from .store import REPO, atomic_write_json, read_json, read_metrics
+
+RESULTS = REPO / "results"
+RUNS = REPO / "runs"
+# The store notebooks and training grids read and fill: the committed results/runs/, or the folder
+# named by the environment variable SPARSAM_STORE (e.g. to keep your own runs apart from the book's).
+STORE = Path(os.environ["SPARSAM_STORE"]).expanduser() if os.environ.get("SPARSAM_STORE") else RESULTS / "runs"
+
+
+def pack_bits(flags: np.ndarray) -> dict[str, Any]:
+    """A boolean vector as ``{"n": len, "bits": base64 of np.packbits}`` (1,250 bytes for 10,000 flags)."""
+    flags = np.asarray(flags, dtype=bool).reshape(-1)
+    return {"n": int(flags.size), "bits": base64.b64encode(np.packbits(flags).tobytes()).decode("ascii")}
+
+
+def unpack_bits(packed: dict[str, Any]) -> np.ndarray:
+    """The boolean vector of :func:`pack_bits`."""
+    raw = np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8)
+    return np.unpackbits(raw, count=packed["n"]).astype(bool)
+
+
+def correctness(record: dict[str, Any]) -> np.ndarray | None:
+    """Per-example correctness of a record's final evaluation (test-set order), or None for records
+    made before it was kept."""
+    packed = record.get("summary", record).get("test_correct")
+    return None if packed is None else unpack_bits(packed)
+
+
+def record_path(config: TrainConfig, store: Path = STORE) -> Path:
+    return Path(store) / f"{config.run_id()}.json"
+
+
+def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
+    """The stored record of ``config`` or ``None``; a record with another config is an error."""
+    path = record_path(config, store)
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if TrainConfig.from_dict(record["summary"]["config"]) != config:  # older records lack later fields
+        raise ValueError(f"{path} does not hold the config it is named after")
+    return record
+
+
+def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
+                train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
+    """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
+    is False, then they are left out) and stored."""
+    from .train import train
+
+    records = []
+    for config in configs:
+        record = load_record(config, store)
+        if record is None and train_missing:
+            summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
+            metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
+            record = {"summary": summary, "metrics": metrics}
+            atomic_write_json(record_path(config, store), record)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def load_all(store: Path = STORE) -> list[dict[str, Any]]:
+    """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
+    return [read_json(p) for p in sorted(Path(store).glob("*.json"))]
