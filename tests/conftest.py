@@ -1,13 +1,18 @@
-"""Shared test setup: real data from ../shared/data when SPARSAM_DATA is unset."""
+"""Shared test setup: real data from ../shared/data when SPARSAM_DATA is unset.
+
+The tests mirror the package's layers: ``optim/`` and ``masks/`` (the optimizer, torch only),
+``experiment/`` (the harness), ``book/`` (the analysis); the command line's tests stay here."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # the layer folders import conftest and nets from here
 _shared = REPO.parent / "shared" / "data"
 if "SPARSAM_DATA" not in os.environ and _shared.is_dir():
     os.environ["SPARSAM_DATA"] = str(_shared)

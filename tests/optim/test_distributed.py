@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from nets import Net, fisher_loop, shard
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = 3
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -86,7 +86,7 @@ def free_port() -> int:
 def ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     script = tmp / "worker.py"
-    script.write_text(textwrap.dedent(WORKER).replace("TESTS", repr(str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(WORKER).replace("TESTS", repr(str(Path(__file__).parents[1]))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     port = free_port()
