@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import typing
+from pathlib import Path
 from dataclasses import MISSING, fields
 from typing import Any, Callable, Sequence
 
@@ -149,10 +150,25 @@ def run_sweep(args: argparse.Namespace) -> int:
                      wait=not args.no_wait)
 
 
+def run_train_grid(args: argparse.Namespace) -> int:
+    """``train-grid``: a grid file, or a study's pre-registration read by the book (:mod:`sparsam.book.study`)."""
+    import yaml
+
+    path = Path(args.grid)
+    if not path.is_file():
+        raise ValueError(f"grid: no file {path}")
+    configs = None
+    if grid.is_study_file(yaml.safe_load(path.read_text())):
+        from .book.study import load_study
+
+        configs = load_study(path).configs()
+    return grid.run_command(args, configs=configs)
+
+
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (add_train, run_train),
     "sweep": (add_sweep, run_sweep),
-    "train-grid": (grid.add_command, grid.run_command),
+    "train-grid": (grid.add_command, run_train_grid),
     "flatness": (curvature.add_command, curvature.run_command),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.

@@ -1,6 +1,6 @@
 """The results store: small JSON records of finished runs, committed under ``results/``.
 
-Notebooks call :func:`run_missing`: configs whose record exists are read, the others are trained
+Notebooks call :func:`sparsam.experiment.grid.run_missing`: configs whose record exists are read, the others are trained
 (in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
 made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
 """
@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import TrainConfig
-from .store import REPO, atomic_write_json, read_json, read_metrics
+from .store import REPO, read_json
 
 RESULTS = REPO / "results"
 RUNS = REPO / "runs"
@@ -56,25 +56,6 @@ def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | No
     if TrainConfig.from_dict(record["summary"]["config"]) != config:  # older records lack later fields
         raise ValueError(f"{path} does not hold the config it is named after")
     return record
-
-
-def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
-                train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
-    """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
-    is False, then they are left out) and stored."""
-    from .train import train
-
-    records = []
-    for config in configs:
-        record = load_record(config, store)
-        if record is None and train_missing:
-            summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
-            metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
-            record = {"summary": summary, "metrics": metrics}
-            atomic_write_json(record_path(config, store), record)
-        if record is not None:
-            records.append(record)
-    return records
 
 
 def load_all(store: Path = STORE) -> list[dict[str, Any]]:
