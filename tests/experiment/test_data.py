@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torchvision
 import yaml
 
 from fakes import fake_torchvision_cifar10
