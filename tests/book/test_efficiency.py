@@ -54,10 +54,27 @@ def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_b
 def test_every_step_runner_moves_its_network_and_time_steps_interleaves_with_medians(setup):
     model, x, y, params, scores, layers = setup
     sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.5)
-    runners = efficiency.step_runners(lambda: models.build_model("resnet18", 10, width=4), x, y, rho=0.1,
-                                      mask_sets=sets, fisher_batch=(x, y), sparsity=0.5, num_samples=8)
+    built = []
+
+    def build():
+        built.append(models.build_model("resnet18", 10, width=4))
+        return built[-1]
+
+    runners = efficiency.step_runners(build, x, y, rho=0.1, mask_sets=sets, fisher_batch=(x, y), sparsity=0.5,
+                                      num_samples=8)
     assert set(runners) == {"SGD", "SAM", "SSAM explicit", "sparse ascent, layer (papers' rule)",
                             "sparse ascent, filter", "sparse ascent, layer, cost-aware (this book)"}
+    # every runner is a step of its own fresh network: one call moves the weights of exactly one of
+    # the networks built, a different one for each runner
+    assert len(built) == len(runners)
+    moved = set()
+    for name, run in runners.items():
+        before = [[p.detach().clone() for p in net.parameters()] for net in built]
+        run()
+        changed = [k for k, net in enumerate(built)
+                   if any(not torch.equal(a, p) for a, p in zip(before[k], net.parameters()))]
+        assert len(changed) == 1 and changed[0] not in moved, (name, changed)
+        moved.add(changed[0])
     calls = []
     fake = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
     ticks = itertools.count()
