@@ -209,8 +209,9 @@ def _failer(path: str | Path) -> Fail:
     return fail
 
 
-_JSON_TYPES = {"null": (type(None),), "boolean": (bool,), "integer": (int,), "number": (int, float),
-               "string": (str,), "array": (list,), "object": (dict,)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"null": (type(None),), "boolean": (bool,), "integer": (int,),
+                                            "number": (int, float), "string": (str,), "array": (list,),
+                                            "object": (dict,)}
 
 
 def _is(value: Any, kinds: str) -> bool:
