@@ -167,6 +167,12 @@ def test_a_run_id_that_does_not_match_the_configuration_or_the_file_name_is_reje
      "summary.cpu_seconds_per_step is .* but the metric lines' cpu_seconds_per_step averaged over their steps"),
     (lambda r: r["summary"].update(train_seconds=r["summary"]["train_seconds"] + 1), "summary.train_seconds is"),
     (lambda r: r["metrics"][0].update(train_acc=1.5), r"metrics\[0\].train_acc must be a fraction in \[0, 1\]"),
+    (lambda r: r["metrics"][-1].update(test_loss=None), r"metrics\[\d+\] has a test accuracy without a test loss"),
+    (lambda r: r["summary"].update(final_train_loss=r["summary"]["final_train_loss"] / 2),
+     "summary.final_train_loss is .* but the last metric line's train_loss is"),
+    (lambda r: r["summary"].update(mask_density=0.5), "summary.mask_density is 0.5, but the last metric line's"),
+    (lambda r: r["summary"].update(images_per_s=r["summary"]["images_per_s"] * 2), "summary.images_per_s is"),
+    (lambda r: r["summary"].update(resumed_from_epoch=99), r"summary.resumed_from_epoch must be in \[0, "),
 ])
 def test_a_record_missing_a_field_or_with_a_wrong_type_or_value_is_rejected(tmp_path, edit, match):
     record = json.loads(_template().read_text())
