@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .config import TrainConfig
-from .store import REPO, read_json
+from .record_schema import RecordError, read_record
+from .store import REPO
 
 RESULTS = REPO / "results"
 RUNS = REPO / "runs"
@@ -48,16 +49,20 @@ def record_path(config: TrainConfig, store: Path = STORE) -> Path:
 
 
 def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
-    """The stored record of ``config`` or ``None``; a record with another config is an error."""
+    """The stored record of ``config`` or ``None``; an unreadable or inconsistent record
+    (:func:`sparsam.experiment.record_schema.check_run_record`) or one with another config raises
+    :class:`~sparsam.experiment.record_schema.RecordError` naming the file."""
     path = record_path(config, store)
     if not path.exists():
         return None
-    record = read_json(path)
+    record = read_record(path, "run")
     if TrainConfig.from_dict(record["summary"]["config"]) != config:  # older records lack later fields
-        raise ValueError(f"{path} does not hold the config it is named after")
+        raise RecordError(path, "does not hold the config it is named after")
     return record
 
 
 def load_all(store: Path = STORE) -> list[dict[str, Any]]:
-    """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
-    return [read_json(p) for p in sorted(Path(store).glob("*.json"))]
+    """Every record in the store (e.g. GPU runs made earlier), sorted by run id; the first unreadable or
+    inconsistent one raises :class:`~sparsam.experiment.record_schema.RecordError` naming the file (never
+    left out)."""
+    return [read_record(p, "run") for p in sorted(Path(store).glob("*.json"))]
