@@ -16,7 +16,7 @@ import yaml
 from conftest import data_file
 from sparsam import cli
 from sparsam.book import curvature
-from sparsam.experiment import results
+from sparsam.experiment import grid, results
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.record_schema import RecordError, check_run_record, read_record
 from sparsam.experiment.store import REPO
@@ -264,7 +264,7 @@ def test_a_record_written_by_the_training_harness_passes(tmp_path):
     data_file("cifar10-jpeg.npz")
     config = TrainConfig(model="resnet-small", width=4, n_train=64, n_test=32, epochs=2, eval_every=2,
                          batch_size=32, optimizer="sam")
-    record, = results.run_missing([config], store=tmp_path / "store", runs_dir=tmp_path / "runs")
+    record, = grid.run_missing([config], store=tmp_path / "store", runs_dir=tmp_path / "runs")
     assert results.load_all(tmp_path / "store") == [json.loads(json.dumps(record))]
     assert [m["test_acc"] is None for m in record["metrics"]] == [True, False]
     packed = record["summary"]["test_correct"]
