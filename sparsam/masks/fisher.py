@@ -31,8 +31,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.func import functional_call, grad, vmap
 
 from .._checks import check_choice, check_int
+from .._types import LossFn
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 

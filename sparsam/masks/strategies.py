@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from . import patterns
 from .._checks import check_choice, check_int, check_range
 from .._dist import all_reduce_
-from .fisher import Batches, LossFn, fisher_scores, fisher_scores_official
+from .._types import LossFn
+from .fisher import Batches, fisher_scores, fisher_scores_official
 
 
 class MaskStrategy:
