@@ -114,7 +114,8 @@ def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: CostUnit = "flops"
     """
     check_choice("unit", unit, ("flops", "seconds"))
     check_int("repeats", repeats, 1)
-    originals = {id(m): [p for p in m.parameters(recurse=False)] for s in stages for _, m in _leaves(s)}
+    originals: dict[int, list[Tensor]] = {id(m): [p for p in m.parameters(recurse=False)]
+                                          for s in stages for _, m in _leaves(s)}
     work = copy.deepcopy(list(stages))
     for stage in work:
         stage.train()

@@ -134,7 +134,7 @@ def patched_forwards(forwards: Mapping[nn.Module, Callable[..., Any]]) -> Iterat
     has its own ``forward`` again (an instance attribute it had before is put back)."""
     saved = {m: m.__dict__.get("forward") for m in forwards}
     for module, forward in forwards.items():
-        module.forward = forward  # type: ignore[method-assign]
+        module.forward = forward
     try:
         yield
     finally:
@@ -142,4 +142,4 @@ def patched_forwards(forwards: Mapping[nn.Module, Callable[..., Any]]) -> Iterat
             if before is None:
                 del module.forward
             else:
-                module.forward = before  # type: ignore[method-assign]
+                module.forward = before
