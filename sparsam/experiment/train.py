@@ -143,8 +143,7 @@ class Trainer:
               scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One step of ``opt`` over ``net`` on a batch: both passes of a SAM-type optimizer when ``two_pass``,
         else a plain step of the base optimizer; returns the first-pass loss and logits, and ‖ε‖ (two passes)."""
-        if two_pass:
-            assert isinstance(opt, SAM)
+        if two_pass:  # SAM, SSAM (either form) and SparseAscentSAM alike
             no_sync = net.no_sync() if isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
             with no_sync, opt.ascent_pass():
                 loss, out = self._pass(net, x, y, scaler)

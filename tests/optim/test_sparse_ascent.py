@@ -283,7 +283,8 @@ def test_ascent_skips_unneeded_work():
     assert len(weight_calls) >= len(partial)  # but a sliced one
 
 
-def test_nothing_perturbed_is_one_sgd_pass():
+def test_nothing_perturbed_is_an_sgd_step():
+    """ε = 0: the step is SGD's, bit for bit (the second pass takes the gradient at w; BatchNorm moves once)."""
     stages = tiny_stages()
     ref_stages = copy.deepcopy(stages)
     masks = [torch.zeros(p.shape, dtype=torch.bool) for p in params_of(stages)]
@@ -295,6 +296,8 @@ def test_nothing_perturbed_is_one_sgd_pass():
     sgd.step()
     for p, q in zip(params_of(stages), params_of(ref_stages)):
         assert torch.equal(p, q)
+    for a, b in zip([b for s in stages for b in s.buffers()], [b for s in ref_stages for b in s.buffers()]):
+        assert torch.equal(a, b)
 
 
 def test_mask_strategy_and_state_dict():
