@@ -319,7 +319,7 @@ class SparseAscentSAM(SAM):
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         """Move the perturbed tensors from ``w`` to ``w + ε``; the prefix stages then serve the kept output."""
-        if self._ascent_at != self.steps:
+        if self._perturbed is None and self._ascent_at != self.steps:  # (a second call: SAM's error)
             raise RuntimeError("SparseAscentSAM: run the first forward and backward inside `with "
                                "opt.ascent_pass():` (step(closure) does it)")
         if self._perturbed is None and not self.plan().perturbed:

@@ -351,6 +351,8 @@ def test_first_step_outside_ascent_pass_is_refused():
     with pytest.raises(RuntimeError, match="between first_step"):
         with opt.ascent_pass():
             pass
+    with pytest.raises(RuntimeError, match="called twice"):
+        opt.first_step()
 
 
 def test_in_place_first_suffix_stage_is_refused():
