@@ -43,9 +43,9 @@ from sparsam import SAM, SSAM
 from sparsam.masks import patterns  # noqa: E402
 from sparsam.masks.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.masks.fisher import fisher_scores, fisher_scores_official  # noqa: E402
-from sparsam.experiment.models import build_model  # noqa: E402
+from sparsam.experiment.models import build_model, model_stages  # noqa: E402
 from sparsam.experiment.store import provenance  # noqa: E402
-from sparsam.optim.sparse_ascent import SparseAscentSAM, model_stages, plan_ascent  # noqa: E402
+from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent  # noqa: E402
 from sparsam.masks.strategies import MaskStrategy  # noqa: E402
 
 SGD_KW = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -402,7 +402,7 @@ def part3(args, device: torch.device, x: Tensor, y: Tensor, scores: list[Tensor]
         m = new_model(args, device)
         opt = SparseAscentSAM(model_stages(m), torch.optim.SGD, rho=RHO, mask=masks, **SGD_KW)
         plan = plan_ascent(opt.stages, opt._params(), masks)
-        fns[name] = (lambda o=opt: o.step(x, y))
+        fns[name] = sam_step_fn(m, opt, x, y)
         info[name] = {"density": patterns.density(masks), "tensors": sum(k != "none" for k in plan.kinds),
                       "row_tensors": sum(k == "rows" for k in plan.kinds), "suffix_start": plan.start,
                       "stages": len(opt.stages),

@@ -1,8 +1,9 @@
 """sparsam: Sharpness-Aware Minimization with sparse perturbations (SSAM-F, SSAM-D).
 
 The optimizer math lives in :mod:`sparsam.optim.sam`, :mod:`sparsam.optim.ssam`, :mod:`sparsam.optim.implicit`,
-:mod:`sparsam.masks.patterns`, :mod:`sparsam.masks.fisher` and :mod:`sparsam.masks.strategies`; data, models and
-training are separate.
+:mod:`sparsam.optim.sparse_ascent` (both through :mod:`sparsam.optim.masked_layer`), :mod:`sparsam.masks.patterns`,
+:mod:`sparsam.masks.fisher` and :mod:`sparsam.masks.strategies`; data, models and training are separate. Types
+shared by the layers (the loss signature, the string options as ``Literal`` types) are in :mod:`sparsam._types`.
 """
 
 from .optim import implicit

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, TypeVar
+
+_Choice = TypeVar("_Choice", bound=str)
 
 
 def check_range(name: str, value: float, low: float, high: float | None = None, *,
@@ -25,7 +27,7 @@ def check_int(name: str, value: int, low: int) -> int:
     return value
 
 
-def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
+def check_choice(name: str, value: _Choice, choices: Iterable[str]) -> _Choice:
     """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
     choices = tuple(choices)
     if value not in choices:

@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from ..masks import cost, patterns
 from ..masks.fisher import fisher_scores, fisher_scores_official
+from ..experiment.models import model_stages
 from ..optim.sam import SAM
-from ..optim.sparse_ascent import SparseAscentSAM, model_stages
+from ..optim.sparse_ascent import SparseAscentSAM
 from ..optim.ssam import SSAM
 from ..masks.strategies import FisherMask
 
@@ -87,8 +88,8 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
         return lambda: opt.step(closure)
 
     def sparse(mask: Sequence[Tensor]) -> Callable[[], Any]:
-        opt = SparseAscentSAM(model_stages(build()), torch.optim.SGD, rho=rho, mask=mask, lr=0.01, momentum=0.9)
-        return lambda: opt.step(x, y)
+        return two_pass(lambda net: SparseAscentSAM(model_stages(net), torch.optim.SGD, rho=rho, mask=mask, lr=0.01,
+                                                    momentum=0.9))
 
     runners = {"SGD": sgd(),
                "SAM": two_pass(lambda net: SAM(net.parameters(), torch.optim.SGD, rho=rho, lr=0.01, momentum=0.9)),

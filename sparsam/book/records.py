@@ -4,8 +4,9 @@
   :func:`metrics_frame`: one row per record and epoch.
 - :func:`stale_reason` / :func:`is_stale` / :func:`stale_records`: a record is stale when the code of
   its optimizer changed between the commit it was made at and ``HEAD`` (the files' syntax trees
-  without docstrings differ, so a documentation fix keeps the records current), when that commit is
-  not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
+  without docstrings and type annotations differ, so a documentation or typing fix keeps the records
+  current), when that commit is not in ``HEAD``'s history ("unknown commit"), or when it was made in a
+  dirty tree.
 - :func:`paired`: the per-seed values of two configurations that differ only as given.
 - :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots;
   :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps,
@@ -44,12 +45,16 @@ def optimizer_modules(config: Mapping[str, Any]) -> tuple[str, ...]:
     if optimizer in ("sam", "asam"):
         return _SAM_MODULES
     modules = _SSAM_MODULES
+    if config.get("form") == "implicit" or config.get("ascent") == "sparse":
+        modules += ("sparsam.optim.masked_layer",)
     if config.get("form") == "implicit":
         modules += ("sparsam.optim.implicit",)
     if config.get("ascent") == "sparse":
         modules += ("sparsam.optim.sparse_ascent",)
     if config.get("ascent") == "sparse" or config.get("mask_rule") == "cost-aware":
         modules += ("sparsam.masks.cost",)
+    if config.get("form") == "implicit" or config.get("ascent") == "sparse" or config.get("mask_rule") == "cost-aware":
+        modules += ("sparsam._layers",)
     return modules
 
 
@@ -82,16 +87,64 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+class _WithoutAnnotations(ast.NodeTransformer):
+    """Drops what type annotations add to a syntax tree: those of arguments and return values (never
+    evaluated under ``from __future__ import annotations``, which every library module has) and those of
+    local variables (never evaluated at all: ``x: T = v`` in a function is ``x = v``). Annotations at
+    module and class level stay: they fill ``__annotations__``, which dataclasses read."""
+
+    def __init__(self) -> None:
+        self.depth = 0  # function nesting
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> ast.AST:
+        arguments = node.args
+        for arg in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg,
+                    arguments.kwarg):
+            if arg is not None:
+                arg.annotation = None
+        if not isinstance(node, ast.Lambda):
+            node.returns = None
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        depth, self.depth = self.depth, 0  # a class body, even inside a function, keeps its annotations
+        self.generic_visit(node)
+        self.depth = depth
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if self.depth == 0:
+            return node
+        return None if node.value is None else ast.Assign(targets=[node.target], value=node.value)
+
+
+def _code_tree(source: str) -> ast.Module:
+    """The syntax tree of ``source`` without docstrings and type annotations (see :class:`_WithoutAnnotations`)."""
+    tree = _without_docstrings(_WithoutAnnotations().visit(ast.parse(source)))
+    for node in ast.walk(tree):  # a body emptied of its local annotations
+        if isinstance(getattr(node, "body", None), list) and not node.body:  # type: ignore[attr-defined]
+            node.body = [ast.Pass()]  # type: ignore[attr-defined]
+    assert isinstance(tree, ast.Module)
+    return tree
+
+
 def code_of(source: str) -> str:
-    """The code of a Python file as its syntax tree without docstrings (comments are not in it)."""
-    return ast.dump(_without_docstrings(ast.parse(source)))
+    """The code of a Python file as its syntax tree without docstrings and type annotations (comments are not
+    in it)."""
+    return ast.dump(_code_tree(source))
 
 
 def definitions(source: str) -> dict[str, str]:
     """The top-level definitions of a Python file (functions, classes, assigned names), each as its syntax
-    tree without docstrings; imports (and ``__all__``) are left out: they name code, they do not run it."""
+    tree without docstrings and type annotations; imports (and ``__all__``) are left out: they name code,
+    they do not run it."""
     out: dict[str, str] = {}
-    for node in _without_docstrings(ast.parse(source)).body:
+    for node in _code_tree(source).body:
         if isinstance(node, (ast.Import, ast.ImportFrom)) or (isinstance(node, ast.Expr)
                                                               and isinstance(node.value, ast.Constant)):
             continue

@@ -17,7 +17,7 @@ from torchvision.models import resnet as tv_resnet, vgg as tv_vgg
 from .._checks import check_int, check_range
 
 __all__ = ["MODELS", "CifarResNet", "WideResNet", "CifarVGG", "resnet18", "resnet_small", "wide_resnet",
-           "vgg_bn", "resnet50", "resnet50_tiny", "constructor", "build_model"]
+           "vgg_bn", "resnet50", "resnet50_tiny", "constructor", "build_model", "model_stages"]
 
 MODELS = ("resnet18", "resnet-small", "wrn28-10", "wrn-<depth>-<widen>", "vgg16-bn", "vgg<11|13|16|19>-bn",
           "resnet50", "resnet50-tiny")
@@ -181,3 +181,27 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """The untrained network called ``name`` (see :data:`MODELS`); ``kwargs`` go to its constructor."""
     build, args = constructor(name)
     return build(*args, num_classes=num_classes, **kwargs)
+
+
+def model_stages(model: nn.Module) -> list[nn.Module]:
+    """The networks of this module as chains of stages sharing the model's modules, for
+    :class:`sparsam.optim.sparse_ascent.SparseAscentSAM` and :func:`sparsam.masks.cost.layer_costs`.
+
+    CIFAR ResNets: ``[stem, block, ..., block, head]``; torchvision ResNets: ``[conv1, bn1, relu,
+    maxpool, block, ..., block, head]``; WideResNet and VGG-BN: ``[*features, head]``, where ``head`` is
+    global average pooling, flatten and the model's ``fc``. ``run_stages(stages, x)`` equals
+    ``model(x)``, and every stage but the head is a module the model's forward calls. Other models:
+    pass the stages yourself.
+    """
+    def head(fc: nn.Module) -> nn.Module:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), fc)
+
+    if isinstance(model, CifarResNet):
+        return [model.stem, *model.layers, head(model.fc)]
+    if isinstance(model, tv_resnet.ResNet):
+        blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
+        return [model.conv1, model.bn1, model.relu, model.maxpool, *blocks, head(model.fc)]
+    if isinstance(model, (WideResNet, CifarVGG)):
+        return [*model.features, head(model.fc)]
+    raise ValueError(f"model: no stage split known for {type(model).__name__} (known: CifarResNet, torchvision "
+                     "ResNet, WideResNet, CifarVGG); pass the stages yourself")

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -30,9 +30,10 @@ from ..masks import cost
 from . import data
 from ..masks import patterns
 from . import models, results, store
+from .models import model_stages
 from .config import TrainConfig
 from ..optim.sam import SAM
-from ..optim.sparse_ascent import SparseAscentSAM, model_stages
+from ..optim.sparse_ascent import SparseAscentSAM
 from ..optim.ssam import SSAM
 from ..masks.strategies import DynamicMask, FisherMask
 
@@ -54,13 +55,12 @@ class FisherBatches:
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
-                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None,
-                    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> torch.optim.Optimizer:
+                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None) -> torch.optim.Optimizer:
     """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay).
 
     ``layers``: ``model``'s per-layer costs (:func:`sparsam.masks.cost.layer_costs`), which the
-    cost-aware mask rule needs. ``loss_fn``: the training loss, which the sparse ascent pass
-    (``config.ascent="sparse"``) computes itself.
+    cost-aware mask rule needs. The sparse ascent pass (``config.ascent="sparse"``) gets the stages of
+    :func:`sparsam.experiment.models.model_stages`.
     """
     sgd = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.decay)
     if config.optimizer == "sgd":
@@ -80,7 +80,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
         mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples,
                           pattern=config.pattern, **rule, **schedule)
         if config.ascent == "sparse":
-            return SparseAscentSAM(model_stages(model), torch.optim.SGD, rho=config.rho, mask=mask, loss_fn=loss_fn,
+            return SparseAscentSAM(model_stages(model), torch.optim.SGD, rho=config.rho, mask=mask,
                                    params=list(model.parameters()), **sgd)
     else:
         mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed,
@@ -117,12 +117,10 @@ class Trainer:
             example = next(iter(self.train_loader))[0][:2].to(self.device)
             self.layers = cost.layer_costs(model_stages(self.model), example, unit="flops")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers,
-                                         loss_fn=self._ascent_loss)
+        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
         if isinstance(self.optimizer, SparseAscentSAM) and world > 1:
             raise ValueError("ascent='sparse' runs on one process (no DistributedDataParallel); use ascent='dense'")
         self.is_sam = isinstance(self.optimizer, SAM)
-        self._ascent_logits: Tensor | None = None
         self.eps_norm_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # Σ‖ε‖ this epoch
         scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
@@ -134,53 +132,45 @@ class Trainer:
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _backward(self, loss: Tensor) -> None:
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-
-    def _pass(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _pass(self, net: nn.Module, x: Tensor, y: Tensor, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor]:
         with self.autocast():
-            out = self.net(x)
+            out = net(x)
             loss = self.criterion(out, y)
-        self._backward(loss)
+        (loss if scaler is None else scaler.scale(loss)).backward()
         return loss.detach(), out.detach()
 
-    def _ascent_loss(self, out: Tensor, y: Tensor) -> Tensor:
-        """The training loss as the sparse ascent pass calls it; keeps the first call's logits (at ``w``)."""
-        if self._ascent_logits is None:
-            self._ascent_logits = out.detach()
-        return self.criterion(out, y)
+    def _step(self, opt: torch.optim.Optimizer, net: nn.Module, x: Tensor, y: Tensor, two_pass: bool,
+              scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One step of ``opt`` over ``net`` on a batch: both passes of a SAM-type optimizer when ``two_pass``,
+        else a plain step of the base optimizer; returns the first-pass loss and logits, and ‖ε‖ (two passes)."""
+        if two_pass:  # SAM, SSAM (either form) and SparseAscentSAM alike
+            no_sync = net.no_sync() if isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
+            with no_sync, opt.ascent_pass():
+                loss, out = self._pass(net, x, y, scaler)
+            opt.first_step(zero_grad=True)
+            eps_norm = opt.perturbation_norm()
+            self._pass(net, x, y, scaler)
+            opt.second_step(zero_grad=True, scaler=scaler)
+        else:
+            base = opt.base_optimizer if isinstance(opt, SAM) else opt
+            loss, out = self._pass(net, x, y, scaler)
+            if scaler is None:
+                base.step()
+            else:
+                scaler.step(base)
+            base.zero_grad(set_to_none=True)
+            eps_norm = None
+        if scaler is not None:
+            scaler.update()
+        return loss, out, eps_norm
 
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step on a batch; returns the first-pass loss and logits."""
-        opt = self.optimizer
         # sam_every: SAM steps at step counts 0, k, 2k, ... (the scheduler's count, restored on resume)
-        plain = self.is_sam and self.scheduler.last_epoch % self.config.sam_every != 0
-        if isinstance(opt, SparseAscentSAM):
-            self._ascent_logits = None
-            with self.autocast():
-                loss = opt.first_pass(x, y)
-                self.eps_norm_sum += opt.perturbation_norm()
-                opt.second_pass()
-            opt.second_step(zero_grad=True)
-            out = self._ascent_logits
-        elif self.is_sam and not plain:
-            no_sync = self.net.no_sync() if self.world > 1 else contextlib.nullcontext()
-            with no_sync, opt.ascent_pass():
-                loss, out = self._pass(x, y)
-            opt.first_step(zero_grad=True)
-            self.eps_norm_sum += opt.perturbation_norm()
-            self._pass(x, y)
-            opt.second_step(zero_grad=True, scaler=self.scaler)
-        else:
-            base = opt.base_optimizer if self.is_sam else opt
-            loss, out = self._pass(x, y)
-            if self.scaler is None:
-                base.step()
-            else:
-                self.scaler.step(base)
-            base.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.update()
+        two_pass = self.is_sam and self.scheduler.last_epoch % self.config.sam_every == 0
+        loss, out, eps_norm = self._step(self.optimizer, self.net, x, y, two_pass, self.scaler)
+        if eps_norm is not None:
+            self.eps_norm_sum += eps_norm
         self.scheduler.step()
         return loss, out
 
@@ -254,28 +244,24 @@ class Trainer:
         return cost.step_cost(self.layers, "sparse", params, self.optimizer.mask.masks) / cost.step_cost(self.layers)
 
     def count_flops(self) -> dict[str, int]:
-        """FLOPs of one forward and of one whole training step (both passes for SAM), on copies."""
-        twin = copy.copy(self)
-        twin.model = copy.deepcopy(self.model)
-        twin.net, twin.world = twin.model, 1
-        twin.eps_norm_sum = torch.zeros_like(self.eps_norm_sum)  # its own, not the run's accumulator
-        twin_params = dict(zip(map(id, self.model.parameters()), twin.model.parameters()))
-        twin_layers = None if self.layers is None else [
-            dataclasses.replace(layer, params=[twin_params[id(p)] for p in layer.params]) for layer in self.layers]
-        twin.optimizer = build_optimizer(self.config, twin.model, copy.deepcopy(self.fisher_data), self.steps_per_epoch,
-                                         twin_layers, loss_fn=twin._ascent_loss)
-        twin.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            twin.optimizer.base_optimizer if self.is_sam else twin.optimizer, T_max=1)
-        if getattr(twin.optimizer, "mask", None) is not None and not twin.optimizer.mask.needs_gradient:
-            twin.optimizer.mask.update(0)  # the mask's own cost is not part of a step
+        """FLOPs of one forward and of one whole training step (both passes for SAM), on a copy of the model
+        with a fresh optimizer of the same config (the run's model, optimizer and scaler are untouched)."""
+        model = copy.deepcopy(self.model)
+        copies = dict(zip(map(id, self.model.parameters()), model.parameters()))
+        layers = None if self.layers is None else [
+            dataclasses.replace(layer, params=[copies[id(p)] for p in layer.params]) for layer in self.layers]
+        opt = build_optimizer(self.config, model, copy.deepcopy(self.fisher_data), self.steps_per_epoch, layers)
+        mask = getattr(opt, "mask", None)
+        if mask is not None and not mask.needs_gradient:
+            mask.update(0)  # the mask's own cost is not part of a step
         x, y = next(iter(self.train_loader))
         x, y = x.to(self.device), y.to(self.device)
         rng = torch.get_rng_state()
         with FlopCounterMode(display=False) as forward:
             with torch.no_grad():
-                twin.model(x)
+                model(x)
         with FlopCounterMode(display=False) as step:
-            twin.step(x, y)
+            self._step(opt, model, x, y, self.is_sam, None)
         torch.set_rng_state(rng)
         return {"flops_forward": forward.get_total_flops(), "flops_per_step": step.get_total_flops(),
                 "flops_batch_size": len(y)}

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_choice, check_int
+from .._layers import full_rows
+from .._types import CostUnit, StepMethod
 from .patterns import cost_aware as cost_aware_mask
 
 __all__ = ["LayerCost", "layer_costs", "tensor_costs", "step_cost", "mask_fractions",
@@ -100,7 +102,7 @@ def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.devi
     return statistics.median(times)
 
 
-def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: str = "flops", repeats: int = 5,
+def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: CostUnit = "flops", repeats: int = 5,
                 timer: Callable[[], float] = time.perf_counter) -> list[LayerCost]:
     """Per-leaf-call costs of the chain ``stages`` on the batch ``x``, in execution order.
 
@@ -112,7 +114,8 @@ def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: str = "flops", rep
     """
     check_choice("unit", unit, ("flops", "seconds"))
     check_int("repeats", repeats, 1)
-    originals = {id(m): [p for p in m.parameters(recurse=False)] for s in stages for _, m in _leaves(s)}
+    originals: dict[int, list[Tensor]] = {id(m): [p for p in m.parameters(recurse=False)]
+                                          for s in stages for _, m in _leaves(s)}
     work = copy.deepcopy(list(stages))
     for stage in work:
         stage.train()
@@ -174,12 +177,10 @@ def mask_fractions(layers: Sequence[LayerCost], params: Sequence[Tensor],
         kept = int(m.sum())
         if kept == 0:
             frac_of[id(p)] = 0.0
-        elif kept == m.numel() or m.dim() < 2:
+        elif kept == m.numel() or (rows := full_rows(m)) is None:
             frac_of[id(p)] = 1.0
         else:
-            flat = m.reshape(m.shape[0], -1)
-            rows_ok = bool((flat.all(1) == flat.any(1)).all())
-            frac_of[id(p)] = float(flat.all(1).float().mean()) if rows_ok else 1.0
+            frac_of[id(p)] = float(rows.float().mean())
     fractions = []
     for layer in layers:
         sizes = [p.numel() for p in layer.params]
@@ -192,7 +193,7 @@ def mask_fractions(layers: Sequence[LayerCost], params: Sequence[Tensor],
     return fractions
 
 
-def step_cost(layers: Sequence[LayerCost], method: str = "sgd", params: Sequence[Tensor] | None = None,
+def step_cost(layers: Sequence[LayerCost], method: StepMethod = "sgd", params: Sequence[Tensor] | None = None,
               masks: Sequence[Tensor] | None = None) -> float:
     """Ideal cost of one step: ``method`` is "sgd", "sam" or "sparse" (needs ``params`` and ``masks``)."""
     check_choice("method", method, ("sgd", "sam", "sparse"))

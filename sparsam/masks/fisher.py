@@ -26,13 +26,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.func import functional_call, grad, vmap
 
 from .._checks import check_choice, check_int
+from .._types import FisherMethod, LossFn
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
@@ -65,7 +66,7 @@ def default_chunk_size(params: Sequence[Tensor], max_bytes: int = 1 << 30) -> in
 
 def fisher_scores(model: nn.Module, params: Sequence[Tensor], data: Batches, num_samples: int,
                   loss_fn: LossFn = F.cross_entropy, chunk_size: int | None = None,
-                  method: str = "auto") -> list[Tensor]:
+                  method: FisherMethod = "auto") -> list[Tensor]:
     """Fisher score of every entry of ``params`` (parameters of ``model``) over ``num_samples`` samples.
 
     ``data`` yields (inputs, labels) batches; the first ``num_samples`` samples are used.
@@ -86,7 +87,8 @@ def fisher_scores(model: nn.Module, params: Sequence[Tensor], data: Batches, num
         raise ValueError("method='per_layer' handles parameters of nn.Linear, nn.Conv2d (zero padding given "
                          "as numbers) and BatchNorm with running statistics only; use method='vmap'")
     if method != "vmap" and layers is not None:
-        chunk_scores = functools.partial(_per_layer_chunk, model, layers, params, loss_fn)
+        chunk_scores: Callable[[Tensor, Tensor], list[Tensor]] = functools.partial(
+            _per_layer_chunk, model, layers, params, loss_fn)
     else:
         chunk_scores = _vmap_chunk(model, names, loss_fn)
     scores = [torch.zeros_like(p, dtype=torch.float32) for p in params]
@@ -235,7 +237,9 @@ def _square_sums(module: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, Tenso
                 a.reshape(1, n * c_in, h, w), (n * c_out, *module.weight.shape[1:]), g.reshape(1, n * c_out, *out_hw),
                 module.stride, module.padding, module.dilation, n * groups)
             return weight.view(n, -1).square_().sum(0), bias
-        u = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)  # [N, Cin k k, P]
+        # padding: numbers here (``_per_layer_ok``)
+        u = F.unfold(a, module.kernel_size, module.dilation, module.padding,  # type: ignore[arg-type]
+                     module.stride)  # [N, Cin k k, P]
         u = u.view(n, groups, -1, u.shape[-1]).transpose(2, 3)                  # [N, G, P, Cin/G k k]
         return _square_sum_of_products(g.reshape(n, groups, c_out // groups, -1), u), bias
     weight, bias = _per_sample_grads(module, a, g)  # BatchNorm: a vector per sample
@@ -251,14 +255,18 @@ def _per_sample_grads(module: nn.Module, a: Tensor, g: Tensor) -> tuple[Tensor, 
         return torch.bmm(g.transpose(1, 2), a), g.sum(1)
     if isinstance(module, nn.Conv2d):
         groups = module.groups
-        u = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)  # [N, Cin k k, P]
+        # padding: numbers here (``_per_layer_ok``)
+        u = F.unfold(a, module.kernel_size, module.dilation, module.padding,  # type: ignore[arg-type]
+                     module.stride)  # [N, Cin k k, P]
         u = u.view(n, groups, -1, u.shape[-1])                                # [N, G, Cin/G k k, P]
         go = g.reshape(n, groups, -1, u.shape[-1])                            # [N, G, Cout/G, P]
         weight = torch.matmul(go, u.transpose(2, 3))                          # [N, G, Cout/G, Cin/G k k]
         return weight.reshape(n, *module.weight.shape), g.sum(tuple(range(2, g.dim())))
     # eval-mode BatchNorm: y = γ x̂ + β with x̂ from the running statistics
     shape = (1, -1) + (1,) * (a.dim() - 2)
-    xhat = (a - module.running_mean.view(shape)) * torch.rsqrt(module.running_var.view(shape) + module.eps)
+    # a BatchNorm's running statistics (typed as Tensor | Module on an nn.Module)
+    xhat = (a - module.running_mean.view(shape)) * torch.rsqrt(  # type: ignore[operator]
+        module.running_var.view(shape) + module.eps)  # type: ignore[operator]
     dims = tuple(range(2, a.dim()))
     return (g * xhat).sum(dims) if dims else g * xhat, g.sum(dims) if dims else g
 

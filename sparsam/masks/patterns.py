@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_int, check_range
+from .._types import Granularity, NMDim
 
 __all__ = ["unstructured", "structured", "n_m", "n_m_official", "cost_aware", "top_k", "density",
            "parse_pattern", "from_pattern", "PATTERNS"]
@@ -57,9 +58,9 @@ def unstructured(scores: Sequence[Tensor], sparsity: float) -> list[Tensor]:
     return [m.view_as(s) for m, s in zip(mask.split([s.numel() for s in scores]), scores)]
 
 
-def _units(scores: Sequence[Tensor], granularity: str) -> list[tuple[int, slice | None, Tensor]]:
+def _units(scores: Sequence[Tensor], granularity: Granularity) -> list[tuple[int, slice | None, Tensor]]:
     """Split tensors into ranking units: (tensor index, row slice or None for whole, unit scores)."""
-    units = []
+    units: list[tuple[int, slice | None, Tensor]] = []
     for i, s in enumerate(scores):
         if granularity == "filter" and s.dim() >= 2:
             units += [(i, slice(r, r + 1), s[r]) for r in range(s.shape[0])]
@@ -68,7 +69,7 @@ def _units(scores: Sequence[Tensor], granularity: str) -> list[tuple[int, slice 
     return units
 
 
-def structured(scores: Sequence[Tensor], sparsity: float, granularity: str = "layer") -> list[Tensor]:
+def structured(scores: Sequence[Tensor], sparsity: float, granularity: Granularity = "layer") -> list[Tensor]:
     """Whole units ranked by mean score and filled greedily into the budget ``int((1-s) d)``.
 
     ``granularity="layer"``: a unit is a whole tensor (the TPAMI layer-wise rule).
@@ -114,7 +115,7 @@ def _n_m_matrix(rows: Tensor, n: int, m: int) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
-def n_m(scores: Sequence[Tensor], n: int, m: int, dim: str = "in") -> list[Tensor]:
+def n_m(scores: Sequence[Tensor], n: int, m: int, dim: NMDim = "in") -> list[Tensor]:
     """Keep the ``n`` largest of every ``m`` consecutive entries along the reduction dimension.
 
     ``dim="in"`` groups along the input side: a conv weight ``[C_out, C_in, kh, kw]`` is grouped
@@ -176,7 +177,7 @@ def n_m_official(scores: Sequence[Tensor], n: int, m: int) -> list[Tensor]:
     return masks
 
 
-def cost_aware(scores: Sequence[Tensor], costs: Sequence, sparsity: float, granularity: str = "layer",
+def cost_aware(scores: Sequence[Tensor], costs: Sequence, sparsity: float, granularity: Granularity = "layer",
                max_cost: float | None = None) -> list[Tensor]:
     """Structured mask chosen by score mass per unit of marginal ascent-pass cost.
 
@@ -234,9 +235,9 @@ def cost_aware(scores: Sequence[Tensor], costs: Sequence, sparsity: float, granu
     return masks
 
 
-def _cost_units(scores: Sequence[Tensor], costs: Sequence, granularity: str) -> list[tuple]:
+def _cost_units(scores: Sequence[Tensor], costs: Sequence, granularity: Granularity) -> list[tuple]:
     """Ranking units of :func:`cost_aware`: (tensor index, row or None, numel, mass, chain, own)."""
-    units = []
+    units: list[tuple[int, int | None, int, float, float, float]] = []
     for i, (s, c) in enumerate(zip(scores, costs)):
         chain, own = (0.0, float(c)) if isinstance(c, (int, float)) else (float(c[0]), float(c[1]))
         s = s.detach().float()
@@ -273,13 +274,13 @@ def parse_pattern(pattern: str) -> tuple[str, int, int]:
     return pattern, 0, 0
 
 
-def from_pattern(scores: Sequence[Tensor], pattern: str, sparsity: float, dim: str = "in") -> list[Tensor]:
+def from_pattern(scores: Sequence[Tensor], pattern: str, sparsity: float, dim: NMDim = "in") -> list[Tensor]:
     """Build the mask of ``pattern`` from ``scores``; N:M patterns fix the density to n/m themselves."""
     kind, n, m = parse_pattern(pattern)
     if kind == "unstructured":
         return unstructured(scores, sparsity)
     if kind in ("layer", "filter"):
-        return structured(scores, sparsity, kind)
+        return structured(scores, sparsity, kind)  # type: ignore[arg-type]  # "layer" or "filter"
     return n_m(scores, n, m, dim=dim)
 
 

@@ -27,7 +27,9 @@ from torch import Tensor, nn
 from . import patterns
 from .._checks import check_choice, check_int, check_range
 from .._dist import all_reduce_
-from .fisher import Batches, LossFn, fisher_scores, fisher_scores_official
+from .._types import Criterion, FirstMask, FisherMode, NMDim, UpdateUnit
+from .._types import LossFn
+from .fisher import Batches, fisher_scores, fisher_scores_official
 
 
 class MaskStrategy:
@@ -36,14 +38,14 @@ class MaskStrategy:
     needs_gradient = False  # True: the update reads the first-pass gradient
     pattern = "unstructured"  # the mask pattern built (see :mod:`.masks`); the implicit form checks it
 
-    def __init__(self, update_every: int, update_unit: str, steps_per_epoch: int | None):
+    def __init__(self, update_every: int, update_unit: UpdateUnit, steps_per_epoch: int | None):
         check_int("update_every", update_every, 1)
         check_choice("update_unit", update_unit, ("steps", "epochs"))
         if update_unit == "epochs":
             if steps_per_epoch is None:
                 raise ValueError("steps_per_epoch is required when update_unit='epochs'")
             check_int("steps_per_epoch", steps_per_epoch, 1)
-        self.interval = update_every * (steps_per_epoch if update_unit == "epochs" else 1)
+        self.interval = update_every * (steps_per_epoch if update_unit == "epochs" else 1)  # type: ignore[operator]
         self.masks: list[Tensor] = []
         self.params: list[Tensor] = []
         self.updates = 0  # how many times the masks were rebuilt
@@ -125,9 +127,10 @@ class FisherMask(MaskStrategy):
     """
 
     def __init__(self, model: nn.Module, data: Batches, sparsity: float | None = None, num_samples: int = 128,
-                 update_every: int = 1, update_unit: str = "epochs", steps_per_epoch: int | None = None,
-                 pattern: str = "unstructured", nm_dim: str = "in", loss_fn: LossFn = F.cross_entropy,
-                 first_mask: str = "fisher", fisher_mode: str = "functional", chunk_size: int | None = None,
+                 update_every: int = 1, update_unit: UpdateUnit = "epochs", steps_per_epoch: int | None = None,
+                 pattern: str = "unstructured", nm_dim: NMDim = "in", loss_fn: LossFn = F.cross_entropy,
+                 first_mask: FirstMask = "fisher", fisher_mode: FisherMode = "functional",
+                 chunk_size: int | None = None,
                  costs: Sequence | None = None, max_cost: float | None = None):
         super().__init__(update_every, update_unit, steps_per_epoch)
         nominal = patterns.n_m_sparsity(pattern)
@@ -168,7 +171,8 @@ class FisherMask(MaskStrategy):
 
     def _build(self, step: int) -> list[Tensor]:
         if self.costs is not None:
-            return patterns.cost_aware(self.scores(), self.costs, self.sparsity, self.pattern, self.max_cost)
+            return patterns.cost_aware(self.scores(), self.costs, self.sparsity,
+                                       self.pattern, self.max_cost)  # type: ignore[arg-type]  # checked in __init__
         return patterns.from_pattern(self.scores(), self.pattern, self.sparsity, dim=self.nm_dim)
 
 
@@ -196,9 +200,9 @@ class DynamicMask(MaskStrategy):
     needs_gradient = True
     CRITERIA = ("gradient", "weight", "random")
 
-    def __init__(self, sparsity: float = 0.5, update_every: int = 1, update_unit: str = "steps",
+    def __init__(self, sparsity: float = 0.5, update_every: int = 1, update_unit: UpdateUnit = "steps",
                  steps_per_epoch: int | None = None, *, total_steps: int, drop_rate: float = 0.5,
-                 drop_criterion: str = "gradient", grow_criterion: str = "random", seed: int = 0):
+                 drop_criterion: Criterion = "gradient", grow_criterion: Criterion = "random", seed: int = 0):
         super().__init__(update_every, update_unit, steps_per_epoch)
         self.sparsity = check_range("sparsity", sparsity, 0.0, 1.0)
         self.total_steps = check_int("total_steps", total_steps, 1)
@@ -218,7 +222,7 @@ class DynamicMask(MaskStrategy):
         """α at ``step``: cosine decay from ``drop_rate`` to 0 over ``total_steps``."""
         return self.drop_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
 
-    def _criterion(self, name: str) -> Tensor:
+    def _criterion(self, name: Criterion) -> Tensor:
         if name == "random":
             total = sum(p.numel() for p in self.params)
             return torch.rand(total, generator=self.generator).to(self.params[0].device)

@@ -116,7 +116,8 @@ class SAM(torch.optim.Optimizer):
             buckets.setdefault((group["rho"], mult is None), []).append(i)
         for (rho, plain), idx in buckets.items():
             _add_scaled_([params[i] for i in idx], [directions[i] for i in idx],
-                         None if plain else [multipliers[i] for i in idx], inv_norm * rho)
+                         None if plain else [multipliers[i] for i in idx],  # type: ignore[misc]  # not None
+                         inv_norm * rho)
         self._perturbed = params
         if self.bn_guard is not None:
             self.bn_guard.enter(self._params())
@@ -234,7 +235,7 @@ def _add_scaled_(params: list[Tensor], directions: list[Tensor], multipliers: li
         torch._foreach_addcmul_(params, directions, scaled)
 
 
-def _global_norm(tensors: list[Tensor]) -> Tensor:
+def _global_norm(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     """Euclidean norm over a list of tensors, as a 0-d tensor (no host sync)."""
     if not tensors:
         return torch.zeros(())

@@ -9,7 +9,7 @@ unnecessary in the ascent (first) pass:
   off during the ascent forward, so no weight gradient is formed for them and nothing is
   back-propagated below the lowest perturbed tensor.
 * **Shared prefix**: the model is given as an ordered list of stages (``model(x) ==
-  stages[-1](...stages[0](x))``; :func:`model_stages` splits the networks of
+  stages[-1](...stages[0](x))``; :func:`sparsam.experiment.models.model_stages` splits the networks of
   :mod:`sparsam.experiment.models`). Below the lowest stage holding a perturbed tensor, ``w + ε == w``, so
   that prefix runs ONCE (grad enabled, BatchNorm statistics move once); the ascent pass runs the
   remaining stages (the suffix) on the prefix output detached, and the descent pass runs the suffix
@@ -17,7 +17,13 @@ unnecessary in the ascent (first) pass:
   descent gradient is exactly SAM's gradient at ``w + ε`` of the whole network.
 * **Filter-structured masks** (rows along dim 0 of a conv/linear weight): the weight gradient of a
   ``nn.Conv2d``/``nn.Linear`` is computed for the kept output channels only (a weight-gradient
-  convolution on the sliced ``grad_output``).
+  convolution on the sliced ``grad_output``; :class:`sparsam.optim.masked_layer.MaskedLayer` with ``rows``).
+
+The step protocol is SAM's: :meth:`SparseAscentSAM.ascent_pass` around the first forward and backward,
+:meth:`~sparsam.SAM.first_step`, the second forward and backward, :meth:`~sparsam.SAM.second_step`; or
+``step(closure)``. The forwards call the model (or the stages) as usual: inside :meth:`ascent_pass` the
+output of the last prefix stage is detached (and kept); between ``first_step`` and ``second_step`` the
+prefix stages do no work and the last one returns the kept output.
 
 Normalisation: the sparse pass never forms the full gradient, so ``ε = ρ m⊙g/‖g‖`` (the official
 code's ``normalize="full"``) is NOT computable here. ε uses ``normalize="masked"`` semantics,
@@ -27,11 +33,13 @@ mask (bit-identical for layer-structured masks). With ``adaptive=True`` (ASAM) i
 
 Restrictions: masks should be layer- or filter-structured to save work (any other partial mask is
 handled correctly with a dense weight gradient for that tensor); the model must be expressible as a
-chain of stages, and the first stage of the suffix must not modify its input in place (checked);
-mask strategies that read the clean full gradient (``DynamicMask``) are rejected; no
-``GradScaler`` and no DistributedDataParallel support (bf16 autocast around
-:meth:`SparseAscentSAM.step` works). The prefix is shared at stage granularity: finer stages
-(one per residual block) share more.
+chain of stages in which every stage but the last is a module that the model's forward calls once,
+its output the next stage's input (the last, e.g. a pooling-and-classifier head, may be a new
+``nn.Sequential`` of the model's modules); the first stage of the suffix must not modify its input in
+place (checked); mask strategies that read the clean full gradient (``DynamicMask``) are rejected; no
+``GradScaler`` and no DistributedDataParallel support (bf16 autocast around the forwards works). The
+prefix is shared at stage granularity: finer stages (one per residual block) share more. A mask that
+perturbs nothing gives ε = 0 and a plain gradient step (the second pass takes the gradient at ``w``).
 
 Example::
 
@@ -39,7 +47,11 @@ Example::
     mask = FisherMask(model, fisher_data, sparsity=0.9, pattern="layer", steps_per_epoch=len(loader))
     opt = SparseAscentSAM(stages, torch.optim.SGD, rho=0.1, mask=mask, lr=0.05, momentum=0.9)
     for x, y in loader:
-        loss = opt.step(x, y)
+        def closure():
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+        loss = opt.step(closure)
 
 The implicit form, whose sparsity pays in the input gradient (2:4 semi-structured kernels on GPUs),
 is :mod:`sparsam.optim.implicit`, used by ``SSAM(form="implicit")``.
@@ -52,15 +64,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sam import SAM
+from .._layers import full_rows, kept_rows_layer
+from .._types import AscentKind
 from ..masks.strategies import MaskStrategy
+from .masked_layer import masked_conv2d, masked_linear, patched_forwards
+from .sam import SAM
 
-__all__ = ["SparseAscentSAM", "AscentPlan", "plan_ascent", "lowest_stage", "run_stages", "model_stages"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["SparseAscentSAM", "AscentPlan", "plan_ascent", "lowest_stage", "run_stages"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +88,7 @@ class AscentPlan:
     other partial mask: dense weight gradient, masked afterwards).
     """
 
-    kinds: list[str]
+    kinds: list[AscentKind]
     perturbed: list[Tensor]
     start: int  # index of the first stage of the suffix (len(stages) when nothing is perturbed)
     rows: dict[int, Tensor] = field(default_factory=dict)  # id(weight) -> kept row indices
@@ -97,22 +109,17 @@ def lowest_stage(stages: Sequence[nn.Module], params: Sequence[Tensor]) -> int:
     return len(stages)
 
 
-def _row_layers(stages: Sequence[nn.Module]) -> dict[int, nn.Module]:
+def _row_layers(stages: Sequence[nn.Module]) -> dict[int, nn.Linear | nn.Conv2d]:
     """id(weight) -> layer for the conv/linear layers whose kept-rows weight gradient is supported."""
-    layers = {}
-    for stage in stages:
-        for m in stage.modules():
-            if isinstance(m, nn.Linear) or (
-                    isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"
-                    and not isinstance(m.padding, str)):
-                layers[id(m.weight)] = m
-    return layers
+    return {id(m.weight): m for stage in stages for m in stage.modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and kept_rows_layer(m)}
 
 
 def plan_ascent(stages: Sequence[nn.Module], params: Sequence[Tensor], masks: Sequence[Tensor]) -> AscentPlan:
     """Classify every mask and find the first suffix stage (reads the masks: host syncs, call rarely)."""
     row_layers = _row_layers(stages)
-    kinds, perturbed, rows = [], [], {}
+    kinds: list[AscentKind] = []
+    perturbed, rows = [], {}
     for p, m in zip(params, masks):
         if m.shape != p.shape:
             raise ValueError(f"mask of shape {tuple(m.shape)} for a parameter of shape {tuple(p.shape)}")
@@ -124,14 +131,12 @@ def plan_ascent(stages: Sequence[nn.Module], params: Sequence[Tensor], masks: Se
         if kept == m.numel():
             kinds.append("whole")
             continue
-        kind = "dense"
-        if m.dim() >= 2 and id(p) in row_layers:
-            flat = m.reshape(m.shape[0], -1)
-            full_rows = flat.all(1)
-            if bool((full_rows == flat.any(1)).all()):
-                kind = "rows"
-                rows[id(p)] = full_rows.nonzero().squeeze(1)
-        kinds.append(kind)
+        whole = full_rows(m) if id(p) in row_layers else None
+        if whole is None:
+            kinds.append("dense")
+        else:
+            kinds.append("rows")
+            rows[id(p)] = whole.nonzero().squeeze(1)
     return AscentPlan(kinds, perturbed, lowest_stage(stages, perturbed), rows)
 
 
@@ -142,79 +147,16 @@ def run_stages(stages: Sequence[nn.Module], h: Tensor) -> Tensor:
     return h
 
 
-def model_stages(model: nn.Module) -> list[nn.Module]:
-    """The networks of :mod:`sparsam.experiment.models` as chains of stages sharing the model's modules.
-
-    CIFAR ResNets: ``[stem, block, ..., block, head]``; torchvision ResNets:
-    ``[stem, block, ..., block, head]``; WideResNet and VGG-BN: ``[*features, head]``, where
-    ``head`` is global average pooling, flatten and the model's ``fc``. ``run_stages(stages, x)``
-    equals ``model(x)``. Other models: pass the stages yourself.
-    """
-    def head(*first: nn.Module) -> nn.Module:
-        return nn.Sequential(*first, nn.AdaptiveAvgPool2d(1), nn.Flatten(1), model.fc)
-
-    if all(hasattr(model, a) for a in ("stem", "layers", "fc")):
-        return [model.stem, *model.layers, head()]
-    if all(hasattr(model, a) for a in ("conv1", "bn1", "relu", "maxpool", "layer4", "fc")):
-        blocks = [b for name in ("layer1", "layer2", "layer3", "layer4") for b in getattr(model, name)]
-        return [nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool), *blocks, head()]
-    if all(hasattr(model, a) for a in ("features", "fc")) and isinstance(model.features, nn.Sequential):
-        return [*model.features, head()]
-    raise ValueError(f"no stage split known for {type(model).__name__}; pass stages=[...] yourself")
-
-
 # --------------------------------------------------------------------------------------------
 # Kept-rows weight gradients for filter-structured masks.
 # --------------------------------------------------------------------------------------------
 
-class _KeptRowsGrad(torch.autograd.Function):
-    """conv2d/linear forward; backward forms the weight gradient of the kept output rows only."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, rows: Tensor, conv: tuple | None) -> Tensor:
-        ctx.conv = conv
-        ctx.save_for_backward(x, weight, rows)
-        if conv is None:
-            return F.linear(x, weight, bias)
-        stride, padding, dilation = conv
-        return F.conv2d(x, weight, bias, stride, padding, dilation)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        x, weight, rows = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = gw = gb = None
-        if ctx.conv is None:
-            g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
-            if need_x:
-                gx = g.matmul(weight)
-            if need_w:
-                kept = g2.index_select(1, rows).t().matmul(x2)
-                gw = weight.new_zeros(weight.shape).index_copy_(0, rows, kept)
-            if need_b:
-                gb = g2.sum(0)
-        else:
-            stride, padding, dilation = ctx.conv
-            args = (stride, padding, dilation, False, [0] * len(stride), 1)
-            if need_x:
-                gx = torch.ops.aten.convolution_backward(g, x, weight, None, *args, [True, False, False])[0]
-            if need_w:
-                kept = torch.ops.aten.convolution_backward(g.index_select(1, rows), x, weight.index_select(0, rows),
-                                                           None, *args, [False, True, False])[1]
-                gw = weight.new_zeros(weight.shape).index_copy_(0, rows, kept)
-            if need_b:
-                gb = g.sum((0, 2, 3))
-        return gx, gw, gb, None, None
-
-
-def _kept_rows_forward(layer: nn.Module, rows: Tensor) -> Callable[[Tensor], Tensor]:
-    conv = None
+def _kept_rows_forward(layer: nn.Linear | nn.Conv2d, rows: Tensor) -> Callable[[Tensor], Tensor]:
     if isinstance(layer, nn.Conv2d):
-        conv = (list(layer.stride), list(layer.padding), list(layer.dilation))
-
-    def forward(x: Tensor) -> Tensor:
-        return _KeptRowsGrad.apply(x, layer.weight, layer.bias, rows, conv)
-    return forward
+        conv = layer
+        return lambda x: masked_conv2d(conv, x, rows=rows)
+    linear = layer
+    return lambda x: masked_linear(x, linear.weight, linear.bias, rows=rows)
 
 
 @contextlib.contextmanager
@@ -223,18 +165,19 @@ def _ascent_graph(stages: Sequence[nn.Module], plan: AscentPlan) -> Iterator[Non
     keep = plan.perturbed_ids
     switched = [p for stage in stages for p in stage.parameters() if p.requires_grad and id(p) not in keep]
     layers = _row_layers(stages)
-    patched = [layers[wid] for wid in plan.rows]
     for p in switched:
         p.requires_grad_(False)
-    for layer in patched:
-        layer.forward = _kept_rows_forward(layer, plan.rows[id(layer.weight)])
     try:
-        yield
+        with patched_forwards({layers[wid]: _kept_rows_forward(layers[wid], rows) for wid, rows in plan.rows.items()}):
+            yield
     finally:
         for p in switched:
             p.requires_grad_(True)
-        for layer in patched:
-            del layer.forward
+
+
+def _skipped(x: Any, *args: Any, **kwargs: Any) -> Any:
+    """The forward of a prefix stage in the descent pass: no work (its output is not used)."""
+    return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,38 +189,44 @@ class SparseAscentSAM(SAM):
 
     Args:
         stages: the model as an ordered chain of modules, ``model(x) == stages[-1](...stages[0](x))``
-            (a CIFAR ResNet as ``[stem, block, ..., block, head]``: finer stages share more).
+            (a CIFAR ResNet as ``[stem, block, ..., block, head]``: finer stages share more); every stage
+            but the last must be a module the model's forward calls (see the module docstring).
+            :func:`sparsam.experiment.models.model_stages` gives them for the library's networks.
         base_optimizer, rho, adaptive, eta, bn_guard, base_kwargs: as for :class:`sparsam.SAM`.
         mask: a :class:`~sparsam.masks.strategies.MaskStrategy` that does not read the first-pass
             gradient (e.g. :class:`~sparsam.FisherMask` with pattern "layer" or "filter"), or a
             fixed list of boolean masks aligned with ``params`` (see :meth:`set_masks`).
-        loss_fn: ``loss_fn(stages_output, targets)`` averaged over the batch.
         params: the trained parameters (default: every parameter of ``stages``).
 
-    ``ε = ρ m⊙g/‖m⊙g‖`` (masked normalisation; see the module docstring for why). One call::
+    ``ε = ρ m⊙g/‖m⊙g‖`` (masked normalisation; see the module docstring for why). The protocol is
+    SAM's: ``opt.step(closure)``, or the passes by hand::
 
-        loss = opt.step(x, y)
+        with opt.ascent_pass():                 # shared prefix, sparse ascent
+            loss_fn(model(x), y).backward()
+        opt.first_step(zero_grad=True)          # w -> w + ε
+        loss_fn(model(x), y).backward()         # suffix at w + ε on the kept prefix output
+        opt.second_step(zero_grad=True)         # restore w, base step
 
-    runs :meth:`first_pass` (shared prefix, sparse ascent, ``w -> w + ε``), :meth:`second_pass`
-    (gradient at ``w + ε`` in ``.grad``) and :meth:`~sparsam.SAM.second_step` (restore ``w``, base
-    step). The BatchNorm modules of the prefix see one forward per step; those of the suffix see
-    two, the second one guarded (running statistics move once).
+    The BatchNorm modules of the prefix see one forward per step; those of the suffix see two, the
+    second one guarded (running statistics move once).
     """
 
     def __init__(self, stages: Sequence[nn.Module], base_optimizer: type[torch.optim.Optimizer],
-                 rho: float = 0.05, *, mask: MaskStrategy | Sequence[Tensor], loss_fn: LossFn = F.cross_entropy,
+                 rho: float = 0.05, *, mask: MaskStrategy | Sequence[Tensor],
                  params: Sequence[Tensor] | None = None, **kwargs: Any):
         self.stages = list(stages)
         if not self.stages:
             raise ValueError("stages must hold at least one module")
         params = [p for s in self.stages for p in s.parameters()] if params is None else list(params)
         super().__init__(params, base_optimizer, rho=rho, **kwargs)
-        self.loss_fn = loss_fn
         self.mask: MaskStrategy | None = None
         self._masks: list[Tensor] = []
         self._plan: AscentPlan | None = None
         self._plan_key: tuple | None = None
-        self._pending: tuple[Tensor, Tensor] | None = None
+        self._mask_of: dict[int, Tensor] | None = None
+        self._ascent_at: int | None = None  # step whose first pass ran inside ascent_pass()
+        self._prefix_out: Tensor | None = None  # output of the last prefix stage, attached, kept for the descent
+        self._descent: contextlib.ExitStack | None = None  # the prefix stages' descent forwards, while patched
         if isinstance(mask, MaskStrategy):
             if mask.needs_gradient:
                 raise ValueError(f"{type(mask).__name__} reads the clean full gradient, which the sparse "
@@ -327,54 +276,71 @@ class SparseAscentSAM(SAM):
         return [self._mask_of[id(p)] for p in params], True
 
     # -- the passes ----------------------------------------------------------------------------
-    def first_pass(self, x: Tensor, y: Tensor) -> Tensor:
-        """Shared prefix forward and sparse ascent; leaves the weights at ``w + ε``. Returns the loss at ``w``."""
+    @contextlib.contextmanager
+    def ascent_pass(self) -> Iterator[None]:
+        """First-pass context: refreshes the mask, clears ``.grad``; inside it the forward shares the prefix
+        (its output is kept and the suffix runs on it detached) and the backward forms the gradients of
+        the perturbed tensors only, of the kept rows only for filter masks."""
+        if self._perturbed is not None:
+            raise RuntimeError("ascent_pass() between first_step() and second_step(): finish the step first")
         if self.mask is not None:
             self.mask.update(self.steps)
         plan = self.plan()
         self.zero_grad()
-        self._ascent_finite = None
-        with torch.enable_grad():
-            h = run_stages(self.stages[:plan.start], x)
-            if not plan.perturbed:  # ε = 0: the descent gradient is the gradient at w; one pass
-                loss = self.loss_fn(h, y)
-                self.first_step()  # moves nothing; second_step() follows
-                self._pending = (loss, y)
-                return loss.detach()
-            suffix = self.stages[plan.start:]
-            version = h._version
-            with _ascent_graph(suffix, plan):
-                loss = self.loss_fn(run_stages(suffix, h.detach()), y)
-            grads = torch.autograd.grad(loss, plan.perturbed)
-            if h._version != version:
+        self._prefix_out = None
+        if not plan.perturbed:  # ε = 0: a dense pass whose gradient first_step() drops
+            yield
+            self._ascent_at = self.steps
+            return
+        kept: list[tuple[Tensor, int]] = []
+
+        def detach(module: nn.Module, args: Any, out: Tensor) -> Tensor:
+            kept.append((out, out._version))
+            return out.detach()
+        handle = self.stages[plan.start - 1].register_forward_hook(detach) if plan.start > 0 else None
+        try:
+            with _ascent_graph(self.stages[plan.start:], plan):
+                yield
+        finally:
+            if handle is not None:
+                handle.remove()
+        if handle is not None:
+            if len(kept) != 1:
+                raise RuntimeError(f"stage {plan.start - 1} (the last of the shared prefix) ran {len(kept)} times "
+                                   "in the ascent pass, not once: every stage but the last must be a module that "
+                                   "the model's forward calls once")
+            out, version = kept[0]
+            if out._version != version:
                 raise RuntimeError(f"stage {plan.start} modified its input in place; the prefix output is "
                                    "shared between the two passes, so the first suffix stage must not do that")
-        for p, g in zip(plan.perturbed, grads):
-            p.grad = g
-        self.first_step(zero_grad=True)
-        self._pending = (h, y)
-        return loss.detach()
+            self._prefix_out = out
+        self._ascent_at = self.steps
 
-    def second_pass(self) -> Tensor:
-        """Gradient at ``w + ε`` of the whole network into ``.grad``; returns the loss at ``w + ε``."""
-        if self._pending is None:
-            raise RuntimeError("second_pass() needs a first_pass() before it")
-        h, y = self._pending
-        self._pending = None
-        plan = self.plan()
-        with torch.enable_grad():
-            loss = h if not plan.perturbed else self.loss_fn(run_stages(self.stages[plan.start:], h), y)
-            loss.backward()
-        return loss.detach()
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move the perturbed tensors from ``w`` to ``w + ε``; the prefix stages then serve the kept output."""
+        if self._perturbed is None and self._ascent_at != self.steps:  # (a second call: SAM's error)
+            raise RuntimeError("SparseAscentSAM: run the first forward and backward inside `with "
+                               "opt.ascent_pass():` (step(closure) does it)")
+        if self._perturbed is None and not self.plan().perturbed:
+            self.zero_grad()  # nothing perturbed: ε = 0, and the second pass takes the gradient at w
+        super().first_step(zero_grad)
+        self._ascent_at = None
+        if self._prefix_out is not None:
+            out, start = self._prefix_out, self.plan().start
+            forwards: dict[nn.Module, Callable[..., Any]] = {stage: _skipped for stage in self.stages[:start - 1]}
+            forwards[self.stages[start - 1]] = lambda *args, **kwargs: out
+            self._descent = contextlib.ExitStack()
+            self._descent.enter_context(patched_forwards(forwards))
 
-    def step(self, x: Tensor, y: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        """One SSAM step on the batch ``(x, y)``; returns the loss at ``w`` (before the step)."""
-        if callable(x) and y is None:
-            raise TypeError("SparseAscentSAM.step takes the batch, step(x, y), not a closure")
-        loss = self.first_pass(x, y)
-        self.second_pass()
-        self.second_step()
-        return loss
+    @torch.no_grad()
+    def restore(self) -> None:
+        """As :meth:`sparsam.SAM.restore`; the prefix stages compute again and the kept output is dropped."""
+        if self._descent is not None:
+            self._descent.close()
+            self._descent = None
+        self._prefix_out = None
+        super().restore()
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

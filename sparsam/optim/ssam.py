@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice
+from .._types import Form, Normalize
 from .implicit import check_pattern, implicit_ascent
 from .sam import SAM
 from ..masks.strategies import MaskStrategy
@@ -39,7 +40,7 @@ class SSAM(SAM):
     """
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, *,
-                 mask: MaskStrategy, normalize: str = "full", form: str = "explicit",
+                 mask: MaskStrategy, normalize: Normalize = "full", form: Form = "explicit",
                  model: nn.Module | None = None, **kwargs: Any):
         if not isinstance(mask, MaskStrategy):
             raise ValueError(f"mask must be a FisherMask or DynamicMask, got {type(mask).__name__}")
@@ -101,7 +102,7 @@ class SSAM(SAM):
             yield
             return
         self._masked_ascent_at = self.steps
-        with implicit_ascent(self.model, zip(self.mask.params, self.mask.masks)):
+        with implicit_ascent(self.model, zip(self.mask.params, self.mask.masks)):  # type: ignore[arg-type]  # set
             yield
 
     def state_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sparsam.book import efficiency
 from sparsam.masks import patterns as masks
 
 from sparsam.experiment import models
-from sparsam.optim.sparse_ascent import model_stages
+from sparsam.experiment.models import model_stages
 
 DEVICE = torch.device("cpu")
 

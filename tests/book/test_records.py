@@ -5,6 +5,7 @@ Needs the repository's history (CI runs in a full clone); a shallow clone skips 
 
 from __future__ import annotations
 
+import ast
 import dis
 import json
 import subprocess
@@ -67,6 +68,21 @@ def test_code_ignores_docstrings_and_comments_but_not_code():
     assert analysis.code_of('X = "text"\n') != analysis.code_of("X = 1\n")  # strings that are code stay
 
 
+def test_code_ignores_type_annotations_but_not_what_runs():
+    plain = 'def f(x, *a, k=1, **kw):\n    y = x + 1\n    return y\nclass C:\n    n: int = 1\n'
+    typed = ('def f(x: int, *a: str, k: "Literal[1]" = 1, **kw: float) -> int:\n    y: int = x + 1\n    z: str\n'
+             '    return y\nclass C:\n    n: int = 1\n')
+    assert analysis.code_of(plain) == analysis.code_of(typed)
+    assert analysis.definitions(plain) == analysis.definitions(typed)
+    assert analysis.code_of(plain) != analysis.code_of(plain.replace("x + 1", "x + 2"))
+    assert analysis.code_of(plain) != analysis.code_of(plain.replace("k=1", "k=2"))  # a default runs
+    # class-level annotations fill __annotations__ (dataclass fields): they stay
+    assert analysis.code_of(plain) != analysis.code_of(plain.replace("n: int = 1", "n = 1"))
+    assert analysis.code_of(plain) != analysis.code_of(plain.replace("n: int = 1", "n: float = 1"))
+    only = analysis.code_of('def g():\n    v: int\n')
+    assert only == analysis.code_of('def g():\n    pass\n')
+
+
 def test_records_made_at_head_in_a_clean_tree_are_current():
     for optimizer in ("sgd", "sam", "asam", "ssam-f", "ssam-d"):
         assert analysis.stale_reason(record(optimizer, git("rev-parse", "HEAD"))) is None, optimizer
@@ -111,16 +127,29 @@ def test_stale_records_lists_the_stale_records_of_a_store(tmp_path, sam_change):
     assert analysis.stale_records(tmp_path) == [stored["old"]["summary"]["run_id"]]
 
 
+def _unannotated(source: str) -> ast.Module:
+    """``source`` parsed, its argument and return annotations removed (a class body's bytecode holds its
+    methods' annotations; local annotations leave no bytecode)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+        elif isinstance(node, ast.arg):
+            node.annotation = None
+    return tree
+
+
 def _functions(commit: str, paths: list[str]) -> dict[str, set]:
     """The instructions of every function and class body in ``paths`` at ``commit``, compiled without
-    docstrings (``optimize=2``), line numbers left out, by qualified name: an independent reading of "the
-    code changed" (the library compares syntax trees), blind to where a definition lives."""
+    docstrings (``optimize=2``) and annotations, line numbers left out, by qualified name: an independent
+    reading of "the code changed" (the library compares syntax trees), blind to where a definition lives."""
     out: dict[str, set] = {}
     for path in paths:
         shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True)
         if shown.returncode != 0:
             continue
-        todo = [c for c in compile(shown.stdout, path, "exec", optimize=2).co_consts if isinstance(c, types.CodeType)]
+        code = compile(_unannotated(shown.stdout), path, "exec", optimize=2)
+        todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
         while todo:
             code = todo.pop()
             out.setdefault(code.co_qualname, set()).add(tuple(

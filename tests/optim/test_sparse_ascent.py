@@ -16,7 +16,7 @@ from sparsam import SSAM
 from sparsam.masks import patterns
 from sparsam.masks.cost import layer_costs, step_cost, tensor_costs
 from sparsam.masks import cost_aware
-from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent
+from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent, run_stages
 from sparsam.masks.strategies import MaskStrategy
 
 RHO = 0.5
@@ -106,6 +106,31 @@ def sparse(stages, masks, **kw):
     return opt
 
 
+def first_pass(opt, stages, x, y):
+    """The ascent pass by SAM's protocol: forward + backward inside ascent_pass(), then first_step()."""
+    with opt.ascent_pass():
+        loss = F.cross_entropy(run_stages(stages, x), y)
+        loss.backward()
+    opt.first_step(zero_grad=True)
+    return loss.detach()
+
+
+def second_pass(stages, x, y):
+    """The descent pass: forward + backward at w + ε (the prefix stages serve their kept output)."""
+    loss = F.cross_entropy(run_stages(stages, x), y)
+    loss.backward()
+    return loss.detach()
+
+
+def sparse_step(opt, stages, x, y):
+    """One ``opt.step(closure)`` on the cross-entropy of the chain ``stages``; returns the first loss."""
+    def closure():
+        loss = F.cross_entropy(run_stages(stages, x), y)
+        loss.backward()
+        return loss
+    return opt.step(closure).detach()
+
+
 def reference(stages, masks, **kw):
     """SSAM explicit, masked normalisation, over the same modules as one nn.Sequential."""
     model = nn.Sequential(*stages)
@@ -130,7 +155,7 @@ def test_layer_structured_epsilon_is_bit_identical(names):
     masks = layer_masks(stages, names)
     x, y = batch()
     opt = sparse(stages, masks, lr=0.1)
-    loss = opt.first_pass(x, y)
+    loss = first_pass(opt, stages, x, y)
     model, ref = reference(ref_stages, masks, lr=0.1)
     ref_loss = F.cross_entropy(model(x), y)
     ref_loss.backward()
@@ -151,7 +176,7 @@ def test_filter_structured_epsilon_matches_explicit():
     assert "rows" in plan.kinds  # the kept-rows weight gradient is exercised
     x, y = batch()
     opt = sparse(stages, masks, lr=0.1)
-    opt.first_pass(x, y)
+    first_pass(opt, stages, x, y)
     model, ref = reference(ref_stages, masks, lr=0.1)
     F.cross_entropy(model(x), y).backward()
     ref.first_step(zero_grad=True)
@@ -168,7 +193,7 @@ def test_unstructured_partial_mask_falls_back_to_dense_weight_gradient():
     assert "dense" in plan_ascent(stages, params_of(stages), masks).kinds
     x, y = batch()
     opt = sparse(stages, masks, lr=0.1)
-    opt.first_pass(x, y)
+    first_pass(opt, stages, x, y)
     model, ref = reference(ref_stages, masks, lr=0.1)
     F.cross_entropy(model(x), y).backward()
     ref.first_step(zero_grad=True)
@@ -187,7 +212,7 @@ def test_full_step_equals_plain_ssam_step(kind):
     model, ref = reference(ref_stages, masks, **kw)
     for step in range(2):
         x, y = batch(seed=10 + step)
-        loss = opt.step(x, y)
+        loss = sparse_step(opt, stages, x, y)
 
         def closure():
             out = F.cross_entropy(model(x), y)
@@ -214,8 +239,8 @@ def test_layer_structured_descent_gradient_is_exact():
     masks = layer_masks(stages, TOP)
     opt = sparse(stages, masks, lr=0.1)
     x, y = batch()
-    opt.first_pass(x, y)
-    opt.second_pass()
+    first_pass(opt, stages, x, y)
+    second_pass(stages, x, y)
     # plain computation: whole network, first pass at w (moves BN), second at w + ε with BN guarded
     model, ref = reference(ref_stages, masks, lr=0.1)
     F.cross_entropy(model(x), y).backward()
@@ -243,14 +268,14 @@ def test_ascent_skips_unneeded_work():
     assert opt.plan().start == 3  # stem and the first two blocks are the shared prefix
     x, y = batch()
     with OpLog() as log:
-        opt.first_pass(x, y)
+        first_pass(opt, stages, x, y)
     # only conv2 of the last block back-propagates, and only its weight gradient
     assert log.conv_backward == [((16, 16, 3, 3), (False, True, False))]
     opt.restore()  # back to w without a descent pass
     fmasks = filter_masks(stages)
     opt.set_masks(fmasks)
     with OpLog() as log:
-        opt.first_pass(x, y)
+        first_pass(opt, stages, x, y)
     partial = [p for p, m in zip(opt._params(), fmasks) if p.dim() == 4 and m.any() and not m.all()]
     assert partial
     weight_calls = [shape for shape, mask in log.conv_backward if mask[1]]
@@ -258,37 +283,76 @@ def test_ascent_skips_unneeded_work():
     assert len(weight_calls) >= len(partial)  # but a sliced one
 
 
-def test_nothing_perturbed_is_one_sgd_pass():
+def test_nothing_perturbed_is_an_sgd_step():
+    """ε = 0: the step is SGD's, bit for bit (the second pass takes the gradient at w; BatchNorm moves once)."""
     stages = tiny_stages()
     ref_stages = copy.deepcopy(stages)
     masks = [torch.zeros(p.shape, dtype=torch.bool) for p in params_of(stages)]
     opt = sparse(stages, masks, lr=0.1)
     sgd = torch.optim.SGD(params_of(ref_stages), lr=0.1)
     x, y = batch()
-    opt.step(x, y)
+    sparse_step(opt, stages, x, y)
     F.cross_entropy(nn.Sequential(*ref_stages)(x), y).backward()
     sgd.step()
     for p, q in zip(params_of(stages), params_of(ref_stages)):
         assert torch.equal(p, q)
+    for a, b in zip([b for s in stages for b in s.buffers()], [b for s in ref_stages for b in s.buffers()]):
+        assert torch.equal(a, b)
 
 
 def test_mask_strategy_and_state_dict():
     stages = tiny_stages()
     masks = layer_masks(stages, TOP)
-    opt = SparseAscentSAM(stages, torch.optim.SGD, rho=RHO, mask=FixedMask(masks), lr=0.1)
-    opt.step(*batch())
+    kw = dict(lr=0.1, momentum=0.9)
+    opt = SparseAscentSAM(stages, torch.optim.SGD, rho=RHO, mask=FixedMask(masks), **kw)
+    sparse_step(opt, stages, *batch())
     assert opt.mask.updates == 1 and opt.steps == 1
     assert opt.plan().start == 3
-    state = opt.state_dict()
-    opt.load_state_dict(state)
-    assert opt.steps == 1
+    # a fresh optimizer over a copy of the network (no momentum, step 0, its strategy's initial all-zero
+    # masks) takes the state
+    copied = copy.deepcopy(stages)
+    fresh = SparseAscentSAM(copied, torch.optim.SGD, rho=RHO, mask=FixedMask(masks), **kw)
+    assert not any(m.any() for m in fresh.current_masks())
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert fresh.steps == 1 and fresh.mask.updates == 1 and fresh.mask.last_update == 0
+    assert all(torch.equal(a, b) for a, b in zip(fresh.current_masks(), masks))
+    assert fresh.plan().start == 3  # the plan follows the loaded masks
+    # ... and continues exactly as the original (momentum buffers, mask schedule and step count restored)
+    for seed in (2, 3):
+        sparse_step(opt, stages, *batch(seed))
+        sparse_step(fresh, copied, *batch(seed))
+    assert fresh.steps == opt.steps == 3
+    for p, q in zip(params_of(stages), params_of(copied)):
+        assert torch.equal(p, q)
+    # fixed masks travel in the state too
+    fixed = SparseAscentSAM(copy.deepcopy(stages), torch.optim.SGD, rho=RHO, mask=masks, **kw)
+    other = layer_masks(stages, {"0.0.weight"})
+    target = SparseAscentSAM(copy.deepcopy(stages), torch.optim.SGD, rho=RHO, mask=other, **kw)
+    target.load_state_dict(fixed.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(target.current_masks(), masks))
+    assert target.plan().start == 3
 
     class NeedsGradient(FixedMask):
         needs_gradient = True
     with pytest.raises(ValueError, match="full gradient"):
         SparseAscentSAM(stages, torch.optim.SGD, mask=NeedsGradient(masks), lr=0.1)
-    with pytest.raises(TypeError, match="closure"):
-        opt.step(lambda: None)
+    with pytest.raises(RuntimeError, match="closure"):
+        opt.step()
+
+
+def test_first_step_outside_ascent_pass_is_refused():
+    stages = tiny_stages()
+    opt = sparse(stages, layer_masks(stages, TOP), lr=0.1)
+    x, y = batch()
+    F.cross_entropy(run_stages(stages, x), y).backward()
+    with pytest.raises(RuntimeError, match="ascent_pass"):
+        opt.first_step(zero_grad=True)
+    first_pass(opt, stages, x, y)
+    with pytest.raises(RuntimeError, match="between first_step"):
+        with opt.ascent_pass():
+            pass
+    with pytest.raises(RuntimeError, match="called twice"):
+        opt.first_step()
 
 
 def test_in_place_first_suffix_stage_is_refused():
@@ -298,7 +362,7 @@ def test_in_place_first_suffix_stage_is_refused():
     opt = sparse(stages, masks, lr=0.1)
     assert opt.plan().start == 1
     with pytest.raises(RuntimeError, match="in place"):
-        opt.first_pass(*batch())
+        first_pass(opt, stages, *batch())
 
 
 # ---- cost model ----------------------------------------------------------------------------------
@@ -386,7 +450,7 @@ def test_cost_aware_mask_respects_cost_budget(granularity):
 
 def test_model_stages_of_the_library_resnet():
     from sparsam.experiment.models import build_model
-    from sparsam.optim.sparse_ascent import model_stages, run_stages
+    from sparsam.experiment.models import model_stages
     torch.manual_seed(0)
     model = build_model("resnet-small", 10, width=8)
     ref_model = copy.deepcopy(model)
@@ -403,7 +467,7 @@ def test_model_stages_of_the_library_resnet():
     ref = SSAM(ref_model.parameters(), torch.optim.SGD, rho=RHO, mask=FixedMask(masks), normalize="masked",
                lr=0.1, momentum=0.9)
     OPTIMIZERS.append(ref)
-    opt.step(x, y)
+    sparse_step(opt, stages, x, y)
 
     def closure():
         loss = F.cross_entropy(ref_model(x), y)

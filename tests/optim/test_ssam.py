@@ -212,12 +212,18 @@ def test_fisher_official_mode_in_both_apis():
     opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=mask, lr=0.05)
     x, y = batches(1)[0]
     nbt = int(model.bn.num_batches_tracked)
-    manual_step(model, opt, x, y)
-    assert mask.updates == 1
-    # first pass + 5 official batch-1 passes; the guarded second pass does not count
-    assert int(model.bn.num_batches_tracked) == nbt + 1 + 5
-    closure_step(model, opt, x, y)
-    assert mask.updates == 2
+    for step, run in enumerate((manual_step, closure_step)):
+        # the official scores at the weights the mask is built at (w, before the step), from a plain
+        # batch-1 train-mode loop; the mask keeps their global top half (no ties among these scores)
+        scores = fisher_loop(model, fdata, 5, train=True)
+        flat = torch.cat([s.reshape(-1) for s in scores])
+        keep = torch.zeros(flat.numel(), dtype=torch.bool)
+        keep[torch.topk(flat, int(0.5 * flat.numel())).indices] = True
+        run(model, opt, x, y)
+        assert mask.updates == step + 1
+        assert torch.equal(torch.cat([m.reshape(-1) for m in mask.masks]), keep)
+        if step == 0:  # first pass + 5 official batch-1 passes; the guarded second pass does not count
+            assert int(model.bn.num_batches_tracked) == nbt + 1 + 5
     assert mask.density() == pytest.approx(0.5, abs=0.01)
 
 
