@@ -169,7 +169,7 @@ def test_cost_aware_rule_trains_within_its_ascent_budget(tmp_path):
                                     0.25 * cost.step_cost(trainer.layers))
     assert all(torch.equal(a, b) for a, b in zip(mask.masks, expected))
     assert 0 < trainer.mask_density() <= 0.1
-    from sparsam.optim.sparse_ascent import model_stages
+    from sparsam.experiment.models import model_stages
     chain = layer_flops.calls(model_stages(trainer.model), next(iter(trainer.train_loader))[0][:2])
     assert trainer.sparse_step_flops() == pytest.approx(
         layer_flops.sparse_step(chain, mask.params, mask.masks) / layer_flops.sgd_step(chain), rel=1e-6)

@@ -9,7 +9,7 @@ from torch import nn
 import layer_flops
 from sparsam.experiment import models
 from sparsam.masks import cost, patterns
-from sparsam.optim.sparse_ascent import model_stages
+from sparsam.experiment.models import model_stages
 
 
 def _chains():
