@@ -99,8 +99,8 @@ def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None = None) -> pd.DataFrame:
-    """``frame`` (a :func:`claims_frame`, one row per claim, unique ``claim`` names) read as one family
-    by :func:`sparsam.book.stats.family`: a copy with the ``family_status``, ``family_size``, ``sim_low``
+    """``frame`` (a :func:`claims_frame`, one row per claim) read as one family by
+    :func:`sparsam.book.stats.family`: a copy with the ``family_status``, ``family_size``, ``sim_low``
     and ``sim_high`` columns filled in, the registered ``status`` unchanged.
 
     ``premises`` maps a claim to the claim of the same frame that is its premise (None: none there);
@@ -108,28 +108,35 @@ def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None =
     of that rule in the same ``chapter`` (the same study; the whole frame without a chapter column),
     and none if there is none.
     """
-    twice = sorted(set(frame.loc[frame["claim"].duplicated(), "claim"]))
-    if twice:
-        raise ValueError(f"claim names must be unique in a family, got several rows of {twice}")
+    rows = frame.reset_index(drop=True)
     fields = [f for f in verdicts_frame({}).columns if f not in ("claim", "text")]
-    verdicts = {row["claim"]: Verdict(**{f: row[f] for f in fields}) for _, row in frame.iterrows()}
+    verdicts = {i: Verdict(**{f: row[f] for f in fields}) for i, row in rows.iterrows()}
     if premises is None:
         declared = margins()
-        chapters = frame["chapter"] if "chapter" in frame else pd.Series("", index=frame.index)
-        premises = {}
-        for (_, row), chapter in zip(frame.iterrows(), chapters):
+        chapters = rows["chapter"] if "chapter" in rows else pd.Series("", index=rows.index)
+        links: dict[int, int | None] = {}
+        for i, row in rows.iterrows():
             premise = declared[row["rule"]].get("premise")
             if premise is None:
                 continue
-            found = frame.loc[(frame["rule"] == premise) & (chapters == chapter), "claim"]
+            found = rows.index[(rows["rule"] == premise) & (chapters == chapters[i])]
             if len(found) > 1:
                 raise ValueError(f"claim {row['claim']!r} has {len(found)} premises of rule {premise!r} in its "
-                                 f"chapter ({', '.join(found)}): pass premises=")
-            premises[row["claim"]] = found.iloc[0] if len(found) else None
-    read = family(verdicts, premises)
+                                 f"chapter ({', '.join(rows.loc[found, 'claim'])}): pass premises=")
+            links[i] = int(found[0]) if len(found) else None
+    else:
+        def position(claim: str) -> int:
+            found = rows.index[rows["claim"] == claim]
+            if len(found) != 1:
+                raise ValueError(f"premises must name claims of the frame once each, got {claim!r} "
+                                 f"({len(found)} rows)")
+            return int(found[0])
+
+        links = {position(name): None if premise is None else position(premise) for name, premise in premises.items()}
+    read = family(verdicts, links)
     out = frame.copy()
     for column in ("family_status", "family_size", "sim_low", "sim_high"):
-        out[column] = [getattr(read[name], column) for name in frame["claim"]]
+        out[column] = [getattr(read[i], column) for i in rows.index]
     out["family_size"] = out["family_size"].astype(int)
     return out
 

@@ -29,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -320,8 +320,8 @@ def simultaneous_interval(verdict: Verdict, m: int) -> tuple[float, float]:
     return verdict.diff - wider, verdict.diff + wider
 
 
-def family(verdicts: Mapping[str, Verdict], premises: Mapping[str, str | None] | None = None
-           ) -> dict[str, Verdict]:
+def family(verdicts: Mapping[Hashable, Verdict], premises: Mapping[Hashable, Hashable | None] | None = None
+           ) -> dict[Hashable, Verdict]:
     """Read ``verdicts`` as one pre-registered family of ``m`` comparisons; each keeps its registered
     ``status`` and gains ``family_status``, ``family_size`` and the simultaneous interval.
 

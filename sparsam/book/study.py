@@ -258,7 +258,10 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     one row per comparison: the registered ones in the file's order, then those added after the runs),
     paired by seed over the seeds all sides have, and read as one family
     (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the registered
-    per-comparison decision, ``family_status`` the family-wise one."""
+    per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
+    (its columns NaN)."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ValueError(f"resamples must be an integer >= 0 (0: no bootstrap), got {resamples!r}")
     units = declared_margins()
     rows = []
     for c in study.family:
@@ -267,7 +270,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
         used = pd.concat(sides)
         values = [side[value].to_numpy(float) for side in sides]
         correct = (claims.correctness(*([records[i] for i in side["position"]] for side in sides[:2]))
-                   if value == "final_test_acc" else None)
+                   if value == "final_test_acc" and resamples else None)
         if c.over is not None:
             values = list(half_gain(*values))
             if correct is not None:
@@ -276,8 +279,35 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                                         for r, z in zip(correct[1], over[0])]) if over is not None else None
         evidence = "CPU study (notebook 8)" + ("" if study.registered(c) else f", {ADDED}")
         rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
-                                        resamples=resamples, evidence=evidence))
+                                        resamples=max(resamples, 1), evidence=evidence))
     return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+
+
+AUDIT_COLUMNS = ("comparison", "registration", "unit", "n", "mean", "low", "high", "sim_low", "sim_high", "p_value",
+                 "status", "family_status")
+
+
+def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
+    """The family reading of :func:`decide_comparisons` as numbers a reader can check, one row per
+    comparison: ``registration`` ("registered" or "added after the runs"), ``unit``, seeds ``n``, the mean
+    paired difference with its 95% t-interval (``low``, ``high``) and its simultaneous interval
+    (``sim_low``, ``sim_high``), in the claim's unit (pp, or for "ratio" claims the ratio a / b: the
+    exponential of the mean log ratio and of its bounds), the one-sided ``p_value`` against the margin,
+    the registered ``status`` and the ``family_status``."""
+    if len(decided) != len(study.family):
+        raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
+                         f"got {len(decided)}")
+    out = pd.DataFrame({"comparison": decided["claim"].to_numpy(),
+                        "registration": ["registered" if study.registered(c) else ADDED for c in study.family],
+                        "unit": decided["unit"].to_numpy(), "n": decided["n"].to_numpy(int)})
+    ratio = (decided["unit"] == "ratio").to_numpy()
+    for name, column in (("mean", "diff"), ("low", "low"), ("high", "high"), ("sim_low", "sim_low"),
+                         ("sim_high", "sim_high")):
+        values = decided[column].to_numpy(float)
+        out[name] = np.where(ratio, np.exp(values), values)
+    out["p_value"] = decided["p_value"].to_numpy(float)
+    out["status"], out["family_status"] = decided["status"].to_numpy(), decided["family_status"].to_numpy()
+    return out[list(AUDIT_COLUMNS)]
 
 
 def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] = "pp") -> pd.DataFrame:
