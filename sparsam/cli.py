@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import typing
+from pathlib import Path
 from dataclasses import MISSING, fields
 from typing import Any, Callable, Sequence
 
@@ -164,8 +165,6 @@ def add_study(commands: Any) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .book import study
     from .experiment.results import load_all
 
@@ -213,10 +212,25 @@ def _interval(low: float, high: float, unit: str) -> str:
     return "–" if low != low else f"[{_number(low, unit)}, {_number(high, unit)}]"
 
 
+def run_train_grid(args: argparse.Namespace) -> int:
+    """``train-grid``: a grid file, or a study's pre-registration read by the book (:mod:`sparsam.book.study`)."""
+    import yaml
+
+    path = Path(args.grid)
+    if not path.is_file():
+        raise ValueError(f"grid: no file {path}")
+    configs = None
+    if grid.is_study_file(yaml.safe_load(path.read_text())):
+        from .book.study import load_study
+
+        configs = load_study(path).configs()
+    return grid.run_command(args, configs=configs)
+
+
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (add_train, run_train),
     "sweep": (add_sweep, run_sweep),
-    "train-grid": (grid.add_command, grid.run_command),
+    "train-grid": (grid.add_command, run_train_grid),
     "flatness": (curvature.add_command, curvature.run_command),
     "study": (add_study, run_study),
 }

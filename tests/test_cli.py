@@ -21,7 +21,7 @@ from conftest import REPO, data_file
 from sparsam import cli
 from sparsam.experiment import store as runs
 from sparsam.experiment.config import TrainConfig
-from test_data import fake_torchvision_cifar10
+from fakes import fake_torchvision_cifar10
 
 TINY = ["--model", "resnet-small", "--width", "4", "--batch-size", "10", "--epochs", "1", "--no-progress"]
 

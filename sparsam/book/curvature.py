@@ -35,13 +35,14 @@ from . import landscape
 from ..experiment import models
 from . import profiles
 from ..experiment.config import TrainConfig
+from ..experiment.record_schema import FLATNESS_RESULTS, RecordError, read_record
 from ..experiment.results import RUNS
 from ..experiment.store import REPO, atomic_write_json, now, provenance, read_json
 from ..experiment.train import train
 
 Batches = list[tuple[Tensor, Tensor]]
 # The columns of one network's row: its label, its seed and what :func:`curvature` measures.
-ROW = ("method", "seed", "loss", "eigenvalue", "eigenvalue_history", "trace", "trace_stderr", "weight_norm")
+ROW = ("method", "seed", *FLATNESS_RESULTS)  # loss, eigenvalue, eigenvalue_history, trace, trace_stderr, weight_norm
 
 
 def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
@@ -139,13 +140,15 @@ def flatness_path(config: TrainConfig, store: Path) -> Path:
 
 def load_flatness(config: TrainConfig, settings: Settings, store: Path) -> dict[str, Any] | None:
     """The flatness record of ``config`` in ``store`` if it was measured with ``settings``, else None;
-    a record holding another config is an error."""
+    an unreadable or inconsistent record (:func:`sparsam.experiment.record_schema.check_flatness_record`)
+    or one holding another config raises :class:`~sparsam.experiment.record_schema.RecordError` naming
+    the file."""
     path = flatness_path(config, store)
     if not path.exists():
         return None
-    record = read_json(path)
+    record = read_record(path, "flatness")
     if TrainConfig.from_dict(record["config"]) != config:
-        raise ValueError(f"{path} does not hold the config it is named after")
+        raise RecordError(path, "does not hold the config it is named after")
     return record if record["settings"] == settings.for_run(config) else None
 
 

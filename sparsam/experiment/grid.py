@@ -23,15 +23,16 @@ import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
 import yaml
 
 from .config import TrainConfig
 from .jobs import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
                         print_summary, run_points, slurm_script, update_status)
-from .results import RUNS, STORE, load_record, record_path, run_missing
-from .store import atomic_write_json, holder as lock_holder, now, read_json
+from .results import RUNS, STORE, load_record, record_path
+from .store import atomic_write_json, holder as lock_holder, now, read_json, read_metrics
+from .train import train
 
 
 def expand(fixed: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -43,18 +44,23 @@ def expand(fixed: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, 
     return [{**fixed, **dict(zip(names, combo))} for combo in itertools.product(*(grid[n] for n in names))]
 
 
+def is_study_file(spec: Any) -> bool:
+    """Whether a parsed YAML file is a study's pre-registration (it has a regime and configurations)."""
+    return isinstance(spec, dict) and "regime" in spec and "configurations" in spec
+
+
 def load_train_grid(path: str | Path) -> list[TrainConfig]:
     """The distinct configurations of a training-grid file, in grid order; any bad value is an error.
 
     ``grid`` is a mapping of lists, or a list of such mappings whose products are concatenated
     (e.g. SGD once, SSAM at every sparsity). A study's pre-registration (:mod:`sparsam.book.study`, e.g.
-    ``results/study/cpu_study.yaml``) gives its configurations, one per seed.
+    ``results/study/cpu_study.yaml``) is not a grid: the command line reads it with the book's
+    :func:`sparsam.book.study.load_study` and hands its configurations to :func:`run_train_grid`.
     """
     spec = yaml.safe_load(Path(path).read_text()) or {}
-    if isinstance(spec, dict) and "regime" in spec and "configurations" in spec:  # a study's pre-registration
-        from ..book.study import load_study
-
-        return load_study(path).configs()
+    if is_study_file(spec):
+        raise ValueError(f"{path} is a study's pre-registration, not a training grid: pass its configurations "
+                         "(python -m sparsam train-grid reads it)")
     if not isinstance(spec, dict) or set(spec) - {"parameters", "grid"}:
         unknown = sorted(set(spec) - {"parameters", "grid"}) if isinstance(spec, dict) else spec
         raise ValueError(f"a training grid has the keys 'parameters' and 'grid' only; unknown keys: {unknown}")
@@ -64,6 +70,23 @@ def load_train_grid(path: str | Path) -> list[TrainConfig]:
         raise ValueError(f"grid must be a mapping of lists or a list of such mappings, got {spec['grid']!r}")
     configs = [TrainConfig.from_dict(values) for g in grids for values in expand(spec.get("parameters") or {}, g)]
     return list({config.run_id(): config for config in configs}.values())
+
+
+def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
+                train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
+    """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
+    is False, then they are left out) and stored."""
+    records = []
+    for config in configs:
+        record = load_record(config, store)
+        if record is None and train_missing:
+            summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
+            metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
+            record = {"summary": summary, "metrics": metrics}
+            atomic_write_json(record_path(config, store), record)
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def config_arguments(config: TrainConfig) -> list[str]:
@@ -116,12 +139,14 @@ def _describe(outcome: Outcome) -> str:
 
 def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(),
                    store: str | Path = STORE, runs_dir: str | Path = RUNS, dry_run: bool = False,
-                   wait: bool = True, stream: TextIO | None = None) -> int:
-    """Train every configuration of the grid that has no record yet; returns a process exit code
-    (1 when a point failed). Points whose job still runs are left to it."""
+                   wait: bool = True, stream: TextIO | None = None,
+                   configs: Sequence[TrainConfig] | None = None) -> int:
+    """Train every configuration of the grid (``configs`` if given, else those of ``grid_file``) that has
+    no record yet; returns a process exit code (1 when a point failed). Points whose job still runs are
+    left to it."""
     stream = stream or sys.stdout
     store, runs_dir = Path(store).resolve(), Path(runs_dir).resolve()
-    configs = load_train_grid(grid_file)
+    configs = load_train_grid(grid_file) if configs is None else list(configs)
     nproc = max(1, options.gpus_per_job)  # one process per GPU of a job
     points = []
     for config in configs:
@@ -172,6 +197,7 @@ def add_command(commands: Any) -> None:
     add_executor_arguments(parser)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, configs: Sequence[TrainConfig] | None = None) -> int:
+    """``train-grid``: ``configs`` are those of a study the caller read (None: ``args.grid`` is a grid)."""
     return run_train_grid(args.grid, options_from_args(args), store=args.store, runs_dir=args.runs_dir,
-                          dry_run=args.dry_run, wait=not args.no_wait)
+                          dry_run=args.dry_run, wait=not args.no_wait, configs=configs)

@@ -1,6 +1,6 @@
 """The results store: small JSON records of finished runs, committed under ``results/``.
 
-Notebooks call :func:`run_missing`: configs whose record exists are read, the others are trained
+Notebooks call :func:`sparsam.experiment.grid.run_missing`: configs whose record exists are read, the others are trained
 (in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
 made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .config import TrainConfig
-from .store import REPO, atomic_write_json, read_json, read_metrics
+from .record_schema import RecordError, read_record
+from .store import REPO
 
 RESULTS = REPO / "results"
 RUNS = REPO / "runs"
@@ -48,35 +49,20 @@ def record_path(config: TrainConfig, store: Path = STORE) -> Path:
 
 
 def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
-    """The stored record of ``config`` or ``None``; a record with another config is an error."""
+    """The stored record of ``config`` or ``None``; an unreadable or inconsistent record
+    (:func:`sparsam.experiment.record_schema.check_run_record`) or one with another config raises
+    :class:`~sparsam.experiment.record_schema.RecordError` naming the file."""
     path = record_path(config, store)
     if not path.exists():
         return None
-    record = read_json(path)
+    record = read_record(path, "run")
     if TrainConfig.from_dict(record["summary"]["config"]) != config:  # older records lack later fields
-        raise ValueError(f"{path} does not hold the config it is named after")
+        raise RecordError(path, "does not hold the config it is named after")
     return record
 
 
-def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
-                train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
-    """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
-    is False, then they are left out) and stored."""
-    from .train import train
-
-    records = []
-    for config in configs:
-        record = load_record(config, store)
-        if record is None and train_missing:
-            summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
-            metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
-            record = {"summary": summary, "metrics": metrics}
-            atomic_write_json(record_path(config, store), record)
-        if record is not None:
-            records.append(record)
-    return records
-
-
 def load_all(store: Path = STORE) -> list[dict[str, Any]]:
-    """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
-    return [read_json(p) for p in sorted(Path(store).glob("*.json"))]
+    """Every record in the store (e.g. GPU runs made earlier), sorted by run id; the first unreadable or
+    inconsistent one raises :class:`~sparsam.experiment.record_schema.RecordError` naming the file (never
+    left out)."""
+    return [read_record(p, "run") for p in sorted(Path(store).glob("*.json"))]

@@ -7,6 +7,8 @@ import itertools
 import pytest
 import torch
 
+import layer_flops
+
 from sparsam.masks import cost
 
 from sparsam.book import efficiency
@@ -42,8 +44,14 @@ def test_masks_of_every_rule_keep_about_the_requested_share(setup):
 def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_below(setup):
     model, x, y, params, scores, layers = setup
     sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)
-    ratios = efficiency.flops_ratios(layers, params, {**sets, "nothing": [torch.zeros_like(p) for p in params],
-                                                      "everything": [torch.ones_like(p) for p in params]})
+    sets = {**sets, "nothing": [torch.zeros_like(p, dtype=torch.bool) for p in params],
+            "everything": [torch.ones_like(p, dtype=torch.bool) for p in params]}
+    ratios = efficiency.flops_ratios(layers, params, sets)
+    # exactly the layer formula's counts (tests/layer_flops.py), mask by mask
+    chain = layer_flops.calls(model_stages(model), x)
+    sgd = layer_flops.sgd_step(chain)
+    expected = {"SAM": 2.0, **{name: layer_flops.sparse_step(chain, params, mask) / sgd for name, mask in sets.items()}}
+    assert ratios == pytest.approx(expected, rel=1e-6)  # row shares are float32 means in the code
     assert ratios["SAM"] == pytest.approx(2.0)
     assert ratios["nothing"] == pytest.approx(1.0) and ratios["everything"] == pytest.approx(2.0)
     assert ratios["unstructured (papers' rule)"] == pytest.approx(2.0)   # scattered entries skip no layer
@@ -54,10 +62,27 @@ def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_b
 def test_every_step_runner_moves_its_network_and_time_steps_interleaves_with_medians(setup):
     model, x, y, params, scores, layers = setup
     sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.5)
-    runners = efficiency.step_runners(lambda: models.build_model("resnet18", 10, width=4), x, y, rho=0.1,
-                                      mask_sets=sets, fisher_batch=(x, y), sparsity=0.5, num_samples=8)
+    built = []
+
+    def build():
+        built.append(models.build_model("resnet18", 10, width=4))
+        return built[-1]
+
+    runners = efficiency.step_runners(build, x, y, rho=0.1, mask_sets=sets, fisher_batch=(x, y), sparsity=0.5,
+                                      num_samples=8)
     assert set(runners) == {"SGD", "SAM", "SSAM explicit", "sparse ascent, layer (papers' rule)",
                             "sparse ascent, filter", "sparse ascent, layer, cost-aware (this book)"}
+    # every runner is a step of its own fresh network: one call moves the weights of exactly one of
+    # the networks built, a different one for each runner
+    assert len(built) == len(runners)
+    moved = set()
+    for name, run in runners.items():
+        before = [[p.detach().clone() for p in net.parameters()] for net in built]
+        run()
+        changed = [k for k, net in enumerate(built)
+                   if any(not torch.equal(a, p) for a, p in zip(before[k], net.parameters()))]
+        assert len(changed) == 1 and changed[0] not in moved, (name, changed)
+        moved.add(changed[0])
     calls = []
     fake = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
     ticks = itertools.count()

@@ -75,13 +75,18 @@ def test_study_and_pilot_records_belong_to_the_study():
 
 
 def test_train_grid_reads_the_preregistration(tmp_path):
+    """The harness does not read studies (a layer below the book); the command line hands it their
+    configurations, and the dry run lists every one."""
     from sparsam.experiment.grid import load_train_grid
 
-    assert load_train_grid(STUDY) == load_study().configs()
+    with pytest.raises(ValueError, match="pre-registration, not a training grid"):
+        load_train_grid(STUDY)
     out = subprocess.run([sys.executable, "-m", "sparsam", "train-grid", str(STUDY), "--store", str(tmp_path),
                           "--dry-run"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("sgd-resnet-small-cifar10-e200") == 5
+    assert [line.split()[-1] for line in out.stdout.splitlines() if "-e200-" in line] == \
+        [c.run_id() for c in load_study().configs()]
 
 
 def test_the_family_reading_is_added_beside_an_unchanged_registration():

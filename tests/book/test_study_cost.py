@@ -14,6 +14,7 @@ import pytest
 
 from sparsam.book import study_cost
 from sparsam.book.study import load_study
+from sparsam.experiment.train import Trainer
 
 from conftest import data_file
 
@@ -27,9 +28,23 @@ def tiny():
                                               "epochs": 3, "num_samples": 16})
 
 
-def test_measure_interleaves_the_registered_configurations_one_epoch_at_a_time(tiny):
+def test_measure_interleaves_the_registered_configurations_one_epoch_at_a_time(tiny, monkeypatch):
     names = ["sgd", "sam-every-2", "cost-aware-0.9"]
+    config_of = {name: next(c for c in tiny.configs(name) if c.seed == 0) for name in names}
+    assert len(set(config_of.values())) == len(names)
+    trained = []   # (configuration, epoch) of every epoch trained, in the order they ran
+    train_epoch = Trainer.train_epoch
+
+    def recording(self, epoch, progress):
+        trained.append((next(n for n, c in config_of.items() if c == self.config), epoch))
+        return train_epoch(self, epoch, progress)
+
+    monkeypatch.setattr(Trainer, "train_epoch", recording)
     measured = study_cost.measure(tiny, names, rounds=2)
+    # one warm-up epoch each, then rounds in which every configuration trains its next epoch once, the
+    # order rotated by one each round
+    assert trained == ([(n, 0) for n in names] + [(n, 1) for n in names]
+                       + [(n, 2) for n in names[1:] + names[:1]])
     assert list(measured.columns) == ["round", "configuration", "cpu_seconds_per_step"]
     assert sorted(measured["configuration"].unique()) == sorted(names)
     assert measured.groupby("configuration").size().tolist() == [2, 2, 2]

@@ -355,8 +355,16 @@ def test_cost_aware_mask_respects_budget(sparsity, granularity):
         else:
             flat = m.reshape(m.shape[0], -1)
             assert torch.equal(flat.all(1), flat.any(1))
-    # nothing left out that would still fit
-    left = [p.numel() for p, m in zip(params, masks) if not m.any()] if granularity == "layer" else []
+    # nothing left out that would still fit: every unit not taken (a whole tensor; for "filter" a row
+    # along dim 0 of a tensor with >= 2 dims, 1-D tensors whole) is larger than the budget left
+    left = []
+    for m in masks:
+        if granularity == "filter" and m.dim() >= 2:
+            rows = m.reshape(m.shape[0], -1)
+            left += [rows.shape[1]] * int((~rows.any(1)).sum())
+        elif not m.any():
+            left.append(m.numel())
+    assert left, "the budget leaves some unit out at every sparsity here"
     assert all(n > budget - sum(int(m.sum()) for m in masks) for n in left)
 
 
