@@ -316,3 +316,34 @@ def test_the_committed_study_read_as_a_family_is_holm_on_the_two_sided_p_values(
     family = table["family_status"].replace(verdicts.PREMISE_NOT_SHOWN, "reproduced")
     assert list(family) == list(expected)
     assert int(decided_alone.sum()) >= 1 and set(table["family_size"]) == {len(STUDY.family)}
+
+
+def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records():
+    import json
+
+    from sparsam.book import study_cost
+    from sparsam.experiment.store import REPO as ROOT
+
+    points = pareto_points(study_frame(STUDY, COMMITTED)).set_index("label")
+    side = study_cost.ratios(study_cost.read(ROOT / "results/study/cost_side_by_side.json")["measured"])
+    side = side.set_index("configuration")
+    cost_reason = " ".join(verdicts.margins()["cost_time_vs_sgd_at_most_1_25"]["reason"].split())
+    assert f"SAM's step costs {points.loc['sam', 'cost']:.2f} SGD steps" in cost_reason
+    assert (f"{side.loc['sam', 'cost']:.2f} [{side.loc['sam', 'cost_low']:.2f}, {side.loc['sam', 'cost_high']:.2f}]"
+            f" measured side by side") in cost_reason
+    note = load_study().reading_note
+    assert f"sam-every-2 costs {points.loc['sam-every-2', 'cost']:.2f} SGD steps" in note
+    every = side.loc["sam-every-2"]
+    assert f"{every['cost']:.2f} [{every['cost_low']:.2f}, {every['cost_high']:.2f}] side by side" in note
+    curvature: dict[str, dict[int, tuple[float, float]]] = {}
+    for path in sorted((ROOT / "results/study/flatness").glob("*.json")):
+        measured = json.loads(path.read_text())
+        curvature.setdefault(measured["config"]["optimizer"], {})[measured["config"]["seed"]] = (
+            measured["results"]["eigenvalue"], measured["results"]["trace"])
+    seeds = sorted(set(curvature["sam"]) & set(curvature["sgd"]))
+    eigen = [curvature["sam"][k][0] / curvature["sgd"][k][0] for k in seeds]
+    trace = [curvature["sam"][k][1] / curvature["sgd"][k][1] for k in seeds]
+    flat_reason = " ".join(verdicts.margins()["flatness_ssam_vs_sam"]["reason"].split())
+    assert f"{len(seeds)} seeds paired) SAM's top eigenvalue is ×{statistics.geometric_mean(eigen):.2f}" in flat_reason
+    assert f"ratios, {min(eigen):.2f} to {max(eigen):.2f}) and its trace ×{statistics.geometric_mean(trace):.2f}" \
+        in flat_reason
