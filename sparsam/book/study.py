@@ -31,7 +31,7 @@ from . import claims, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import RESULTS, load_all
 from ..experiment.store import REPO, _git
-from .stats import Verdict, combine, compare, half_gain, margins as declared_margins, mean_interval
+from .stats import Verdict, combine, compare, half_gain, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
 
 STUDY = RESULTS / "study" / "cpu_study.yaml"
