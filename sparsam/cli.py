@@ -1,5 +1,6 @@
 """Command line: ``python -m sparsam train ...`` (one run), ``sweep GRID.yaml`` (notebooks over a grid) and
-``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs.
+``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs;
+``study STUDY.yaml`` prints a pre-registered study's comparisons, registered and family-wise.
 
 Each subcommand is a pair of functions registered in :data:`COMMANDS`: ``add(subparsers)`` declares
 its parser and ``run(args) -> int`` does the work. A user error (a bad value, missing data, a run
@@ -150,6 +151,67 @@ def run_sweep(args: argparse.Namespace) -> int:
                      wait=not args.no_wait)
 
 
+def add_study(commands: Any) -> None:
+    parser = commands.add_parser(
+        "study", help="decide a pre-registered study's comparisons from its records (registered and family-wise)",
+        description="Print every comparison of a pre-registered study (e.g. results/study/cpu_study.yaml) decided "
+                    "from its records: mean paired difference, 95%% t-interval, simultaneous (Bonferroni) "
+                    "interval, one-sided p-value against the margin, the registered status and the family-wise "
+                    "status (Holm's step-down at 5%%, premise rule).")
+    parser.add_argument("study_file", metavar="STUDY.yaml", help="the pre-registration")
+    parser.add_argument("--store", default=None, metavar="DIR",
+                        help="folder of the study's records (default: results/study/runs)")
+    parser.add_argument("--csv", action="store_true", help="print the table as CSV (numbers unrounded) on stdout")
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from .book import study
+    from .experiment.results import load_all
+
+    path = Path(args.study_file)
+    if not path.is_file():
+        raise ValueError(f"study file {path} not found (a pre-registration such as results/study/cpu_study.yaml)")
+    registered = study.load_study(path)
+    store = Path(args.store) if args.store is not None else study.STORE
+    if not store.is_dir():
+        raise ValueError(f"--store {store} is not a folder of records")
+    records = load_all(store)
+    decided = study.decide_comparisons(registered, study.study_frame(registered, records), records, resamples=0)
+    table = study.audit_frame(registered, decided)
+    if args.csv:
+        table.to_csv(sys.stdout, index=False)
+        return 0
+    m, alpha = len(table), 1 - float(registered.margins["level"])
+    when = ("registered" if registered.correction == "holm" else
+            f"{study.ADDED}: the registration named no correction")
+    print(f"{path}: {m} comparisons from {len(records)} records in {store}")
+    print(f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "
+          f"premise rule ({when}); one-sided p: of the claim against its margin (near 1: the data point the "
+          "other way)")
+    shown = table.assign(
+        mean=[_number(v, u) for v, u in zip(table["mean"], table["unit"])],
+        interval=[_interval(lo, hi, u) for lo, hi, u in zip(table["low"], table["high"], table["unit"])],
+        simultaneous=[_interval(lo, hi, u) for lo, hi, u in zip(table["sim_low"], table["sim_high"], table["unit"])],
+        p_value=[f"{p:.4f}" if p == p else "–" for p in table["p_value"]])
+    columns = {"comparison": "comparison", "registration": "registration", "n": "n", "mean": "mean",
+               "interval": f"{1 - alpha:.0%} interval", "simultaneous": f"simultaneous ({1 - alpha / m:.4f})",
+               "p_value": "one-sided p", "status": "registered status", "family_status": "family-wise status"}
+    left = {name: f"{{:<{shown[name].str.len().max()}}}".format for name in ("comparison", "registration")}
+    print(shown[list(columns)].to_string(index=False, header=list(columns.values()), formatters=left,
+                                          justify="left"))
+    return 0
+
+
+def _number(value: float, unit: str) -> str:
+    if value != value:
+        return "–"
+    return f"×{value:.3f}" if unit == "ratio" else f"{value:+.2f}"
+
+
+def _interval(low: float, high: float, unit: str) -> str:
+    return "–" if low != low else f"[{_number(low, unit)}, {_number(high, unit)}]"
+
+
 def run_train_grid(args: argparse.Namespace) -> int:
     """``train-grid``: a grid file, or a study's pre-registration read by the book (:mod:`sparsam.book.study`)."""
     import yaml
@@ -170,6 +232,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "sweep": (add_sweep, run_sweep),
     "train-grid": (grid.add_command, run_train_grid),
     "flatness": (curvature.add_command, curvature.run_command),
+    "study": (add_study, run_study),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
 USER_ERRORS = (ValueError, OSError, store.Locked, ImportError)

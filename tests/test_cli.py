@@ -203,3 +203,42 @@ def test_two_processes_with_one_run_id_and_different_configs(capsys, tmp_path):
     assert "holds a run with another config" in one_line_error(capsys, b)
     summary = runs.read_json(tmp_path / "X" / "summary.json")
     assert summary["config"]["seed"] == 0 and runs.read_json(tmp_path / "X" / "config.json")["seed"] == 0
+
+
+def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(capsys):
+    import csv
+    import io
+
+    from sparsam.book import study
+    from sparsam.experiment.results import load_all
+
+    path = REPO / "results" / "study" / "cpu_study.yaml"
+    registered = study.load_study(path)
+    records = load_all(study.STORE)
+    frame = study.audit_frame(registered, study.decide_comparisons(
+        registered, study.study_frame(registered, records), records, resamples=0))
+    assert cli.main(["study", str(path), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["comparison"] for r in rows] == list(frame["comparison"]) and len(rows) == len(registered.family)
+    for row, (_, expected) in zip(rows, frame.iterrows()):
+        for column in ("mean", "low", "high", "sim_low", "sim_high", "p_value"):
+            assert float(row[column]) == pytest.approx(expected[column], rel=1e-12), (row["comparison"], column)
+        assert (row["status"], row["family_status"], row["registration"], int(row["n"])) == (
+            expected["status"], expected["family_status"], expected["registration"], expected["n"])
+    assert cli.main(["study", str(path)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert "Holm's step-down at family-wise 5% over the 21 comparisons" in text[1] and "added after the runs" in text[1]
+    body = text[3:]
+    assert len(body) == len(frame)
+    for line, (_, expected) in zip(body, frame.iterrows()):
+        assert line.startswith(expected["comparison"])
+        shown = f"×{expected['mean']:.3f}" if expected["unit"] == "ratio" else f"{expected['mean']:+.2f}"
+        assert f" {shown} " in line and f" {expected['p_value']:.4f} " in line
+        assert line.rstrip().endswith(expected["family_status"])
+
+
+def test_study_with_a_bad_path_is_a_one_line_error(capsys, tmp_path):
+    assert "study file" in one_line_error(capsys, ["study", str(tmp_path / "nothere.yaml")])
+    line = one_line_error(capsys, ["study", str(REPO / "results" / "study" / "cpu_study.yaml"), "--store",
+                                   str(tmp_path / "none")])
+    assert "--store" in line and "not a folder of records" in line

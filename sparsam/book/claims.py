@@ -5,7 +5,9 @@ t-interval), the declared margin, the paired bootstrap interval over seeds and t
 every run kept its per-example correctness, and the commits of the records with a stale flag
 (:func:`sparsam.book.records.is_stale`). :func:`claims_frame` collects rows into a pandas frame.
 :func:`save_verdicts` keeps a chapter's frame under ``results/claims/`` (a build output) and
-:func:`load_verdicts` gathers every chapter's, for the summary figure of notebook 7.
+:func:`load_verdicts` gathers every chapter's, for the summary figure of notebook 7: the claims table,
+read as one pre-registered family (:func:`family_wise`, Holm's step-down and the premise rule of
+:func:`sparsam.book.stats.family`) beside each row's registered status.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .._checks import check_choice
 from ..experiment.results import RESULTS, unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
-from .stats import Verdict, decide, margins, paired_bootstrap, verdicts_frame
+from .stats import Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
 CLAIMS_DIR = RESULTS / "claims"
@@ -96,6 +98,49 @@ def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=columns)
 
 
+def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+    """``frame`` (a :func:`claims_frame`, one row per claim) read as one family by
+    :func:`sparsam.book.stats.family`: a copy with the ``family_status``, ``family_size``, ``sim_low``
+    and ``sim_high`` columns filled in, the registered ``status`` unchanged.
+
+    ``premises`` maps a claim to the claim of the same frame that is its premise (None: none there);
+    by default a row whose ``rule`` declares a ``premise`` in ``book/margins.yaml`` takes the one row
+    of that rule in the same ``chapter`` (the same study; the whole frame without a chapter column),
+    and none if there is none.
+    """
+    rows = frame.reset_index(drop=True)
+    fields = [f for f in verdicts_frame({}).columns if f not in ("claim", "text")]
+    verdicts = {i: Verdict(**{f: row[f] for f in fields}) for i, row in rows.iterrows()}
+    if premises is None:
+        declared = margins()
+        chapters = rows["chapter"] if "chapter" in rows else pd.Series("", index=rows.index)
+        links: dict[int, int | None] = {}
+        for i, row in rows.iterrows():
+            premise = declared[row["rule"]].get("premise")
+            if premise is None:
+                continue
+            found = rows.index[(rows["rule"] == premise) & (chapters == chapters[i])]
+            if len(found) > 1:
+                raise ValueError(f"claim {row['claim']!r} has {len(found)} premises of rule {premise!r} in its "
+                                 f"chapter ({', '.join(rows.loc[found, 'claim'])}): pass premises=")
+            links[i] = int(found[0]) if len(found) else None
+    else:
+        def position(claim: str) -> int:
+            found = rows.index[rows["claim"] == claim]
+            if len(found) != 1:
+                raise ValueError(f"premises must name claims of the frame once each, got {claim!r} "
+                                 f"({len(found)} rows)")
+            return int(found[0])
+
+        links = {position(name): None if premise is None else position(premise) for name, premise in premises.items()}
+    read = family(verdicts, links)
+    out = frame.copy()
+    for column in ("family_status", "family_size", "sim_low", "sim_high"):
+        out[column] = [getattr(read[i], column) for i in rows.index]
+    out["family_size"] = out["family_size"].astype(int)
+    return out
+
+
 def _shown(value: float, unit: str) -> str:
     if math.isnan(value):
         return "–"
@@ -108,9 +153,14 @@ def _margin(margin: float, unit: str) -> str:
 
 def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
-    "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit."""
+    "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit,
+    the one-sided p-value against the margin, the registered status and, where the frame was read as a
+    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise)."""
     def interval(low: float, high: float, unit: str) -> str:
         return "–" if math.isnan(low) else f"[{_shown(low, unit)}, {_shown(high, unit)}]"
+
+    def p_text(p: float) -> str:
+        return "–" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
     units = list(claims["unit"])
     return pd.DataFrame({
@@ -122,7 +172,11 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         "95% paired bootstrap": [interval(lo, hi, u) for lo, hi, u in zip(claims["boot_low"], claims["boot_high"],
                                                                            units)],
         "seeds": claims["n"],
+        "one-sided p": [p_text(p) for p in claims["p_value"]],
         "status": claims["status"],
+        "simultaneous interval": [interval(lo, hi, u) + (f" (m = {m})" if m else "") for lo, hi, u, m in
+                                  zip(claims["sim_low"], claims["sim_high"], units, claims["family_size"])],
+        "family-wise status": [s or "–" for s in claims["family_status"]],
         "records (commit)": claims["commits"],
         "stale": ["stale" if s else "" for s in claims["stale"]],
     })
@@ -147,6 +201,9 @@ def _saved(path: Path) -> tuple[str, pd.DataFrame]:
         if not isinstance(saved, dict) or set(saved) != set(_SAVED_KEYS):
             raise ValueError(f"its keys must be {list(_SAVED_KEYS)}")
         columns = saved["columns"]
+        missing = [c for c in claims_frame([]).columns if c not in columns]
+        if missing:
+            raise ValueError(f"it lacks the columns {missing} (saved by an older version: run its chapter again)")
         frame = pd.DataFrame(saved["rows"], columns=columns).astype(dict(zip(columns, saved["dtypes"])))
     except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path} is not a saved verdicts frame: {error}") from error
@@ -157,15 +214,22 @@ def _saved(path: Path) -> tuple[str, pd.DataFrame]:
 
 def load_verdicts(folder: Path = CLAIMS_DIR, profile: str | None = None) -> pd.DataFrame:
     """Every chapter's saved verdicts frame in chapter order, with ``chapter`` and ``profile`` columns
-    first; only the chapters saved under ``profile`` unless it is None. No saved frame: an empty frame
-    with these two columns and those of :func:`claims_frame`."""
+    first; only the chapters saved under ``profile`` unless it is None. The rows of each profile are
+    the claims table of that profile, read as one family (:func:`family_wise`, claims named
+    ``"<chapter>: <claim>"`` there). No saved frame: an empty frame with these two columns and those
+    of :func:`claims_frame`."""
     if profile is not None:
         check_choice("profile", profile, profiles.PROFILES)
     saved = [_saved(path) for path in sorted(Path(folder).glob("*.json"))]
     frames = [frame for kept, frame in saved if profile is None or kept == profile]
     if not frames:
         return pd.DataFrame(columns=["chapter", "profile", *claims_frame([]).columns])
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    read = []
+    for _, rows in table.groupby("profile", sort=False):
+        named = rows.assign(claim=rows["chapter"] + ": " + rows["claim"])
+        read.append(family_wise(named).assign(claim=rows["claim"]))
+    return pd.concat(read).loc[table.index]
 
 
 def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] = CHAPTERS) -> list[str]:

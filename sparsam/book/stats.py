@@ -13,6 +13,14 @@ takes the t-interval of the mean of ``d`` at ``level`` (``n - 1`` degrees of fre
 "Better" is higher by default (accuracy); ``better="lower"`` mirrors the rule (curvature, cost). The
 margins, the level and ``min_n`` are declared once, before any study run, in ``book/margins.yaml``
 with a reason each (:func:`margins`); :func:`decide` applies them to a named claim.
+
+Each verdict also carries the one-sided p-value of its claim against the margin (``p_value``: the
+t-test of "gain ≤ −δ" against "gain > −δ"; the rule above reads "reproduced" exactly when it is below
+(1 − level)/2 and "not reproduced" when 1 − p is). :func:`family` reads a pre-registered family of
+comparisons together: Holm's step-down at family-wise error 1 − level (5%), the simultaneous
+(Bonferroni) interval at level 1 − (1 − level)/m, and the premise rule (a non-inferiority verdict
+against a reference stands only when the reference is shown better than the baseline in the same
+family). :func:`power`, :func:`seeds_for_power` and :func:`detectable_difference` plan the seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +43,12 @@ MARGINS = REPO / "book" / "margins.yaml"
 TESTS = ("superiority", "non-inferiority")
 BETTER = ("higher", "lower")
 STATUSES = ("reproduced", "not reproduced", "inconclusive")
+PREMISE_NOT_SHOWN = "inconclusive (premise not shown)"
+# A family-wise status is one of STATUSES, the premise rule's, or "" for a verdict read in no family.
+FAMILY_STATUSES = (*STATUSES, PREMISE_NOT_SHOWN)
 UNITS = ("pp", "ratio", "slope")
+# What a claim compares per seed: the difference a - b, or a's share of b's gain over a baseline (half_gain).
+CONTRASTS = ("difference", "half-gain")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,10 @@ class Verdict:
 
     ``low`` and ``high`` are NaN when there are fewer than two pairs. ``unit`` is only for
     :meth:`text`: with ``"ratio"`` the differences are of logarithms and are shown as ratios.
+    ``p_value`` is the one-sided p-value of the claim against its margin (NaN with fewer than two
+    pairs). The ``family_*`` and ``sim_*`` fields are set by :func:`family` (empty / NaN / 0 until a
+    family is read): the family-wise status, the family's number of comparisons ``m`` and the
+    simultaneous interval at level ``1 - (1 - level) / m``.
     """
 
     status: str
@@ -56,6 +73,11 @@ class Verdict:
     level: float
     better: str = "higher"
     unit: str = ""
+    p_value: float = math.nan
+    family_status: str = ""
+    family_size: int = 0
+    sim_low: float = math.nan
+    sim_high: float = math.nan
 
     def text(self) -> str:
         """One line, e.g. ``"+1.23 [0.40, 2.06] pp, n = 5: reproduced"``."""
@@ -118,6 +140,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, margin: float = 0.0, test
     diff, low, high = mean_interval(a - b, level)
     # in "gain" units (positive = a better), the rule reads the same for both directions
     sign = 1.0 if better == "higher" else -1.0
+    p_value = _one_sided_p(sign * (a - b), margin)
     gain_low, gain_high = sorted((sign * low, sign * high))
     if a.size < min_n:
         status = "inconclusive"
@@ -127,7 +150,22 @@ def compare(a: Sequence[float], b: Sequence[float], *, margin: float = 0.0, test
         status = "not reproduced"
     else:
         status = "inconclusive"
-    return Verdict(status, diff, low, high, int(a.size), test, float(margin), float(level), better)
+    return Verdict(status, diff, low, high, int(a.size), test, float(margin), float(level), better,
+                   p_value=p_value)
+
+
+def _one_sided_p(gain: np.ndarray, margin: float) -> float:
+    """p-value of the t-test of "mean gain ≤ −margin" against "mean gain > −margin" (NaN below two pairs).
+
+    Without spread (every gain the same) the data decide exactly: 0 above the threshold, 1 at or below it.
+    """
+    if gain.size < 2:
+        return math.nan
+    distance = float(gain.mean()) + margin
+    se = float(gain.std(ddof=1)) / math.sqrt(gain.size)
+    if se == 0:
+        return 0.0 if distance > 0 else 1.0
+    return float(stats.t.sf(distance / se, gain.size - 1))
 
 
 def paired_bootstrap(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], *, resamples: int = 2000,
@@ -164,9 +202,10 @@ def paired_bootstrap(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.nda
 
 def combine(statuses: Sequence[str]) -> str:
     """The status of a claim that needs several comparisons: "not reproduced" if any is, "reproduced"
-    if all are (and there is at least one), "inconclusive" otherwise."""
+    if all are (and there is at least one), "inconclusive" otherwise (also when the premise of one is
+    not shown)."""
     for status in statuses:
-        check_choice("status", status, STATUSES)
+        check_choice("status", status, FAMILY_STATUSES)
     if "not reproduced" in statuses:
         return "not reproduced"
     return "reproduced" if statuses and set(statuses) == {"reproduced"} else "inconclusive"
@@ -175,25 +214,39 @@ def combine(statuses: Sequence[str]) -> str:
 def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The declared claims of ``book/margins.yaml``: name -> ``margin, unit, test, better, level, min_n, reason``.
 
-    Every claim takes ``level`` and ``min_n`` from the file's ``defaults`` unless it sets its own.
+    Every claim takes ``level`` and ``min_n`` from the file's ``defaults`` unless it sets its own. A
+    non-inferiority claim may name a ``premise``: the superiority claim that must be reproduced in the
+    same family for its "reproduced" to stand (:func:`family`); ``contrast`` says what is compared per
+    seed: ``"difference"`` (default) or ``"half-gain"`` (:func:`half_gain`).
     """
     path = MARGINS if path is None else Path(path)
     content = yaml.safe_load(Path(path).read_text())
     defaults = content.get("defaults", {})
-    claims = {}
+    claims: dict[str, dict[str, Any]] = {}
     for name, entry in content["claims"].items():
-        claim = {"better": "higher", **defaults, **entry}
+        claim = {"better": "higher", "contrast": "difference", **defaults, **entry}
         missing = sorted({"margin", "unit", "test", "reason", "level", "min_n"} - set(claim))
         if missing:
             raise ValueError(f"claim {name!r} in {path} lacks {missing}")
         check_choice(f"{name}.test", claim["test"], TESTS)
         check_choice(f"{name}.unit", claim["unit"], UNITS)
         check_choice(f"{name}.better", claim["better"], BETTER)
+        check_choice(f"{name}.contrast", claim["contrast"], CONTRASTS)
+        if claim["contrast"] == "half-gain" and (claim["unit"], claim["test"]) != ("pp", "superiority"):
+            raise ValueError(f"claim {name!r}: a half-gain contrast is a superiority test in pp, got "
+                             f"{claim['test']} in {claim['unit']}")
         low = 1.0 if claim["unit"] == "ratio" else 0.0
         check_range(f"{name}.margin", float(claim["margin"]), low)
         if claim["test"] == "superiority" and float(claim["margin"]) != low:
             raise ValueError(f"claim {name!r}: a superiority test has no margin (margin {low:g} in {claim['unit']})")
         claims[name] = claim
+    for name, claim in claims.items():
+        premise = claim.get("premise")
+        if premise is None:
+            continue
+        if claim["test"] != "non-inferiority":
+            raise ValueError(f"claim {name!r}: only a non-inferiority claim has a premise, got test {claim['test']!r}")
+        check_choice(f"{name}.premise", premise, [c for c, spec in claims.items() if spec["test"] == "superiority"])
     return claims
 
 
@@ -203,6 +256,20 @@ def verdicts_frame(verdicts: Mapping[str, Verdict]) -> pd.DataFrame:
     rows = [{"claim": name, **verdict.as_dict(), "text": verdict.text()} for name, verdict in verdicts.items()]
     columns = ["claim", *(f.name for f in dataclasses.fields(Verdict)), "text"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def half_gain(method: Sequence[float], reference: Sequence[float], baseline: Sequence[float]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values ``(a, b)`` whose difference is the contrast "``method`` keeps at least half of
+    ``reference``'s gain over ``baseline``": ``a - b = (method - baseline) - (reference - baseline) / 2``,
+    i.e. ``a = method`` and ``b = (reference + baseline) / 2``; :func:`compare` (superiority over 0)
+    decides it like any other paired difference. The three are paired by position (seed)."""
+    x, r, z = (_finite_vector(name, v) for name, v in (("method", method), ("reference", reference),
+                                                        ("baseline", baseline)))
+    if not x.size == r.size == z.size:
+        raise ValueError(f"method, reference and baseline must pair one value per seed, got {x.size}, {r.size} "
+                         f"and {z.size} values")
+    return x, (r + z) / 2
 
 
 def decide(claim: str, a: Sequence[float], b: Sequence[float], *, path: str | Path | None = None) -> Verdict:
@@ -223,3 +290,120 @@ def decide(claim: str, a: Sequence[float], b: Sequence[float], *, path: str | Pa
     verdict = compare(a, b, margin=margin, test=spec["test"], min_n=int(spec["min_n"]), level=float(spec["level"]),
                       better=spec["better"])
     return dataclasses.replace(verdict, unit=spec["unit"])
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+    """Holm's step-down: which of the hypotheses with ``p_values`` are rejected at family-wise error
+    ``alpha`` (``statsmodels.stats.multitest.multipletests``, method "holm"). A NaN p-value (no test)
+    is never rejected and still counts in the family's size."""
+    from statsmodels.stats.multitest import multipletests
+
+    check_range("alpha", alpha, 0.0, 1.0, low_open=True)
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"p_values must lie in [0, 1] (or be NaN), got {p.tolist()}")
+    if p.size == 0:
+        return np.zeros(0, dtype=bool)
+    missing = np.isnan(p)
+    return multipletests(np.where(missing, 1.0, p), alpha=alpha, method="holm")[0] & ~missing
+
+
+def simultaneous_interval(verdict: Verdict, m: int) -> tuple[float, float]:
+    """The interval of ``verdict``'s mean difference at level ``1 - (1 - level) / m`` (Bonferroni over a
+    family of ``m`` comparisons), from its t-interval: the same standard error, a wider quantile."""
+    check_int("m", m, 1)
+    if verdict.n < 2 or not math.isfinite(verdict.low):
+        return math.nan, math.nan
+    df = verdict.n - 1
+    half = (verdict.high - verdict.low) / 2
+    wider = half * float(stats.t.ppf(1 - (1 - verdict.level) / (2 * m), df) / stats.t.ppf((1 + verdict.level) / 2, df))
+    return verdict.diff - wider, verdict.diff + wider
+
+
+def family(verdicts: Mapping[Hashable, Verdict], premises: Mapping[Hashable, Hashable | None] | None = None
+           ) -> dict[Hashable, Verdict]:
+    """Read ``verdicts`` as one pre-registered family of ``m`` comparisons; each keeps its registered
+    ``status`` and gains ``family_status``, ``family_size`` and the simultaneous interval.
+
+    Family-wise error ``1 - level`` (all verdicts must share ``level``), by Holm's step-down on the
+    two-sided p-values ``2 min(p, 1 - p)`` of the one-sided ``p_value``: each direction of a claim is
+    tested at half the error, as the registered two-sided interval does, so a family of one reads
+    exactly as the registered rule and a family-wise decision is always a registered one (a verdict
+    the registered rule leaves inconclusive, fewer than ``min_n`` pairs included, is never decided).
+
+    ``premises`` maps the name of a non-inferiority verdict to the name of its premise in the family
+    (None: the family has none): a family-wise "reproduced" stands only when the premise's family-wise
+    status is "reproduced", else it reads :data:`PREMISE_NOT_SHOWN`. A "not reproduced" needs no premise.
+    """
+    premises = dict(premises or {})
+    for name, premise in premises.items():
+        check_choice("premises key", name, tuple(verdicts))
+        if premise is not None:
+            check_choice(f"premise of {name!r}", premise, tuple(verdicts))
+    levels = {v.level for v in verdicts.values()}
+    if len(levels) > 1:
+        raise ValueError(f"a family's verdicts must share one level, got {sorted(levels)}")
+    if not verdicts:
+        return {}
+    level = levels.pop()
+    m = len(verdicts)
+    tested = [2 * min(v.p_value, 1 - v.p_value) if v.status != "inconclusive" else math.nan
+              for v in verdicts.values()]
+    rejected = dict(zip(verdicts, holm(tested, 1 - level)))
+    read = {name: v.status if rejected[name] else "inconclusive" for name, v in verdicts.items()}
+    out = {}
+    for name, verdict in verdicts.items():
+        status = read[name]
+        if name in premises and status == "reproduced":
+            premise = premises[name]
+            if premise is None or read[premise] != "reproduced":
+                status = PREMISE_NOT_SHOWN
+        low, high = simultaneous_interval(verdict, m)
+        out[name] = dataclasses.replace(verdict, family_status=status, family_size=m, sim_low=low, sim_high=high)
+    return out
+
+
+def power(n: int, distance: float, sd: float, *, alpha: float = 0.025) -> float:
+    """Probability that the one-sided paired t-test at level ``alpha`` over ``n`` seeds decides a claim whose
+    true mean gain lies ``distance`` beyond its threshold (gain + margin; 0 at the margin), when the
+    paired differences have standard deviation ``sd``: noncentral t with ``n - 1`` degrees of freedom.
+
+    ``alpha = 0.025`` is the registered rule's (a two-sided 95% interval); a family of ``m`` planned
+    with Bonferroni uses ``0.025 / m``.
+    """
+    check_int("n", n, 2)
+    check_range("sd", sd, 0.0, math.inf, low_open=True)
+    check_range("alpha", alpha, 0.0, 0.5, low_open=True)
+    if not math.isfinite(distance):
+        raise ValueError(f"distance must be a finite number, got {distance!r}")
+    df = n - 1
+    return float(stats.nct.sf(stats.t.ppf(1 - alpha, df), df, distance * math.sqrt(n) / sd))
+
+
+def seeds_for_power(distance: float, sd: float, *, target: float = 0.8, alpha: float = 0.025, min_n: int = 2,
+                    max_n: int = 10_000) -> int:
+    """The fewest seeds (at least ``min_n``) whose :func:`power` reaches ``target`` for a true gain
+    ``distance`` beyond the threshold; ``ValueError`` if not even ``max_n`` do."""
+    check_range("target", target, alpha, 1.0, low_open=True)
+    check_int("min_n", min_n, 2)
+    check_range("distance", distance, 0.0, math.inf, low_open=True)
+    n = min_n
+    while power(n, distance, sd, alpha=alpha) < target:
+        n += 1
+        if n > max_n:
+            raise ValueError(f"more than max_n={max_n} seeds are needed for power {target:g} at distance "
+                             f"{distance:g} with sd {sd:g}")
+    return n
+
+
+def detectable_difference(n: int, sd: float, *, target: float = 0.8, alpha: float = 0.025) -> float:
+    """The distance beyond the threshold (gain + margin) that ``n`` seeds decide with probability
+    ``target``: the inverse of :func:`power` in ``distance``."""
+    from scipy.optimize import brentq
+
+    check_range("target", target, alpha, 1.0, low_open=True)
+    power(n, 0.0, sd, alpha=alpha)  # checks n, sd and alpha
+    high = sd
+    while power(n, high, sd, alpha=alpha) < target:
+        high *= 2
+    return float(brentq(lambda d: power(n, d, sd, alpha=alpha) - target, 0.0, high, xtol=1e-12 * sd))

@@ -7,9 +7,12 @@ names two configurations and a claim whose pinned margin equals ``book/margins.y
 recomputes the pilot's decisions from its records.
 
 The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
-them, :func:`decide_comparisons` decides every pre-registered comparison, :func:`pareto_points` puts
-accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
-and :func:`book_statuses` combines them into the statuses of the reproduction page's claims.
+them, :func:`decide_comparisons` decides every pre-registered comparison (and those added after the
+runs) and reads them as one family (Holm's step-down, the premise rule: :func:`sparsam.book.stats.family`),
+:func:`pareto_points` puts accuracy beside measured cost per step, :func:`answer` answers the study's
+question from the decisions, :func:`book_statuses` combines them into the statuses of the reproduction
+page's claims, and :func:`paired_sds` gives the spread of the paired differences that a power
+calculation needs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -28,7 +31,7 @@ from . import claims, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import RESULTS, load_all
 from ..experiment.store import REPO, _git
-from .stats import Verdict, combine, compare, margins as declared_margins
+from .stats import Verdict, combine, compare, half_gain, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
 
 STUDY = RESULTS / "study" / "cpu_study.yaml"
@@ -51,15 +54,25 @@ BOOK_CLAIMS = {
     "fisher_random": (("accuracy_fisher_vs_random", "ssam-f-0.5", "random-0.5"),),
 }
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
+CORRECTIONS = ("none", "holm")  # what a registration names for its family: no correction, or Holm's step-down
+READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
+ADDED = "added after the runs"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One pre-registered decision: configuration ``a`` against ``b`` by the rule of ``claim``."""
+    """One pre-registered decision: configuration ``a`` against ``b`` by the rule of ``claim``; with
+    ``over``, the half-gain contrast "``a`` keeps at least half of ``b``'s gain over ``over``"."""
 
     claim: str
     a: str
     b: str
+    over: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configurations it compares."""
+        return (self.a, self.b) if self.over is None else (self.a, self.b, self.over)
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,14 @@ class Study:
     comparisons: tuple[Comparison, ...]
     margins: dict[str, Any]
     pilot: dict[str, Any]
+    correction: str = "none"             # what the registration named for its family (CORRECTIONS)
+    added: tuple[Comparison, ...] = ()   # comparisons added after the runs, read in the same family
+    reading_note: str = ""               # why and when the family-wise reading was added
+
+    @property
+    def family(self) -> tuple[Comparison, ...]:
+        """Every comparison the study decides: the registered ones, then those added after the runs."""
+        return (*self.comparisons, *self.added)
 
     def configs(self, name: str | None = None) -> list[TrainConfig]:
         """The training configurations of ``name`` (every configuration if None), one per seed."""
@@ -83,6 +104,10 @@ class Study:
     def paired_seeds(self, a: str, b: str) -> int:
         """How many seeds a comparison of ``a`` with ``b`` pairs once every planned run is in."""
         return len(set(self.configurations[a][1]) & set(self.configurations[b][1]))
+
+    def registered(self, comparison: Comparison) -> bool:
+        """Whether ``comparison`` is one of the pre-registration's (not added after the runs)."""
+        return comparison in self.comparisons
 
     def name_of(self, config: TrainConfig) -> str | None:
         """The configuration a training config belongs to (None if it is not part of the study)."""
@@ -103,20 +128,47 @@ def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None)
         if seeds not in seed_lists:
             raise ValueError(f"configuration {name!r}: seeds must be one of {sorted(seed_lists)}, got {seeds!r}")
         configurations[str(name)] = (values, seed_lists[seeds])
-    comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
-    study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]))
+    comparisons = tuple(_comparison(c) for c in spec["comparisons"])
+    correction = str(spec.get("correction", "none"))
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    reading = dict(spec.get("added_after_the_runs") or {})
+    unknown = sorted(set(reading) - {"note", "comparisons"})
+    if unknown:
+        raise ValueError(f"added_after_the_runs may hold note and comparisons only, got {unknown}")
+    added = tuple(_comparison(c) for c in reading.get("comparisons", []))
+    study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
+                  correction, added, " ".join(str(reading.get("note", "")).split()))
     study.configs()  # every configuration must be valid
     declared = declared_margins(margins_path)
-    for c in comparisons:
-        for name in (c.a, c.b):
+    for c in study.family:
+        for name in c.names:
             if name not in configurations:
                 raise ValueError(f"comparison {c}: {name!r} is not a configuration of the study")
-        pinned = study.margins.get(c.claim)
-        if pinned is None or c.claim not in declared:
-            raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in book/margins.yaml")
-        if {k: pinned[k] for k in _MARGIN_FIELDS} != {k: declared[c.claim][k] for k in _MARGIN_FIELDS}:
-            raise ValueError(f"claim {c.claim!r}: the study's pinned margin {pinned} differs from book/margins.yaml")
+        if c.claim not in declared:
+            raise ValueError(f"comparison {c}: claim {c.claim!r} is not declared in book/margins.yaml")
+        if (c.over is not None) != (declared[c.claim]["contrast"] == "half-gain"):
+            raise ValueError(f"comparison {c}: 'over' goes with a half-gain claim and only with one")
+        if c in comparisons:
+            pinned = study.margins.get(c.claim)
+            if pinned is None:
+                raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in "
+                                 "book/margins.yaml")
+            if {k: pinned[k] for k in _MARGIN_FIELDS} != {k: declared[c.claim][k] for k in _MARGIN_FIELDS}:
+                raise ValueError(f"claim {c.claim!r}: the study's pinned margin {pinned} differs from "
+                                 "book/margins.yaml")
+    twice = sorted({comparison_label(c) for c in study.family if study.family.count(c) > 1})
+    if twice:
+        raise ValueError(f"each comparison is made once, got twice: {', '.join(twice)}")
     return study
+
+
+def _comparison(entry: dict[str, Any]) -> Comparison:
+    unknown = sorted(set(entry) - {"claim", "a", "b", "over"})
+    if unknown:
+        raise ValueError(f"a comparison holds claim, a, b and (for a half-gain claim) over, got {unknown} in {entry}")
+    over = entry.get("over")
+    return Comparison(str(entry["claim"]), str(entry["a"]), str(entry["b"]), None if over is None else str(over))
 
 
 def pilot_verdicts(study: Study, store: str | Path = PILOT_STORE) -> dict[str, Verdict]:
@@ -169,27 +221,116 @@ def rerun_estimate(study: Study, frame: pd.DataFrame, parallel: int = 2) -> dict
 
 
 def comparison_label(comparison: Comparison) -> str:
-    """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"``."""
+    """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"`` or
+    ``"ssam-f-0.5 keeps half of sam's gain over sgd (accuracy_ssam_keeps_half_gain)"``."""
+    if comparison.over is not None:
+        return f"{comparison.a} keeps half of {comparison.b}'s gain over {comparison.over} ({comparison.claim})"
     return f"{comparison.a} vs {comparison.b} ({comparison.claim})"
+
+
+def _sides(frame: pd.DataFrame, comparison: Comparison) -> list[pd.DataFrame]:
+    """The records of each configuration of ``comparison``, indexed by seed, over the seeds all have."""
+    sides = [frame[frame["configuration"] == name].set_index("seed") for name in comparison.names]
+    seeds = sorted(set.intersection(*(set(side.index) for side in sides)))
+    return [side.loc[seeds] for side in sides]
+
+
+def premises(study: Study, frame: pd.DataFrame) -> dict[str, str | None]:
+    """For each comparison whose claim declares a premise in ``book/margins.yaml``: the label of the
+    comparison of the study that shows it (the premise claim, its reference as method, on every seed the
+    comparison pairs), or None when the study makes none."""
+    declared = declared_margins()
+    out: dict[str, str | None] = {}
+    for c in study.family:
+        premise = declared[c.claim].get("premise")
+        if premise is None:
+            continue
+        seeds = set(_sides(frame, c)[0].index)
+        shown = [p for p in study.family if p.claim == premise and p.a == c.b and p.over is None
+                 and seeds <= set(_sides(frame, p)[0].index)]
+        out[comparison_label(c)] = comparison_label(shown[0]) if shown else None
+    return out
 
 
 def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]], *,
                        resamples: int = 2000) -> pd.DataFrame:
-    """Every pre-registered comparison decided from the records (a :func:`sparsam.book.claims.claims_frame`,
-    one row per comparison in the file's order), paired by seed over the seeds both sides have."""
+    """Every comparison of the study decided from the records (a :func:`sparsam.book.claims.claims_frame`,
+    one row per comparison: the registered ones in the file's order, then those added after the runs),
+    paired by seed over the seeds all sides have, and read as one family
+    (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the registered
+    per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
+    (its columns NaN)."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ValueError(f"resamples must be an integer >= 0 (0: no bootstrap), got {resamples!r}")
     units = declared_margins()
     rows = []
-    for c in study.comparisons:
+    for c in study.family:
         value = VALUES[units[c.claim]["unit"]]
-        sides = [frame[frame["configuration"] == name].set_index("seed") for name in (c.a, c.b)]
-        seeds = sorted(set(sides[0].index) & set(sides[1].index))
-        a, b = (side.loc[seeds] for side in sides)
-        correct = (claims.correctness([records[i] for i in a["position"]], [records[i] for i in b["position"]])
-                   if value == "final_test_acc" else None)
-        rows.append(claims.paired_claim(comparison_label(c), c.claim, a[value].to_numpy(float),
-                                        b[value].to_numpy(float), pd.concat([a, b]), correct=correct,
-                                        resamples=resamples, evidence="CPU study (notebook 8)"))
-    return claims.claims_frame(rows)
+        sides = _sides(frame, c)
+        used = pd.concat(sides)
+        values = [side[value].to_numpy(float) for side in sides]
+        correct = (claims.correctness(*([records[i] for i in side["position"]] for side in sides[:2]))
+                   if value == "final_test_acc" and resamples else None)
+        if c.over is not None:
+            values = list(half_gain(*values))
+            if correct is not None:
+                over = claims.correctness([records[i] for i in sides[2]["position"]], [])
+                correct = (correct[0], [(r.astype(float) + z.astype(float)) / 2
+                                        for r, z in zip(correct[1], over[0])]) if over is not None else None
+        evidence = "CPU study (notebook 8)" + ("" if study.registered(c) else f", {ADDED}")
+        rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
+                                        resamples=max(resamples, 1), evidence=evidence))
+    return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+
+
+AUDIT_COLUMNS = ("comparison", "registration", "unit", "n", "mean", "low", "high", "sim_low", "sim_high", "p_value",
+                 "status", "family_status")
+
+
+def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
+    """The family reading of :func:`decide_comparisons` as numbers a reader can check, one row per
+    comparison: ``registration`` ("registered" or "added after the runs"), ``unit``, seeds ``n``, the mean
+    paired difference with its 95% t-interval (``low``, ``high``) and its simultaneous interval
+    (``sim_low``, ``sim_high``), in the claim's unit (pp, or for "ratio" claims the ratio a / b: the
+    exponential of the mean log ratio and of its bounds), the one-sided ``p_value`` against the margin,
+    the registered ``status`` and the ``family_status``."""
+    if len(decided) != len(study.family):
+        raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
+                         f"got {len(decided)}")
+    out = pd.DataFrame({"comparison": decided["claim"].to_numpy(),
+                        "registration": ["registered" if study.registered(c) else ADDED for c in study.family],
+                        "unit": decided["unit"].to_numpy(), "n": decided["n"].to_numpy(int)})
+    ratio = (decided["unit"] == "ratio").to_numpy()
+    for name, column in (("mean", "diff"), ("low", "low"), ("high", "high"), ("sim_low", "sim_low"),
+                         ("sim_high", "sim_high")):
+        values = decided[column].to_numpy(float)
+        out[name] = np.where(ratio, np.exp(values), values)
+    out["p_value"] = decided["p_value"].to_numpy(float)
+    out["status"], out["family_status"] = decided["status"].to_numpy(), decided["family_status"].to_numpy()
+    return out[list(AUDIT_COLUMNS)]
+
+
+def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] = "pp") -> pd.DataFrame:
+    """Per registered comparison in ``unit`` (accuracy in pp; cost as log-ratios): the seeds it pairs and
+    the standard deviation of its paired differences (NaN below two seeds), with a last row ``pooled``:
+    the root of the mean variance weighted by degrees of freedom, the SD a power calculation assumes."""
+    if unit not in VALUES:
+        raise ValueError(f"unit must be one of {', '.join(VALUES)}, got {unit!r}")
+    declared = declared_margins()
+    rows = []
+    for c in study.comparisons:
+        if declared[c.claim]["unit"] != unit:
+            continue
+        a, b = (side[VALUES[unit]].to_numpy(float) for side in _sides(frame, c))
+        d = a - b if unit == "pp" else np.log(a) - np.log(b)  # records_frame gives accuracy in percent
+        rows.append({"comparison": comparison_label(c), "n": len(d),
+                     "sd": float(np.std(d, ddof=1)) if len(d) >= 2 else math.nan})
+    table = pd.DataFrame(rows, columns=["comparison", "n", "sd"])
+    usable = table[table["n"] >= 2]
+    df = (usable["n"] - 1).sum()
+    pooled = float(np.sqrt(((usable["n"] - 1) * usable["sd"] ** 2).sum() / df)) if df else math.nan
+    return pd.concat([table, pd.DataFrame([{"comparison": "pooled", "n": int(usable["n"].sum()), "sd": pooled}])],
+                     ignore_index=True)
 
 
 def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
@@ -199,12 +340,20 @@ def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
     return points.assign(on_front=pareto_front(points))
 
 
-def answer(study: Study, decided: pd.DataFrame) -> str:
+def _reading(reading: str) -> str:
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {', '.join(READINGS)}, got {reading!r}")
+    return READINGS[reading]
+
+
+def answer(study: Study, decided: pd.DataFrame, reading: Literal["registered", "family-wise"] = "registered"
+           ) -> str:
     """The study's question answered from the decided comparisons: a configuration answers "yes" when
     both its accuracy against SAM (non-inferiority) and its cost against 1.25 SGD steps are reproduced;
     the answer is "no" when every configuration with both comparisons fails one of them, and "not
-    decided" otherwise: "yet" while runs are missing, "at this scale" once every planned seed is in."""
-    status = {(c.claim, c.a): s for c, s in zip(study.comparisons, decided["status"])}
+    decided" otherwise: "yet" while runs are missing, "at this scale" once every planned seed is in.
+    ``reading`` chooses the statuses: the registered per-comparison ones or the family-wise ones."""
+    status = {(c.claim, c.a): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
     candidates = [c.a for c in study.comparisons if c.claim == COST_RULE and (ACCURACY_RULE, c.a) in status]
     if not candidates:
         raise ValueError(f"the study must compare some configuration by both {ACCURACY_RULE} and {COST_RULE}")
@@ -229,9 +378,11 @@ def answer(study: Study, decided: pd.DataFrame) -> str:
             f"inconclusive with the records so far (candidates: {listed}).")
 
 
-def book_statuses(study: Study, decided: pd.DataFrame) -> dict[str, str]:
-    """The status of each claim of :data:`BOOK_CLAIMS`, combined from the decided comparisons it needs."""
-    status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided["status"])}
+def book_statuses(study: Study, decided: pd.DataFrame, reading: Literal["registered", "family-wise"] = "registered"
+                  ) -> dict[str, str]:
+    """The status of each claim of :data:`BOOK_CLAIMS`, combined from the decided comparisons it needs,
+    in the ``reading`` chosen (registered per-comparison statuses, or family-wise ones)."""
+    status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
     out = {}
     for key, needed in BOOK_CLAIMS.items():
         missing = [n for n in needed if n not in status]

@@ -18,6 +18,7 @@ from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
 
 BASE = TrainConfig(model="resnet-small", n_train=100, n_test=200, epochs=1)
+FAMILY = ["family_status", "family_size", "sim_low", "sim_high"]  # filled in when a frame is read as a family
 
 
 def record(config: TrainConfig, correct: np.ndarray, commit: str = "f" * 40) -> dict:
@@ -90,10 +91,12 @@ def test_saved_verdicts_come_back_exactly_in_chapter_order_with_chapter_and_prof
     loaded = claims.load_verdicts(tmp_path)
     assert list(loaded["chapter"]) == ["03_cifar_accuracy"] * 2 + ["06_landscape"]
     assert set(loaded["profile"]) == {"quick"} and list(loaded.columns[:2]) == ["chapter", "profile"]
-    again = claims.load_verdicts(tmp_path).iloc[:2].drop(columns=["chapter", "profile"])
-    pd.testing.assert_frame_equal(again, cifar)                              # exact: values, NaNs and dtypes
-    pd.testing.assert_frame_equal(claims.load_verdicts(tmp_path).iloc[2:].drop(columns=["chapter", "profile"])
-                                  .reset_index(drop=True), flat)
+    again = claims.load_verdicts(tmp_path).iloc[:2].drop(columns=["chapter", "profile", *FAMILY])
+    pd.testing.assert_frame_equal(again, cifar.drop(columns=FAMILY))         # exact: values, NaNs and dtypes
+    pd.testing.assert_frame_equal(claims.load_verdicts(tmp_path).iloc[2:].drop(columns=["chapter", "profile", *FAMILY])
+                                  .reset_index(drop=True), flat.drop(columns=FAMILY))
+    assert list(loaded["family_size"]) == [3, 3, 3]                          # the claims table is one family
+    assert list(loaded["claim"]) == ["SSAM-F vs SAM"] * 2 + ["flat"]         # names as saved (two alike)
     assert claims.missing_chapters(loaded) == ["04_efficiency", "05_imagenet"]
     claims.save_verdicts(flat, "06_landscape", "paper", folder=tmp_path)      # overwrites, another profile
     assert list(claims.load_verdicts(tmp_path, profile="quick")["chapter"].unique()) == ["03_cifar_accuracy"]
@@ -118,3 +121,54 @@ def test_bad_saved_files_and_bad_names_are_refused_in_one_line_naming_them(tmp_p
     with pytest.raises(ValueError, match="profile must be one of"):
         claims.save_verdicts(frame, "03_cifar_accuracy", "fast", folder=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["03_cifar_accuracy.json"]   # nothing half-written
+
+
+def _row(label: str, rule: str, a, b) -> dict:
+    return claims.row(label, rule, verdicts.decide(rule, a, b))
+
+
+SGD = np.array([70.0, 71.0, 69.5, 70.5, 70.2])
+SAM_LIKE_SGD = SGD + np.array([0.3, -0.4, 0.5, -0.2, 0.1])
+SSAM_LIKE_SAM = SAM_LIKE_SGD + np.array([0.05, -0.05, 0.1, -0.1, 0.0])
+
+
+def test_the_claims_table_is_one_family_with_premises_in_the_same_chapter(tmp_path):
+    cifar = claims.claims_frame([_row("SSAM-F vs SAM", "accuracy_ssam_vs_sam", SSAM_LIKE_SAM, SAM_LIKE_SGD),
+                                 _row("SAM vs SGD", "accuracy_sam_vs_sgd", SAM_LIKE_SGD, SGD)])
+    claims.save_verdicts(cifar, "03_cifar_accuracy", "quick", folder=tmp_path)
+    imagenet = claims.claims_frame([_row("SSAM-F vs SAM", "accuracy_ssam_vs_sam", SSAM_LIKE_SAM, SAM_LIKE_SGD),
+                                    _row("SAM vs SGD", "accuracy_sam_vs_sgd", SGD + 5 + (SAM_LIKE_SGD - SGD) / 10,
+                                         SGD)])
+    claims.save_verdicts(imagenet, "05_imagenet", "quick", folder=tmp_path)
+    table = claims.load_verdicts(tmp_path).set_index(["chapter", "claim"])
+    assert set(table["status"].loc[:, "SSAM-F vs SAM"]) == {"reproduced"}    # registered: decided in both chapters
+    assert table.loc[("03_cifar_accuracy", "SSAM-F vs SAM"), "family_status"] == verdicts.PREMISE_NOT_SHOWN
+    assert table.loc[("05_imagenet", "SSAM-F vs SAM"), "family_status"] == "reproduced"  # SAM beats SGD there
+    assert table.loc[("05_imagenet", "SAM vs SGD"), "family_status"] == "reproduced"
+    assert set(table["family_size"]) == {4}
+    shown = claims.display_table(table.reset_index())
+    assert list(shown["family-wise status"])[0] == verdicts.PREMISE_NOT_SHOWN
+    assert shown["simultaneous interval"][0].endswith("(m = 4)") and shown["one-sided p"][0] != "–"
+    alone = claims.display_table(cifar)                                       # not read as a family: no reading
+    assert list(alone["family-wise status"]) == ["–", "–"] and alone["simultaneous interval"][0] == "–"
+
+
+def test_family_wise_takes_explicit_premises_and_refuses_ambiguous_ones():
+    frame = claims.claims_frame([_row("ssam", "accuracy_ssam_vs_sam", SSAM_LIKE_SAM, SAM_LIKE_SGD),
+                                 _row("sam", "accuracy_sam_vs_sgd", SGD + 5 + (SAM_LIKE_SGD - SGD) / 10, SGD)])
+    assert list(claims.family_wise(frame)["family_status"]) == ["reproduced", "reproduced"]
+    assert claims.family_wise(frame, {"ssam": None})["family_status"][0] == verdicts.PREMISE_NOT_SHOWN
+    assert list(frame["family_status"]) == ["", ""]                           # the input is not changed
+    twice = claims.claims_frame([*frame.to_dict("records"), frame.iloc[1].to_dict() | {"claim": "sam again"}])
+    with pytest.raises(ValueError, match="has 2 premises of rule 'accuracy_sam_vs_sgd'"):
+        claims.family_wise(twice)
+    with pytest.raises(ValueError, match="premises must name claims of the frame once each"):
+        claims.family_wise(frame, {"nobody": None})
+
+
+def test_a_frame_saved_without_the_family_columns_is_refused_naming_the_file(tmp_path):
+    frame = claims.claims_frame([decide(runs(0.05, [0]))]).drop(columns=["p_value", *FAMILY])
+    claims.save_verdicts(frame, "03_cifar_accuracy", "quick", folder=tmp_path)
+    with pytest.raises(ValueError, match=r"03_cifar_accuracy\.json is not a saved verdicts frame: it lacks the "
+                                         r"columns \['p_value'.*run its chapter again"):
+        claims.load_verdicts(tmp_path)

@@ -87,3 +87,46 @@ def test_train_grid_reads_the_preregistration(tmp_path):
     assert out.stdout.count("sgd-resnet-small-cifar10-e200") == 5
     assert [line.split()[-1] for line in out.stdout.splitlines() if "-e200-" in line] == \
         [c.run_id() for c in load_study().configs()]
+
+
+def test_the_family_reading_is_added_beside_an_unchanged_registration():
+    study = load_study()
+    assert len(study.comparisons) == 19 and study.correction == "none"      # the registration named no correction
+    assert [(c.claim, c.a, c.b, c.over) for c in study.added] == [
+        ("accuracy_ssam_keeps_half_gain", "ssam-f-0.5", "sam", "sgd"),
+        ("accuracy_ssam_keeps_half_gain", "ssam-d-0.5", "sam", "sgd")]
+    assert study.family == (*study.comparisons, *study.added)
+    assert not any(study.registered(c) for c in study.added) and all(study.registered(c) for c in study.comparisons)
+    assert study.reading_note.startswith("Family-wise reading added after the runs")
+    committed = subprocess.run(["git", "show", f"{_first_commit()}:{STUDY.relative_to(REPO)}"], cwd=REPO,
+                               capture_output=True, text=True).stdout
+    if committed:                                                            # the registered values are unchanged
+        before, now = yaml.safe_load(committed), yaml.safe_load(STUDY.read_text())
+        assert {k: v for k, v in now.items() if k != "added_after_the_runs"} == before
+
+
+def _first_commit() -> str:
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", str(STUDY.relative_to(REPO))).stdout.split()
+    return added[-1] if added else "HEAD"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["comparisons"].append({"claim": "accuracy_ssam_vs_sam", "a": "sgd", "b": "sam", "over": "sgd"}),
+     "'over' goes with a half-gain claim and only with one"),
+    (lambda s: s["added_after_the_runs"]["comparisons"].append({"claim": "accuracy_ssam_keeps_half_gain",
+                                                                "a": "sgd", "b": "sam"}),
+     "'over' goes with a half-gain claim"),
+    (lambda s: s["added_after_the_runs"]["comparisons"].append(dict(s["added_after_the_runs"]["comparisons"][0])),
+     "each comparison is made once"),
+    (lambda s: s["added_after_the_runs"].update(margins={}), "added_after_the_runs may hold note and comparisons"),
+    (lambda s: s.update(correction="bonferroni"), "correction must be one of none, holm"),
+    (lambda s: s["comparisons"].append({"claim": "accuracy_sam_vs_sgd", "a": "sam", "b": "sgd", "c": "x"}),
+     "a comparison holds claim, a, b"),
+])
+def test_a_bad_family_reading_is_rejected(tmp_path, change, message):
+    spec = yaml.safe_load(STUDY.read_text())
+    change(spec)
+    changed = tmp_path / "study.yaml"
+    changed.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=message):
+        load_study(changed)

@@ -4,6 +4,7 @@ points and the answer to the study's question, each against an independent compu
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 from dataclasses import replace
 
@@ -14,10 +15,13 @@ import pytest
 from sparsam.book import records as analysis
 
 from sparsam.book import stats as verdicts
+from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
 from sparsam.experiment.store import REPO
-from sparsam.book.study import (BOOK_CLAIMS, answer, book_statuses, configuration_table, decide_comparisons, load_study,
-                           pareto_points, progress, registered_at, rerun_estimate, study_frame)
+from sparsam.book.study import (BOOK_CLAIMS, STORE, answer, audit_frame, book_statuses, configuration_table,
+                                decide_comparisons, load_study, paired_sds, pareto_points, progress, registered_at,
+                                rerun_estimate, study_frame)
+from sparsam.experiment.results import load_all
 
 STUDY = load_study()
 N_TEST = 1000  # per-example correctness of the constructed runs (the study's runs keep 10,000)
@@ -99,7 +103,12 @@ def test_every_comparison_pairs_only_the_seeds_both_sides_have():
     table = decided(runs(accuracy, {"sgd": [0.05] * 4, "sam": [0.09] * 3}))
     row = table.loc["sam vs sgd (accuracy_sam_vs_sgd)"]
     assert row["n"] == 3 and row["diff"] == pytest.approx(2.0) and row["status"] == "reproduced"
-    assert list(table.index) == [f"{c.a} vs {c.b} ({c.claim})" for c in STUDY.comparisons]
+    registered = [f"{c.a} vs {c.b} ({c.claim})" for c in STUDY.comparisons]
+    added = [f"{c.a} keeps half of {c.b}'s gain over {c.over} ({c.claim})" for c in STUDY.added]
+    assert list(table.index) == registered + added and len(added) == 2      # registered first, in the file's order
+    assert set(table["family_size"]) == {len(registered) + len(added)}
+    assert set(table.loc[added, "evidence"]) == {"CPU study (notebook 8), added after the runs"}
+    assert set(table.loc[registered, "evidence"]) == {"CPU study (notebook 8)"}
     assert table.loc["2:4-implicit vs 2:4-explicit (accuracy_implicit_vs_explicit)", "n"] == 0
 
 
@@ -192,3 +201,149 @@ def test_the_flatness_names_cover_every_network_kind_and_every_reference():
     assert set(flatness.CLAIMS) <= set(flatness.NETWORK_NAMES.values())
     configs = curvature.networks(profiles.parameters("06_landscape", "cpu-study", {})).values()
     assert {STUDY.name_of(c) for c in configs} == {"sgd", "sam", "ssam-f-0.5", "ssam-d-0.5"}  # the study's own runs
+
+
+CORE = {"sgd": [0.640, 0.652, 0.645, 0.660, 0.648]}
+LIKE_SGD = [a + d for a, d in zip(CORE["sgd"], [0.003, -0.004, 0.005, -0.002, 0.001])]   # SAM ≈ SGD
+LIKE = [a + d for a, d in zip(LIKE_SGD, [0.001, -0.001, 0.0, 0.001, 0.0])]               # SSAM-F ≈ SAM
+
+
+def test_a_non_inferior_ssam_with_sam_no_better_than_sgd_reads_premise_not_shown_in_the_study():
+    cost = {name: [0.05] * 5 for name in ("sgd", "sam", "ssam-f-0.5")}
+    table = decided(runs({**CORE, "sam": LIKE_SGD, "ssam-f-0.5": LIKE}, cost))
+    row = table.loc["ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"]
+    assert row["status"] == "reproduced" and row["p_value"] < 1e-4          # decided alone and by Holm over 21 ...
+    assert row["family_status"] == verdicts.PREMISE_NOT_SHOWN                 # ... but SAM is not shown above SGD
+    assert table.loc["sam vs sgd (accuracy_sam_vs_sgd)", "status"] == "inconclusive"
+    clear = [a + 0.02 + d for a, d in zip(CORE["sgd"], [0.001, 0.0, -0.001, 0.0, 0.001])]  # SAM 2 pp above SGD
+    near = [a + d for a, d in zip(clear, [0.001, -0.001, 0.0, 0.001, 0.0])]
+    table = decided(runs({**CORE, "sam": clear, "ssam-f-0.5": near}, cost))
+    assert table.loc["sam vs sgd (accuracy_sam_vs_sgd)", "family_status"] == "reproduced"
+    assert table.loc["ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)", "family_status"] == "reproduced"
+    assert book_statuses(STUDY, table.reset_index(), reading="family-wise")["sam_sgd"] == "reproduced"
+    with pytest.raises(ValueError, match="reading must be one of registered, family-wise"):
+        answer(STUDY, table.reset_index(), reading="holm")
+
+
+def test_the_premise_must_cover_the_seeds_of_the_comparison():
+    accuracy = {"sgd": CORE["sgd"][:3], "sam": LIKE_SGD[:3], "layer-0.5": LIKE[:3]}
+    frame = study_frame(STUDY, runs(accuracy, {name: [0.05] * 3 for name in accuracy}))
+    from sparsam.book.study import premises
+
+    linked = premises(STUDY, frame)
+    assert linked["layer-0.5 vs sam (accuracy_pattern_vs_sam)"] == "sam vs sgd (accuracy_sam_vs_sgd)"
+    fewer = frame[~((frame["configuration"] == "sgd") & (frame["seed"] == 2))]   # SAM vs SGD lacks seed 2 now
+    assert premises(STUDY, fewer.reset_index(drop=True))["layer-0.5 vs sam (accuracy_pattern_vs_sam)"] is None
+
+
+def test_the_half_gain_rows_equal_an_independent_computation():
+    ssam = [0.668, 0.671, 0.664, 0.680, 0.669]
+    sam = [0.660, 0.662, 0.668, 0.664, 0.661]
+    cost = {name: [0.05] * 5 for name in ("sgd", "sam", "ssam-f-0.5")}
+    records = runs({**CORE, "sam": sam, "ssam-f-0.5": ssam}, cost)
+    row = decided(records).loc["ssam-f-0.5 keeps half of sam's gain over sgd (accuracy_ssam_keeps_half_gain)"]
+    contrast = 100 * ((np.array(ssam) - CORE["sgd"]) - (np.array(sam) - CORE["sgd"]) / 2)
+    from scipy import stats as scipy_stats
+
+    low, high = scipy_stats.t.interval(0.95, 4, loc=contrast.mean(), scale=contrast.std(ddof=1) / math.sqrt(5))
+    assert (row["diff"], row["low"], row["high"]) == pytest.approx((contrast.mean(), low, high), rel=1e-9)
+    assert row["n"] == 5 and row["status"] == ("reproduced" if low > 0 else "inconclusive")
+    assert row["boot_low"] < row["diff"] < row["boot_high"]                 # bootstrap of the same contrast
+    no_boot = decide_comparisons(STUDY, study_frame(STUDY, records), records, resamples=0).set_index("claim")
+    assert no_boot["boot_low"].isna().all() and no_boot.loc[row.name, "diff"] == row["diff"]
+    with pytest.raises(ValueError, match="resamples must be an integer >= 0"):
+        decide_comparisons(STUDY, study_frame(STUDY, records), records, resamples=-1)
+
+
+def test_the_audit_frame_gives_ratios_for_cost_claims():
+    accuracy = {**SEEDS3, "cost-aware-0.9": [0.672, 0.670, 0.679]}
+    cost = {"sgd": SGD_COST, "sam": [0.09, 0.09, 0.09], "cost-aware-0.9": [0.055, 0.056, 0.054]}
+    table = decided(runs(accuracy, cost)).reset_index()
+    audit = audit_frame(STUDY, table).set_index("comparison")
+    row = audit.loc["cost-aware-0.9 vs sgd (cost_time_vs_sgd_at_most_1_25)"]
+    geometric = math.exp(np.mean(np.log(np.divide([0.055, 0.056, 0.054], SGD_COST))))
+    assert row["mean"] == pytest.approx(geometric) and row["low"] < geometric < row["high"]
+    assert row["sim_low"] < row["low"] and row["unit"] == "ratio" and row["registration"] == "registered"
+    assert audit.loc["sam vs sgd (accuracy_sam_vs_sgd)", "mean"] == pytest.approx(table.loc[0, "diff"])
+    assert set(audit["registration"]) == {"registered", "added after the runs"}
+    with pytest.raises(ValueError, match="one row per comparison"):
+        audit_frame(STUDY, table.iloc[:3])
+
+
+COMMITTED = load_all(STORE)
+
+
+def test_the_paired_sds_equal_an_independent_computation_and_the_numbers_margins_yaml_cites():
+    frame = study_frame(STUDY, COMMITTED)
+    sds = paired_sds(STUDY, frame).set_index("comparison")
+    by_seed = {name: {r["summary"]["config"]["seed"]: 100 * r["summary"]["final_test_acc"] for r in COMMITTED
+                      if STUDY.name_of(TrainConfig.from_dict(r["summary"]["config"])) == name}
+               for name in STUDY.configurations}
+    dfs, squares = 0, 0.0
+    for c in STUDY.comparisons:
+        if verdicts.margins()[c.claim]["unit"] != "pp":
+            continue
+        seeds = sorted(set(by_seed[c.a]) & set(by_seed[c.b]))
+        d = [by_seed[c.a][k] - by_seed[c.b][k] for k in seeds]
+        assert sds.loc[f"{c.a} vs {c.b} ({c.claim})", "sd"] == pytest.approx(statistics.stdev(d), rel=1e-9)
+        dfs, squares = dfs + len(d) - 1, squares + (len(d) - 1) * statistics.variance(d)
+    assert sds.loc["pooled", "sd"] == pytest.approx(math.sqrt(squares / dfs), rel=1e-9)
+    per_comparison = sds.drop(index="pooled")["sd"]
+    per_configuration = [statistics.stdev(v.values()) for v in by_seed.values() if len(v) >= 2]
+    pooled_configuration = math.sqrt(sum((len(v) - 1) * statistics.variance(v.values()) for v in by_seed.values())
+                                     / sum(len(v) - 1 for v in by_seed.values()))
+    reason = " ".join(verdicts.margins()["accuracy_ssam_vs_sam"]["reason"].split())
+    for cited in (f"{per_comparison.min():.2f} to {per_comparison.max():.2f} pp per comparison",
+                  f"pooled {sds.loc['pooled', 'sd']:.2f} pp over {len(per_comparison)} accuracy comparisons",
+                  f"{min(per_configuration):.2f} to {max(per_configuration):.2f} pp, pooled {pooled_configuration:.2f}",
+                  f"power of {verdicts.power(5, 0.5, round(sds.loc['pooled', 'sd'], 2)):.2f}",
+                  f"80% needs {verdicts.seeds_for_power(0.5, round(sds.loc['pooled', 'sd'], 2))} seeds"):
+        assert cited in reason, cited
+    assert "0.4 pp" not in reason.replace("about 0.4 pp; the", "")           # only as the assumption corrected
+
+
+def test_the_committed_study_read_as_a_family_is_holm_on_the_two_sided_p_values():
+    table = decide_comparisons(STUDY, study_frame(STUDY, COMMITTED), COMMITTED, resamples=0)
+    decided_alone = table["status"] != "inconclusive"
+    two_sided = np.where(decided_alone, 2 * np.minimum(table["p_value"], 1 - table["p_value"]), 1.0)
+    order = np.argsort(two_sided)
+    stands = np.zeros(len(table), dtype=bool)
+    for k, i in enumerate(order):                                           # Holm written out
+        if two_sided[i] > 0.05 / (len(table) - k):
+            break
+        stands[i] = True
+    expected = np.where(stands, table["status"], "inconclusive")
+    family = table["family_status"].replace(verdicts.PREMISE_NOT_SHOWN, "reproduced")
+    assert list(family) == list(expected)
+    assert int(decided_alone.sum()) >= 1 and set(table["family_size"]) == {len(STUDY.family)}
+
+
+def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records():
+    import json
+
+    from sparsam.book import study_cost
+    from sparsam.experiment.store import REPO as ROOT
+
+    points = pareto_points(study_frame(STUDY, COMMITTED)).set_index("label")
+    side = study_cost.ratios(study_cost.read(ROOT / "results/study/cost_side_by_side.json")["measured"])
+    side = side.set_index("configuration")
+    cost_reason = " ".join(verdicts.margins()["cost_time_vs_sgd_at_most_1_25"]["reason"].split())
+    assert f"SAM's step costs {points.loc['sam', 'cost']:.2f} SGD steps" in cost_reason
+    assert (f"{side.loc['sam', 'cost']:.2f} [{side.loc['sam', 'cost_low']:.2f}, {side.loc['sam', 'cost_high']:.2f}]"
+            f" measured side by side") in cost_reason
+    note = load_study().reading_note
+    assert f"sam-every-2 costs {points.loc['sam-every-2', 'cost']:.2f} SGD steps" in note
+    every = side.loc["sam-every-2"]
+    assert f"{every['cost']:.2f} [{every['cost_low']:.2f}, {every['cost_high']:.2f}] side by side" in note
+    curvature: dict[str, dict[int, tuple[float, float]]] = {}
+    for path in sorted((ROOT / "results/study/flatness").glob("*.json")):
+        measured = json.loads(path.read_text())
+        curvature.setdefault(measured["config"]["optimizer"], {})[measured["config"]["seed"]] = (
+            measured["results"]["eigenvalue"], measured["results"]["trace"])
+    seeds = sorted(set(curvature["sam"]) & set(curvature["sgd"]))
+    eigen = [curvature["sam"][k][0] / curvature["sgd"][k][0] for k in seeds]
+    trace = [curvature["sam"][k][1] / curvature["sgd"][k][1] for k in seeds]
+    flat_reason = " ".join(verdicts.margins()["flatness_ssam_vs_sam"]["reason"].split())
+    assert f"{len(seeds)} seeds paired) SAM's top eigenvalue is ×{statistics.geometric_mean(eigen):.2f}" in flat_reason
+    assert f"ratios, {min(eigen):.2f} to {max(eigen):.2f}) and its trace ×{statistics.geometric_mean(trace):.2f}" \
+        in flat_reason

@@ -7,6 +7,7 @@ import math
 import statistics
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsam.book import stats as verdicts
@@ -151,7 +152,8 @@ def test_verdicts_frame_keeps_order_fields_and_text():
     assert list(frame["claim"]) == ["b", "a"]
     assert list(frame["status"]) == ["reproduced", "inconclusive"]
     assert frame.loc[0, "text"] == compare([1.0, 1.1, 0.9], [0, 0, 0]).text()
-    assert Verdict(**frame.drop(columns=["claim", "text"]).iloc[0].to_dict()) == compare([1.0, 1.1, 0.9], [0, 0, 0])
+    rebuilt = Verdict(**frame.drop(columns=["claim", "text"]).iloc[0].to_dict())
+    assert pd.Series(rebuilt.as_dict()).equals(pd.Series(compare([1.0, 1.1, 0.9], [0, 0, 0]).as_dict()))  # NaN = NaN
 
 
 def _correct(rng: np.random.Generator, p: float, m: int) -> np.ndarray:
@@ -188,3 +190,192 @@ def test_paired_bootstrap_with_one_seed_matches_the_normal_interval_of_paired_di
 def test_paired_bootstrap_rejects_unpaired_input(a, b, message):
     with pytest.raises(ValueError, match=message):
         paired_bootstrap(a, b)
+
+
+# ---- one-sided p-values, families (Holm), simultaneous intervals, the premise rule ----
+
+@pytest.mark.parametrize("margin, test, better", [(0.0, "superiority", "higher"), (0.5, "non-inferiority", "higher"),
+                                                  (0.3, "non-inferiority", "lower")])
+def test_the_p_value_is_scipys_one_sided_t_test_against_the_margin_and_matches_the_rule(margin, test, better):
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(3)
+    sign = 1.0 if better == "higher" else -1.0
+    for _ in range(50):
+        b = rng.normal(90, 1, 5)
+        a = b + rng.normal(rng.uniform(-1.5, 1.5), 0.6, 5)
+        v = compare(a, b, margin=margin, test=test, better=better)
+        expected = scipy_stats.ttest_1samp(sign * (a - b) + margin, 0.0, alternative="greater").pvalue
+        assert v.p_value == pytest.approx(expected, rel=1e-9, abs=1e-15)
+        # the registered two-sided 95% interval is the one-sided test at 2.5% in each direction
+        assert (v.status == "reproduced") == (v.p_value < 0.025)
+        assert (v.status == "not reproduced") == (v.p_value > 0.975)
+
+
+def test_p_value_without_spread_and_without_pairs():
+    assert compare([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]).p_value == 0.0          # a constant gain: decided exactly
+    assert compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]).p_value == 1.0          # an exact tie is no gain
+    assert math.isnan(compare([1.0], [0.0]).p_value)
+
+
+def holm_by_hand(p: list[float], alpha: float) -> list[bool]:
+    """Holm (1979) written out: reject in increasing order while p_(k) <= alpha / (m - k), then stop."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    reject = [False] * len(p)
+    for k, i in enumerate(order):
+        if p[i] > alpha / (len(p) - k):
+            break
+        reject[i] = True
+    return reject
+
+
+def test_holm_agrees_with_the_step_down_written_out_and_never_rejects_a_nan():
+    rng = np.random.default_rng(4)
+    for _ in range(25):  # statsmodels runs gc.collect() in each call: a few cases, not hundreds
+        p = list(rng.uniform(0, 0.06, rng.integers(1, 12)) ** rng.uniform(1, 3))
+        assert list(verdicts.holm(p, 0.05)) == holm_by_hand(p, 0.05)
+    assert list(verdicts.holm([0.001, math.nan, 0.02], 0.05)) == [True, False, True]  # m = 3 all the same
+    assert list(verdicts.holm([0.001, 0.02], 0.05)) == [True, True]
+    assert list(verdicts.holm([0.001, 0.03, 0.9], 0.05)) == [True, False, False]    # 0.03 > 0.05 / 2
+    with pytest.raises(ValueError, match="p_values must lie in"):
+        verdicts.holm([1.5])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        verdicts.holm([0.1], 0.0)
+
+
+def _gain(mean: float, seeds: int = 5, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Paired values whose differences have exactly the given mean and a fixed spread."""
+    b = np.linspace(89.0, 91.0, seeds)
+    wiggle = noise * np.array([0.6, -0.4, 0.9, -0.8, -0.3, 0.5, -0.5][:seeds])
+    return b + mean + wiggle - wiggle.mean(), b
+
+
+def test_a_family_where_every_comparison_is_decided_alone_and_holm_decides_none():
+    pair = _gain(1.0)
+    alone = compare(*pair)
+    assert alone.status == "reproduced" and 0.005 < alone.p_value < 0.025  # decided at 2.5% one-sided
+    family = verdicts.family({f"c{i}": alone for i in range(5)})            # five such: 2p = 0.02 > 0.05 / 5
+    assert {v.status for v in family.values()} == {"reproduced"}            # registered decisions kept
+    assert {v.family_status for v in family.values()} == {"inconclusive"}
+    assert {v.family_size for v in family.values()} == {5}
+    one = verdicts.family({"only": alone})["only"]                          # a family of one is the rule itself
+    assert one.family_status == "reproduced" and (one.sim_low, one.sim_high) == pytest.approx((alone.low, alone.high))
+    strong = compare(*_gain(3.0))
+    mixed = verdicts.family({"strong": strong, **{f"c{i}": alone for i in range(4)}})
+    assert mixed["strong"].family_status == "reproduced" and mixed["c0"].family_status == "inconclusive"
+    worse = compare(*_gain(-3.0))                                           # a decided loss is read the same way
+    assert verdicts.family({"w": worse, "s": strong})["w"].family_status == "not reproduced"
+
+
+def test_family_never_decides_what_the_registered_rule_leaves_open():
+    few = compare([95.0, 96.0], [10.0, 11.0])                                # tiny p, but fewer than min_n pairs
+    assert few.status == "inconclusive" and few.p_value < 1e-3
+    assert verdicts.family({"few": few})["few"].family_status == "inconclusive"
+    with pytest.raises(ValueError, match="share one level"):
+        verdicts.family({"a": compare([1, 2, 3], [0, 0, 0]), "b": compare([1, 2, 3], [0, 0, 0], level=0.9)})
+
+
+def test_the_simultaneous_interval_is_the_t_interval_at_level_one_minus_alpha_over_m():
+    a, b = _gain(0.7, seeds=4)
+    for m in (1, 3, 19):
+        v = verdicts.family({i: compare(a, b) for i in range(m)})[0]
+        mean, low, high = verdicts.mean_interval(a - b, 1 - 0.05 / m)      # from the data, directly
+        assert (v.sim_low, v.sim_high) == pytest.approx((low, high), rel=1e-12)
+    assert all(math.isnan(x) for x in verdicts.simultaneous_interval(compare([1.0], [0.0]), 3))
+
+
+def test_non_inferiority_to_sam_with_sam_no_better_than_sgd_reads_premise_not_shown():
+    sgd = np.array([70.0, 71.0, 69.5, 70.5, 70.2])
+    sam = sgd + np.array([0.3, -0.4, 0.5, -0.2, 0.1])                      # SAM ≈ SGD
+    ssam = sam + np.array([0.05, -0.05, 0.1, -0.1, 0.0])                   # SSAM ≈ SAM: non-inferior
+    verdict = decide("accuracy_ssam_vs_sam", ssam, sam)
+    premise = decide("accuracy_sam_vs_sgd", sam, sgd)
+    assert verdict.status == "reproduced" and premise.status == "inconclusive"
+    read = verdicts.family({"ssam vs sam": verdict, "sam vs sgd": premise}, {"ssam vs sam": "sam vs sgd"})
+    assert read["ssam vs sam"].status == "reproduced"                        # the registered status is kept
+    assert read["ssam vs sam"].family_status == verdicts.PREMISE_NOT_SHOWN == "inconclusive (premise not shown)"
+    assert verdicts.family({"x": verdict}, {"x": None})["x"].family_status == verdicts.PREMISE_NOT_SHOWN
+    shown = decide("accuracy_sam_vs_sgd", sgd + 2 + (sam - sgd) / 10, sgd)   # SAM clearly above SGD
+    read = verdicts.family({"ssam vs sam": verdict, "sam vs sgd": shown}, {"ssam vs sam": "sam vs sgd"})
+    assert read["ssam vs sam"].family_status == "reproduced"
+    far_below = decide("accuracy_ssam_vs_sam", sam - 3 + (ssam - sam), sam)  # worse than the margin: no premise needed
+    read = verdicts.family({"low": far_below, "sam vs sgd": premise}, {"low": "sam vs sgd"})
+    assert read["low"].family_status == "not reproduced"
+    assert verdicts.combine([verdicts.PREMISE_NOT_SHOWN, "reproduced"]) == "inconclusive"
+    with pytest.raises(ValueError, match="premise of 'x' must be one of"):
+        verdicts.family({"x": verdict}, {"x": "nowhere"})
+
+
+def test_the_declared_premises_and_the_half_gain_claim():
+    declared = margins()
+    assert declared["accuracy_ssam_vs_sam"]["premise"] == declared["accuracy_pattern_vs_sam"]["premise"] \
+        == "accuracy_sam_vs_sgd"
+    half = declared["accuracy_ssam_keeps_half_gain"]
+    assert (half["test"], half["unit"], half["margin"], half["contrast"]) == ("superiority", "pp", 0.0, "half-gain")
+    assert declared["accuracy_sam_vs_sgd"]["contrast"] == "difference"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{test: superiority, unit: pp, margin: 0.0, reason: r, premise: y}", "only a non-inferiority claim has a premise"),
+    ("{test: non-inferiority, unit: pp, margin: 0.5, reason: r, premise: nowhere}", "x.premise must be one of 'y'"),
+    ("{test: non-inferiority, unit: pp, margin: 0.5, reason: r, contrast: half-gain}", "half-gain contrast is a sup"),
+    ("{test: superiority, unit: pp, margin: 0.0, reason: r, contrast: ratio}", "x.contrast must be one of"),
+])
+def test_a_bad_premise_or_contrast_is_refused(tmp_path, entry, message):
+    path = tmp_path / "margins.yaml"
+    path.write_text(f"defaults: {{level: 0.95, min_n: 3}}\nclaims:\n  x: {entry}\n"
+                    "  y: {test: superiority, unit: pp, margin: 0.0, reason: r}\n")
+    with pytest.raises(ValueError, match=message):
+        margins(path)
+
+
+def test_the_half_gain_contrast_equals_an_independent_computation():
+    from scipy import stats as scipy_stats
+
+    ssam = np.array([66.1, 65.2, 67.0, 66.4, 65.9])
+    sam = np.array([66.0, 65.9, 66.8, 66.1, 66.3])
+    sgd = np.array([64.9, 65.0, 65.6, 65.2, 64.8])
+    contrast = (ssam - sgd) - 0.5 * (sam - sgd)                            # per seed, as the claim states it
+    mean, se = contrast.mean(), contrast.std(ddof=1) / math.sqrt(5)
+    low, high = scipy_stats.t.interval(0.95, 4, loc=mean, scale=se)
+    v = decide("accuracy_ssam_keeps_half_gain", *verdicts.half_gain(ssam, sam, sgd))
+    assert (v.diff, v.low, v.high) == pytest.approx((mean, low, high), rel=1e-12)
+    assert v.p_value == pytest.approx(scipy_stats.ttest_1samp(contrast, 0.0, alternative="greater").pvalue, rel=1e-9)
+    assert v.status == ("reproduced" if low > 0 else "inconclusive")
+    like_sgd = decide("accuracy_ssam_keeps_half_gain", *verdicts.half_gain(sgd + 0.01, sgd + 0.02, sgd))
+    assert like_sgd.status != "reproduced"                                 # SAM ≈ SGD: nothing to keep
+    with pytest.raises(ValueError, match="method, reference and baseline must pair"):
+        verdicts.half_gain([1, 2, 3], [1, 2], [1, 2, 3])
+
+
+# ---- power of the registered rule ----
+
+def test_power_agrees_with_a_simulation_of_the_registered_rule():
+    rng = np.random.default_rng(5)
+    draws = 4000
+    for n, distance, sd in ((5, 0.5, 1.15), (5, 1.5, 1.0), (8, 0.8, 0.6)):
+        expected = verdicts.power(n, distance, sd)
+        d = rng.normal(distance - 0.5, sd, size=(draws, n))               # true gain: distance beyond -0.5
+        decided = np.mean([compare(x, np.zeros(n), margin=0.5, test="non-inferiority").status == "reproduced"
+                           for x in d])
+        se = math.sqrt(expected * (1 - expected) / draws)
+        assert abs(decided - expected) < 4 * se, (n, distance, sd, decided, expected)
+
+
+def test_seeds_for_power_is_the_fewest_seeds_and_detectable_difference_inverts_power():
+    for distance, sd in ((0.5, 1.15), (0.5, 0.4), (1.0, 1.0)):
+        n = verdicts.seeds_for_power(distance, sd)
+        assert verdicts.power(n, distance, sd) >= 0.8 > verdicts.power(n - 1, distance, sd) if n > 2 else True
+    assert verdicts.seeds_for_power(0.5, 0.01, min_n=3) == 3
+    for n in (3, 5, 20):
+        d = verdicts.detectable_difference(n, 1.15)
+        assert verdicts.power(n, d, 1.15) == pytest.approx(0.8, abs=1e-9)
+        assert verdicts.detectable_difference(n, 2.3) == pytest.approx(2 * d, rel=1e-6)   # scales with the SD
+    assert verdicts.detectable_difference(5, 1.15) > verdicts.detectable_difference(10, 1.15)
+    assert verdicts.power(5, 0.0, 1.0) == pytest.approx(0.025)              # at the threshold: the test's level
+    with pytest.raises(ValueError, match="sd must be in"):
+        verdicts.power(5, 0.5, 0.0)
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        verdicts.power(1, 0.5, 1.0)
+    with pytest.raises(ValueError, match="more than max_n=50 seeds"):
+        verdicts.seeds_for_power(0.01, 1.0, max_n=50)
