@@ -101,8 +101,8 @@ def add_train(commands: Any) -> None:
                                  description="Train one configuration into RUNS_DIR/<run id>/ (config, per-epoch "
                                              "metrics, checkpoint, summary); started again, it resumes.")
     _add_config_arguments(parser)
-    parser.add_argument("--runs-dir", default="runs", help="where the run folders go (default: runs/, relative "
-                                                           "to the working directory)")
+    parser.add_argument("--runs-dir", default=None, help="where the run folders go (default: $SPARSAM_RUNS, else "
+                                                         "runs/ under the current directory)")
     parser.add_argument("--run-id", default=None, help="name of the run folder (default: derived from the config)")
     parser.add_argument("--wait", action="store_true", help="if another process is writing the run folder, wait "
                                                             "for it instead of failing")
@@ -135,8 +135,8 @@ def add_sweep(commands: Any) -> None:
                                              "book extra); finished points are skipped, failed ones run again.")
     parser.add_argument("grid", help="YAML file: notebook, parameters (fixed) and grid (lists to combine)")
     parser.add_argument("--results-dir", default="results/sweeps",
-                        help="where executed notebooks and point records go (default: results/sweeps, relative "
-                             "to the working directory)")
+                        help="where executed notebooks and point records go (default: results/sweeps/ under the "
+                             "current directory, from which a relative notebook path of the grid is read too)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check every point and list its status (to run, finished, failed, running, interrupted)")
     add_executor_arguments(parser)

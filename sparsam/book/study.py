@@ -26,14 +26,11 @@ import pandas as pd
 
 from . import claims, tables
 from ..experiment.config import TrainConfig
-from ..experiment.results import RESULTS, load_all
-from ..experiment.store import REPO, _git
-from .stats import Verdict, combine, compare, margins as declared_margins
+from ..experiment.results import load_all
+from ..experiment.store import _git
+from .profiles import PILOT_STORE, STUDY_FILE, book_root
+from .stats import MARGINS, Verdict, combine, compare, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
-
-STUDY = RESULTS / "study" / "cpu_study.yaml"
-STORE = RESULTS / "study" / "runs"
-PILOT_STORE = RESULTS / "study" / "pilot"
 
 _MARGIN_FIELDS = ("test", "unit", "better", "margin")
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
@@ -92,9 +89,12 @@ class Study:
         return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
 
 
-def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None) -> Study:
-    """Read and check the pre-registration; any inconsistency is a ``ValueError`` naming it."""
-    spec = yaml.safe_load(Path(path).read_text())
+def load_study(path: str | Path | None = None, margins_path: str | Path | None = None) -> Study:
+    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``) against
+    ``margins_path`` (default: ``book/margins.yaml`` of the book holding the study file); any inconsistency is
+    a ``ValueError`` naming it."""
+    path = book_root() / STUDY_FILE if path is None else Path(path)
+    spec = yaml.safe_load(path.read_text())
     seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
     configurations = {}
     for name, values in spec["configurations"].items():
@@ -106,7 +106,7 @@ def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None)
     comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]))
     study.configs()  # every configuration must be valid
-    declared = declared_margins(margins_path)
+    declared = declared_margins(book_root(path.parent) / MARGINS if margins_path is None else margins_path)
     for c in comparisons:
         for name in (c.a, c.b):
             if name not in configurations:
@@ -119,9 +119,10 @@ def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None)
     return study
 
 
-def pilot_verdicts(study: Study, store: str | Path = PILOT_STORE) -> dict[str, Verdict]:
-    """SAM against SGD in each pilot regime, recomputed from the pilot's records (superiority, paired by seed)."""
-    records = [r["summary"] for r in load_all(Path(store))]
+def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
+    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
+    book's ``results/study/pilot/``; superiority, paired by seed)."""
+    records = [r["summary"] for r in load_all(book_root() / PILOT_STORE if store is None else Path(store))]
     out = {}
     for regime, changes in study.pilot["regimes"].items():
         wanted = {**study.regime, **changes, "device": "cuda"}
@@ -263,7 +264,9 @@ def configuration_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def registered_at(path: str | Path = STUDY) -> str:
-    """The commit that added the pre-registration, as ``"<short hash> (<date>)"``; "unknown" outside git."""
-    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", str(Path(path).resolve().relative_to(REPO)))
+def registered_at(path: str | Path | None = None) -> str:
+    """The commit that added the pre-registration (default: the book's), as ``"<short hash> (<date>)"``, from the
+    history of the repository holding the file; "unknown" outside git."""
+    path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
+    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
     return added.splitlines()[-1] if added else "unknown"

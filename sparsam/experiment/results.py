@@ -1,27 +1,23 @@
 """The results store: small JSON records of finished runs, committed under ``results/``.
 
 Notebooks call :func:`run_missing`: configs whose record exists are read, the others are trained
-(in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
+(in the run folder, resumable) and their record written, so the book can be rebuilt on a CPU from runs
 made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
+
+A ``store`` or ``runs_dir`` left at None is the :class:`~sparsam.experiment.store.Workspace`'s, resolved at
+the call: ``$SPARSAM_STORE`` / ``$SPARSAM_RUNS``, else ``./results/runs`` / ``./runs`` of the current directory.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from .config import TrainConfig
-from .store import REPO, atomic_write_json, read_json, read_metrics
-
-RESULTS = REPO / "results"
-RUNS = REPO / "runs"
-# The store notebooks and training grids read and fill: the committed results/runs/, or the folder
-# named by the environment variable SPARSAM_STORE (e.g. to keep your own runs apart from the book's).
-STORE = Path(os.environ["SPARSAM_STORE"]).expanduser() if os.environ.get("SPARSAM_STORE") else RESULTS / "runs"
+from .store import Workspace, atomic_write_json, read_json, read_metrics
 
 
 def pack_bits(flags: np.ndarray) -> dict[str, Any]:
@@ -43,11 +39,11 @@ def correctness(record: dict[str, Any]) -> np.ndarray | None:
     return None if packed is None else unpack_bits(packed)
 
 
-def record_path(config: TrainConfig, store: Path = STORE) -> Path:
-    return Path(store) / f"{config.run_id()}.json"
+def record_path(config: TrainConfig, store: str | Path | None = None) -> Path:
+    return Workspace.resolve(store=store).store / f"{config.run_id()}.json"
 
 
-def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
+def load_record(config: TrainConfig, store: str | Path | None = None) -> dict[str, Any] | None:
     """The stored record of ``config`` or ``None``; a record with another config is an error."""
     path = record_path(config, store)
     if not path.exists():
@@ -58,12 +54,14 @@ def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | No
     return record
 
 
-def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
+def run_missing(configs: Iterable[TrainConfig], store: str | Path | None = None, runs_dir: str | Path | None = None,
                 train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
     """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
     is False, then they are left out) and stored."""
     from .train import train
 
+    workspace = Workspace.resolve(runs_dir, store)
+    store, runs_dir = workspace.store, workspace.runs
     records = []
     for config in configs:
         record = load_record(config, store)
@@ -77,6 +75,6 @@ def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: P
     return records
 
 
-def load_all(store: Path = STORE) -> list[dict[str, Any]]:
+def load_all(store: str | Path | None = None) -> list[dict[str, Any]]:
     """Every record in the store (e.g. GPU runs made earlier), sorted by run id."""
-    return [read_json(p) for p in sorted(Path(store).glob("*.json"))]
+    return [read_json(p) for p in sorted(Workspace.resolve(store=store).store.glob("*.json"))]
