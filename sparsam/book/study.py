@@ -91,8 +91,8 @@ class Study:
 
 def load_study(path: str | Path | None = None, margins_path: str | Path | None = None) -> Study:
     """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``) against
-    ``margins_path`` (default: ``book/margins.yaml`` of the book holding the study file); any inconsistency is
-    a ``ValueError`` naming it."""
+    ``margins_path`` (default: ``book/margins.yaml`` of the book holding the study file, else of the book around
+    the current directory); any inconsistency is a ``ValueError`` naming it."""
     path = book_root() / STUDY_FILE if path is None else Path(path)
     spec = yaml.safe_load(path.read_text())
     seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
@@ -106,7 +106,7 @@ def load_study(path: str | Path | None = None, margins_path: str | Path | None =
     comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]))
     study.configs()  # every configuration must be valid
-    declared = declared_margins(book_root(path.parent) / MARGINS if margins_path is None else margins_path)
+    declared = declared_margins(_margins_file(path) if margins_path is None else margins_path)
     for c in comparisons:
         for name in (c.a, c.b):
             if name not in configurations:
@@ -117,6 +117,13 @@ def load_study(path: str | Path | None = None, margins_path: str | Path | None =
         if {k: pinned[k] for k in _MARGIN_FIELDS} != {k: declared[c.claim][k] for k in _MARGIN_FIELDS}:
             raise ValueError(f"claim {c.claim!r}: the study's pinned margin {pinned} differs from book/margins.yaml")
     return study
+
+
+def _margins_file(study_file: Path) -> Path:
+    try:
+        return book_root(study_file.parent) / MARGINS
+    except FileNotFoundError:  # a study file outside the book (e.g. a changed copy)
+        return book_root() / MARGINS
 
 
 def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:

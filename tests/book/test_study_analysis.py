@@ -15,7 +15,7 @@ from sparsam.book import records as analysis
 
 from sparsam.book import stats as verdicts
 from sparsam.experiment.results import pack_bits
-from sparsam.experiment.store import REPO
+from conftest import REPO
 from sparsam.book.study import (BOOK_CLAIMS, answer, book_statuses, configuration_table, decide_comparisons, load_study,
                            pareto_points, progress, registered_at, rerun_estimate, study_frame)
 
