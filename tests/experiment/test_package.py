@@ -195,3 +195,20 @@ def test_the_workspace_takes_arguments_then_the_environment_then_the_current_fol
     assert Workspace.resolve().runs == Path.cwd() / "runs"  # read at the call, not at import
     with pytest.raises(dataclasses.FrozenInstanceError):
         Workspace.resolve().runs = tmp_path
+
+
+def test_the_command_line_needs_submitit_only_for_the_local_and_slurm_executors(tmp_path):
+    code = """
+import sys
+sys.modules["submitit"] = None  # as if the cluster extra were not installed: importing it raises ImportError
+from sparsam import cli
+from sparsam.experiment import grid, jobs, sweep
+try:
+    jobs.make_executor(jobs.ExecutorOptions("local"), sys.argv[1])
+except ImportError as error:
+    print(error)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith('executors local and slurm need submitit: pip install "sparsam[cluster]"')
