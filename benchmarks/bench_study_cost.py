@@ -18,11 +18,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]  # this script's checkout (the book's root)
+sys.path.insert(0, str(REPO))
 
 from sparsam.book import study_cost  # noqa: E402
-from sparsam.experiment.store import REPO, atomic_write_json, provenance  # noqa: E402
-from sparsam.book.study import STUDY, load_study  # noqa: E402
+from sparsam.book.profiles import STUDY_FILE  # noqa: E402
+from sparsam.experiment.store import atomic_write_json, provenance  # noqa: E402
+from sparsam.book.study import load_study  # noqa: E402
 
 
 def recorded_args(args: argparse.Namespace) -> dict:
@@ -34,7 +36,7 @@ def recorded_args(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", default=str(STUDY), help="the pre-registration (default: the CPU study)")
+    parser.add_argument("--study", default=str(REPO / STUDY_FILE), help="the pre-registration (default: the CPU study)")
     parser.add_argument("--names", nargs="+", default=None, help="configurations (default: all; sgd is needed)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up epoch each")
     parser.add_argument("--seed", type=int, default=0, help="the registered seed of every configuration")

@@ -11,7 +11,7 @@ stamp=.venv/.sparsam-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-    .venv/bin/python -m pip install --quiet -e ".[test,book]"
+    .venv/bin/python -m pip install --quiet -e ".[experiment,book,cluster,test]"
     .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
     touch "$stamp"
 fi

@@ -103,8 +103,8 @@ def add_train(commands: Any) -> None:
                                  description="Train one configuration into RUNS_DIR/<run id>/ (config, per-epoch "
                                              "metrics, checkpoint, summary); started again, it resumes.")
     _add_config_arguments(parser)
-    parser.add_argument("--runs-dir", default="runs", help="where the run folders go (default: runs/, relative "
-                                                           "to the working directory)")
+    parser.add_argument("--runs-dir", default=None, help="where the run folders go (default: $SPARSAM_RUNS, else "
+                                                         "runs/ under the current directory)")
     parser.add_argument("--run-id", default=None, help="name of the run folder (default: derived from the config)")
     parser.add_argument("--wait", action="store_true", help="if another process is writing the run folder, wait "
                                                             "for it instead of failing")
@@ -137,8 +137,8 @@ def add_sweep(commands: Any) -> None:
                                              "book extra); finished points are skipped, failed ones run again.")
     parser.add_argument("grid", help="YAML file: notebook, parameters (fixed) and grid (lists to combine)")
     parser.add_argument("--results-dir", default="results/sweeps",
-                        help="where executed notebooks and point records go (default: results/sweeps, relative "
-                             "to the working directory)")
+                        help="where executed notebooks and point records go (default: results/sweeps/ under the "
+                             "current directory, from which a relative notebook path of the grid is read too)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check every point and list its status (to run, finished, failed, running, interrupted)")
     add_executor_arguments(parser)
@@ -166,13 +166,14 @@ def add_study(commands: Any) -> None:
 
 def run_study(args: argparse.Namespace) -> int:
     from .book import study
+    from .book.profiles import STUDY_STORE, book_root
     from .experiment.results import load_all
 
     path = Path(args.study_file)
     if not path.is_file():
         raise ValueError(f"study file {path} not found (a pre-registration such as results/study/cpu_study.yaml)")
     registered = study.load_study(path)
-    store = Path(args.store) if args.store is not None else study.STORE
+    store = Path(args.store) if args.store is not None else book_root(path.parent) / STUDY_STORE
     if not store.is_dir():
         raise ValueError(f"--store {store} is not a folder of records")
     records = load_all(store)

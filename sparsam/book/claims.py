@@ -22,13 +22,13 @@ import pandas as pd
 
 from . import profiles
 from .._checks import check_choice
-from ..experiment.results import RESULTS, unpack_bits
+from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
 from .stats import Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
-CLAIMS_DIR = RESULTS / "claims"
+CLAIMS_DIR = Path("results/claims")  # relative to the book's root (sparsam.book.profiles.book_root)
 # The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
 CHAPTERS = ("03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape")
 _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
@@ -182,16 +182,21 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: Path = CLAIMS_DIR) -> Path:
+def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: str | Path | None = None) -> Path:
     """Write a chapter's verdicts frame (the input of :func:`sparsam.book.plots.claims_figure`) to
-    ``folder/<chapter>.json`` with the chapter's name and the profile it ran under; returns the path."""
+    ``folder/<chapter>.json`` (default: the book's ``results/claims/``) with the chapter's name and the
+    profile it ran under; returns the path."""
     check_choice("chapter", chapter, tuple(profiles.table()))
     check_choice("profile", profile, profiles.PROFILES)
-    path = Path(folder) / f"{chapter}.json"
+    path = _folder(folder) / f"{chapter}.json"
     atomic_write_json(path, {"chapter": chapter, "profile": profile, "columns": [str(c) for c in frame.columns],
                              "dtypes": [str(t) for t in frame.dtypes],
                              "rows": frame.to_dict(orient="split", index=False)["data"]})
     return path
+
+
+def _folder(folder: str | Path | None) -> Path:
+    return profiles.book_root() / CLAIMS_DIR if folder is None else Path(folder)
 
 
 def _saved(path: Path) -> tuple[str, pd.DataFrame]:
@@ -212,15 +217,15 @@ def _saved(path: Path) -> tuple[str, pd.DataFrame]:
     return saved["profile"], frame
 
 
-def load_verdicts(folder: Path = CLAIMS_DIR, profile: str | None = None) -> pd.DataFrame:
-    """Every chapter's saved verdicts frame in chapter order, with ``chapter`` and ``profile`` columns
-    first; only the chapters saved under ``profile`` unless it is None. The rows of each profile are
-    the claims table of that profile, read as one family (:func:`family_wise`, claims named
-    ``"<chapter>: <claim>"`` there). No saved frame: an empty frame with these two columns and those
-    of :func:`claims_frame`."""
+def load_verdicts(folder: str | Path | None = None, profile: str | None = None) -> pd.DataFrame:
+    """Every chapter's saved verdicts frame in ``folder`` (default: the book's ``results/claims/``) in chapter
+    order, with ``chapter`` and ``profile`` columns first; only the chapters saved under ``profile`` unless it
+    is None. The rows of each profile are the claims table of that profile, read as one family
+    (:func:`family_wise`, claims named ``"<chapter>: <claim>"`` there). No saved frame: an empty frame with
+    these two columns and those of :func:`claims_frame`."""
     if profile is not None:
         check_choice("profile", profile, profiles.PROFILES)
-    saved = [_saved(path) for path in sorted(Path(folder).glob("*.json"))]
+    saved = [_saved(path) for path in sorted(_folder(folder).glob("*.json"))]
     frames = [frame for kept, frame in saved if profile is None or kept == profile]
     if not frames:
         return pd.DataFrame(columns=["chapter", "profile", *claims_frame([]).columns])

@@ -36,8 +36,7 @@ from ..experiment import models
 from . import profiles
 from ..experiment.config import TrainConfig
 from ..experiment.record_schema import FLATNESS_RESULTS, RecordError, read_record
-from ..experiment.results import RUNS
-from ..experiment.store import REPO, atomic_write_json, now, provenance, read_json
+from ..experiment.store import Workspace, atomic_write_json, now, provenance, read_json
 from ..experiment.train import train
 
 Batches = list[tuple[Tensor, Tensor]]
@@ -62,12 +61,12 @@ def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
 
 
 def load_trained(config: TrainConfig, num_classes: int, scratch: str | Path, device: torch.device,
-                 runs_dir: Path = RUNS, retrain: bool = True) -> tuple[nn.Module | None, bool]:
+                 runs_dir: str | Path | None = None, retrain: bool = True) -> tuple[nn.Module | None, bool]:
     """The trained network of ``config`` in eval mode and whether it had to be retrained: from its
-    checkpoint under ``runs_dir`` or, when that is missing (a record made elsewhere), trained again
-    into ``scratch`` (bit-identical on a CPU with the same software and thread count); with
-    ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
-    run = Path(runs_dir) / config.run_id()
+    checkpoint under ``runs_dir`` (default: the :class:`~sparsam.experiment.store.Workspace`'s) or, when
+    that is missing (a record made elsewhere), trained again into ``scratch`` (bit-identical on a CPU with
+    the same software and thread count); with ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
+    run = Workspace.resolve(runs=runs_dir).runs / config.run_id()
     retrained = not (run / "summary.json").exists()
     if retrained and not retrain:
         return None, False
@@ -213,19 +212,23 @@ def add_command(commands: Any) -> None:
         description="Measure notebook 6's networks (its profile's configurations, e.g. the CPU study's SGD, SAM, "
                     "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing or "
                     "was made with other settings; the settings come from notebooks/profiles.yaml.")
-    parser.add_argument("--runs-dir", required=True, help="folder of the finished runs (<run id>/checkpoint.pt)")
+    parser.add_argument("--runs-dir", default=None, help="folder of the finished runs (<run id>/checkpoint.pt; "
+                                                         "default: $SPARSAM_RUNS, else runs/ under the current "
+                                                         "directory)")
     parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
                         help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
     parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
-                                                      "`flatness_store`, e.g. results/study/flatness)")
+                                                      "`flatness_store`, e.g. results/study/flatness, under the "
+                                                      "current directory)")
 
 
 def run_command(args: argparse.Namespace) -> int:
     p = profiles.parameters("06_landscape", args.profile, {})
     if args.store is None and p.flatness_store is None:
         raise ValueError(f"--store is needed: profile {args.profile!r} keeps no flatness records")
-    store = Path(args.store) if args.store is not None else REPO / p.flatness_store
+    store = Path(args.store if args.store is not None else p.flatness_store).absolute()
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
-    measure_missing(list(networks(p).values()), Path(args.runs_dir), Settings.of(p), store, torch.device(p.device))
+    measure_missing(list(networks(p).values()), Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
+                    torch.device(p.device))
     return 0

@@ -3,6 +3,10 @@
 A notebook's parameters cell sets ``profile`` ("quick", "cpu-study" or "paper") and leaves every other
 parameter at ``None``; :func:`parameters` fills each ``None`` with the profile's value and keeps the
 values a reader passed (papermill hands lists over as text: they are read back as Python literals).
+
+The book names its own files relative to its root folder (:func:`book_root`, found from the current
+directory when a notebook runs): ``notebooks/profiles.yaml``, the CPU study's ``results/study/...``; the
+paths in ``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to that root too.
 """
 
 from __future__ import annotations
@@ -14,17 +18,30 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..experiment.store import REPO
-
 PROFILES = ("quick", "cpu-study", "paper")
-PROFILES_FILE = REPO / "notebooks" / "profiles.yaml"
-STUDY_FILE = REPO / "results" / "study" / "cpu_study.yaml"
-STUDY_STORE = REPO / "results" / "study" / "runs"
+# The book's files, relative to its root (book_root()):
+PROFILES_FILE = Path("notebooks/profiles.yaml")
+STUDY_FILE = Path("results/study/cpu_study.yaml")  # the CPU study's pre-registration
+STUDY_STORE = Path("results/study/runs")  # its records
+PILOT_STORE = Path("results/study/pilot")  # its pilot's records
+_MARKERS = ("_toc.yml", PROFILES_FILE)
 
 
-def table(path: Path = PROFILES_FILE) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every notebook's profiles: ``{notebook: {profile: {parameter: value}}}``."""
-    return yaml.safe_load(Path(path).read_text())
+def book_root(start: str | Path | None = None) -> Path:
+    """The book's root: the nearest of ``start`` (default: the current directory) and its parents that holds
+    ``_toc.yml`` and ``notebooks/profiles.yaml`` (a notebook runs in ``notebooks/``, a script at the root)."""
+    here = (Path.cwd() if start is None else Path(start)).absolute()
+    for folder in (here, *here.parents):
+        if all((folder / marker).is_file() for marker in _MARKERS):
+            return folder
+    raise FileNotFoundError(f"no book root (a folder with _toc.yml and {PROFILES_FILE}) at or above {here}; "
+                            "run from inside the book's checkout or pass the paths")
+
+
+def table(path: str | Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every notebook's profiles: ``{notebook: {profile: {parameter: value}}}`` (default: the book's
+    ``notebooks/profiles.yaml``)."""
+    return yaml.safe_load(Path(book_root() / PROFILES_FILE if path is None else path).read_text())
 
 
 def _literal(name: str, value: Any) -> Any:
@@ -36,7 +53,8 @@ def _literal(name: str, value: Any) -> Any:
     return value
 
 
-def parameters(notebook: str, profile: str, given: Mapping[str, Any], path: Path = PROFILES_FILE) -> SimpleNamespace:
+def parameters(notebook: str, profile: str, given: Mapping[str, Any],
+               path: str | Path | None = None) -> SimpleNamespace:
     """The parameters of ``notebook`` under ``profile``: the profile's value for each name whose value in
     ``given`` (the notebook's namespace) is None, the given value otherwise. ``seeds`` must be a list."""
     profiles = table(path)
@@ -59,8 +77,8 @@ def study_note(profile: str, found: int, wanted: int) -> str:
     if found == wanted:
         return ""
     if profile == "cpu-study":
-        where = STUDY_STORE.relative_to(REPO)
-        why = ("the CPU study (results/study/cpu_study.yaml) has not trained them yet or does not pre-register "
+        where = STUDY_STORE.as_posix()
+        why = (f"the CPU study ({STUDY_FILE.as_posix()}) has not trained them yet or does not pre-register "
                "them, and this page does not train them (the study is trained by `python -m sparsam train-grid`, "
                "see the rerun page)")
         if found == 0:

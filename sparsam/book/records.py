@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.config import TrainConfig
-from ..experiment.results import STORE, load_all
+from ..experiment.results import load_all
 from ..experiment.store import _git
 from .stats import mean_interval
 
@@ -226,8 +226,9 @@ def is_stale(record: Mapping[str, Any]) -> bool:
 
 
 def stale_records(store: str | Path | None = None) -> list[str]:
-    """Run ids of the stale records in ``store`` (default :data:`sparsam.experiment.results.STORE`), sorted."""
-    records = load_all(STORE if store is None else Path(store))
+    """Run ids of the stale records in ``store`` (default: the :class:`~sparsam.experiment.store.Workspace`'s),
+    sorted."""
+    records = load_all(store)
     return sorted(_summary(r)["run_id"] for r in records if is_stale(r))
 
 

@@ -37,9 +37,9 @@ import yaml
 from scipy import stats
 
 from .._checks import check_choice, check_int, check_range
-from ..experiment.store import REPO
+from .profiles import book_root
 
-MARGINS = REPO / "book" / "margins.yaml"
+MARGINS = Path("book/margins.yaml")  # relative to the book's root (sparsam.book.profiles.book_root)
 TESTS = ("superiority", "non-inferiority")
 BETTER = ("higher", "lower")
 STATUSES = ("reproduced", "not reproduced", "inconclusive")
@@ -212,14 +212,15 @@ def combine(statuses: Sequence[str]) -> str:
 
 
 def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The declared claims of ``book/margins.yaml``: name -> ``margin, unit, test, better, level, min_n, reason``.
+    """The declared claims of ``path`` (default: the book's ``book/margins.yaml``): name -> ``margin, unit, test,
+    better, level, min_n, reason``.
 
     Every claim takes ``level`` and ``min_n`` from the file's ``defaults`` unless it sets its own. A
     non-inferiority claim may name a ``premise``: the superiority claim that must be reproduced in the
     same family for its "reproduced" to stand (:func:`family`); ``contrast`` says what is compared per
     seed: ``"difference"`` (default) or ``"half-gain"`` (:func:`half_gain`).
     """
-    path = MARGINS if path is None else Path(path)
+    path = book_root() / MARGINS if path is None else Path(path)
     content = yaml.safe_load(Path(path).read_text())
     defaults = content.get("defaults", {})
     claims: dict[str, dict[str, Any]] = {}

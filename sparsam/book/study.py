@@ -29,14 +29,11 @@ import pandas as pd
 
 from . import claims, tables
 from ..experiment.config import TrainConfig
-from ..experiment.results import RESULTS, load_all
-from ..experiment.store import REPO, _git
-from .stats import Verdict, combine, compare, half_gain, margins as declared_margins
+from ..experiment.results import load_all
+from ..experiment.store import _git
+from .profiles import PILOT_STORE, STUDY_FILE, book_root
+from .stats import MARGINS, Verdict, combine, compare, half_gain, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
-
-STUDY = RESULTS / "study" / "cpu_study.yaml"
-STORE = RESULTS / "study" / "runs"
-PILOT_STORE = RESULTS / "study" / "pilot"
 
 _MARGIN_FIELDS = ("test", "unit", "better", "margin")
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
@@ -117,9 +114,12 @@ class Study:
         return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
 
 
-def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None) -> Study:
-    """Read and check the pre-registration; any inconsistency is a ``ValueError`` naming it."""
-    spec = yaml.safe_load(Path(path).read_text())
+def load_study(path: str | Path | None = None, margins_path: str | Path | None = None) -> Study:
+    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``) against
+    ``margins_path`` (default: ``book/margins.yaml`` of the book holding the study file, else of the book around
+    the current directory); any inconsistency is a ``ValueError`` naming it."""
+    path = book_root() / STUDY_FILE if path is None else Path(path)
+    spec = yaml.safe_load(path.read_text())
     seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
     configurations = {}
     for name, values in spec["configurations"].items():
@@ -140,7 +140,7 @@ def load_study(path: str | Path = STUDY, margins_path: str | Path | None = None)
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
                   correction, added, " ".join(str(reading.get("note", "")).split()))
     study.configs()  # every configuration must be valid
-    declared = declared_margins(margins_path)
+    declared = declared_margins(_margins_file(path) if margins_path is None else margins_path)
     for c in study.family:
         for name in c.names:
             if name not in configurations:
@@ -171,9 +171,17 @@ def _comparison(entry: dict[str, Any]) -> Comparison:
     return Comparison(str(entry["claim"]), str(entry["a"]), str(entry["b"]), None if over is None else str(over))
 
 
-def pilot_verdicts(study: Study, store: str | Path = PILOT_STORE) -> dict[str, Verdict]:
-    """SAM against SGD in each pilot regime, recomputed from the pilot's records (superiority, paired by seed)."""
-    records = [r["summary"] for r in load_all(Path(store))]
+def _margins_file(study_file: Path) -> Path:
+    try:
+        return book_root(study_file.parent) / MARGINS
+    except FileNotFoundError:  # a study file outside the book (e.g. a changed copy)
+        return book_root() / MARGINS
+
+
+def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
+    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
+    book's ``results/study/pilot/``; superiority, paired by seed)."""
+    records = [r["summary"] for r in load_all(book_root() / PILOT_STORE if store is None else Path(store))]
     out = {}
     for regime, changes in study.pilot["regimes"].items():
         wanted = {**study.regime, **changes, "device": "cuda"}
@@ -414,7 +422,9 @@ def configuration_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def registered_at(path: str | Path = STUDY) -> str:
-    """The commit that added the pre-registration, as ``"<short hash> (<date>)"``; "unknown" outside git."""
-    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", str(Path(path).resolve().relative_to(REPO)))
+def registered_at(path: str | Path | None = None) -> str:
+    """The commit that added the pre-registration (default: the book's), as ``"<short hash> (<date>)"``, from the
+    history of the repository holding the file; "unknown" outside git."""
+    path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
+    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
     return added.splitlines()[-1] if added else "unknown"

@@ -30,8 +30,8 @@ import yaml
 from .config import TrainConfig
 from .jobs import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
                         print_summary, run_points, slurm_script, update_status)
-from .results import RUNS, STORE, load_record, record_path
-from .store import atomic_write_json, holder as lock_holder, now, read_json, read_metrics
+from .results import load_record, record_path
+from .store import Workspace, atomic_write_json, holder as lock_holder, now, read_json, read_metrics
 from .train import train
 
 
@@ -72,10 +72,13 @@ def load_train_grid(path: str | Path) -> list[TrainConfig]:
     return list({config.run_id(): config for config in configs}.values())
 
 
-def run_missing(configs: Iterable[TrainConfig], store: Path = STORE, runs_dir: Path = RUNS,
+def run_missing(configs: Iterable[TrainConfig], store: str | Path | None = None, runs_dir: str | Path | None = None,
                 train_missing: bool = True, progress: bool = False) -> list[dict[str, Any]]:
     """Records of ``configs``: stored ones are read, missing ones trained (unless ``train_missing``
-    is False, then they are left out) and stored."""
+    is False, then they are left out) and stored. ``store`` and ``runs_dir`` default to the
+    :class:`~sparsam.experiment.store.Workspace`'s."""
+    workspace = Workspace.resolve(runs_dir, store)
+    store, runs_dir = workspace.store, workspace.runs
     records = []
     for config in configs:
         record = load_record(config, store)
@@ -138,14 +141,16 @@ def _describe(outcome: Outcome) -> str:
 
 
 def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOptions(),
-                   store: str | Path = STORE, runs_dir: str | Path = RUNS, dry_run: bool = False,
+                   store: str | Path | None = None, runs_dir: str | Path | None = None, dry_run: bool = False,
                    wait: bool = True, stream: TextIO | None = None,
                    configs: Sequence[TrainConfig] | None = None) -> int:
     """Train every configuration of the grid (``configs`` if given, else those of ``grid_file``) that has
     no record yet; returns a process exit code (1 when a point failed). Points whose job still runs are
-    left to it."""
+    left to it. ``store`` and ``runs_dir`` default to the :class:`~sparsam.experiment.store.Workspace`'s
+    (environment, else the current directory)."""
     stream = stream or sys.stdout
-    store, runs_dir = Path(store).resolve(), Path(runs_dir).resolve()
+    workspace = Workspace.resolve(runs_dir, store)
+    store, runs_dir = workspace.store.resolve(), workspace.runs.resolve()
     configs = load_train_grid(grid_file) if configs is None else list(configs)
     nproc = max(1, options.gpus_per_job)  # one process per GPU of a job
     points = []
@@ -186,12 +191,12 @@ def add_command(commands: Any) -> None:
                     "processes or as Slurm jobs; the notebooks then read the records.")
     parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
                                      "(lists of values, combined as a product)")
-    parser.add_argument("--store", default=str(STORE),
-                        help="where the records go (default: $SPARSAM_STORE, else the repository's results/runs, "
-                             "which the notebooks read)")
-    parser.add_argument("--runs-dir", default=str(RUNS),
-                        help="where the run folders (checkpoints, job status and logs) go (default: the repository's "
-                             "runs/); on a cluster, a folder every node sees")
+    parser.add_argument("--store", default=None,
+                        help="where the records go (default: $SPARSAM_STORE, else results/runs/ under the current "
+                             "directory; the book reads results/runs/ at its root)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="where the run folders (checkpoints, job status and logs) go (default: $SPARSAM_RUNS, "
+                             "else runs/ under the current directory); on a cluster, a folder every node sees")
     parser.add_argument("--dry-run", action="store_true",
                         help="list each configuration's status; with --executor slurm, show the sbatch script")
     add_executor_arguments(parser)

@@ -26,11 +26,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import submitit
+from typing import TYPE_CHECKING, Any, Callable
 
 from .store import atomic_write_json, now, read_json
+
+if TYPE_CHECKING:
+    import submitit
 
 EXECUTORS = ("inline", "local", "slurm")
 # the local executor's timeout without --time (submitit's own default, 2 minutes, would stop training runs)
@@ -177,25 +178,40 @@ class Point:
     log_folder: Path
 
 
+def _submitit() -> Any:
+    """The submitit module, imported at first use (the ``cluster`` extra; the inline executor needs none)."""
+    try:
+        import submitit
+    except ImportError as error:
+        raise ImportError(f'executors local and slurm need submitit: pip install "sparsam[cluster]" ({error})') \
+            from error
+    return submitit
+
+
 def job_info(executor: str) -> dict[str, Any]:
     """Executor, job id, host, process id and visible GPUs (CUDA_VISIBLE_DEVICES, None if unset) of
     the calling process; the job id is None inline."""
     job_id = None
     if executor != "inline":
-        job_id = submitit.JobEnvironment().job_id
+        job_id = _submitit().JobEnvironment().job_id
     return {"executor": executor, "job_id": job_id, "host": platform.node(), "pid": os.getpid(),
             "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-class PointJob(submitit.helpers.Checkpointable):
+class PointJob:
     """What a job runs: the point's call with the job's :func:`job_info`.
 
-    Being checkpointable, it is requeued by submitit when Slurm signals the end of the time limit or
-    a preemption, and calls the point again: the point resumes from its own checkpoint.
+    Being checkpointable (a ``checkpoint`` method, as :class:`submitit.helpers.Checkpointable` has), it is
+    requeued by submitit when Slurm signals the end of the time limit or a preemption, and calls the
+    point again: the point resumes from its own checkpoint.
     """
 
     def __init__(self, point: Point, executor: str, threads: int | None = None) -> None:
         self.point, self.executor, self.threads = point, executor, threads
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The same call, submitted again (submitit's requeue hook)."""
+        return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
 
     def __call__(self) -> Any:
         if self.threads is not None:
@@ -221,25 +237,24 @@ def update_status(path: Path, **changes: Any) -> dict[str, Any]:
 
 def make_executor(options: ExecutorOptions, folder: Path, slot: int = 0) -> submitit.Executor:
     """A submitit executor for ``options`` (and a local job's ``slot``) writing its files under ``folder``."""
-    kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}.get(options.executor)
-    if kind is None:
+    if options.executor not in ("local", "slurm"):
         raise ValueError("executor 'inline' runs in this process and has no submitit executor")
+    submitit = _submitit()
+    kind = {"local": submitit.LocalExecutor, "slurm": submitit.SlurmExecutor}[options.executor]
     executor = kind(folder=folder)
     executor.update_parameters(**options.submitit_parameters(slot))
     return executor
 
 
-class _ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
-    """A Slurm executor that can be built without Slurm, to show the sbatch script of a dry run."""
-
-    @classmethod
-    def affinity(cls) -> int:
-        return 1
-
-
 def slurm_script(options: ExecutorOptions, folder: Path) -> str:
     """The sbatch script submitit would write for one point whose logs go to ``folder``."""
-    executor = _ScriptOnlySlurmExecutor(folder=folder)
+
+    class ScriptOnly(_submitit().SlurmExecutor):  # built without Slurm, to show the sbatch script of a dry run
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    executor = ScriptOnly(folder=folder)
     executor.update_parameters(**options.submitit_parameters())
     return executor._make_submission_file_text(executor._submitit_command_str, "dry-run")  # submitit's own text
 
@@ -260,7 +275,7 @@ def is_alive(record: dict[str, Any], log_folder: Path) -> bool:
             return True
         return True
     if job.get("executor") == "slurm":
-        return not submitit.SlurmJob(folder=log_folder, job_id=str(job["job_id"])).done(force_check=True)
+        return not _submitit().SlurmJob(folder=log_folder, job_id=str(job["job_id"])).done(force_check=True)
     return False
 
 

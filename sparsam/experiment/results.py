@@ -1,14 +1,16 @@
 """The results store: small JSON records of finished runs, committed under ``results/``.
 
-Notebooks call :func:`sparsam.experiment.grid.run_missing`: configs whose record exists are read, the others are trained
-(in ``runs/``, resumable) and their record written, so the book can be rebuilt on a CPU from runs
+Notebooks call :func:`sparsam.experiment.grid.run_missing`: configs whose record exists are read, the others
+are trained (in the run folder, resumable) and their record written, so the book can be rebuilt on a CPU from runs
 made earlier on a GPU. A record holds the run's summary (with provenance) and per-epoch metrics.
+
+A ``store`` or ``runs_dir`` left at None is the :class:`~sparsam.experiment.store.Workspace`'s, resolved at
+the call: ``$SPARSAM_STORE`` / ``$SPARSAM_RUNS``, else ``./results/runs`` / ``./runs`` of the current directory.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .record_schema import RecordError, read_record
-from .store import REPO
-
-RESULTS = REPO / "results"
-RUNS = REPO / "runs"
-# The store notebooks and training grids read and fill: the committed results/runs/, or the folder
-# named by the environment variable SPARSAM_STORE (e.g. to keep your own runs apart from the book's).
-STORE = Path(os.environ["SPARSAM_STORE"]).expanduser() if os.environ.get("SPARSAM_STORE") else RESULTS / "runs"
+from .store import Workspace
 
 
 def pack_bits(flags: np.ndarray) -> dict[str, Any]:
@@ -44,14 +40,14 @@ def correctness(record: dict[str, Any]) -> np.ndarray | None:
     return None if packed is None else unpack_bits(packed)
 
 
-def record_path(config: TrainConfig, store: Path = STORE) -> Path:
-    return Path(store) / f"{config.run_id()}.json"
+def record_path(config: TrainConfig, store: str | Path | None = None) -> Path:
+    return Workspace.resolve(store=store).store / f"{config.run_id()}.json"
 
 
-def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | None:
-    """The stored record of ``config`` or ``None``; an unreadable or inconsistent record
-    (:func:`sparsam.experiment.record_schema.check_run_record`) or one with another config raises
-    :class:`~sparsam.experiment.record_schema.RecordError` naming the file."""
+def load_record(config: TrainConfig, store: str | Path | None = None) -> dict[str, Any] | None:
+    """The stored record of ``config`` (store: the :class:`~sparsam.experiment.store.Workspace`'s by default)
+    or ``None``; an unreadable or inconsistent record (:func:`sparsam.experiment.record_schema.check_run_record`)
+    or one with another config raises :class:`~sparsam.experiment.record_schema.RecordError` naming the file."""
     path = record_path(config, store)
     if not path.exists():
         return None
@@ -61,8 +57,8 @@ def load_record(config: TrainConfig, store: Path = STORE) -> dict[str, Any] | No
     return record
 
 
-def load_all(store: Path = STORE) -> list[dict[str, Any]]:
-    """Every record in the store (e.g. GPU runs made earlier), sorted by run id; the first unreadable or
-    inconsistent one raises :class:`~sparsam.experiment.record_schema.RecordError` naming the file (never
-    left out)."""
-    return [read_record(p, "run") for p in sorted(Path(store).glob("*.json"))]
+def load_all(store: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every record in the store (the :class:`~sparsam.experiment.store.Workspace`'s by default), sorted by
+    run id; the first unreadable or inconsistent one raises
+    :class:`~sparsam.experiment.record_schema.RecordError` naming the file (never left out)."""
+    return [read_record(p, "run") for p in sorted(Workspace.resolve(store=store).store.glob("*.json"))]

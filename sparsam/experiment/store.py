@@ -12,6 +12,10 @@ a live holder makes :func:`lock` raise :class:`Locked` naming the folder and the
 Training runs (:func:`sparsam.experiment.train.train`) and sweep points (:func:`sparsam.experiment.sweep.run_point`)
 both use it. flock works across processes of one machine and across NFS clients (Linux emulates it
 with byte-range locks there); it does not protect folders on file systems without locking.
+
+Where runs and records go is a :class:`Workspace` (the run folder and the record store), resolved
+when a command or a function runs, never at import: from the arguments, else the environment
+(``SPARSAM_RUNS``, ``SPARSAM_STORE``), else the current directory (``./runs``, ``./results/runs``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import functools
 import io
 import json
 import os
@@ -27,12 +32,33 @@ import platform
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+
+def _folder(given: str | Path | None, variable: str, default: str) -> Path:
+    """``given``, else the environment variable ``variable`` (if set and not empty), else ``default``,
+    relative to the current directory; as an absolute path (a later ``chdir`` does not move it)."""
+    text = given if given is not None and str(given) != "" else os.environ.get(variable) or default
+    return Path(text).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where runs and their records go: ``runs`` (run folders: config, metrics, checkpoint, job status)
+    and ``store`` (the JSON records of finished runs, :mod:`sparsam.experiment.results`), absolute."""
+
+    runs: Path
+    store: Path
+
+    @classmethod
+    def resolve(cls, runs: str | Path | None = None, store: str | Path | None = None) -> Workspace:
+        """Each folder from its argument, else ``$SPARSAM_RUNS`` / ``$SPARSAM_STORE``, else ``./runs`` /
+        ``./results/runs`` of the current directory, read now."""
+        return cls(_folder(runs, "SPARSAM_RUNS", "runs"), _folder(store, "SPARSAM_STORE", "results/runs"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -81,12 +107,30 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _git(*args: str) -> str | None:
+def _run_git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_root() -> Path | None:
+    """The git work tree whose tracked files are the running ``sparsam`` source (an editable install or
+    a checkout on ``sys.path``), or None (an installed wheel: no commit to name). Found at the first call."""
+    package = Path(__file__).resolve().parents[1]
+    if _run_git(package, "ls-files", "--error-unmatch", "__init__.py") is None:  # e.g. a wheel in a venv in a checkout
+        return None
+    top = _run_git(package, "rev-parse", "--show-toplevel")
+    return None if top is None else Path(top)
+
+
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
+    """The output of ``git args`` run in ``cwd`` (default: :func:`code_root`, the code's own work tree), or
+    None when git fails or there is no work tree."""
+    where = code_root() if cwd is None else Path(cwd)
+    return None if where is None else _run_git(where, *args)
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Grid file::
 
-    notebook: notebooks/03_cifar_accuracy.ipynb   # relative to the repository (or absolute)
+    notebook: notebooks/03_cifar_accuracy.ipynb   # relative to the current directory (or absolute)
     parameters: {epochs: 2}                       # fixed for every point
     grid: {seed: [0, 1], sparsities: [[0.5], [0.9]]}   # lists combined as a product
 
@@ -38,7 +38,7 @@ import yaml
 from .config import OPTIMIZERS, TrainConfig
 from .jobs import ExecutorOptions, Point, is_alive, print_summary, run_points, slurm_script
 from .grid import expand
-from .store import REPO, Locked, atomic_write_json, holder as lock_holder, lock, now, read_json
+from .store import Locked, atomic_write_json, holder as lock_holder, lock, now, read_json
 
 _BOOK_EXTRA = 'the sweep needs papermill and the notebooks\' libraries: pip install -e ".[book]"'
 
@@ -53,7 +53,8 @@ def _papermill() -> Any:
 
 
 def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
-    """The notebook (as written: relative to the repository, or absolute) and the parameter sets of a grid file."""
+    """The notebook (as written: relative to the current directory, or absolute) and the parameter sets of a grid
+    file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file {path} not found")
@@ -73,8 +74,8 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
         raise ValueError(f"grid file needs 'notebook' and may have 'parameters' and 'grid'; unknown keys: {unknown}")
     notebook = Path(str(spec["notebook"]))
     if not _source(notebook).is_file():
-        raise ValueError(f"notebook {spec['notebook']!r} not found (a path relative to the repository {REPO}, "
-                         "or an absolute path)")
+        raise ValueError(f"notebook {spec['notebook']!r} not found (a path relative to the current directory "
+                         f"{Path.cwd()}, or an absolute path)")
     fixed, grid = spec.get("parameters") or {}, spec.get("grid") or {}
     if not isinstance(fixed, dict) or not isinstance(grid, dict):
         raise ValueError("'parameters' and 'grid' must be mappings of parameter names")
@@ -82,7 +83,7 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
 
 
 def _source(notebook: Path) -> Path:
-    return notebook if notebook.is_absolute() else REPO / notebook
+    return notebook.absolute()
 
 
 def notebook_defaults(notebook: Path) -> dict[str, Any]:
@@ -169,7 +170,8 @@ def _error(error: BaseException) -> dict[str, str]:
 
 def run_point(notebook: Path, parameters: dict[str, Any], folder: Path,
               job: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Execute ``notebook`` (repo-relative or absolute) with ``parameters`` into ``folder``; return the record.
+    """Execute ``notebook`` (relative to the current directory, or absolute) with ``parameters`` into ``folder``;
+    return the record.
 
     Holds the point's lock throughout (another process running it raises :class:`sparsam.experiment.store.Locked`).
     A finished point is returned as it is. The record goes from "running" to "finished" (with the glued

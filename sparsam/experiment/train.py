@@ -296,7 +296,7 @@ def _distributed(config: TrainConfig) -> tuple[int, int, TrainConfig]:
     return rank, world, config
 
 
-def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None = None,
+def train(config: TrainConfig, runs_dir: str | Path | None = None, run_id: str | None = None,
           progress: bool = True, stop_after: int | None = None, *, wait: bool = False, verbose: bool = False,
           data_root: str | Path | None = None, download: bool = False) -> dict[str, Any]:
     """Train (or resume, or return the finished) run of ``config``; returns its summary.
@@ -309,9 +309,10 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_id: str | None
     starts, resumes (from which epoch) or is already finished, then one line per epoch.
     ``data_root``/``download``: see :func:`sparsam.experiment.data.load_dataset`. ``stop_after`` ends the process
     after that many epochs without a summary (an interruption, for tests and time-boxed jobs).
+    ``runs_dir`` None: the :class:`~sparsam.experiment.store.Workspace`'s (``$SPARSAM_RUNS``, else ``./runs``).
     """
     rank, world, config = _distributed(config)
-    run_dir = Path(runs_dir) / (run_id or config.run_id())
+    run_dir = store.Workspace.resolve(runs=runs_dir).runs / (run_id or config.run_id())
     if config.device.startswith("cuda") and torch.cuda.device_count() <= (torch.device(config.device).index or 0):
         raise ValueError(f"device={config.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
                          "use device='cpu'")
@@ -421,6 +422,6 @@ def _per_step(metrics: list[dict[str, Any]], field: str) -> float | None:
     return sum(m[field] * m["steps"] for m in metrics) / sum(m["steps"] for m in metrics)
 
 
-def is_finished(config: TrainConfig, runs_dir: str | Path = "runs") -> bool:
-    return (Path(runs_dir) / config.run_id() / "summary.json").exists()
+def is_finished(config: TrainConfig, runs_dir: str | Path | None = None) -> bool:
+    return (store.Workspace.resolve(runs=runs_dir).runs / config.run_id() / "summary.json").exists()
 

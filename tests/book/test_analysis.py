@@ -17,6 +17,7 @@ from sparsam.book import convergence
 
 from sparsam.book import flatness
 
+from conftest import REPO
 from sparsam.experiment import results
 
 from sparsam.experiment import robust_regression
@@ -26,7 +27,7 @@ T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom
 
 
 def head() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=results.REPO, capture_output=True, text=True,
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
@@ -49,9 +50,10 @@ def frame() -> pd.DataFrame:
 
 
 def test_records_frame_of_the_committed_store():
-    records = results.load_all()
+    store = REPO / "results" / "runs"
+    records = results.load_all(store)
     table = analysis.records_frame(records)
-    assert len(table) == len(records) == len(list((results.RESULTS / "runs").glob("*.json")))
+    assert len(table) == len(records) == len(list(store.glob("*.json")))
     for (_, row), rec in zip(table.iterrows(), records):
         summary = rec["summary"]
         assert row["run_id"] == summary["run_id"] and row["optimizer"] == summary["config"]["optimizer"]

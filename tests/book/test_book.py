@@ -138,7 +138,8 @@ def test_papermill_run_with_overridden_parameters(tmp_path):
     assert nb["metadata"]["papermill"]["parameters"] == TINY
 
 
-def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path, capsys):
+def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)  # the grid's notebook is relative to the current directory
     grid = tmp_path / "grid.yaml"
     notebook = NOTEBOOKS[0].relative_to(REPO).as_posix()
     grid.write_text(yaml.safe_dump({"notebook": notebook, "parameters": {"steps": 60, "sparsities": [0.5]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from sparsam.book import profiles
 
@@ -50,3 +51,19 @@ def test_study_note():
     assert profiles.study_note("cpu-study", 0, 5).startswith("No study records yet")
     assert "2 of 5" in profiles.study_note("cpu-study", 2, 5) and "does not pre-register" in profiles.study_note(
         "cpu-study", 2, 5)
+
+
+def test_the_book_root_is_found_from_any_folder_of_the_book_and_nowhere_else(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    for start in (REPO, REPO / "notebooks", REPO / "results" / "study"):
+        monkeypatch.chdir(start)
+        assert profiles.book_root() == REPO
+    assert profiles.book_root(REPO / "book") == REPO
+    (tmp_path / "_toc.yml").write_text("")  # a _toc.yml without notebooks/profiles.yaml is not the book
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no book root"):
+        profiles.book_root()
+    with pytest.raises(FileNotFoundError, match="no book root"):
+        profiles.table()  # the defaults are resolved at the call, from the current directory
+    assert profiles.table(REPO / profiles.PROFILES_FILE) == yaml.safe_load((REPO / profiles.PROFILES_FILE).read_text())

@@ -18,7 +18,10 @@ from sparsam.book import records as analysis
 
 from sparsam.experiment import results
 from sparsam.experiment.config import TrainConfig
-from sparsam.experiment.store import REPO
+from conftest import REPO
+
+
+STORE = REPO / "results" / "runs"  # the committed records
 
 
 def git(*args: str, check: bool = True) -> str:
@@ -167,7 +170,7 @@ def test_committed_records_list_of_stale_records():
     """Lists the committed records that are stale (shown in the warnings summary), checked against the
     optimizer files' bytecode at the record's commit and at HEAD, an independent reading of the history."""
     expected = []
-    for rec in results.load_all():
+    for rec in results.load_all(STORE):
         summary = rec["summary"]
         provenance = summary.get("provenance") or {}
         commit, dirty = provenance.get("git_commit"), provenance.get("git_dirty")
@@ -181,11 +184,11 @@ def test_committed_records_list_of_stale_records():
             changed = False
         if not known or dirty is not False or changed:
             expected.append(summary["run_id"])
-    stale = analysis.stale_records()
+    stale = analysis.stale_records(STORE)
     assert stale == sorted(expected)
-    frame = analysis.records_frame(results.load_all())
+    frame = analysis.records_frame(results.load_all(STORE))
     assert sorted(frame.loc[frame["stale"], "run_id"]) == stale
     if stale:
         warnings.warn(f"{len(stale)} of {len(frame)} committed records are stale: "
                       + "; ".join(f"{r} ({analysis.stale_reason(rec)})" for r, rec in
-                                  zip(frame["run_id"], results.load_all()) if r in stale), stacklevel=1)
+                                  zip(frame["run_id"], results.load_all(STORE)) if r in stale), stacklevel=1)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import REPO
+from sparsam.book import profiles
 from sparsam.experiment.results import load_all
-from sparsam.experiment.store import REPO
-from sparsam.book.study import PILOT_STORE, STORE, STUDY, load_study, pilot_verdicts
+from sparsam.book.study import load_study, pilot_verdicts
+
+STUDY, STORE = REPO / profiles.STUDY_FILE, REPO / profiles.STUDY_STORE  # the book's, relative to its root
 
 
 def test_every_configuration_is_valid_and_distinct():
@@ -71,7 +73,7 @@ def test_study_and_pilot_records_belong_to_the_study():
         from sparsam.experiment.config import TrainConfig
 
         assert study.name_of(TrainConfig.from_dict(record["summary"]["config"])) is not None
-    assert Path(PILOT_STORE).is_dir()
+    assert (REPO / profiles.PILOT_STORE).is_dir()
 
 
 def test_train_grid_reads_the_preregistration(tmp_path):

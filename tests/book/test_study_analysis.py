@@ -17,11 +17,14 @@ from sparsam.book import records as analysis
 from sparsam.book import stats as verdicts
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
-from sparsam.experiment.store import REPO
-from sparsam.book.study import (BOOK_CLAIMS, STORE, answer, audit_frame, book_statuses, configuration_table,
+from conftest import REPO
+from sparsam.book.profiles import STUDY_STORE
+from sparsam.book.study import (BOOK_CLAIMS, answer, audit_frame, book_statuses, configuration_table,
                                 decide_comparisons, load_study, paired_sds, pareto_points, progress, registered_at,
                                 rerun_estimate, study_frame)
 from sparsam.experiment.results import load_all
+
+STORE = REPO / STUDY_STORE
 
 STUDY = load_study()
 N_TEST = 1000  # per-example correctness of the constructed runs (the study's runs keep 10,000)
@@ -322,7 +325,7 @@ def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records
     import json
 
     from sparsam.book import study_cost
-    from sparsam.experiment.store import REPO as ROOT
+    ROOT = REPO
 
     points = pareto_points(study_frame(STUDY, COMMITTED)).set_index("label")
     side = study_cost.ratios(study_cost.read(ROOT / "results/study/cost_side_by_side.json")["measured"])

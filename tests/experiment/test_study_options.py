@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,16 +176,18 @@ def test_sparse_ascent_trains_with_radius_rho_and_reports_its_mask():
     assert 0.0 < trainer.mask_density() <= 0.1 + 1e-9
 
 
-def test_the_store_follows_sparsam_store(tmp_path):
-    import subprocess
-    import sys
+def test_the_store_follows_sparsam_store(tmp_path, monkeypatch):
+    """Read at each call (the module is imported already): the argument, else SPARSAM_STORE, else ./results/runs."""
+    from sparsam.experiment import results
+    from sparsam.experiment.store import Workspace
 
-    from conftest import REPO
-
-    code = "from sparsam.experiment import results, grid; from sparsam.book import records; print(results.STORE)"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "SPARSAM_STORE"}
-    default = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
-    chosen = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "SPARSAM_STORE": str(tmp_path)},
-                            capture_output=True, text=True)
-    assert default.stdout.strip() == str(REPO / "results" / "runs")
-    assert chosen.stdout.strip() == str(tmp_path)
+    monkeypatch.delenv("SPARSAM_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(optimizer="sgd")
+    assert Workspace.resolve().store == Path.cwd() / "results" / "runs"
+    assert results.record_path(config) == Path.cwd() / "results" / "runs" / f"{config.run_id()}.json"
+    monkeypatch.setenv("SPARSAM_STORE", str(tmp_path / "mine"))
+    assert results.record_path(config).parent == tmp_path / "mine"
+    assert results.record_path(config, "given").parent == Path.cwd() / "given"  # the argument wins
+    monkeypatch.setenv("SPARSAM_STORE", "")  # set but empty: as if unset
+    assert Workspace.resolve().store == Path.cwd() / "results" / "runs"
