@@ -215,7 +215,7 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
 
     path = REPO / "results" / "study" / "cpu_study.yaml"
     registered = study.load_study(path)
-    records = load_all(study.STORE)
+    records = load_all(REPO / "results" / "study" / "runs")
     frame = study.audit_frame(registered, study.decide_comparisons(
         registered, study.study_frame(registered, records), records, resamples=0))
     assert cli.main(["study", str(path), "--csv"]) == 0

@@ -19,7 +19,7 @@ from sparsam.book import curvature
 from sparsam.experiment import grid, results
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.record_schema import RecordError, check_run_record, read_record
-from sparsam.experiment.store import REPO
+from conftest import REPO
 
 RUN_STORES = [REPO / "results" / "runs", REPO / "results" / "study" / "runs", REPO / "results" / "study" / "pilot"]
 FLATNESS_STORE = REPO / "results" / "study" / "flatness"
