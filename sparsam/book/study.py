@@ -7,7 +7,9 @@ names two configurations and a claim whose pinned margin equals ``book/margins.y
 recomputes the pilot's decisions from its records.
 
 The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
-them, :func:`decide_comparisons` decides every pre-registered comparison, :func:`pareto_points` puts
+them, :func:`decide_comparisons` decides every pre-registered comparison (and
+:func:`decide_comparisons_interleaved` takes the cost comparisons from the registered interleaved
+measurement of :mod:`sparsam.book.study_cost` instead of the records' timings), :func:`pareto_points` puts
 accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
 and :func:`book_statuses` combines them into the statuses of the reproduction page's claims.
 """
@@ -190,6 +192,24 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                                         b[value].to_numpy(float), pd.concat([a, b]), correct=correct,
                                         resamples=resamples, evidence="CPU study (notebook 8)"))
     return claims.claims_frame(rows)
+
+
+def decide_comparisons_interleaved(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]],
+                                   cost: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
+    """:func:`decide_comparisons` with every comparison of cost (unit "ratio") taken from ``cost``, the rows
+    of the registered interleaved measurement (:func:`sparsam.book.study_cost.cost_rows`), not from the
+    records' own timings (which stay descriptive); a cost comparison missing from ``cost`` is an error."""
+    decided = decide_comparisons(study, frame, records, resamples=resamples)
+    units = declared_margins()
+    by_label = cost.set_index("claim")
+    missing = [comparison_label(c) for c in study.comparisons
+               if units[c.claim]["unit"] == "ratio" and comparison_label(c) not in by_label.index]
+    if missing:
+        raise ValueError(f"cost must decide every cost comparison of the study, missing {missing}")
+    rows = [{"claim": comparison_label(c), **by_label.loc[comparison_label(c)].to_dict()}
+            if units[c.claim]["unit"] == "ratio" else row.to_dict()
+            for c, (_, row) in zip(study.comparisons, decided.iterrows())]
+    return pd.DataFrame(rows, columns=decided.columns)
 
 
 def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
