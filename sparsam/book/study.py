@@ -241,8 +241,9 @@ def answer(study: Study, decided: pd.DataFrame) -> str:
                 f"conditions (accuracy {within}) at this scale.")
     undecided = [name for name, pair in both.items() if "not reproduced" not in pair]
     paired = {(c.claim, c.a): n for c, n in zip(study.comparisons, decided["n"])}
-    if all(paired[rule, name] == study.paired_seeds(name, reference)
-           for name in undecided for rule, reference in ((ACCURACY_RULE, "sam"), (COST_RULE, "sgd"))):
+    # only accuracy's seeds can still land: a cost comparison pairs the same seeds (SAM and SGD share
+    # theirs) or is decided by the registered interleaved measurement (decide_comparisons_interleaved)
+    if all(paired[ACCURACY_RULE, name] == study.paired_seeds(name, "sam") for name in undecided):
         return (f"Not decided at this scale: every planned seed is in, and the comparisons of "
                 f"{', '.join(undecided)} stay inconclusive; none is decided {within} (candidates: {listed}).")
     return (f"Not decided yet: {', '.join(undecided)} could still answer yes, but their comparisons are "

@@ -316,3 +316,28 @@ def test_the_study_reads_its_cost_comparisons_from_the_interleaved_rows(registra
     assert set(decided.loc[cost, "n"]) == {30}   # rounds, not seeds
     with pytest.raises(ValueError, match="cost must decide every cost comparison"):
         study_module.decide_comparisons_interleaved(registered, frame, records, rows.iloc[1:], resamples=50)
+    # the study's answer counts the accuracy seeds only: every planned seed is in, and n = 30 rounds of
+    # the cost rows is complete by registration (pairing by seed would expect 3 or 5)
+    at_margin = {**ratios, "ssam-f-0.9": 1.25}   # inconclusive against 1.25 SGD steps, like cost-aware-0.9
+    rows = study_cost.cost_rows(registration, {"provenance": {"git_commit": head, "git_dirty": False},
+                                               "args": {"registration": "results/study/cost_registration.yaml"},
+                                               "measured": _constructed(30, at_margin, noise=0.03)})
+    undecided = study_module.decide_comparisons_interleaved(registered, frame, records, rows, resamples=50)
+    assert study_module.answer(registered, undecided).startswith("Not decided at this scale: every planned seed is in")
+
+
+def test_the_committed_measurement_is_the_registered_one_and_was_alternated(registration):
+    """The record that decides the study's cost: made from a clean tree holding the registration, the
+    registered configurations and rounds, and the alternation seen in the order of its epochs."""
+    check = study_cost.read(registration.record)
+    assert study_cost.registration_problem(check, registration) is None
+    measured = check["measured"]
+    assert study_cost.alternation_problem(measured) is None
+    assert measured["round"].nunique() == registration.rounds == check["args"]["rounds"]
+    assert sorted(set(measured["configuration"])) == sorted(registration.configurations)
+    assert check["machine"]["threads"] == 1 and check["args"]["seed"] == registration.seed
+    k = len(registration.configurations)
+    assert sorted(measured["order"]) == list(range(k, k * (registration.rounds + 1)))  # after k warm-up epochs
+    positions = measured.assign(position=measured["order"] % k).groupby(["configuration", "position"]).size()
+    assert len(positions) == k * k and set(positions) == {registration.rounds // k}  # each at each place alike
+    assert len(study_cost.cost_rows(registration, check)) == len(registration.comparisons)
