@@ -1,11 +1,14 @@
 """The CPU study's cost side by side: every registered configuration trained an epoch at a time,
 round-robin in one process, its process-CPU time per step over SGD's in the same round.
 
+    OMP_NUM_THREADS=1 python benchmarks/bench_study_cost.py --registration results/study/cost_registration.yaml
     OMP_NUM_THREADS=1 python benchmarks/bench_study_cost.py --out results/study/cost_side_by_side.json
     python benchmarks/bench_study_cost.py --rounds 2 --names sgd sam cost-aware-0.9      # a quick look
 
-Not pre-registered and not part of the test suite: it checks how far the records' cost axis (each run's
-CPU time, measured under the load of its session) moves with the load. See sparsam.book.study_cost.
+With --registration: the pre-registered measurement that decides the study's cost comparisons (its
+configurations, seed, rounds and output from the registration; refused in a dirty tree, so the record's
+commit holds the registration and the code measured). Without: an unregistered look that decides
+nothing. Not part of the test suite. See sparsam.book.study_cost.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ from sparsam.experiment.store import atomic_write_json, provenance  # noqa: E402
 from sparsam.book.study import load_study  # noqa: E402
 
 
+def _relative(path: str | Path) -> str:
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else resolved.name
+
+
 def recorded_args(args: argparse.Namespace) -> dict:
-    """The arguments as the record keeps them: no output path, the study's path relative to the repository."""
-    study = Path(args.study).resolve()
-    return {**{k: v for k, v in vars(args).items() if k != "out"},
-            "study": str(study.relative_to(REPO)) if study.is_relative_to(REPO) else study.name}
+    """The arguments as the record keeps them: no output path, the study's (and registration's) path
+    relative to the repository."""
+    return {**{k: v for k, v in vars(args).items() if k != "out"}, "study": _relative(args.study),
+            "registration": _relative(args.registration) if args.registration else None}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,13 +49,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up epoch each")
     parser.add_argument("--seed", type=int, default=0, help="the registered seed of every configuration")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the study: 1)")
+    parser.add_argument("--registration", default=None,
+                        help="the pre-registered measurement: configurations, seed, rounds and output from it")
     parser.add_argument("--out", default=None, help="write the JSON record here")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be an int >= 1, got {args.threads}")
+    made_with = provenance(torch.device("cpu"))
+    if args.registration:
+        registration = study_cost.load_registration(args.registration)
+        if made_with["git_dirty"] is not False:
+            parser.error("--registration needs a clean tree: commit the registration and the code first")
+        args.study = str(registration.study_path)
+        args.names, args.seed = list(registration.configurations), registration.seed
+        args.rounds, args.threads = registration.rounds, registration.threads
+        args.out = args.out or str(registration.record)
     torch.set_num_threads(args.threads)
     study = load_study(args.study)
-    made_with = provenance(torch.device("cpu"))
     load_start, start = os.getloadavg(), time.perf_counter()
     measured = study_cost.measure(study, args.names, rounds=args.rounds, seed=args.seed)
     table = study_cost.ratios(measured)

@@ -8,11 +8,12 @@ recomputes the pilot's decisions from its records.
 
 The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
 them, :func:`decide_comparisons` decides every pre-registered comparison (and those added after the
-runs) and reads them as one family (Holm's step-down, the premise rule: :func:`sparsam.book.stats.family`),
-:func:`pareto_points` puts accuracy beside measured cost per step, :func:`answer` answers the study's
-question from the decisions, :func:`book_statuses` combines them into the statuses of the reproduction
-page's claims, and :func:`paired_sds` gives the spread of the paired differences that a power
-calculation needs.
+runs) and reads them as one family (Holm's step-down, the premise rule: :func:`sparsam.book.stats.family`);
+:func:`decide_comparisons_interleaved` takes the cost comparisons from the registered interleaved
+measurement of :mod:`sparsam.book.study_cost` instead of the records' timings. :func:`pareto_points` puts
+accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
+:func:`book_statuses` combines them into the statuses of the reproduction page's claims, and
+:func:`paired_sds` gives the spread of the paired differences that a power calculation needs.
 """
 
 from __future__ import annotations
@@ -261,18 +262,29 @@ def premises(study: Study, frame: pd.DataFrame) -> dict[str, str | None]:
 
 
 def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]], *,
-                       resamples: int = 2000) -> pd.DataFrame:
+                       resamples: int = 2000, cost: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every comparison of the study decided from the records (a :func:`sparsam.book.claims.claims_frame`,
     one row per comparison: the registered ones in the file's order, then those added after the runs),
     paired by seed over the seeds all sides have, and read as one family
     (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the registered
     per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
-    (its columns NaN)."""
+    (its columns NaN). ``cost``: rows (``claim`` = the comparison's label) that decide every comparison of
+    cost (unit "ratio") instead of the records' own timings, e.g. the registered interleaved measurement
+    (:func:`sparsam.book.study_cost.cost_rows`); they join the family like any other row."""
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ValueError(f"resamples must be an integer >= 0 (0: no bootstrap), got {resamples!r}")
     units = declared_margins()
+    by_label = None if cost is None else cost.set_index("claim")
+    if by_label is not None:
+        missing = [comparison_label(c) for c in study.family
+                   if units[c.claim]["unit"] == "ratio" and comparison_label(c) not in by_label.index]
+        if missing:
+            raise ValueError(f"cost must decide every cost comparison of the study, missing {missing}")
     rows = []
     for c in study.family:
+        if by_label is not None and units[c.claim]["unit"] == "ratio":
+            rows.append({"claim": comparison_label(c), **by_label.loc[comparison_label(c)].to_dict()})
+            continue
         value = VALUES[units[c.claim]["unit"]]
         sides = _sides(frame, c)
         used = pd.concat(sides)
@@ -341,6 +353,15 @@ def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] =
                      ignore_index=True)
 
 
+def decide_comparisons_interleaved(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]],
+                                   cost: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
+    """:func:`decide_comparisons` with every comparison of cost (unit "ratio") taken from ``cost``, the rows
+    of the registered interleaved measurement (:func:`sparsam.book.study_cost.cost_rows`), not from the
+    records' own timings (which stay descriptive), and the whole family read with them; a cost comparison
+    missing from ``cost`` is an error."""
+    return decide_comparisons(study, frame, records, resamples=resamples, cost=cost)
+
+
 def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: test accuracy (mean, 95% interval over seeds) and CPU time per step in SGD
     steps (over the mean of the SGD runs), with ``on_front`` marking the Pareto front of the means."""
@@ -378,8 +399,9 @@ def answer(study: Study, decided: pd.DataFrame, reading: Literal["registered", "
                 f"conditions (accuracy {within}) at this scale.")
     undecided = [name for name, pair in both.items() if "not reproduced" not in pair]
     paired = {(c.claim, c.a): n for c, n in zip(study.comparisons, decided["n"])}
-    if all(paired[rule, name] == study.paired_seeds(name, reference)
-           for name in undecided for rule, reference in ((ACCURACY_RULE, "sam"), (COST_RULE, "sgd"))):
+    # only accuracy's seeds can still land: a cost comparison pairs the same seeds (SAM and SGD share
+    # theirs) or is decided by the registered interleaved measurement (decide_comparisons_interleaved)
+    if all(paired[ACCURACY_RULE, name] == study.paired_seeds(name, "sam") for name in undecided):
         return (f"Not decided at this scale: every planned seed is in, and the comparisons of "
                 f"{', '.join(undecided)} stay inconclusive; none is decided {within} (candidates: {listed}).")
     return (f"Not decided yet: {', '.join(undecided)} could still answer yes, but their comparisons are "

@@ -1,16 +1,25 @@
-"""The CPU study's cost measured side by side: every configuration's epoch, interleaved in one process.
+"""The CPU study's cost measured side by side: configurations interleaved epoch by epoch in one process.
 
 The study's records measure each run's process-CPU time per step while it trained, in sessions with
 different loads beside it; on a 2-core machine that moves one process's CPU time by tens of per cent.
-This check removes the load: :func:`measure` builds one :class:`sparsam.experiment.train.Trainer` per configuration
-(as registered, one seed) and trains them an epoch at a time, round-robin in one process
-(:func:`sparsam.book.efficiency.time_rounds`), so neighbouring epochs share the machine's state;
-:func:`ratios` divides every epoch's CPU time by SGD's in the same round, and :func:`beside_records`
-sets the result beside the records' cost. :func:`read` loads a record of the benchmark, :func:`describe`
-says how it was made and :func:`stale_reason` whether the code has changed since. It is not
-pre-registered and decides nothing: it tells how far the records' cost axis moves with the load.
+This module removes the load: :func:`measure` builds one :class:`sparsam.experiment.train.Trainer` per
+configuration (as registered, one seed) and trains them an epoch at a time, round-robin in one process
+(:func:`sparsam.book.efficiency.time_rounds`), so neighbouring epochs share the machine's state; each
+row keeps the position of its epoch in the sequence of calls (``order``), so the alternation is
+observed, not assumed (:func:`alternation_problem`). :func:`ratios` divides every epoch's CPU time by
+SGD's in the same round, and :func:`beside_records` sets the result beside the records' cost.
 
-``benchmarks/bench_study_cost.py`` runs it and writes ``results/study/cost_side_by_side.json``.
+The study's cost comparisons are decided only from such a measurement, pre-registered with its number
+of rounds in ``results/study/cost_registration.yaml`` (:func:`load_registration`): :func:`power` and
+:func:`rounds_needed` size it from a pilot's round-to-round spread (:func:`plan`), :func:`decide_costs`
+decides every registered comparison paired by round on the log scale (rounds are the replicates) with
+its claim's margin of ``book/margins.yaml``, and :func:`cost_rows` gives those verdicts as rows of the
+claims table. :func:`read` loads a record of the benchmark, :func:`describe` says how it was made and
+:func:`stale_reason` whether the code has changed since.
+
+``benchmarks/bench_study_cost.py`` runs it: ``--registration`` for the registered measurement
+(``results/study/cost_interleaved.json``); without, the unregistered look of
+``results/study/cost_side_by_side.json``, which decides nothing and is the pilot of the registration.
 """
 
 from __future__ import annotations
@@ -18,28 +27,38 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
+from scipy import stats
 
-from . import tables
+from . import claims, tables
+from .._checks import check_int, check_range
 from .efficiency import time_rounds
-from .study import Study
+from .study import Comparison, Study, comparison_label, load_study
+from ..experiment.results import RESULTS
+from ..experiment.store import REPO, _git
 from ..experiment.train import Trainer
-from .stats import mean_interval
+from .stats import Verdict, decide, margins as declared_margins, mean_interval
 from .records import stale_reason as record_stale_reason
 
 REFERENCE = "sgd"
+UNIT = "process-CPU seconds per training step, one thread"
+PILOT = RESULTS / "study" / "cost_side_by_side.json"          # the unregistered look that sizes the registration
+REGISTRATION = RESULTS / "study" / "cost_registration.yaml"
 
 
 def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, seed: int = 0,
             data_root: str | Path | None = None) -> pd.DataFrame:
     """Process-CPU seconds per training step of each configuration in ``names`` (all if None; SGD must
     be among them), one epoch per configuration per round, interleaved after one warm-up epoch each.
-    Long format: ``round``, ``configuration``, ``cpu_seconds_per_step``."""
+    Long format: ``round``, ``configuration``, ``cpu_seconds_per_step``, the ``epoch`` trained (0 is
+    the warm-up) and ``order``, the position of that epoch among all the epochs the process trained."""
     names = list(study.configurations) if names is None else list(names)
     for name in names:
         if name not in study.configurations:
@@ -52,9 +71,11 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
         raise ValueError(f"seed must be one every configuration of names has, got {seed!r}")
     trainers = {name: Trainer(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
+    calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
 
     def runner(name: str):
         def run() -> None:
+            calls[name, epochs[name]] = len(calls)
             trainers[name].train_epoch(epochs[name], progress=False)
             epochs[name] += 1
         return run
@@ -64,7 +85,27 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
     per_step = seconds / pd.Series({name: trainers[name].steps_per_epoch for name in names})
     long = per_step.rename_axis("round").reset_index().melt(
         id_vars="round", var_name="configuration", value_name="cpu_seconds_per_step")
-    return long.sort_values(["round", "configuration"], kind="stable").reset_index(drop=True)
+    long["epoch"] = long["round"] + 1  # the j-th timed call of a runner trains its epoch j (epoch 0: warm-up)
+    long["order"] = [calls[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
+    return long.sort_values(["round", "order"], kind="stable").reset_index(drop=True)
+
+
+def alternation_problem(measured: pd.DataFrame) -> str | None:
+    """Why ``measured`` (:func:`measure`'s long format) is not an interleaved measurement, or None: every
+    round must time every configuration once, and every epoch of a round must have run (``order``) after
+    every epoch of the round before and before every epoch of the round after."""
+    missing = sorted({"round", "configuration", "order"} - set(measured.columns))
+    if missing:
+        return f"no record of the order of the epochs (columns {missing} missing)"
+    names = set(measured["configuration"])
+    for r, rows in measured.groupby("round"):
+        if sorted(rows["configuration"]) != sorted(names):
+            return f"round {r} times {sorted(rows['configuration'])}, not each of {sorted(names)} once"
+    spans = measured.groupby("round")["order"].agg(["min", "max"]).sort_index()
+    for (r, before), (s, after) in zip(spans.iloc[:-1].iterrows(), spans.iloc[1:].iterrows()):
+        if before["max"] >= after["min"]:
+            return f"rounds {r} and {s} overlap: an epoch of round {s} ran before one of round {r} (not alternated)"
+    return None
 
 
 def ratios(measured: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -103,6 +144,186 @@ def beside_records(side_by_side: pd.DataFrame, points: pd.DataFrame) -> pd.DataF
                      "records / side by side": round(recorded / row["cost"], 2)})
     return pd.DataFrame(rows)
 
+
+
+def power(rounds: int, sd: float, distance: float, level: float = 0.95) -> float:
+    """The chance that the two-sided ``level`` t-interval of the mean of ``rounds`` normal paired
+    differences (standard deviation ``sd``, mean ``distance`` away from the decision's threshold) lies
+    wholly on the true side of the threshold, i.e. decides: ``1 - F(t_c)`` with ``F`` the non-central t
+    distribution of ``rounds - 1`` degrees of freedom and non-centrality ``distance * sqrt(rounds) / sd``."""
+    check_int("rounds", rounds, 2)
+    check_range("sd", sd, 0.0, math.inf, low_open=True)
+    check_range("distance", distance, 0.0, math.inf)
+    check_range("level", level, 0.0, 1.0, low_open=True)
+    critical = stats.t.ppf((1 + level) / 2, rounds - 1)
+    return float(stats.nct.sf(critical, rounds - 1, distance * math.sqrt(rounds) / sd))
+
+
+def rounds_needed(sd: float, distance: float, *, level: float = 0.95, target: float = 0.8, min_rounds: int = 3,
+                  max_rounds: int = 1000) -> int | None:
+    """The fewest rounds (at least ``min_rounds``) whose :func:`power` reaches ``target``, or None when
+    even ``max_rounds`` do not (e.g. a ratio at its margin: ``distance`` 0)."""
+    check_range("target", target, 0.0, 1.0, low_open=True)
+    check_int("min_rounds", min_rounds, 2)
+    check_int("max_rounds", max_rounds, min_rounds)
+    return next((n for n in range(min_rounds, max_rounds + 1) if power(n, sd, distance, level) >= target), None)
+
+
+def plan(pilot: pd.DataFrame, comparisons: Sequence[Comparison], *, level: float = 0.95, target: float = 0.8,
+         min_rounds: int = 3, max_rounds: int = 1000, margins_path: str | Path | None = None) -> pd.DataFrame:
+    """Per comparison, from a pilot measurement (:func:`measure`'s long format): the pilot's rounds, its
+    ratio ``a / b`` (geometric mean over rounds), the standard deviation of the per-round log ratio,
+    the claim's threshold (its margin as a ratio), the distance of the pilot's log ratio from the log
+    threshold, and the :func:`rounds_needed` to decide it with that spread and distance (None: more than
+    ``max_rounds``)."""
+    declared = declared_margins(margins_path)
+    wide = pilot.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    rows = []
+    for c in comparisons:
+        for name in (c.a, c.b):
+            if name not in wide.columns:
+                raise ValueError(f"pilot must measure every configuration of the comparisons, {name!r} is missing")
+        if declared[c.claim]["unit"] != "ratio":
+            raise ValueError(f"comparisons must be of cost (unit 'ratio'), {c.claim!r} is in "
+                             f"{declared[c.claim]['unit']!r}")
+        logs = np.log(wide[c.a] / wide[c.b]).dropna().to_numpy()
+        if logs.size < 2:
+            raise ValueError(f"pilot must hold at least 2 rounds of {c.a} and {c.b}, got {logs.size}")
+        threshold = float(declared[c.claim]["margin"])
+        sd, distance = float(logs.std(ddof=1)), abs(float(logs.mean()) - math.log(threshold))
+        rows.append({"claim": c.claim, "a": c.a, "b": c.b, "pilot_rounds": int(logs.size),
+                     "pilot_ratio": math.exp(logs.mean()), "sd_log": sd, "threshold": threshold,
+                     "distance_log": distance,
+                     "rounds_needed": rounds_needed(sd, distance, level=level, target=target, min_rounds=min_rounds,
+                                                    max_rounds=max_rounds)})
+    table = pd.DataFrame(rows, columns=["claim", "a", "b", "pilot_rounds", "pilot_ratio", "sd_log", "threshold",
+                                        "distance_log", "rounds_needed"])
+    table["rounds_needed"] = pd.Series([r["rounds_needed"] for r in rows], index=table.index, dtype=object)
+    return table
+
+
+def choose_rounds(needed: Sequence[int | None], cycle: int) -> int:
+    """The rounds of a measurement that decides every comparison whose ``needed`` rounds are known (None:
+    out of reach, left out): their largest, rounded up to a multiple of ``cycle`` (the number of
+    configurations, so that the rotated order puts each configuration at each position equally often)."""
+    check_int("cycle", cycle, 1)
+    known = [n for n in needed if n is not None]
+    if not known:
+        raise ValueError("needed must hold at least one number of rounds (not None)")
+    return int(math.ceil(max(known) / cycle) * cycle)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The parsed pre-registration of the interleaved cost measurement (``results/study/cost_registration.yaml``)."""
+
+    path: Path
+    study_path: Path
+    study: Study
+    comparisons: tuple[Comparison, ...]
+    configurations: tuple[str, ...]
+    rounds: int
+    seed: int
+    threads: int
+    record: Path
+    pilot: dict[str, Any]
+
+
+def cost_comparisons(study: Study, margins_path: str | Path | None = None) -> tuple[Comparison, ...]:
+    """The study's comparisons of cost: those whose claim is in unit "ratio" in ``book/margins.yaml``."""
+    declared = declared_margins(margins_path)
+    return tuple(c for c in study.comparisons if declared[c.claim]["unit"] == "ratio")
+
+
+def load_registration(path: str | Path = REGISTRATION, study: Study | None = None,
+                      margins_path: str | Path | None = None) -> Registration:
+    """Read and check the registration: its comparisons are every cost comparison of its study (in the
+    study's order), its configurations exactly those they name and SGD, all registered at its seed;
+    ``rounds`` at least the margins' ``min_n``; one thread; the unit is process-CPU time per step."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    study_path = REPO / spec["study"]
+    study = load_study(study_path) if study is None else study
+    comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
+    expected = cost_comparisons(study, margins_path)
+    if comparisons != expected:
+        raise ValueError(f"{path.name}: comparisons must be the study's cost comparisons "
+                         f"{[comparison_label(c) for c in expected]}, got {[comparison_label(c) for c in comparisons]}")
+    measurement = spec["measurement"]
+    configurations = tuple(str(n) for n in measurement["configurations"])
+    needed = {REFERENCE, *(name for c in comparisons for name in (c.a, c.b))}
+    if sorted(configurations) != sorted(needed) or len(set(configurations)) != len(configurations):
+        raise ValueError(f"{path.name}: configurations must be {sorted(needed)} (the comparisons' and "
+                         f"{REFERENCE!r}), each once, got {list(configurations)}")
+    seed = measurement["seed"]
+    for name in configurations:
+        if seed not in study.configurations[name][1]:
+            raise ValueError(f"{path.name}: seed must be registered for every configuration, {name!r} lacks {seed!r}")
+    min_n = int(next(iter(declared_margins(margins_path).values()))["min_n"])
+    rounds = check_int("rounds", measurement["rounds"], min_n)
+    if measurement["threads"] != 1:
+        raise ValueError(f"{path.name}: threads must be 1 (the study's runs use one thread), "
+                         f"got {measurement['threads']!r}")
+    if measurement["unit"] != UNIT:
+        raise ValueError(f"{path.name}: unit must be {UNIT!r}, got {measurement['unit']!r}")
+    return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), 1,
+                        REPO / measurement["record"], dict(spec["pilot"]))
+
+
+def decide_costs(registration: Registration, measured: pd.DataFrame,
+                 margins_path: str | Path | None = None) -> dict[Comparison, Verdict]:
+    """Every registered comparison decided from an interleaved measurement (:func:`measure`'s long format)
+    by its claim's rule (:func:`sparsam.book.stats.decide`): a's CPU time per step against b's in the same
+    round, paired by round on the log scale; the rounds are the replicates. The measurement must be
+    alternated (:func:`alternation_problem`) and hold the registered configurations and rounds."""
+    problem = alternation_problem(measured)
+    if problem:
+        raise ValueError(f"measured must be interleaved: {problem}")
+    if sorted(set(measured["configuration"])) != sorted(registration.configurations):
+        raise ValueError(f"measured must time the registered configurations {sorted(registration.configurations)}, "
+                         f"got {sorted(set(measured['configuration']))}")
+    wide = measured.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    if len(wide) != registration.rounds:
+        raise ValueError(f"measured must hold the {registration.rounds} registered rounds, got {len(wide)}")
+    return {c: decide(c.claim, wide[c.a].to_numpy(float), wide[c.b].to_numpy(float), path=margins_path)
+            for c in registration.comparisons}
+
+
+def registration_problem(check: Mapping[str, Any], registration: Registration) -> str | None:
+    """Why a record of the benchmark is not the registered measurement, or None: it must name the
+    registration, be made in a clean tree at a commit that holds the registration as it is now (so the
+    registration was committed before the measurement ran)."""
+    named = (check.get("args") or {}).get("registration")
+    wanted = str(registration.path.resolve().relative_to(REPO)) if registration.path.resolve().is_relative_to(REPO) \
+        else registration.path.name
+    if named != wanted:
+        return f"it names registration {named!r}, not {wanted!r}"
+    made = check.get("provenance") or {}
+    commit = made.get("git_commit")
+    if not commit or made.get("git_dirty") is not False:
+        return "it was not made in a clean tree at a known commit"
+    last = _git("log", "-1", "--format=%H", "--", wanted)
+    if not last:
+        return f"{wanted} is not committed"
+    if _git("merge-base", "--is-ancestor", last, commit) is None:
+        return f"the registration's last change ({last[:7]}) is not in the record's commit {commit[:7]}"
+    return None
+
+
+def cost_rows(registration: Registration, check: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`decide_costs` of a registered record as rows of the claims table
+    (:func:`sparsam.book.claims.claims_frame`, labelled as :func:`sparsam.book.study.decide_comparisons`
+    labels them), with the record's commit and staleness; a record that is not the registered
+    measurement (:func:`registration_problem`) is an error."""
+    problem = registration_problem(check, registration)
+    if problem:
+        raise ValueError(f"check must be the registered measurement of {registration.path.name}: {problem}")
+    measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
+    used = pd.DataFrame({"commit": [str(check["provenance"]["git_commit"])[:7]],
+                         "stale": [stale_reason(check) is not None]})
+    evidence = f"interleaved measurement ({registration.record.name}, {registration.rounds} rounds)"
+    return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence)
+                                for c, verdict in decide_costs(registration, measured).items()])
 
 
 def read(path: str | Path) -> dict[str, Any]:

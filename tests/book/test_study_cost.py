@@ -1,5 +1,5 @@
 """The study's cost side by side (sparsam.book.study_cost): real trainers at a tiny scale, exact ratios on
-constructed times."""
+constructed times, the registration of the interleaved measurement and the decisions taken from it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from scipy import stats
 
 from sparsam.book import study_cost
-from sparsam.book.study import load_study
+from sparsam.book.stats import margins
+from sparsam.book.study import comparison_label, load_study
 from sparsam.experiment.train import Trainer
 
 from conftest import data_file
@@ -40,17 +43,25 @@ def test_measure_interleaves_the_registered_configurations_one_epoch_at_a_time(t
         return train_epoch(self, epoch, progress)
 
     monkeypatch.setattr(Trainer, "train_epoch", recording)
-    measured = study_cost.measure(tiny, names, rounds=2)
+    measured = study_cost.measure(tiny, names, rounds=3)
     # one warm-up epoch each, then rounds in which every configuration trains its next epoch once, the
-    # order rotated by one each round
+    # order rotated by one each round: what the trainer saw, not what the record says
     assert trained == ([(n, 0) for n in names] + [(n, 1) for n in names]
-                       + [(n, 2) for n in names[1:] + names[:1]])
-    assert list(measured.columns) == ["round", "configuration", "cpu_seconds_per_step"]
+                       + [(n, 2) for n in names[1:] + names[:1]] + [(n, 3) for n in names[2:] + names[:2]])
+    assert list(measured.columns) == ["round", "configuration", "cpu_seconds_per_step", "epoch", "order"]
     assert sorted(measured["configuration"].unique()) == sorted(names)
-    assert measured.groupby("configuration").size().tolist() == [2, 2, 2]
+    assert measured.groupby("configuration").size().tolist() == [3, 3, 3]
     assert (measured["cpu_seconds_per_step"] > 0).all()
     table = study_cost.ratios(measured)
     assert table.set_index("configuration").loc["sgd", "cost"] == pytest.approx(1.0)
+    # the alternation as observed from the calls: the 3 warm-up epochs took positions 0-2, then each
+    # round trains each configuration once (its epoch = round + 1), rounds one after the other, the
+    # order rotated by one each round
+    assert study_cost.alternation_problem(measured) is None
+    assert sorted(measured["order"]) == list(range(3, 12))
+    assert (measured["epoch"] == measured["round"] + 1).all()
+    firsts = [rows.sort_values("order")["configuration"].tolist() for _, rows in measured.groupby("round")]
+    assert firsts == [names, names[1:] + names[:1], names[2:] + names[:2]]
 
 
 def test_measure_rejects_unknown_names_a_missing_sgd_and_a_seed_not_registered(tiny):
@@ -62,9 +73,13 @@ def test_measure_rejects_unknown_names_a_missing_sgd_and_a_seed_not_registered(t
         study_cost.measure(tiny, ["sgd", "sam-every-2"], rounds=2, seed=4)  # sam-every-2 has seeds 0-2
 
 
-def _long(times: dict[str, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"round": r, "configuration": name, "cpu_seconds_per_step": t}
-                         for name, values in times.items() for r, t in enumerate(values)])
+def _long(times: dict[str, list[float]], blocks: bool = False) -> pd.DataFrame:
+    """A measurement in measure()'s format: round by round (each round's epochs together, in the order
+    of ``times``), or, with ``blocks``, every round of one configuration before the next configuration."""
+    k, n = len(times), len(next(iter(times.values())))
+    return pd.DataFrame([{"round": r, "configuration": name, "cpu_seconds_per_step": t, "epoch": r + 1,
+                          "order": k + (j * n + r if blocks else r * k + j)}
+                         for j, (name, values) in enumerate(times.items()) for r, t in enumerate(values)])
 
 
 def test_ratios_divide_by_sgd_of_the_same_round_and_average_on_the_log_scale():
@@ -116,3 +131,228 @@ def test_read_describe_and_staleness_of_a_record(tmp_path):
     dirty = {**check, "provenance": {"git_commit": head, "git_dirty": True}}
     assert "dirty" in study_cost.stale_reason(dirty) and "(stale: made in a dirty tree" in study_cost.describe(dirty)
     assert study_cost.stale_reason({**check, "provenance": {}}) == "unknown commit (not recorded)"
+
+
+# ---- the registered measurement ----------------------------------------------------------------------
+
+REGISTERED = ["sgd", "sam", "sam-every-2", "cost-aware-0.9", "ssam-f-0.9", "ssam-f-0.5"]
+
+
+@pytest.fixture(scope="module")
+def registration():
+    return study_cost.load_registration()
+
+
+def _write_changed(tmp_path, **changes) -> str:
+    spec = yaml.safe_load(study_cost.REGISTRATION.read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            spec[section][field] = value
+        else:
+            spec[section] = value
+    path = tmp_path / "registration.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_the_registration_names_every_cost_comparison_of_the_study_and_its_configurations(registration, tmp_path):
+    study = load_study()
+    units = margins()
+    cost = [c for c in study.comparisons if units[c.claim]["unit"] == "ratio"]
+    assert len(cost) == 5 and registration.comparisons == tuple(cost)
+    assert registration.rounds == 30 and registration.threads == 1 and registration.seed == 0
+    assert sorted(registration.configurations) == sorted(REGISTERED)
+    assert all(name in study.configurations and 0 in study.configurations[name][1]
+               for name in registration.configurations)
+    assert registration.record == study_cost.RESULTS / "study" / "cost_interleaved.json"
+    with pytest.raises(ValueError, match="comparisons must be the study's cost comparisons"):
+        study_cost.load_registration(_write_changed(tmp_path, comparisons=[
+            {"claim": "cost_time_ssam_vs_sam", "a": "ssam-f-0.5", "b": "sam"}]), study)
+    with pytest.raises(ValueError, match="configurations must be"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED[:-1]), study)
+    with pytest.raises(ValueError, match="configurations must be"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED + ["sgd"]),
+                                     study)
+    with pytest.raises(ValueError, match="rounds must be an integer >= 3"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__rounds=2), study)
+    with pytest.raises(ValueError, match="threads must be 1"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__threads=2), study)
+    with pytest.raises(ValueError, match="seed must be registered for every configuration"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__seed=4), study)  # rest: seeds 0-2
+    with pytest.raises(ValueError, match="unit must be"):
+        study_cost.load_registration(_write_changed(tmp_path, measurement__unit="wall seconds"), study)
+
+
+def test_the_registered_rounds_follow_from_the_pilots_spread(registration):
+    pilot = registration.pilot
+    table = study_cost.plan(study_cost.read(study_cost.REPO / pilot["record"])["measured"], registration.comparisons,
+                            level=pilot["level"], target=pilot["target"], min_rounds=pilot["min_rounds"],
+                            max_rounds=pilot["max_rounds"])
+    assert len(table) == len(pilot["plan"])
+    for (_, row), written in zip(table.iterrows(), pilot["plan"]):
+        assert (row["a"], row["b"]) == (written["a"], written["b"])
+        for field in ("pilot_ratio", "sd_log", "distance_log"):
+            digits = len(str(written[field]).split(".")[1])
+            assert round(row[field], digits) == pytest.approx(written[field]), field
+        assert row["rounds_needed"] == written["rounds_needed"]
+    assert study_cost.choose_rounds(list(table["rounds_needed"]), len(registration.configurations)) == \
+        registration.rounds
+    # the comment's 256 rounds for the comparison out of reach
+    out = table[table["rounds_needed"].isna()].iloc[0]
+    assert study_cost.rounds_needed(out["sd_log"], out["distance_log"], max_rounds=1000) == 256
+
+
+def test_power_matches_a_simulation_of_the_t_interval_and_rounds_needed_is_the_fewest():
+    rng = np.random.default_rng(0)
+    n, sd, distance, trials = 8, 0.05, 0.04, 20000
+    d = rng.normal(distance, sd, size=(trials, n))
+    half = stats.t.ppf(0.975, n - 1) * d.std(axis=1, ddof=1) / math.sqrt(n)
+    simulated = float(np.mean(d.mean(axis=1) - half > 0))
+    predicted = study_cost.power(n, sd, distance)
+    assert abs(simulated - predicted) < 4 * math.sqrt(predicted * (1 - predicted) / trials)
+    assert 0.3 < predicted < 0.7   # a case that tells power apart from 0 or 1
+    needed = study_cost.rounds_needed(sd, distance)
+    assert study_cost.power(needed - 1, sd, distance) < 0.8 <= study_cost.power(needed, sd, distance)
+    assert study_cost.power(5, sd, 0.0) == pytest.approx(0.025)  # at the threshold: the one-sided tail
+    assert study_cost.rounds_needed(sd, 0.0, max_rounds=200) is None
+    with pytest.raises(ValueError, match="sd must be in"):
+        study_cost.power(5, 0.0, 0.1)
+    with pytest.raises(ValueError, match="rounds must be an integer >= 2"):
+        study_cost.power(1, 0.1, 0.1)
+    with pytest.raises(ValueError, match="cycle must be"):
+        study_cost.choose_rounds([3], 0)
+    assert study_cost.choose_rounds([16, None, 3], 6) == 18
+    with pytest.raises(ValueError, match="needed must hold"):
+        study_cost.choose_rounds([None], 6)
+
+
+def _constructed(rounds: int, ratios: dict[str, float], noise: float, seed: int = 1) -> pd.DataFrame:
+    """SGD's time drifts by a factor up to 2 over the rounds (the load); every other configuration costs
+    its ratio times SGD's in the same round, times a log-normal noise of SD ``noise``."""
+    rng = np.random.default_rng(seed)
+    sgd = 0.04 * np.exp(np.linspace(0, math.log(2), rounds)) * np.exp(rng.normal(0, noise, rounds))
+    times = {"sgd": sgd.tolist()}
+    for name, ratio in ratios.items():
+        times[name] = (ratio * sgd * np.exp(rng.normal(0, noise, rounds))).tolist()
+    return _long(times)
+
+
+def _independent(a: np.ndarray, b: np.ndarray, margin: float) -> tuple[float, float, float, str]:
+    """The ratio a / b paired by round: geometric mean, 95% t-interval, and the lower-is-better rule."""
+    d = np.log(a) - np.log(b)
+    low, high = stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=stats.sem(d))
+    status = ("reproduced" if high < math.log(margin) else "not reproduced" if low > math.log(margin)
+              else "inconclusive")
+    return math.exp(d.mean()), math.exp(low), math.exp(high), status
+
+
+def test_decide_costs_matches_an_independent_paired_computation(registration):
+    measured = _constructed(30, {"sam": 1.75, "sam-every-2": 1.45, "cost-aware-0.9": 1.25, "ssam-f-0.9": 1.1,
+                                 "ssam-f-0.5": 1.75}, noise=0.03)
+    decided = study_cost.decide_costs(registration, measured)
+    wide = measured.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    statuses = {}
+    for c, verdict in decided.items():
+        ratio, low, high, status = _independent(wide[c.a].to_numpy(), wide[c.b].to_numpy(),
+                                                margins()[c.claim]["margin"])
+        assert (math.exp(verdict.diff), math.exp(verdict.low), math.exp(verdict.high)) == pytest.approx(
+            (ratio, low, high))
+        assert verdict.status == status and verdict.n == 30 and verdict.unit == "ratio"
+        statuses[c.a, c.b] = status
+    # the constructed ratios make the rules tell the cases apart
+    assert statuses == {("sam-every-2", "sgd"): "not reproduced", ("cost-aware-0.9", "sgd"): "inconclusive",
+                        ("ssam-f-0.9", "sgd"): "reproduced", ("ssam-f-0.5", "sam"): "inconclusive",
+                        ("cost-aware-0.9", "sam"): "reproduced"}
+    # pairing by round removes SGD's drift: unpaired, the same data give a far wider interval
+    unpaired = stats.t.interval(0.95, 58, loc=0, scale=math.sqrt(np.log(wide["ssam-f-0.9"]).var(ddof=1) / 30
+                                                                 + np.log(wide["sgd"]).var(ddof=1) / 30))
+    paired = decided[registration.comparisons[2]]
+    assert paired.high - paired.low < (unpaired[1] - unpaired[0]) / 5
+
+
+def test_decide_costs_needs_alternated_rounds_the_registered_rounds_and_configurations(registration):
+    ratios = {"sam": 1.75, "sam-every-2": 1.45, "cost-aware-0.9": 1.25, "ssam-f-0.9": 1.1, "ssam-f-0.5": 1.75}
+    times = _constructed(30, ratios, noise=0.03).pivot(index="round", columns="configuration",
+                                                       values="cpu_seconds_per_step")
+    blocked = _long({name: times[name].tolist() for name in ["sgd", *ratios]}, blocks=True)
+    assert "overlap" in study_cost.alternation_problem(blocked)
+    with pytest.raises(ValueError, match="measured must be interleaved: rounds 0 and 1 overlap"):
+        study_cost.decide_costs(registration, blocked)
+    with pytest.raises(ValueError, match="no record of the order"):
+        study_cost.decide_costs(registration, blocked.drop(columns="order"))
+    with pytest.raises(ValueError, match="round 3 times"):
+        study_cost.decide_costs(registration, blocked.drop(index=blocked.index[(blocked["round"] == 3)
+                                                                               & (blocked["configuration"] == "sam")]))
+    with pytest.raises(ValueError, match="the 30 registered rounds, got 29"):
+        study_cost.decide_costs(registration, _constructed(29, ratios, noise=0.03))
+    with pytest.raises(ValueError, match="the registered configurations"):
+        study_cost.decide_costs(registration, _constructed(
+            30, {k: v for k, v in ratios.items() if k != "sam-every-2"}, noise=0.03))
+
+
+def test_cost_rows_need_the_registered_measurement_and_replace_the_records_cost(registration):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ratios = {"sam": 1.75, "sam-every-2": 1.45, "cost-aware-0.9": 1.25, "ssam-f-0.9": 1.1, "ssam-f-0.5": 1.75}
+    check = {"provenance": {"git_commit": head, "git_dirty": False},
+             "args": {"registration": "results/study/cost_registration.yaml"},
+             "measured": _constructed(30, ratios, noise=0.03)}
+    rows = study_cost.cost_rows(registration, check)
+    assert list(rows["claim"]) == [comparison_label(c) for c in registration.comparisons]
+    assert set(rows["commits"]) == {head[:7]} and not rows["stale"].any()
+    assert list(rows["status"]) == [v.status for v in study_cost.decide_costs(registration, check["measured"]).values()]
+    for changed, reason in (({"args": {"registration": None}}, "names registration None"),
+                            ({"provenance": {"git_commit": head, "git_dirty": True}}, "clean tree"),
+                            ({"provenance": {"git_commit": "0" * 40, "git_dirty": False}},
+                             "not in the record's commit")):
+        with pytest.raises(ValueError, match=reason):
+            study_cost.cost_rows(registration, {**check, **changed})
+
+
+def test_the_study_reads_its_cost_comparisons_from_the_interleaved_rows(registration):
+    from sparsam.book import study as study_module
+    from sparsam.experiment.results import load_all
+    registered = load_study()
+    records = load_all(study_module.STORE)
+    frame = study_module.study_frame(registered, records)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ratios = {"sam": 1.75, "sam-every-2": 1.45, "cost-aware-0.9": 1.25, "ssam-f-0.9": 1.1, "ssam-f-0.5": 1.75}
+    rows = study_cost.cost_rows(registration, {"provenance": {"git_commit": head, "git_dirty": False},
+                                               "args": {"registration": "results/study/cost_registration.yaml"},
+                                               "measured": _constructed(30, ratios, noise=0.03)})
+    own = study_module.decide_comparisons(registered, frame, records, resamples=50)
+    decided = study_module.decide_comparisons_interleaved(registered, frame, records, rows, resamples=50)
+    assert list(decided.columns) == list(own.columns) and list(decided["claim"]) == list(own["claim"])
+    cost = decided["unit"] == "ratio"
+    assert cost.sum() == 5
+    pd.testing.assert_frame_equal(decided[cost].reset_index(drop=True), rows.reset_index(drop=True),
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(decided[~cost], own[~cost], check_dtype=False)
+    assert set(decided.loc[cost, "n"]) == {30}   # rounds, not seeds
+    with pytest.raises(ValueError, match="cost must decide every cost comparison"):
+        study_module.decide_comparisons_interleaved(registered, frame, records, rows.iloc[1:], resamples=50)
+    # the study's answer counts the accuracy seeds only: every planned seed is in, and n = 30 rounds of
+    # the cost rows is complete by registration (pairing by seed would expect 3 or 5)
+    at_margin = {**ratios, "ssam-f-0.9": 1.25}   # inconclusive against 1.25 SGD steps, like cost-aware-0.9
+    rows = study_cost.cost_rows(registration, {"provenance": {"git_commit": head, "git_dirty": False},
+                                               "args": {"registration": "results/study/cost_registration.yaml"},
+                                               "measured": _constructed(30, at_margin, noise=0.03)})
+    undecided = study_module.decide_comparisons_interleaved(registered, frame, records, rows, resamples=50)
+    assert study_module.answer(registered, undecided).startswith("Not decided at this scale: every planned seed is in")
+
+
+def test_the_committed_measurement_is_the_registered_one_and_was_alternated(registration):
+    """The record that decides the study's cost: made from a clean tree holding the registration, the
+    registered configurations and rounds, and the alternation seen in the order of its epochs."""
+    check = study_cost.read(registration.record)
+    assert study_cost.registration_problem(check, registration) is None
+    measured = check["measured"]
+    assert study_cost.alternation_problem(measured) is None
+    assert measured["round"].nunique() == registration.rounds == check["args"]["rounds"]
+    assert sorted(set(measured["configuration"])) == sorted(registration.configurations)
+    assert check["machine"]["threads"] == 1 and check["args"]["seed"] == registration.seed
+    k = len(registration.configurations)
+    assert sorted(measured["order"]) == list(range(k, k * (registration.rounds + 1)))  # after k warm-up epochs
+    positions = measured.assign(position=measured["order"] % k).groupby(["configuration", "position"]).size()
+    assert len(positions) == k * k and set(positions) == {registration.rounds // k}  # each at each place alike
+    assert len(study_cost.cost_rows(registration, check)) == len(registration.comparisons)
