@@ -41,16 +41,16 @@ from . import claims, tables
 from .._checks import check_int, check_range
 from .efficiency import time_rounds
 from .study import Comparison, Study, comparison_label, load_study
-from ..experiment.results import RESULTS
-from ..experiment.store import REPO, _git
+from ..experiment.store import _git
+from .profiles import book_root
 from ..experiment.train import Trainer
 from .stats import Verdict, decide, margins as declared_margins, mean_interval
 from .records import stale_reason as record_stale_reason
 
 REFERENCE = "sgd"
 UNIT = "process-CPU seconds per training step, one thread"
-PILOT = RESULTS / "study" / "cost_side_by_side.json"          # the unregistered look that sizes the registration
-REGISTRATION = RESULTS / "study" / "cost_registration.yaml"
+PILOT = Path("results/study/cost_side_by_side.json")          # the unregistered look that sizes the registration
+REGISTRATION = Path("results/study/cost_registration.yaml")
 
 
 def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, seed: int = 0,
@@ -235,14 +235,24 @@ def cost_comparisons(study: Study, margins_path: str | Path | None = None) -> tu
     return tuple(c for c in study.comparisons if declared[c.claim]["unit"] == "ratio")
 
 
-def load_registration(path: str | Path = REGISTRATION, study: Study | None = None,
+def _book_of(path: Path) -> Path:
+    """The book holding ``path``, else (a changed copy outside it) the book around the current directory."""
+    try:
+        return book_root(path.parent)
+    except FileNotFoundError:
+        return book_root()
+
+
+def load_registration(path: str | Path | None = None, study: Study | None = None,
                       margins_path: str | Path | None = None) -> Registration:
-    """Read and check the registration: its comparisons are every cost comparison of its study (in the
+    """Read and check the registration (default: the book's :data:`REGISTRATION`; the paths inside it are
+    relative to the book holding it): its comparisons are every cost comparison of its study (in the
     study's order), its configurations exactly those they name and SGD, all registered at its seed;
     ``rounds`` at least the margins' ``min_n``; one thread; the unit is process-CPU time per step."""
-    path = Path(path)
+    path = book_root() / REGISTRATION if path is None else Path(path)
+    root = _book_of(path)
     spec = yaml.safe_load(path.read_text())
-    study_path = REPO / spec["study"]
+    study_path = root / spec["study"]
     study = load_study(study_path) if study is None else study
     comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
     expected = cost_comparisons(study, margins_path)
@@ -267,7 +277,7 @@ def load_registration(path: str | Path = REGISTRATION, study: Study | None = Non
     if measurement["unit"] != UNIT:
         raise ValueError(f"{path.name}: unit must be {UNIT!r}, got {measurement['unit']!r}")
     return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), 1,
-                        REPO / measurement["record"], dict(spec["pilot"]))
+                        root / measurement["record"], dict(spec["pilot"]))
 
 
 def decide_costs(registration: Registration, measured: pd.DataFrame,
@@ -294,7 +304,8 @@ def registration_problem(check: Mapping[str, Any], registration: Registration) -
     registration, be made in a clean tree at a commit that holds the registration as it is now (so the
     registration was committed before the measurement ran)."""
     named = (check.get("args") or {}).get("registration")
-    wanted = str(registration.path.resolve().relative_to(REPO)) if registration.path.resolve().is_relative_to(REPO) \
+    root = _book_of(registration.path).resolve()
+    wanted = str(registration.path.resolve().relative_to(root)) if registration.path.resolve().is_relative_to(root) \
         else registration.path.name
     if named != wanted:
         return f"it names registration {named!r}, not {wanted!r}"
