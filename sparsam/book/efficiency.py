@@ -24,9 +24,7 @@ from torch import Tensor, nn
 from ..masks import cost, patterns
 from ..masks.fisher import fisher_scores, fisher_scores_official
 from ..experiment.models import model_stages
-from ..optim.sam import SAM
-from ..optim.sparse_ascent import SparseAscentSAM
-from ..optim.ssam import SSAM
+from ..experiment.optimizers import build_optimizer
 from ..masks.strategies import FisherMask
 
 MASK_RULES = ("unstructured (papers' rule)", "layer (papers' rule)", "filter", "layer, cost-aware (this book)")
@@ -68,7 +66,7 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
     step through each structured mask of ``mask_sets``."""
     def sgd() -> Callable[[], Any]:
         net = build()
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        opt = build_optimizer("sgd", net.parameters(), lr=0.01, momentum=0.9)
 
         def step() -> None:
             opt.zero_grad()
@@ -76,7 +74,7 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
             opt.step()
         return step
 
-    def two_pass(make: Callable[[nn.Module], SAM]) -> Callable[[], Any]:
+    def two_pass(make: Callable[[nn.Module], torch.optim.Optimizer]) -> Callable[[], Any]:
         net = build()
         opt = make(net)
 
@@ -88,13 +86,14 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
         return lambda: opt.step(closure)
 
     def sparse(mask: Sequence[Tensor]) -> Callable[[], Any]:
-        return two_pass(lambda net: SparseAscentSAM(model_stages(net), torch.optim.SGD, rho=rho, mask=mask, lr=0.01,
-                                                    momentum=0.9))
+        return two_pass(lambda net: build_optimizer("ssam-f", net.parameters(), lr=0.01, momentum=0.9, rho=rho,
+                                                    mask=mask, normalize="masked", ascent="sparse",
+                                                    stages=model_stages(net)))
 
     runners = {"SGD": sgd(),
-               "SAM": two_pass(lambda net: SAM(net.parameters(), torch.optim.SGD, rho=rho, lr=0.01, momentum=0.9)),
-               "SSAM explicit": two_pass(lambda net: SSAM(
-                   net.parameters(), torch.optim.SGD, rho=rho, lr=0.01, momentum=0.9,
+               "SAM": two_pass(lambda net: build_optimizer("sam", net.parameters(), lr=0.01, momentum=0.9, rho=rho)),
+               "SSAM explicit": two_pass(lambda net: build_optimizer(
+                   "ssam-f", net.parameters(), lr=0.01, momentum=0.9, rho=rho,
                    mask=FisherMask(net, [fisher_batch], sparsity=sparsity, num_samples=num_samples,
                                    update_every=10**9, update_unit="steps")))}
     runners.update({f"sparse ascent, {name}": sparse(mask) for name, mask in mask_sets.items()

@@ -1,5 +1,5 @@
 """The tables of sparsam.experiment.config that decide for the rest of the package: the optimizers, their
-display names, which fields act on which optimizer, and the help line of every field."""
+display names and factories, which fields act on which optimizer, and the help line of every field."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import nets
-from sparsam.experiment import train
+from sparsam.experiment import optimizers, train
 from sparsam.experiment.config import (ACTS_ON, CHOICES, OPTIMIZER_NAMES, OPTIMIZERS, REJECTED_ELSEWHERE,
                                        TrainConfig, acts_on)
+from sparsam.masks.strategies import DynamicMask, FisherMask
 from sparsam.optim.sam import SAM
+from sparsam.optim.sparse_ascent import SparseAscentSAM
+from sparsam.optim.ssam import SSAM
 
 DEFAULTS = TrainConfig()
 # A value other than the default of every field of ACTS_ON, and the other fields it needs where it acts.
@@ -84,9 +87,60 @@ def test_a_field_acts_where_the_table_says_and_elsewhere_is_rejected_or_changes_
             assert _same(_trained(TrainConfig(**values)), _trained(TrainConfig(optimizer=optimizer))), (field, optimizer)
 
 
-def test_every_optimizer_has_a_display_name():
+def _mask(name: str, model: torch.nn.Module) -> FisherMask | DynamicMask | None:
+    if name == "ssam-f":
+        return FisherMask(model, nets.batches(1, size=4), sparsity=0.5, num_samples=4, update_unit="steps")
+    if name == "ssam-d":
+        return DynamicMask(0.5, total_steps=10)
+    return None
+
+
+def test_every_optimizer_has_a_display_name_and_a_factory():
     assert CHOICES["optimizer"] == OPTIMIZERS and set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
     assert len(set(OPTIMIZER_NAMES.values())) == len(OPTIMIZERS)
+    assert set(optimizers.MASKS) == set(ACTS_ON["sparsity"])  # the masked optimizers: those sparsity acts on
+    for name in OPTIMIZERS:
+        model = nets.make(0)
+        mask = _mask(name, model)
+        assert (mask is None) == (name not in optimizers.MASKS) and (mask is None or type(mask) is optimizers.MASKS[name])
+        opt = optimizers.build_optimizer(name, model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, rho=0.2,
+                                         mask=mask)
+        base = opt.base_optimizer if isinstance(opt, SAM) else opt
+        assert type(base) is torch.optim.SGD
+        group = opt.param_groups[0]
+        assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-3)
+        assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
+        assert isinstance(opt, SAM) == acts_on("rho", name), name  # the radius acts on the two-pass steps
+        if isinstance(opt, SAM):
+            assert group["rho"] == 0.2 and group["adaptive"] == (name == "asam")
+        assert isinstance(opt, SSAM) == (mask is not None) and getattr(opt, "mask", None) is mask
+
+
+def test_the_factory_builds_the_sparse_ascent_pass_and_rejects_what_does_not_fit():
+    model = nets.make(0)
+    fixed = [torch.ones_like(p) for p in model.parameters()]
+    sparse = optimizers.build_optimizer("ssam-f", model.parameters(), lr=0.1, rho=0.2, mask=fixed,
+                                        normalize="masked", ascent="sparse", stages=[model])
+    assert isinstance(sparse, SparseAscentSAM) and sparse.param_groups[0]["rho"] == 0.2
+    build = optimizers.build_optimizer
+    params = list(model.parameters())
+    for kwargs, message in [
+            (dict(name="adam"), "name must be one of"),
+            (dict(name="sam", mask=_mask("ssam-d", model)), "mask applies to optimizer 'ssam-f' or 'ssam-d' only"),
+            (dict(name="ssam-f"), "optimizer 'ssam-f' needs mask=<a FisherMask>, got NoneType"),
+            (dict(name="ssam-f", mask=_mask("ssam-d", model)), "needs mask=<a FisherMask>, got DynamicMask"),
+            (dict(name="ssam-d", mask=_mask("ssam-f", model)), "needs mask=<a DynamicMask>, got FisherMask"),
+            (dict(name="ssam-f", mask=fixed), "needs mask=<a FisherMask>, got list"),  # fixed: sparse ascent only
+            (dict(name="sam", form="implicit"), "form='implicit' applies to optimizer 'ssam-f' only"),
+            (dict(name="ssam-d", mask=_mask("ssam-d", model), ascent="sparse", stages=[model]),
+             "ascent='sparse' applies to optimizer 'ssam-f' only"),
+            (dict(name="ssam-f", mask=fixed, ascent="sparse", normalize="masked"), "needs stages"),
+            (dict(name="ssam-f", mask=fixed, ascent="sparse", stages=[model]), "needs normalize='masked'"),
+            (dict(name="sgd", stages=[model]), "stages applies to ascent='sparse' only"),
+            (dict(name="sgd", ascent="half"), "ascent must be one of")]:
+        name = kwargs.pop("name")
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            build(name, params, lr=0.1, **kwargs)
 
 
 def test_every_field_has_a_help_line_in_its_metadata_and_the_docstring_lists_them():
