@@ -23,17 +23,12 @@ from torch import Tensor, nn
 
 from ..masks import cost, patterns
 from ..masks.fisher import fisher_scores, fisher_scores_official
+from .._timing import timed
 from ..experiment.models import model_stages
 from ..experiment.optimizers import build_optimizer
 from ..masks.strategies import FisherMask
 
 MASK_RULES = ("unstructured (papers' rule)", "layer (papers' rule)", "filter", "layer, cost-aware (this book)")
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the GPU's queued work (nothing to do on a CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def masks_for(scores: Sequence[Tensor], per_tensor: Sequence[tuple[float, float]], sparsity: float
@@ -115,11 +110,7 @@ def time_rounds(runners: Mapping[str, Callable[[], Any]], repeats: int, device: 
     for r in range(repeats):
         row = {}
         for name in names[r % len(names):] + names[:r % len(names)]:
-            sync(device)
-            start = clock()
-            runners[name]()
-            sync(device)
-            row[name] = clock() - start
+            row[name] = timed(runners[name], device, clock)[0]
         rows.append(row)
     return pd.DataFrame(rows, columns=names)
 
@@ -137,24 +128,20 @@ def fisher_times(model: nn.Module, images: Tensor, labels: Tensor, sizes: Sequen
     the limit of any batched pass (one summed gradient of the same samples). One row per N_F."""
     params = list(model.parameters())
 
-    def timed(fn: Callable[[], Any]) -> float:
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - start
+    def seconds(fn: Callable[[], Any]) -> float:
+        return timed(fn, device)[0]
 
     rows = []
     for n in sizes:
         batch = [(images[:n], labels[:n])]
         twin = copy.deepcopy(model)
         row = {"N_F": n,
-               "batched, per layer": timed(lambda: fisher_scores(model, params, batch, n, method="per_layer")),
-               "batched, torch.func.vmap": timed(lambda: fisher_scores(model, params, batch, n, method="vmap")),
-               "one sample at a time (official)": timed(
+               "batched, per layer": seconds(lambda: fisher_scores(model, params, batch, n, method="per_layer")),
+               "batched, torch.func.vmap": seconds(lambda: fisher_scores(model, params, batch, n, method="vmap")),
+               "one sample at a time (official)": seconds(
                    lambda: fisher_scores_official(twin, list(twin.parameters()), batch, n))}
         model.eval()
-        row["limit: one batched gradient"] = timed(
+        row["limit: one batched gradient"] = seconds(
             lambda: torch.autograd.grad(F.cross_entropy(model(batch[0][0]), batch[0][1]), params))
         model.train()
         rows.append(row)

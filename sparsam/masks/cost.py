@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_choice, check_int
 from .._layers import full_rows
+from .._timing import timed
 from .._types import CostUnit, StepMethod
 from .patterns import cost_aware as cost_aware_mask
 
@@ -80,11 +81,6 @@ def _record_calls(stages: Sequence[nn.Module], x: Tensor) -> list[tuple[str, int
     return calls
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.device,
              timer: Callable[[], float]) -> float:
     if unit == "flops":
@@ -92,14 +88,7 @@ def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.devi
             fn()
         return float(counter.get_total_flops())
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = timer()
-        fn()
-        _sync(device)
-        times.append(timer() - start)
-    return statistics.median(times)
+    return statistics.median([timed(fn, device, timer)[0] for _ in range(repeats)])
 
 
 def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: CostUnit = "flops", repeats: int = 5,
