@@ -22,8 +22,7 @@ from .._checks import check_choice, check_int, check_range
 Optimizer = Literal["sgd", "sam", "asam", "ssam-f", "ssam-d"]
 OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
 # How the book, its tables and figures name each optimizer.
-OPTIMIZER_NAMES: dict[Optimizer, str] = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F",
-                                         "ssam-d": "SSAM-D"}
+OPTIMIZER_NAMES: dict[str, str] = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D"}
 _SAM_FAMILY: tuple[Optimizer, ...] = ("sam", "asam", "ssam-f", "ssam-d")
 _SSAM: tuple[Optimizer, ...] = ("ssam-f", "ssam-d")
 # The fields that act on some optimizers only (every other field acts on all of them). A field not

@@ -11,7 +11,7 @@ ignored, or rejected when the configuration rejects them too.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
     if stages is not None and ascent != "sparse":
         raise ValueError("stages applies to ascent='sparse' only")
     params = list(params)
-    base = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    base: dict[str, Any] = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
     wanted = MASKS.get(name)
     if wanted is None:
         if mask is not None:
@@ -72,5 +72,7 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
         if normalize != "masked":
             raise ValueError(f"ascent='sparse' needs normalize='masked' (the sparse pass never forms the full "
                              f"gradient), got normalize={normalize!r}")
-        return SparseAscentSAM(stages, torch.optim.SGD, rho=rho, mask=mask, params=params, **base)
-    return SSAM(params, torch.optim.SGD, rho=rho, mask=mask, form=form, normalize=normalize, model=model, **base)
+        return SparseAscentSAM(stages, torch.optim.SGD, rho=rho, mask=cast("MaskStrategy | list[Tensor]", mask),
+                               params=params, **base)
+    return SSAM(params, torch.optim.SGD, rho=rho, mask=cast(MaskStrategy, mask), form=form, normalize=normalize,
+                model=model, **base)
