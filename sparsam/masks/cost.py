@@ -36,7 +36,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_choice, check_int
 from .._layers import full_rows
-from .._timing import timed
+# The shared device wait; _measure keeps its own loop: its code decides the staleness of cost-aware and
+# sparse-ascent records (sparsam.book.records.optimizer_modules), and a rewrite would make them stale.
+from .._timing import sync as _sync
 from .._types import CostUnit, StepMethod
 from .patterns import cost_aware as cost_aware_mask
 
@@ -88,7 +90,14 @@ def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.devi
             fn()
         return float(counter.get_total_flops())
     fn()  # warm-up
-    return statistics.median([timed(fn, device, timer)[0] for _ in range(repeats)])
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = timer()
+        fn()
+        _sync(device)
+        times.append(timer() - start)
+    return statistics.median(times)
 
 
 def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: CostUnit = "flops", repeats: int = 5,

@@ -1,5 +1,5 @@
-"""The device-synchronised timer (sparsam._timing), shared by the cost model (masks.cost), the efficiency
-measurements and the benchmarks: the device waits bracket the call, the clocks are read inside them."""
+"""The device-synchronised timer (sparsam._timing), shared by the cost model (masks.cost: its wait), the
+efficiency measurements and the benchmarks: the device waits bracket the call, the clocks are read inside."""
 
 from __future__ import annotations
 
@@ -53,22 +53,18 @@ def test_on_a_cpu_nothing_waits_and_timed_gives_one_clock_and_the_result(log):
         _timing.timed_on(work, "cpu", ())
 
 
-def test_the_cost_model_times_each_piece_with_the_shared_timer(monkeypatch):
-    """layer_costs in seconds: the median of ``repeats`` timed calls per piece, on the timer given."""
-    calls = []
-    real = _timing.timed
-
-    def counting(fn, device, clock=None):
-        calls.append(device)
-        return real(fn, device, clock)
-
-    monkeypatch.setattr(cost, "timed", counting)
+def test_the_cost_model_waits_with_the_shared_sync_around_each_timed_repeat(monkeypatch):
+    """layer_costs in seconds: every repeat of every piece between two waits of the shared sync (its own
+    loop stays: see sparsam.masks.cost), the timer read inside them."""
+    assert cost._sync is _timing.sync
+    events: list = []
+    monkeypatch.setattr(cost, "_sync", lambda device: events.append(("sync", str(device))))
     torch.manual_seed(0)
     model = models.build_model("resnet-small", 10, width=4)
     ticks = itertools.count()
     layers = cost.layer_costs(model_stages(model), torch.randn(2, 3, 32, 32), unit="seconds", repeats=3,
-                              timer=lambda: float(next(ticks)))
+                              timer=clock("timer", events, ticks))
     pieces = sum(1 + (layer.input_grad > 0) + (layer.weight_grad > 0) for layer in layers)
-    assert len(calls) == 3 * pieces and set(calls) == {torch.device("cpu")}
+    assert events == [("sync", "cpu"), "timer", ("sync", "cpu"), "timer"] * 3 * pieces
     for layer in layers:  # each timed call reads the fake clock twice in a row: one tick
         assert layer.forward == 1.0 and layer.input_grad in (0.0, 1.0) and layer.weight_grad in (0.0, 1.0)
