@@ -10,7 +10,7 @@ import torch
 
 from sparsam import _timing
 from sparsam.masks import cost
-from sparsam.optim.sparse_ascent import model_stages
+from sparsam.experiment.models import model_stages
 from sparsam.experiment import models
 
 
