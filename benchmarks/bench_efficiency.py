@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparsam import SAM, SSAM
 
+from sparsam._timing import sync, timed, timed_on  # noqa: E402
 from sparsam.masks import patterns  # noqa: E402
 from sparsam.masks.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.masks.fisher import fisher_scores, fisher_scores_official  # noqa: E402
@@ -69,11 +70,6 @@ class StaticMask(MaskStrategy):
 # ------------------------------------------------------------------------------------------------
 # timing helpers
 # ------------------------------------------------------------------------------------------------
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 CLOCK = "wall"  # --clock: "wall" (time.perf_counter) or "cpu" (time.process_time, all threads)
 OTHER_TIMES: dict[str, list[float]] = {}  # the other clock's seconds of the last interleaved() call
@@ -106,11 +102,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            sync(device)
-            start, cpu = time.perf_counter(), time.process_time()
-            fns[name]()
-            sync(device)
-            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            (wall, cpu), _ = timed_on(fns[name], device, (time.perf_counter, time.process_time))
             times[name].append(wall if CLOCK == "wall" else cpu)
             OTHER_TIMES[name].append(cpu if CLOCK == "wall" else wall)
     return times
@@ -288,12 +280,8 @@ def part2(args, device: torch.device) -> tuple[dict, list[Tensor]]:
     fx, fy = make_batch(args.fisher_samples, device, seed=7)
     data = [(fx, fy)]
 
-    def timed(fn: Callable[[], list[Tensor]]) -> tuple[float, list[Tensor]]:
-        sync(device)
-        start = now()
-        out = fn()
-        sync(device)
-        return now() - start, out
+    def timed_now(fn: Callable[[], list[Tensor]]) -> tuple[float, list[Tensor]]:
+        return timed(fn, device, now)
 
     official_model = copy.deepcopy(model)  # the official loop moves BatchNorm statistics: its own copy
     fns = {"per_layer": lambda: fisher_scores(model, params, data, args.fisher_samples, method="per_layer"),
@@ -308,7 +296,7 @@ def part2(args, device: torch.device) -> tuple[dict, list[Tensor]]:
     results = {}
     for r in range(args.fisher_repeats):
         for name in (list(fns)[r % len(fns):] + list(fns)[:r % len(fns)]):
-            t, results[name] = timed(fns[name])
+            t, results[name] = timed_now(fns[name])
             times[name].append(t)
     # equality on the first samples against an eval-mode batch-1 loop (what fisher_scores computes) in
     # float64, the independent reference; the float32 loop's own distance from it shows the rounding scale.

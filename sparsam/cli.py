@@ -27,44 +27,8 @@ from .experiment import models, store
 from .experiment.config import CHOICES, TrainConfig
 from .experiment.jobs import add_executor_arguments, options_from_args
 
-# One line per TrainConfig field for `train --help` (a test checks that every field has one); the
-# choices come from the modules that check them.
-HELP = {
-    "optimizer": "sgd, SAM, ASAM (adaptive SAM), SSAM-F (Fisher mask) or SSAM-D (dynamic mask)",
-    "model": "network",
-    "width": "base width of resnet18 / resnet-small (none: the model's default)",
-    "dataset": "data set ($SPARSAM_DATA packs or a torchvision root)",
-    "n_train": "training images, a seeded class-balanced subset (none: all)",
-    "n_test": "test images, a seeded class-balanced subset (none: all)",
-    "epochs": "training epochs",
-    "batch_size": "mini-batch size",
-    "lr": "initial learning rate (cosine decay to 0)",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay (none: 5e-4 for sgd, 1e-3 for the SAM family)",
-    "label_smoothing": "label smoothing of the cross-entropy",
-    "rho": "perturbation radius of SAM / SSAM",
-    "sparsity": "SSAM sparsity: fraction of entries NOT perturbed, in [0, 1)",
-    "pattern": "SSAM-F mask pattern",
-    "mask_rule": "SSAM-F rule for layer/filter masks: Fisher mass, or Fisher mass per ascent FLOP",
-    "ascent_budget": "cost-aware rule: most ascent FLOPs, as a fraction of an SGD step (none: no cap)",
-    "augment": "CIFAR training augmentation",
-    "label_noise": "fraction of training labels replaced by another class",
-    "eval_every": "evaluate the test set every N epochs and after the last",
-    "drop_rate": "SSAM-D: fraction of the mask dropped and regrown at step 0 (alpha; 0: a fixed random mask)",
-    "sam_every": "SAM family: the two-pass step every N steps, a plain base step in between",
-    "ascent": "SSAM-F layer/filter mask with normalize=masked: dense ascent pass, or one skipping what the "
-              "mask leaves out",
-    "num_samples": "SSAM-F: samples of each Fisher estimate (N_F)",
-    "update_every": "SSAM: steps or epochs between mask updates (T_m)",
-    "update_unit": "unit of --update-every",
-    "form": "SSAM form: explicit masked perturbation or implicit sparse ascent",
-    "normalize": "SSAM: normalise the perturbation over all or only the masked entries",
-    "seed": "seed of the subset, data order, initialisation and masks",
-    "device": "cpu, cuda or cuda:N",
-    "amp": "mixed precision (needs cuda)",
-    "gpu_resident": "on cuda, keep CIFAR data on the GPU and augment there",
-    "num_workers": "DataLoader worker processes",
-}
+# The choices of each TrainConfig field for `train --help` (each field's help line is its metadata["help"]),
+# from the modules that check them.
 _CHOICES = {**CHOICES, "model": models.MODELS, "dataset": data.DATASETS, "pattern": patterns.PATTERNS,
             "augment": tuple(data.AUGMENTATIONS)}
 
@@ -93,7 +57,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         default = None if f.default is MISSING else f.default
         choices = f"one of: {', '.join(_CHOICES[f.name])}; " if f.name in _CHOICES else ""
-        text = f"{HELP.get(f.name, f.name)} ({choices}default: {default})".replace("%", "%%")
+        text = f"{f.metadata['help']} ({choices}default: {default})".replace("%", "%%")
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parser_for(hints[f.name]),
                             default=default, metavar=f.name.upper(), help=text)
 

@@ -23,19 +23,12 @@ from torch import Tensor, nn
 
 from ..masks import cost, patterns
 from ..masks.fisher import fisher_scores, fisher_scores_official
+from .._timing import timed
 from ..experiment.models import model_stages
-from ..optim.sam import SAM
-from ..optim.sparse_ascent import SparseAscentSAM
-from ..optim.ssam import SSAM
+from ..experiment.optimizers import build_optimizer
 from ..masks.strategies import FisherMask
 
 MASK_RULES = ("unstructured (papers' rule)", "layer (papers' rule)", "filter", "layer, cost-aware (this book)")
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the GPU's queued work (nothing to do on a CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def masks_for(scores: Sequence[Tensor], per_tensor: Sequence[tuple[float, float]], sparsity: float
@@ -68,7 +61,7 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
     step through each structured mask of ``mask_sets``."""
     def sgd() -> Callable[[], Any]:
         net = build()
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        opt = build_optimizer("sgd", net.parameters(), lr=0.01, momentum=0.9)
 
         def step() -> None:
             opt.zero_grad()
@@ -76,7 +69,7 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
             opt.step()
         return step
 
-    def two_pass(make: Callable[[nn.Module], SAM]) -> Callable[[], Any]:
+    def two_pass(make: Callable[[nn.Module], torch.optim.Optimizer]) -> Callable[[], Any]:
         net = build()
         opt = make(net)
 
@@ -88,13 +81,14 @@ def step_runners(build: Callable[[], nn.Module], x: Tensor, y: Tensor, *, rho: f
         return lambda: opt.step(closure)
 
     def sparse(mask: Sequence[Tensor]) -> Callable[[], Any]:
-        return two_pass(lambda net: SparseAscentSAM(model_stages(net), torch.optim.SGD, rho=rho, mask=mask, lr=0.01,
-                                                    momentum=0.9))
+        return two_pass(lambda net: build_optimizer("ssam-f", net.parameters(), lr=0.01, momentum=0.9, rho=rho,
+                                                    mask=mask, normalize="masked", ascent="sparse",
+                                                    stages=model_stages(net)))
 
     runners = {"SGD": sgd(),
-               "SAM": two_pass(lambda net: SAM(net.parameters(), torch.optim.SGD, rho=rho, lr=0.01, momentum=0.9)),
-               "SSAM explicit": two_pass(lambda net: SSAM(
-                   net.parameters(), torch.optim.SGD, rho=rho, lr=0.01, momentum=0.9,
+               "SAM": two_pass(lambda net: build_optimizer("sam", net.parameters(), lr=0.01, momentum=0.9, rho=rho)),
+               "SSAM explicit": two_pass(lambda net: build_optimizer(
+                   "ssam-f", net.parameters(), lr=0.01, momentum=0.9, rho=rho,
                    mask=FisherMask(net, [fisher_batch], sparsity=sparsity, num_samples=num_samples,
                                    update_every=10**9, update_unit="steps")))}
     runners.update({f"sparse ascent, {name}": sparse(mask) for name, mask in mask_sets.items()
@@ -116,11 +110,7 @@ def time_rounds(runners: Mapping[str, Callable[[], Any]], repeats: int, device: 
     for r in range(repeats):
         row = {}
         for name in names[r % len(names):] + names[:r % len(names)]:
-            sync(device)
-            start = clock()
-            runners[name]()
-            sync(device)
-            row[name] = clock() - start
+            row[name] = timed(runners[name], device, clock)[0]
         rows.append(row)
     return pd.DataFrame(rows, columns=names)
 
@@ -138,24 +128,20 @@ def fisher_times(model: nn.Module, images: Tensor, labels: Tensor, sizes: Sequen
     the limit of any batched pass (one summed gradient of the same samples). One row per N_F."""
     params = list(model.parameters())
 
-    def timed(fn: Callable[[], Any]) -> float:
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - start
+    def seconds(fn: Callable[[], Any]) -> float:
+        return timed(fn, device)[0]
 
     rows = []
     for n in sizes:
         batch = [(images[:n], labels[:n])]
         twin = copy.deepcopy(model)
         row = {"N_F": n,
-               "batched, per layer": timed(lambda: fisher_scores(model, params, batch, n, method="per_layer")),
-               "batched, torch.func.vmap": timed(lambda: fisher_scores(model, params, batch, n, method="vmap")),
-               "one sample at a time (official)": timed(
+               "batched, per layer": seconds(lambda: fisher_scores(model, params, batch, n, method="per_layer")),
+               "batched, torch.func.vmap": seconds(lambda: fisher_scores(model, params, batch, n, method="vmap")),
+               "one sample at a time (official)": seconds(
                    lambda: fisher_scores_official(twin, list(twin.parameters()), batch, n))}
         model.eval()
-        row["limit: one batched gradient"] = timed(
+        row["limit: one batched gradient"] = seconds(
             lambda: torch.autograd.grad(F.cross_entropy(model(batch[0][0]), batch[0][1]), params))
         model.train()
         rows.append(row)

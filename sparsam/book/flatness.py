@@ -22,12 +22,14 @@ import pandas as pd
 from scipy import stats
 
 from .._checks import check_range
+from ..experiment.config import OPTIMIZER_NAMES
 from .stats import Verdict, decide, mean_interval
 
 CLAIMS = {"SAM": "flatness_ssam_vs_sam", "SGD": "flatness_ssam_vs_sgd"}
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
 # The method label of each kind of network of sparsam.book.curvature.networks, as the rows name them.
-NETWORK_NAMES = {"sgd": "SGD", "sam": "SAM", "ssam": "SSAM-F", "ssamd": "SSAM-D"}
+NETWORK_NAMES = {kind: OPTIMIZER_NAMES[optimizer] for kind, optimizer in
+                 (("sgd", "sgd"), ("sam", "sam"), ("ssam", "ssam-f"), ("ssamd", "ssam-d"))}
 
 
 def curvature_summary(frame: pd.DataFrame, measure: str, level: float = 0.95) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-from .records import OPTIMIZER_NAMES, pareto_front, summarize
+from ..experiment.config import OPTIMIZER_NAMES
+from .records import pareto_front, summarize
 
 INTERVAL = "mean, 95% interval over seeds"
 NO_INTERVAL = "one seed: no interval"

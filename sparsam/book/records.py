@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..experiment.config import TrainConfig
+from ..experiment.config import OPTIMIZER_NAMES, TrainConfig, acts_on
 from ..experiment.results import load_all
 from ..experiment.store import _git
 from .stats import mean_interval
@@ -65,12 +65,6 @@ SUMMARY_FIELDS = ("final_test_acc", "best_test_acc", "final_train_loss", "second
                   "world_size")
 PERCENT_FIELDS = ("final_test_acc", "best_test_acc")  # fractions in the records, percent in the frame
 CONFIG_FIELDS = tuple(TrainConfig.__dataclass_fields__)
-# Config fields that act on some optimizers only (the others ignore them): ignored when pairing across.
-_SSAM = ("ssam-f", "ssam-d")
-_ACTING_ON = {"rho": ("sam", "asam", *_SSAM), "num_samples": ("ssam-f",),
-              **{f: _SSAM for f in ("sparsity", "pattern", "mask_rule", "ascent_budget", "update_every", "update_unit",
-                                    "form", "normalize")}}
-OPTIMIZER_NAMES = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D"}
 
 
 def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -289,8 +283,9 @@ def _matching(frame: pd.DataFrame, selection: Mapping[str, Any]) -> pd.DataFrame
 
 
 def _applies(field: str, optimizers: set[str]) -> bool:
-    """Whether ``field`` of the config acts on every optimizer in ``optimizers``."""
-    return all(o in _ACTING_ON.get(field, OPTIMIZER_NAMES) for o in optimizers)
+    """Whether ``field`` of the config acts on every optimizer in ``optimizers``
+    (:data:`sparsam.experiment.config.ACTS_ON`)."""
+    return all(acts_on(field, o) for o in optimizers)
 
 
 def _keys(rows: pd.DataFrame, fields: Sequence[str]) -> list[tuple[str, ...]]:
@@ -363,7 +358,7 @@ def method_label(row: Mapping[str, Any]) -> str:
     """A short name of a run's method from its config fields, e.g. ``"SSAM-F s=0.9 layer, cost-aware"``."""
     optimizer = row["optimizer"]
     label = OPTIMIZER_NAMES.get(optimizer, str(optimizer))
-    if not str(optimizer).startswith("ssam"):
+    if not acts_on("sparsity", optimizer):
         return label
     label += f" s={row['sparsity']:g}"
     extras = [str(row["pattern"])] if row.get("pattern", "unstructured") != "unstructured" else []

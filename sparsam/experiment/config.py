@@ -1,19 +1,41 @@
-"""Training configuration: one validated dataclass shared by the CLI, notebooks and sweeps."""
+"""Training configuration: one validated dataclass shared by the CLI, notebooks and sweeps.
+
+It is also the one place of what the command line, the book and the records need to know about a
+configuration: the optimizers and their display names (:data:`OPTIMIZER_NAMES`), which fields act on
+which optimizer (:data:`ACTS_ON`) and the help text of every field (its ``metadata["help"]``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from ..masks import patterns
 from . import models
 from .data import AUGMENTATIONS, check_dataset
 from .._checks import check_choice, check_int, check_range
 
-OPTIMIZERS = ("sgd", "sam", "asam", "ssam-f", "ssam-d")
+Optimizer = Literal["sgd", "sam", "asam", "ssam-f", "ssam-d"]
+OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
+# How the book, its tables and figures name each optimizer.
+OPTIMIZER_NAMES: dict[str, str] = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D"}
+_SAM_FAMILY: tuple[Optimizer, ...] = ("sam", "asam", "ssam-f", "ssam-d")
+_SSAM: tuple[Optimizer, ...] = ("ssam-f", "ssam-d")
+# The fields that act on some optimizers only (every other field acts on all of them). A field not
+# acting on an optimizer is, there, either rejected when not at its default (REJECTED_ELSEWHERE: a run
+# asking for it would silently not get it) or ignored (any value is accepted and changes nothing but
+# the run id, so grids may set it across optimizers); the records ignore it when pairing runs.
+ACTS_ON: dict[str, tuple[Optimizer, ...]] = {
+    "rho": _SAM_FAMILY, "sam_every": ("sam",),
+    **{name: _SSAM for name in ("sparsity", "update_every", "update_unit", "normalize")},
+    **{name: ("ssam-f",) for name in ("pattern", "mask_rule", "ascent_budget", "num_samples", "form", "ascent")},
+    "drop_rate": ("ssam-d",),
+}
+REJECTED_ELSEWHERE = ("sam_every", "drop_rate", "mask_rule", "ascent_budget", "form", "ascent")
 # The allowed values of the other string fields with a fixed set of values (the CLI lists them too).
 CHOICES = {"optimizer": OPTIMIZERS, "mask_rule": ("fisher", "cost-aware"), "update_unit": ("steps", "epochs"),
            "form": ("explicit", "implicit"), "normalize": ("full", "masked"),
@@ -24,64 +46,73 @@ _LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-
                  "eval_every": 1, "drop_rate": 0.5, "sam_every": 1, "ascent": "dense"}
 
 
+def acts_on(field: str, optimizer: str) -> bool:
+    """Whether the config field ``field`` acts on ``optimizer`` (:data:`ACTS_ON`; other fields act on all)."""
+    return optimizer in ACTS_ON.get(field, OPTIMIZERS)
+
+
+def _field(default: Any, help: str) -> Any:
+    """A dataclass field with its help line (shown by ``python -m sparsam train --help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+_N = OPTIMIZER_NAMES
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Defaults are the papers' CIFAR recipe (ResNet-18, 200 epochs, ρ = 0.1).
 
-    ``weight_decay=None`` means the papers' choice: 5e-4 for SGD, 1e-3 for the SAM family.
-    ``n_train``/``n_test`` take seeded, class-balanced subsets (quick profiles).
-    ``update_every``/``update_unit`` are SSAM's T_m; ``num_samples`` is SSAM-F's N_F.
-    ``amp``: "off", "bf16" (autocast, GPU) or "fp16" (autocast with a GradScaler).
-    ``augment``: the CIFAR training augmentation, "crop-flip-cutout" (the papers'), "crop-flip", "flip"
-    or "none" (:data:`sparsam.experiment.data.AUGMENTATIONS`). ``label_noise``: fraction of training labels
-    replaced by another class (a declared deviation from the papers, 0 by default).
-    ``eval_every``: evaluate on the test set every that many epochs and after the last one (the
-    other epochs' metrics have no test values); it changes no training step.
-    ``drop_rate``: SSAM-D's α at step 0 (0 keeps the random initial mask fixed: a random-mask control).
-    ``sam_every``: SAM takes its two-pass step every that many steps and a plain base step otherwise
-    (2: an equal-cost baseline at about 1.5 SGD steps). ``ascent``: "dense" (the papers' step) or
-    "sparse" (SSAM-F with a "layer" or "filter" mask and ``normalize="masked"``: the ascent pass of
-    :class:`sparsam.optim.sparse_ascent.SparseAscentSAM`, which skips what the mask leaves out).
-    ``mask_rule`` (SSAM-F with a "layer" or "filter" pattern): "fisher" keeps the tensors or filters
-    of largest Fisher mass (the papers' rule); "cost-aware" ranks them by Fisher mass per unit of
-    ascent-pass FLOPs (:func:`sparsam.masks.cost.cost_aware_mask`), optionally with an ``ascent_budget``:
-    the most FLOPs the ascent pass may cost, as a fraction of an SGD step (None: fill the parameter
-    budget, which eventually reaches the bottom of the network and makes the ascent dense again).
+    Each field's meaning is its help line (``dataclasses.fields(TrainConfig)[i].metadata["help"]``),
+    listed below and by ``python -m sparsam train --help``; :data:`ACTS_ON` says which optimizers a
+    field acts on.
     """
 
-    optimizer: str = "sgd"
-    model: str = "resnet18"
-    width: int | None = None
-    dataset: str = "cifar10"
-    n_train: int | None = None
-    n_test: int | None = None
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    label_smoothing: float = 0.0
-    rho: float = 0.1
-    sparsity: float = 0.5
-    pattern: str = "unstructured"
-    mask_rule: str = "fisher"
-    ascent_budget: float | None = None
-    augment: str = "crop-flip-cutout"
-    label_noise: float = 0.0
-    eval_every: int = 1
-    num_samples: int = 128
-    update_every: int = 1
-    update_unit: str = "epochs"
-    form: str = "explicit"
-    normalize: str = "full"
-    drop_rate: float = 0.5
-    sam_every: int = 1
-    ascent: str = "dense"
-    seed: int = 0
-    device: str = "cpu"
-    amp: str = "off"
-    gpu_resident: bool = True
-    num_workers: int = 0
+    optimizer: str = _field("sgd", f"{_N['sgd']}, {_N['sam']}, {_N['asam']} (adaptive SAM), {_N['ssam-f']} "
+                                   f"(Fisher mask) or {_N['ssam-d']} (dynamic mask)")
+    model: str = _field("resnet18", "network")
+    width: int | None = _field(None, "base width of resnet18 / resnet-small (none: the model's default)")
+    dataset: str = _field("cifar10", "data set ($SPARSAM_DATA packs or a torchvision root)")
+    n_train: int | None = _field(None, "training images, a seeded class-balanced subset (none: all)")
+    n_test: int | None = _field(None, "test images, a seeded class-balanced subset (none: all)")
+    epochs: int = _field(200, "training epochs")
+    batch_size: int = _field(128, "mini-batch size")
+    lr: float = _field(0.05, "initial learning rate (cosine decay to 0)")
+    momentum: float = _field(0.9, "SGD momentum")
+    weight_decay: float | None = _field(None, "weight decay (none: the papers' choice, 5e-4 for sgd, 1e-3 for the "
+                                              "SAM family)")
+    label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy")
+    rho: float = _field(0.1, "perturbation radius of SAM / SSAM")
+    sparsity: float = _field(0.5, "SSAM sparsity: fraction of entries NOT perturbed, in [0, 1)")
+    pattern: str = _field("unstructured", "SSAM-F mask pattern")
+    mask_rule: str = _field("fisher", "SSAM-F rule for layer/filter masks: 'fisher' keeps the tensors or filters of "
+                                      "largest Fisher mass (the papers' rule), 'cost-aware' ranks them by Fisher mass "
+                                      "per ascent-pass FLOP (sparsam.masks.cost.cost_aware_mask)")
+    ascent_budget: float | None = _field(None, "cost-aware rule: most ascent FLOPs, as a fraction of an SGD step "
+                                               "(none: no cap; filling the parameter budget eventually reaches the "
+                                               "bottom of the network and makes the ascent dense again)")
+    augment: str = _field("crop-flip-cutout", "CIFAR training augmentation (crop-flip-cutout: the papers'; "
+                                              "sparsam.experiment.data.AUGMENTATIONS)")
+    label_noise: float = _field(0.0, "fraction of training labels replaced by another class (a declared deviation "
+                                     "from the papers)")
+    eval_every: int = _field(1, "evaluate the test set every N epochs and after the last (the other epochs have no "
+                                "test metrics; no training step changes)")
+    num_samples: int = _field(128, "SSAM-F: samples of each Fisher estimate (N_F)")
+    update_every: int = _field(1, "SSAM: steps or epochs between mask updates (T_m)")
+    update_unit: str = _field("epochs", "unit of --update-every")
+    form: str = _field("explicit", "SSAM form: explicit masked perturbation or implicit sparse ascent")
+    normalize: str = _field("full", "SSAM: normalise the perturbation over all or only the masked entries")
+    drop_rate: float = _field(0.5, "SSAM-D: fraction of the mask dropped and regrown at step 0 (alpha; 0: a fixed "
+                                   "random mask, a random-mask control)")
+    sam_every: int = _field(1, "SAM: the two-pass step every N steps, a plain base step in between (2: an "
+                               "equal-cost baseline at about 1.5 SGD steps)")
+    ascent: str = _field("dense", "SSAM-F layer/filter mask with normalize=masked: the papers' dense ascent pass, or "
+                                  "one skipping what the mask leaves out (sparsam.optim.sparse_ascent.SparseAscentSAM)")
+    seed: int = _field(0, "seed of the subset, data order, initialisation and masks")
+    device: str = _field("cpu", "cpu, cuda or cuda:N")
+    amp: str = _field("off", "mixed precision: bf16 (autocast) or fp16 (autocast with a GradScaler); needs cuda")
+    gpu_resident: bool = _field(True, "on cuda, keep CIFAR data on the GPU and augment there")
+    num_workers: int = _field(0, "DataLoader worker processes")
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -106,13 +137,8 @@ class TrainConfig:
         check_range("sparsity", self.sparsity, 0.0, 1.0)
         patterns.parse_pattern(self.pattern)
         check_choice("mask_rule", self.mask_rule, CHOICES["mask_rule"])
-        if self.mask_rule == "cost-aware" and (self.optimizer != "ssam-f" or self.pattern not in ("layer", "filter")):
-            raise ValueError("mask_rule='cost-aware' needs optimizer='ssam-f' and pattern 'layer' or 'filter', got "
-                             f"optimizer={self.optimizer!r}, pattern={self.pattern!r}")
         if self.ascent_budget is not None:
             check_range("ascent_budget", self.ascent_budget, 0.0, low_open=True)
-            if self.mask_rule != "cost-aware":
-                raise ValueError("ascent_budget applies to mask_rule='cost-aware' only")
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_range("label_noise", self.label_noise, 0.0, 1.0)
         check_int("eval_every", self.eval_every, 1)
@@ -135,23 +161,26 @@ class TrainConfig:
                              "here); use amp='off'")
 
     def _check_combinations(self) -> None:
-        """Options that act on some optimizers only, and the implicit and sparse forms' requirements."""
-        if self.sam_every != 1 and self.optimizer != "sam":
-            raise ValueError(f"sam_every applies to optimizer='sam' only, got optimizer={self.optimizer!r}")
-        if self.drop_rate != 0.5 and self.optimizer != "ssam-d":
-            raise ValueError(f"drop_rate applies to optimizer='ssam-d' only, got optimizer={self.optimizer!r}")
+        """Fields of :data:`REJECTED_ELSEWHERE` away from their default with an optimizer they do not act
+        on, and the requirements of the cost-aware rule and of the implicit and sparse forms."""
+        for name in REJECTED_ELSEWHERE:
+            value = getattr(self, name)
+            if value != self.__dataclass_fields__[name].default and not acts_on(name, self.optimizer):
+                needed = " or ".join(map(repr, ACTS_ON[name]))
+                raise ValueError(f"{name}={value!r} applies to optimizer {needed} only, got "
+                                 f"optimizer={self.optimizer!r}")
         kind = patterns.parse_pattern(self.pattern)[0]
-        if self.form == "implicit" and (self.optimizer != "ssam-f" or kind == "unstructured"
-                                        or self.normalize != "full"):
-            raise ValueError("form='implicit' needs optimizer='ssam-f', a 'layer', 'filter' or N:M pattern and "
-                             f"normalize='full', got optimizer={self.optimizer!r}, pattern={self.pattern!r}, "
-                             f"normalize={self.normalize!r}")
-        if self.ascent == "sparse" and (self.optimizer != "ssam-f" or kind not in ("layer", "filter")
-                                        or self.normalize != "masked" or self.form != "explicit"
-                                        or self.amp == "fp16"):
-            raise ValueError("ascent='sparse' needs optimizer='ssam-f', pattern 'layer' or 'filter', "
-                             "normalize='masked' (the sparse pass never forms the full gradient), "
-                             f"form='explicit' and amp other than 'fp16', got optimizer={self.optimizer!r}, "
+        if self.mask_rule == "cost-aware" and kind not in ("layer", "filter"):
+            raise ValueError(f"mask_rule='cost-aware' needs pattern 'layer' or 'filter', got pattern={self.pattern!r}")
+        if self.ascent_budget is not None and self.mask_rule != "cost-aware":
+            raise ValueError("ascent_budget applies to mask_rule='cost-aware' only")
+        if self.form == "implicit" and (kind == "unstructured" or self.normalize != "full"):
+            raise ValueError("form='implicit' needs a 'layer', 'filter' or N:M pattern and normalize='full', got "
+                             f"pattern={self.pattern!r}, normalize={self.normalize!r}")
+        if self.ascent == "sparse" and (kind not in ("layer", "filter") or self.normalize != "masked"
+                                        or self.form != "explicit" or self.amp == "fp16"):
+            raise ValueError("ascent='sparse' needs pattern 'layer' or 'filter', normalize='masked' (the sparse "
+                             "pass never forms the full gradient), form='explicit' and amp other than 'fp16', got "
                              f"pattern={self.pattern!r}, normalize={self.normalize!r}, form={self.form!r}, "
                              f"amp={self.amp!r}")
 
@@ -182,6 +211,10 @@ class TrainConfig:
         values = {k: v for k, v in self.to_dict().items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
         digest = hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
         parts = [self.optimizer, self.model, self.dataset, f"e{self.epochs}", f"s{self.seed}"]
-        if self.optimizer.startswith("ssam"):
+        if acts_on("sparsity", self.optimizer):
             parts.insert(1, f"sp{self.sparsity:g}")
         return "-".join(parts) + "-" + digest
+
+
+TrainConfig.__doc__ = (TrainConfig.__doc__ or "") + "\n    Fields:\n\n" + "\n".join(
+    f"    * ``{f.name}`` (default ``{f.default!r}``): {f.metadata['help']}." for f in fields(TrainConfig))

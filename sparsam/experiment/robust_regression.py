@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..optim.sam import SAM
-from ..optim.ssam import SSAM
 from ..masks.strategies import DynamicMask, FisherMask
+from ..optim.sam import SAM
+from .config import OPTIMIZER_NAMES
+from .optimizers import build_optimizer
 
-METHODS = ("SGD", "SAM", "SSAM-F", "SSAM-D")
+# The methods compared, by their display names (sparsam.experiment.config.OPTIMIZER_NAMES).
+_OPTIMIZER_OF = {OPTIMIZER_NAMES[name]: name for name in ("sgd", "sam", "ssam-f", "ssam-d")}
+METHODS = tuple(_OPTIMIZER_OF)
 SCHEDULES = ("decaying", "constant")
 
 
@@ -73,20 +76,17 @@ def make_model(dim: int, seed: int) -> nn.Module:
 
 def _optimizer(method: str, sparsity: float, model: nn.Module, problem: Problem, *, lr0: float, rho0: float,
                update_every: int, num_samples: int, steps: int, seed: int) -> torch.optim.Optimizer:
-    params = list(model.parameters())
-    if method == "SGD":
-        return torch.optim.SGD(params, lr=lr0)
-    if method == "SAM":
-        return SAM(params, torch.optim.SGD, rho=rho0, lr=lr0)
-    if method == "SSAM-F":
+    name = _OPTIMIZER_OF[method]
+    mask = None
+    if name == "ssam-f":
         fisher_data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(problem.a, problem.b),
                                                   batch_size=num_samples, shuffle=True,
                                                   generator=torch.Generator().manual_seed(seed))
         mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=num_samples, update_every=update_every,
                           update_unit="steps", loss_fn=cauchy_loss)
-    else:
+    elif name == "ssam-d":
         mask = DynamicMask(sparsity, update_every=update_every, update_unit="steps", total_steps=steps, seed=seed)
-    return SSAM(params, torch.optim.SGD, rho=rho0, mask=mask, lr=lr0)
+    return build_optimizer(name, model.parameters(), lr=lr0, rho=rho0, mask=mask)
 
 
 def run(problem: Problem, method: str, sparsity: float, seed: int, *, steps: int, lr0: float, rho0: float,
@@ -120,7 +120,7 @@ def run(problem: Problem, method: str, sparsity: float, seed: int, *, steps: int
             loss.backward()
             return loss
 
-        if method == "SGD":
+        if not isinstance(opt, SAM):  # SGD: one plain step
             opt.zero_grad()
             closure()
             opt.step()

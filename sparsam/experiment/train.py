@@ -29,12 +29,11 @@ from tqdm import tqdm
 from ..masks import cost
 from . import data
 from ..masks import patterns
-from . import models, results, store
+from . import models, optimizers, results, store
 from .models import model_stages
 from .config import TrainConfig
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
-from ..optim.ssam import SSAM
 from ..masks.strategies import DynamicMask, FisherMask
 
 
@@ -62,12 +61,8 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
     cost-aware mask rule needs. The sparse ascent pass (``config.ascent="sparse"``) gets the stages of
     :func:`sparsam.experiment.models.model_stages`.
     """
-    sgd = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), **sgd)
-    if config.optimizer in ("sam", "asam"):
-        return SAM(model.parameters(), torch.optim.SGD, rho=config.rho, adaptive=config.optimizer == "asam", **sgd)
     schedule = dict(update_every=config.update_every, update_unit=config.update_unit, steps_per_epoch=steps_per_epoch)
+    mask = None
     if config.optimizer == "ssam-f":
         sparsity = None if patterns.n_m_sparsity(config.pattern) is not None else config.sparsity
         rule = {}
@@ -79,14 +74,13 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
                 rule["max_cost"] = config.ascent_budget * cost.step_cost(layers)
         mask = FisherMask(model, fisher_data, sparsity=sparsity, num_samples=fisher_data.num_samples,
                           pattern=config.pattern, **rule, **schedule)
-        if config.ascent == "sparse":
-            return SparseAscentSAM(model_stages(model), torch.optim.SGD, rho=config.rho, mask=mask,
-                                   params=list(model.parameters()), **sgd)
-    else:
+    elif config.optimizer == "ssam-d":
         mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed,
                            drop_rate=config.drop_rate, **schedule)
-    return SSAM(model.parameters(), torch.optim.SGD, rho=config.rho, mask=mask, form=config.form,
-                normalize=config.normalize, model=model, **sgd)
+    return optimizers.build_optimizer(
+        config.optimizer, model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.decay,
+        rho=config.rho, mask=mask, normalize=config.normalize, form=config.form, model=model, ascent=config.ascent,
+        stages=model_stages(model) if config.ascent == "sparse" else None)
 
 
 class Trainer:

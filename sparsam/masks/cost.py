@@ -36,6 +36,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_choice, check_int
 from .._layers import full_rows
+# The shared device wait; _measure keeps its own loop: its code decides the staleness of cost-aware and
+# sparse-ascent records (sparsam.book.records.optimizer_modules), and a rewrite would make them stale.
+from .._timing import sync as _sync
 from .._types import CostUnit, StepMethod
 from .patterns import cost_aware as cost_aware_mask
 
@@ -78,11 +81,6 @@ def _record_calls(stages: Sequence[nn.Module], x: Tensor) -> list[tuple[str, int
         for handle in handles:
             handle.remove()
     return calls
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.device,

@@ -124,6 +124,24 @@ def test_paired_with_nothing_in_common_is_empty_and_bad_keys_raise(frame):
         analysis.paired(frame, {"optimizer": "sam"}, {"optimizer": "sgd"}, "accuracy")
 
 
+def test_paired_ignores_exactly_the_fields_that_do_not_act_on_a_side_s_optimizer():
+    """config.ACTS_ON decides: SSAM-F's sparse ascent (pattern, normalize and ascent do not act on SAM) pairs
+    with SAM; SSAM-D pairs with SSAM-F whatever SSAM-F's pattern and ascent, but only at its sparsity and
+    normalisation (they act on both); against SAM, SSAM-D's two sparsities must be selected."""
+    sparse = dict(sparsity=0.9, pattern="filter", normalize="masked", ascent="sparse")
+    runs = [record("sam", s, a) for s, a in enumerate([0.90, 0.91])]
+    runs += [record("ssam-f", s, a, **sparse) for s, a in enumerate([0.92, 0.93])]
+    runs += [record("ssam-d", s, 0.5, sparsity=0.9, normalize="masked") for s in range(2)]
+    runs += [record("ssam-d", s, 0.4, sparsity=0.5, normalize="masked") for s in range(2)]
+    frame = analysis.records_frame(runs)
+    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "sam"}, "final_test_acc")
+    assert seeds == [0, 1] and a.tolist() == pytest.approx([92.0, 93.0]) and b.tolist() == pytest.approx([90.0, 91.0])
+    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "ssam-d"}, "final_test_acc")
+    assert seeds == [0, 1] and b.tolist() == pytest.approx([50.0, 50.0])  # the SSAM-D runs at SSAM-F's sparsity
+    with pytest.raises(ValueError, match="select on \\['sparsity'\\]"):
+        analysis.paired(frame, {"optimizer": "ssam-d"}, {"optimizer": "sam"}, "final_test_acc")
+
+
 def test_summarize_gives_the_t_interval_per_group(frame):
     table = analysis.summarize(frame[frame["epochs"] == 4], "optimizer", "final_test_acc").set_index("optimizer")
     sam = [90.0, 91.0, 89.0, 92.0]
