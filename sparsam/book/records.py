@@ -236,7 +236,7 @@ def _matching(frame: pd.DataFrame, selection: Mapping[str, Any]) -> pd.DataFrame
 
 def _applies(field: str, optimizers: set[str]) -> bool:
     """Whether ``field`` of the config acts on every optimizer in ``optimizers``."""
-    return all(o in _ACTING_ON.get(field, OPTIMIZER_FILES) for o in optimizers)
+    return all(o in _ACTING_ON.get(field, OPTIMIZER_NAMES) for o in optimizers)
 
 
 def _keys(rows: pd.DataFrame, fields: Sequence[str]) -> list[tuple[str, ...]]:
