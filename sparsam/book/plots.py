@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator, NullFormatter
 
 from .records import OPTIMIZER_NAMES, pareto_front, summarize
 from .stats import mean_interval
@@ -437,9 +437,11 @@ def training_curves(curves: pd.DataFrame, level: float = 0.95) -> Figure:
     axes[1].set(xlabel="epoch", ylabel="test accuracy (%)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    seeds = curves.groupby("method")["run_id"].nunique() if "run_id" in curves else pd.Series(dtype=int)
-    several = bool(len(seeds)) and bool((seeds > 1).any())
-    _legend_below(fig, axes[0], ncol=4, title=f"mean over seeds{', band: ' + INTERVAL if several else ''}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    runs = curves.groupby("method")["run_id"].nunique() if "run_id" in curves else pd.Series(dtype=int)
+    title = (INTERVAL if len(runs) and (runs > 1).all() else NO_INTERVAL if not (runs > 1).any()
+             else f"{INTERVAL} (band); a line without a band: {NO_INTERVAL}")
+    _legend_below(fig, axes[0], ncol=4, title=title)
     return fig
 
 

@@ -306,7 +306,10 @@ def test_training_curves_bands_over_seeds_and_lines_for_one_seed():
     assert len(loss.collections) == len(acc.collections) == 1  # SAM's band; SGD has one seed
     assert np.allclose(loss.get_lines()[0].get_ydata(), [2.0, 1.9, 1.8])  # the mean over SAM's seeds
     assert loss.get_ylabel() == "training loss (cross-entropy, nats)" and acc.get_ylabel() == "test accuracy (%)"
-    assert "95% interval" in fig.legends[0].get_title().get_text()
+    assert fig.legends[0].get_title().get_text() == (
+        "mean, 95% interval over seeds (band); a line without a band: one seed: no interval")
+    fig = plots.training_curves(pd.DataFrame([r for r in rows if r["method"] == "SGD"]))
+    assert fig.legends[0].get_title().get_text() == "one seed: no interval" and not fig.axes[0].collections
 
 
 def test_the_cost_figures_of_notebook_4():
