@@ -180,7 +180,7 @@ def pareto(frame: pd.DataFrame, ax: Axes | None = None, *, budget: float | None 
     missing = sorted({"label", "cost", "mean", "low", "high"} - set(frame.columns))
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
-    fig, ax = _figure(ax)
+    fig, ax = _figure(ax, (9.0, 6.5) if len(frame) > 6 else (6.4, 4.2))  # room for a long legend below
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "osD^vP*Xhp<>"
     for i, (_, row) in enumerate(frame.iterrows()):
@@ -202,7 +202,7 @@ def pareto(frame: pd.DataFrame, ax: Axes | None = None, *, budget: float | None 
     if title is not None:
         ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    _legend_below(fig, ax, ncol=2)
+    _legend_below(fig, ax, ncol=2 if len(frame) <= 6 else 3)
     return fig
 
 

@@ -118,9 +118,11 @@ class Rule:
 
 def _range(name: str, text: str) -> dict[str, Any]:
     match = _RANGE.match(str(text))
-    if not match:
-        raise ValueError(f"{name}: the range {text!r} must read like '>= 1', '> 0', '[0, 1)' or '(0, 1]'")
-    sign, bound, left, low, high, right = match.groups()
+    try:
+        sign, bound, left, low, high, right = match.groups()
+        float(bound if sign else low), float(bound if sign else high)
+    except (AttributeError, ValueError):
+        raise ValueError(f"{name}: the range {text!r} must read like '>= 1', '> 0', '[0, 1)' or '(0, 1]'") from None
     if sign:
         side = "low" if sign.startswith(">") else "high"
         return {side: float(bound), f"{side}_open": len(sign) == 1}

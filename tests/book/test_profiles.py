@@ -105,6 +105,9 @@ def test_rules_take_the_kind_from_the_profiles_and_the_rest_from_the_file(tmp_pa
     bad.write_text("nb:\n  quick: {a: 1}\n  cpu-study: {a: 1}\n  paper: {a: 1}\n  rules: {a: 'at least 1'}\n")
     with pytest.raises(ValueError, match="^a: the range 'at least 1' must read like"):
         profiles.rules("nb", bad)
+    bad.write_text("nb:\n  quick: {a: 1}\n  cpu-study: {a: 1}\n  paper: {a: 1}\n  rules: {a: '>= one'}\n")
+    with pytest.raises(ValueError, match="^a: the range '>= one' must read like"):
+        profiles.rules("nb", bad)
     bad.write_text("nb:\n  quick: {a: 1}\n  cpu-study: {a: 1}\n  paper: {a: 1}\n  rules: {b: '>= 1'}\n")
     with pytest.raises(ValueError, match="^b: nb's rules name a parameter no profile has"):
         profiles.rules("nb", bad)
