@@ -20,7 +20,7 @@ from ..masks import patterns
 from .._checks import check_int
 from ..optim.ssam import SSAM
 
-__all__ = ["tensor_densities", "fisher_mass", "overlap", "pattern_table", "MaskTrace", "trace_masks",
+__all__ = ["tensor_densities", "fisher_mass", "overlap", "pattern_table", "MaskTrace", "train_steps", "trace_masks",
            "nm_defect", "nm_summary"]
 
 
@@ -82,6 +82,23 @@ class MaskTrace:
     layers: np.ndarray
     updates: pd.DataFrame
     update_layers: np.ndarray
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[tuple[Tensor, Tensor]],
+                steps: int, loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> np.ndarray:
+    """Train ``model`` for ``steps`` plain steps of ``optimizer`` (e.g. SGD; one pass per step, no
+    perturbation) on ``batches``; returns the loss of each step's batch, measured before its update."""
+    check_int("steps", steps, 0)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        x, y = next(batches)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return np.array(losses, dtype=float)
 
 
 def trace_masks(model: nn.Module, optimizer: SSAM, batches: Iterator[tuple[Tensor, Tensor]], steps: int,

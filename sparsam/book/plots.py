@@ -2,23 +2,27 @@
 
 Every interval is the 95% t-interval over seeds of :func:`sparsam.book.records.summarize` (or of
 :func:`sparsam.book.stats.compare`) and the legends say so; a point with no interval (one seed) is
-drawn as a plain marker and labelled "no interval". Each function returns its figure.
+drawn as a plain marker and labelled "no interval". Each function returns its figure. Every figure
+of the notebooks comes from here: axes name their quantity and unit, legends sit below the panels
+(never over the data), and several series that would crowd one panel get one panel each.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator, NullFormatter
 
 from ..experiment.config import OPTIMIZER_NAMES
 from .records import pareto_front, summarize
+from .stats import mean_interval
 
 INTERVAL = "mean, 95% interval over seeds"
 NO_INTERVAL = "one seed: no interval"
@@ -76,7 +80,8 @@ def _reference_band(ax: Axes, row: pd.Series, label: str, color: Any) -> None:
 
 def accuracy_vs_sparsity(frame: pd.DataFrame, *, methods: Sequence[str] = ("ssam-f", "ssam-d"),
                          references: Sequence[str] = ("sam", "sgd"), series: str = "optimizer",
-                         value: str = "final_test_acc", level: float = 0.95, ax: Axes | None = None) -> Figure:
+                         value: str = "final_test_acc", level: float = 0.95, ax: Axes | None = None,
+                         title: str | None = None) -> Figure:
     """Accuracy against sparsity, one line per ``series`` value among ``methods``, references as
     dashed lines with shaded intervals; series at one sparsity are offset by :data:`DODGE`.
 
@@ -100,8 +105,10 @@ def accuracy_vs_sparsity(frame: pd.DataFrame, *, methods: Sequence[str] = ("ssam
                           label=OPTIMIZER_NAMES.get(name, str(name)), color=color)
     ax.set_xlabel("sparsity s (fraction of parameters not perturbed)")
     ax.set_ylabel("test accuracy (%)" if "acc" in value else value)
+    if title is not None:
+        ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_below(fig, ax, ncol=2)
     return fig
 
 
@@ -161,18 +168,20 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
 
 
 def pareto(frame: pd.DataFrame, ax: Axes | None = None, *, budget: float | None = None,
-           front: bool = False) -> Figure:
+           front: bool = False, xlabel: str = "measured cost per training step (SGD steps)",
+           title: str | None = None) -> Figure:
     """Accuracy (mean, 95% interval over seeds) against measured cost per step in SGD steps.
 
     ``frame``: one row per method with ``label``, ``cost`` (seconds per step / SGD's), ``mean``,
     ``low``, ``high`` and optionally ``cost_low``/``cost_high`` (drawn as horizontal bars), as
     :func:`sparsam.book.records.cost_summary` builds it. ``budget``: a vertical line at that cost;
-    ``front``: a line through the Pareto front of the means (:func:`sparsam.book.records.pareto_front`).
+    ``front``: a line through the Pareto front of the means (:func:`sparsam.book.records.pareto_front`);
+    ``xlabel`` names what the cost measures.
     """
     missing = sorted({"label", "cost", "mean", "low", "high"} - set(frame.columns))
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
-    fig, ax = _figure(ax)
+    fig, ax = _figure(ax, (9.0, 6.5) if len(frame) > 6 else (6.4, 4.2))  # room for a long legend below
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "osD^vP*Xhp<>"
     for i, (_, row) in enumerate(frame.iterrows()):
@@ -189,8 +198,481 @@ def pareto(frame: pd.DataFrame, ax: Axes | None = None, *, budget: float | None 
                 label="Pareto front of the means")
     if budget is not None:
         ax.axvline(budget, color="tab:red", linestyle=":", linewidth=1.2, label=f"{budget:g} SGD steps")
-    ax.set_xlabel("measured cost per training step (SGD steps)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
+    if title is not None:
+        ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_below(fig, ax, ncol=2 if len(frame) <= 6 else 3)
+    return fig
+
+
+# --- the chapters' figures: one function per figure, called from the notebooks ----------------------------------
+
+NETWORK_COLORS = {"sgd": "tab:red", "sam": "tab:gray", "ssam": "tab:blue", "ssamd": "tab:orange"}
+
+
+def _legend_below(fig: Figure, ax: Axes | None = None, ncol: int = 3, **extra: Any) -> None:
+    """The legend of ``ax`` (or of every panel) under the panels, never over the data."""
+    handles, labels = (ax or fig.axes[0]).get_legend_handles_labels()
+    if ax is None:
+        seen = dict(zip(labels, handles))
+        for other in fig.axes[1:]:
+            for h, lab in zip(*other.get_legend_handles_labels()):
+                seen.setdefault(lab, h)
+        labels, handles = list(seen), list(seen.values())
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False, **extra)
+
+
+def _interval_band(ax: Axes, x: np.ndarray, runs: np.ndarray, level: float, **style: Any) -> None:
+    """Mean of ``runs`` (seeds × len(x)) as a line, its t-interval over seeds as a band (none for one seed)."""
+    summary = np.array([mean_interval(runs[:, j], level) for j in range(runs.shape[1])])
+    ax.plot(x, summary[:, 0], **style)
+    if len(runs) > 1:
+        ax.fill_between(x, summary[:, 1], summary[:, 2], color=style.get("color"), alpha=0.2, linewidth=0)
+
+
+def convergence_rates(grad_sq: Mapping[str, np.ndarray], statuses: Mapping[str, str], *, bound_scale: float,
+                      window_start: int, level: float = 0.95, ncols: int = 4) -> Figure:
+    """Notebook 1's rate figure: one panel per run (small multiples, shared axes, log-log). Each shows the
+    running mean of ‖∇f(w_t)‖² (mean over seeds and its 95% t-interval band), the per-iterate values
+    (mean over seeds, log bins), the bound's shape C log T/√T with C = ``bound_scale`` and the window of
+    the rule (T from ``window_start``). ``grad_sq``: label -> array (seeds, steps); ``statuses``: the
+    rule's status of each label, shown in its panel's title."""
+    if not grad_sq:
+        raise ValueError("grad_sq holds no run")
+    steps = {values.shape[1] for values in grad_sq.values()}
+    if len(steps) != 1:
+        raise ValueError(f"every run of grad_sq must have the same number of steps, got {sorted(steps)}")
+    steps = steps.pop()
+    iters = np.arange(1, steps + 1)
+    shown = np.unique(np.geomspace(1, steps, min(steps, 200)).astype(int)) - 1  # thinned, even on a log axis
+    rows = -(-len(grad_sq) // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(3.4 * ncols, 2.9 * rows + 0.8), sharex=True, sharey=True,
+                             layout="constrained", squeeze=False)
+    shape = np.log(iters) / np.sqrt(iters)
+    window = iters >= window_start
+    for ax, (label, values) in zip(axes.flat, grad_sq.items()):
+        running = np.cumsum(values, axis=1) / iters
+        ax.axvspan(window_start, steps, color="0.92", zorder=0, label="window of the rule")
+        ax.plot(*_log_binned(values.mean(axis=0)), color="0.55", lw=1,
+                label=r"$\|\nabla f(w_t)\|^2$ per iterate (mean over seeds, log bins)")
+        _interval_band(ax, iters[shown], running[:, shown], level, color="tab:blue", lw=1.8,
+                       label=r"running mean $R_T$ (mean, 95% interval over seeds)")
+        ax.plot(iters[window], bound_scale * shape[window], color="tab:green", ls="--", lw=1.5,
+                label=r"bound shape $C\,\log T/\sqrt{T}$")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{label}\n{statuses.get(label, '')}", fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(grad_sq):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration t (T for the running mean)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"$\|\nabla f\|^2$ (squared loss-gradient norm)")
+    _legend_below(fig, axes.flat[0], ncol=4)
+    return fig
+
+
+def _log_binned(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.unique(np.geomspace(1, len(values) + 1, bins + 1).astype(int))
+    return np.sqrt(edges[:-1] * edges[1:]), np.array([values[lo - 1:hi - 1].mean() for lo, hi in
+                                                       zip(edges[:-1], edges[1:])])
+
+
+def layer_densities(densities: Mapping[str, Sequence[float]], overall: Mapping[str, float], layer_names: Sequence[str],
+                    title: str) -> Figure:
+    """Notebook 2: the perturbed fraction of every conv / linear weight, one panel per mask pattern
+    (small multiples, shared axes); the pattern's overall density is the dashed line, named in the title."""
+    fig, axes = plt.subplots(len(densities), 1, figsize=(12, 1.9 * len(densities) + 1), sharex=True, sharey=True,
+                             layout="constrained", squeeze=False)
+    xs = np.arange(len(layer_names))
+    for ax, (name, values) in zip(axes[:, 0], densities.items()):
+        if len(values) != len(layer_names):
+            raise ValueError(f"densities[{name!r}] has {len(values)} values for {len(layer_names)} layer names")
+        ax.bar(xs, values, color="tab:blue", width=0.8)
+        ax.axhline(overall[name], color="k", ls="--", lw=1)
+        ax.set(ylim=(0, 1.05), yticks=[0, 0.5, 1], ylabel="density\n(fraction perturbed)")
+        ax.set_title(f"{name}: overall density {overall[name]:.3f} (dashed line)", loc="left", fontsize=10)
+    axes[-1, 0].set_xticks(xs, layer_names, rotation=60, ha="right", fontsize=8)
+    axes[-1, 0].set_xlabel("conv / linear weight (stem to classifier)")
+    fig.suptitle(title)
+    return fig
+
+
+def mask_heatmaps(scores: np.ndarray, masks: Mapping[str, np.ndarray], layer: str) -> Figure:
+    """Notebook 2: one layer's Fisher scores (log10, with a colour bar) above its mask in every pattern
+    (black: perturbed), all as [C_out, C_in·k·k] maps."""
+    scores = np.asarray(scores, dtype=float)
+    fig, axes = plt.subplots(len(masks) + 1, 1, figsize=(12, 1.9 * (len(masks) + 1)), sharex=True,
+                             layout="constrained", squeeze=False)
+    axes = axes[:, 0]
+    positive = scores[scores > 0]
+    image = axes[0].imshow(np.log10(scores + (positive.min() if positive.size else 1.0)), aspect="auto",
+                           cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=axes[0], label="log10 Fisher score", pad=0.01)
+    axes[0].set_title(f"Fisher scores of {layer}", loc="left", fontsize=10)
+    for ax, (name, mask) in zip(axes[1:], masks.items()):
+        mask = np.asarray(mask, dtype=float)
+        if mask.shape != scores.shape:
+            raise ValueError(f"masks[{name!r}] has shape {mask.shape}, the scores {scores.shape}")
+        ax.imshow(mask, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{name}: {mask.mean():.2f} of this layer perturbed (black)", loc="left", fontsize=10)
+    for ax in axes:
+        ax.set_ylabel("output channel")
+    axes[-1].set_xlabel("input channel × k×k tap (flattened C_in·k·k index)")
+    return fig
+
+
+def _layer_heatmap(fig: Figure, ax: Axes, values: np.ndarray, layer_names: Sequence[str], **extent: Any) -> None:
+    image = ax.imshow(np.asarray(values, dtype=float).T, aspect="auto", cmap="magma", interpolation="nearest",
+                      vmin=0, vmax=1, **extent)
+    ax.set_yticks(np.arange(len(layer_names)), layer_names, fontsize=7)
+    ax.set_ylabel("conv / linear weight")
+    fig.colorbar(image, ax=ax, label="density of the layer (fraction perturbed)", pad=0.01)
+
+
+def mask_turnover(updates: pd.DataFrame, update_layers: np.ndarray, layer_names: Sequence[str]) -> Figure:
+    """Notebook 2, SSAM-F: (a) the share of the perturbed entries each Fisher mask keeps from the previous
+    mask and from the first; (b) the density of every layer at every update."""
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 5), width_ratios=[1, 1.6], layout="constrained")
+    ax_a.plot(updates["step"], updates["kept_previous"], "o-", color="tab:blue", label="kept from the previous mask")
+    ax_a.plot(updates["step"], updates["kept_first"], "s--", color="tab:orange", label="kept from the first mask")
+    ax_a.set(xlabel="step of the update (optimizer steps)", ylabel="share of perturbed entries", ylim=(0, 1.05),
+             title="(a) How much of the mask survives an update")
+    _legend_below(fig, ax_a, ncol=2)
+    _layer_heatmap(fig, ax_b, update_layers, layer_names)
+    ax_b.set_xticks(np.arange(len(updates)), updates["step"])
+    ax_b.set(xlabel="step of the update (optimizer steps)", title="(b) Density of each layer, per update")
+    return fig
+
+
+def dynamic_mask(density: np.ndarray, target: float, schedule: pd.Series, updates: pd.DataFrame,
+                 layers: np.ndarray, layer_names: Sequence[str]) -> Figure:
+    """Notebook 2, SSAM-D: (a) the overall density after every step against 1 - s (``target``); (b) the
+    share of perturbed entries exchanged at each update against the drop rate α_t (``schedule``,
+    indexed by step); (c) every layer's density after every step."""
+    fig = plt.figure(figsize=(12, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.3])
+    ax_a, ax_b, ax_c = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    steps = np.arange(len(density))
+    ax_a.plot(steps, density, marker=".", color="tab:blue", label="overall density after each step")
+    ax_a.axhline(target, color="k", ls="--", lw=1, label=r"target density $1 - s$")
+    ax_a.set(xlabel="optimizer step", ylabel="overall density (fraction perturbed)", title="(a) Overall density",
+             ylim=(0, 1))
+    ax_b.plot(schedule.index, schedule.to_numpy(), color="k", lw=1, label=r"drop rate $\alpha_t$ (cosine schedule)")
+    ax_b.plot(updates["step"], updates["dropped"], "o", color="tab:orange",
+              label="measured: dropped / perturbed before the update")
+    ax_b.set(xlabel="step t of the update (optimizer steps)", ylabel="fraction of perturbed entries exchanged",
+             title="(b) Entries exchanged at each update", ylim=(0, None))
+    _layer_heatmap(fig, ax_c, layers, layer_names, extent=(-0.5, len(density) - 0.5, len(layer_names) - 0.5, -0.5))
+    ax_c.set(xlabel="optimizer step", title="(c) Density of each conv / linear weight over time")
+    _legend_below(fig, ncol=2)
+    return fig
+
+
+def nm_defect(scores: np.ndarray, intended: np.ndarray, official: np.ndarray, layer: str, defect: pd.DataFrame,
+              n: int, m: int, rows: int = 16, cols: int = 36) -> Figure:
+    """Notebook 2, the official N:M masks of convolutions: the top-left ``rows`` × ``cols`` corner of one
+    layer's [C_out, C_in·k·k] scores, its intended mask and its official mask (red: kept although not
+    among the n best of its group of m output channels), and per conv layer (``defect``, rows of
+    :func:`sparsam.book.mask_stats.nm_defect`) the Fisher score the official mask keeps against the
+    intended one and against a random N:M mask's expectation."""
+    scores, intended, official = (np.asarray(a) for a in (scores, intended, official))
+    if not (scores.shape == intended.shape == official.shape):
+        raise ValueError(f"scores, intended and official must have one shape, got {scores.shape}, {intended.shape}, "
+                         f"{official.shape}")
+    rows, cols = min(rows, scores.shape[0]), min(cols, scores.shape[1])
+    zoom, good, off = scores[:rows, :cols], intended[:rows, :cols].astype(bool), official[:rows, :cols].astype(bool)
+    category = np.where(off & good, 1, np.where(off & ~good, 2, 0))
+    fig = plt.figure(figsize=(12, 9), layout="constrained")
+    grid = fig.add_gridspec(4, 1, height_ratios=[1, 1, 1, 1.4])
+    axes = [fig.add_subplot(grid[i]) for i in range(3)]
+    positive = scores[scores > 0]
+    image = axes[0].imshow(np.log10(zoom + (positive.min() if positive.size else 1.0)), aspect="auto",
+                           cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=axes[0], label="log10 Fisher score", pad=0.01)
+    axes[0].set_title("log10 Fisher score", loc="left", fontsize=10)
+    axes[1].imshow(good.astype(float), aspect="auto", cmap=ListedColormap(["white", "tab:green"]), vmin=0, vmax=1,
+                   interpolation="nearest")
+    axes[1].set_title(f'intended {n}:{m} (masks.n_m, dim="out"): kept entries in green', loc="left", fontsize=10)
+    axes[2].imshow(category, aspect="auto", cmap=ListedColormap(["white", "tab:green", "tab:red"]), vmin=0, vmax=2,
+                   interpolation="nearest")
+    axes[2].set_title(f"official {n}:{m} (masks.n_m_official): green = kept and among the best {n}, "
+                      "red = kept but not", loc="left", fontsize=10)
+    for ax in axes:
+        for r in range(m, rows, m):
+            ax.axhline(r - 0.5, color="0.5", lw=0.6)
+        ax.set_ylabel("output channel")
+    axes[2].set_xlabel(f"flattened C_in·k·k index of {layer} (first {cols})")
+    ax = fig.add_subplot(grid[3])
+    xs = np.arange(len(defect))
+    ax.bar(xs, defect["chosen_mass"] / defect["intended_mass"], color="tab:red", label="official mask")
+    ax.plot(xs, n / m * defect["total_mass"] / defect["intended_mass"], "k_", markersize=12,
+            label=f"random {n}:{m} mask (expected)")
+    ax.axhline(1.0, color="tab:green", lw=1, label="intended mask")
+    ax.set_xticks(xs, [str(name) for name in defect.index], rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel="Fisher mass kept / intended", ylim=(0, 1.1), yticks=[0, 0.25, 0.5, 0.75, 1],
+           title=f"Fisher score kept by the official {n}:{m} mask, per conv layer")
+    _legend_below(fig, ax, ncol=3)
+    return fig
+
+
+def training_curves(curves: pd.DataFrame, level: float = 0.95) -> Figure:
+    """Notebook 3: training loss and test accuracy against epoch, one line per ``method`` (mean over
+    seeds, 95% t-interval band where there are several seeds). ``curves``: rows of
+    :func:`sparsam.book.records.metrics_frame` with a ``method`` column."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for method in curves["method"].dropna().unique():
+        color = next(colors)
+        for ax, value in zip(axes, ("train_loss", "test_acc")):
+            summary = summarize(curves[curves["method"] == method], "epoch", value, level).dropna(subset=["mean"])
+            ax.plot(summary["epoch"], summary["mean"], marker=".", color=color, label=method)
+            if summary["low"].notna().any():
+                ax.fill_between(summary["epoch"], summary["low"].astype(float), summary["high"].astype(float),
+                                color=color, alpha=0.2, linewidth=0)
+    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    runs = curves.groupby("method")["run_id"].nunique() if "run_id" in curves else pd.Series(dtype=int)
+    title = (INTERVAL if len(runs) and (runs > 1).all() else NO_INTERVAL if not (runs > 1).any()
+             else f"{INTERVAL} (band); a line without a band: {NO_INTERVAL}")
+    _legend_below(fig, axes[0], ncol=4, title=title)
+    return fig
+
+
+def flops_vs_sparsity(curves: pd.DataFrame, sam: float, title: str) -> Figure:
+    """Notebook 4: FLOPs of a step per SGD step against sparsity, one series per mask rule (``curves``:
+    ``mask, sparsity, mean, low, high`` as :func:`sparsam.book.records.summarize` gives them), with SAM's
+    cost (``sam``) and SGD's (1) as reference lines."""
+    fig, ax = _figure(None, (7.2, 4.8))
+    for mask, curve in curves.groupby("mask", sort=False):
+        line, = ax.plot(curve["sparsity"], curve["mean"], linewidth=1)
+        interval_errorbar(ax, curve["sparsity"], curve["mean"], curve["low"], curve["high"],
+                          label=f"sparse ascent, {mask}", color=line.get_color())
+    ax.axhline(sam, color="k", ls="--", label="SAM and explicit SSAM (any mask)")
+    ax.axhline(1.0, color="gray", ls=":", label="SGD")
+    ax.set(xlabel="sparsity s (fraction of parameters not perturbed)", ylabel="FLOPs per step / FLOPs of an SGD step")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax, ncol=2)
+    return fig
+
+
+def step_times(summary: pd.DataFrame, title: str) -> Figure:
+    """Notebook 4: wall time per step of each method per SGD step (``summary`` indexed by method, with
+    ``mean, low, high``), horizontal 95% intervals over seeds, SGD (1) and SAM as reference lines."""
+    fig, ax = _figure(None, (7.2, 0.45 * len(summary) + 2.2))
+    interval_errorbar(ax, range(len(summary)), summary["mean"], summary["low"], summary["high"], horizontal=True,
+                      label="step time / SGD step", color="tab:blue")
+    ax.set_yticks(range(len(summary)), summary.index)
+    ax.axvline(1.0, color="gray", ls=":", label="SGD")
+    if "SAM" in summary.index:
+        ax.axvline(summary.loc["SAM", "mean"], color="k", ls="--", lw=0.8, label="SAM (mean)")
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time per step / wall time of an SGD step")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(alpha=0.3, axis="x")
+    _legend_below(fig, ax, ncol=3)
+    return fig
+
+
+def fisher_times(times: pd.DataFrame, title: str) -> Figure:
+    """Notebook 4: seconds per Fisher-mask update against N_F (``times`` indexed by N_F, one column per
+    way of computing it; a column named "limit: ..." is drawn dotted). One measurement each: no interval."""
+    fig, ax = _figure(None, (7.2, 4.4))
+    for column in times.columns:
+        ax.plot(times.index, times[column], marker="o", ls=":" if str(column).startswith("limit") else "-",
+                label=f"{column} ({NO_INTERVAL.replace('one seed', 'one measurement')})")
+    ax.set(xlabel="N_F (samples per Fisher estimate)", ylabel="seconds per mask update")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax, ncol=2)
+    return fig
+
+
+def ideal_vs_measured(rows: pd.DataFrame, title: str,
+                      rules: Mapping[str, str] = {"fisher": "papers' rule", "cost-aware": "cost-aware",
+                                                  "top blocks": "top blocks only"}) -> Figure:
+    """Notebook 4, a benchmark table: measured sparse-ascent step time per SGD step (``ratio_to_sgd``)
+    against the ideal cost of its mask (``ideal_seconds_ratio``), one marker per mask rule (the end of
+    ``config``), with the line measured = ideal and a band up to 10% above it."""
+    fig, ax = _figure(None, (6.8, 4.6))
+    for (rule, name), marker in zip(rules.items(), "os^vD"):
+        pick = rows[rows["config"].str.endswith(rule)]
+        ax.scatter(pick["ideal_seconds_ratio"], pick["ratio_to_sgd"], marker=marker, label=f"{name} (one measurement)")
+    lims = [float(rows["ideal_seconds_ratio"].min()) * 0.95, float(rows["ratio_to_sgd"].max()) * 1.05]
+    ax.plot(lims, lims, color="gray", ls=":", label="measured = ideal")
+    ax.fill_between(lims, lims, [1.1 * v for v in lims], color="gray", alpha=0.15, label="within 10% of ideal")
+    ax.set(xlabel="ideal cost of the mask (per-layer times it cannot skip) / SGD step",
+           ylabel="measured sparse-ascent step / SGD step")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax, ncol=2)
+    return fig
+
+
+def accuracy_by_method(summary: pd.DataFrame, chance: float, title: str) -> Figure:
+    """Notebook 5: top-1 accuracy per method (``summary``: ``method, mean, low, high``), 95% intervals
+    over seeds, with the chance level as a reference line."""
+    fig, ax = _figure(None, (6.0, 4.6))
+    interval_errorbar(ax, range(len(summary)), summary["mean"], summary["low"], summary["high"],
+                      label="top-1 accuracy", color="tab:blue")
+    ax.set_xticks(range(len(summary)), summary["method"])
+    ax.axhline(chance, color="tab:red", linestyle=":", label=f"chance ({chance:g} %)")
+    ax.set(xlabel="optimizer", ylabel="top-1 accuracy (%)")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(axis="y", alpha=0.3)
+    _legend_below(fig, ax, ncol=2)
+    return fig
+
+
+def cost_by_method(gflops: pd.Series, seconds: pd.DataFrame, batch: int) -> Figure:
+    """Notebook 5: (a) GFLOPs of one training step per method (``gflops``, counted once: no interval);
+    (b) seconds per step (``seconds``: ``method, mean, low, high``), 95% intervals over seeds."""
+    fig, (ax_flops, ax_time) = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
+    ax_flops.bar(list(gflops.index), gflops.to_numpy(), color="tab:gray")
+    interval_errorbar(ax_time, range(len(seconds)), seconds["mean"], seconds["low"], seconds["high"],
+                      label="seconds per step", color="tab:blue")
+    ax_time.set_xticks(range(len(seconds)), seconds["method"])
+    ax_flops.set(xlabel="optimizer", ylabel=f"GFLOPs per step (batch of {batch} images)",
+                 title="(a) FLOPs, counted on one batch")
+    ax_time.set(xlabel="optimizer", ylabel="seconds per training step", title="(b) Measured time")
+    for ax in (ax_flops, ax_time):
+        ax.grid(axis="y", alpha=0.3)
+    _legend_below(fig, ax_time, ncol=2)
+    return fig
+
+
+def gradient_difference(diff: Mapping[str, Any], fractions: Sequence[float], shares: Sequence[float],
+                        norm_layers: Sequence[str] = (), color: str = NETWORK_COLORS["sgd"]) -> Figure:
+    """Notebook 6: where g_SAM − g lives. ``diff``: parameter name -> difference tensor. (a) the share of
+    the squared difference held by the largest entries (``shares`` at ``fractions`` marked); (b) the
+    histogram of |difference| per entry; (c) the mean |difference| per layer, BatchNorm layers
+    (``norm_layers``) in purple."""
+    flat = np.concatenate([np.abs(np.asarray(d, dtype=float)).ravel() for d in diff.values()])
+    if flat.size == 0:
+        raise ValueError("diff holds no entries")
+    fig, (ax_share, ax_hist, ax_layer) = plt.subplots(1, 3, figsize=(15, 4.8), width_ratios=[1, 1, 1.5],
+                                                      layout="constrained")
+    squares = np.sort(flat ** 2)[::-1]
+    cumulative = np.cumsum(squares) / squares.sum()
+    positions = np.unique(np.geomspace(1, len(squares), 400).astype(int)) - 1
+    ax_share.plot((positions + 1) / len(squares), cumulative[positions], color=color, label="$g_{SAM} - g$")
+    even = np.geomspace(1 / len(squares), 1, 200)
+    ax_share.plot(even, even, "k--", lw=1, label="evenly spread")
+    for f, share in zip(fractions, shares):
+        ax_share.plot(f, share, "o", color="black", ms=4)
+        ax_share.annotate(f"top {100 * f:g}%: {100 * share:.0f}%", (f, share), textcoords="offset points",
+                          xytext=(6, -12), fontsize=8)
+    ax_share.set(xscale="log", xlabel="fraction of entries, largest |difference| first",
+                 ylabel="share of the squared difference", title="(a) Concentration")
+    positive = flat[flat > 0]
+    bins = np.geomspace(positive.min(), positive.max(), 60) if positive.size else 10
+    ax_hist.hist(positive, bins=bins, color=color, alpha=0.8)
+    ax_hist.set(xscale="log", yscale="log", xlabel="|g_SAM − g| per entry (loss units per weight unit)",
+                ylabel="number of entries", title="(b) Distribution over entries")
+    layers: dict[str, list[np.ndarray]] = {}
+    for name, d in diff.items():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(np.abs(np.asarray(d, dtype=float)).ravel())
+    names = list(layers)
+    means = [float(np.concatenate(v).mean()) for v in layers.values()]
+    ax_layer.bar(range(len(names)), means, color=["tab:purple" if n in norm_layers else color for n in names])
+    ax_layer.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax_layer.set(yscale="log", ylabel="mean |g_SAM − g| in the layer",
+                 title="(c) Per layer: convolution / linear, BatchNorm in purple")
+    for ax in (ax_share, ax_hist, ax_layer):
+        ax.grid(alpha=0.3)
+    _legend_below(fig, ax_share, ncol=2)
+    return fig
+
+
+def _network_label(key: str) -> str:
+    from .flatness import NETWORK_NAMES
+    return NETWORK_NAMES.get(key, key)
+
+
+def loss_lines(alphas: Sequence[float], curves: Mapping[str, Sequence[float]]) -> Figure:
+    """Notebook 6: the training loss along one random filter-normalised direction, one line per network
+    (``curves``: network kind -> losses at ``alphas``); one direction, no interval."""
+    fig, ax = _figure(None, (6.8, 4.6))
+    for key, losses in curves.items():
+        ax.plot(np.asarray(alphas, dtype=float), np.asarray(losses, dtype=float), marker=".",
+                color=NETWORK_COLORS.get(key), label=_network_label(key))
+    ax.set_xlabel("step α along the direction (filter-normalised units)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_ylabel("training loss (cross-entropy, nats, log scale)")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax, ncol=4, title="one random direction per network: no interval")
+    return fig
+
+
+def loss_surfaces(grid: Sequence[float], surfaces: Mapping[str, np.ndarray]) -> Figure:
+    """Notebook 6: the training loss on the plane of two random directions, one panel per network
+    (small multiples, one shared log colour scale); the trained weights are the red cross at (0, 0)."""
+    grid = np.asarray(grid, dtype=float)
+    low = min(float(s.min()) for s in surfaces.values())
+    high = max(float(s.max()) for s in surfaces.values())
+    levels = np.geomspace(low, high, 16)
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(4.2 * len(surfaces) + 1, 4.4), layout="constrained",
+                             squeeze=False, sharey=True)
+    for ax, (key, surface) in zip(axes[0], surfaces.items()):
+        filled = ax.contourf(a, b, surface, levels=levels, cmap="viridis", norm=LogNorm(low, high))
+        ax.contour(a, b, surface, levels=levels, colors="white", linewidths=0.4)
+        ax.plot(0, 0, "x", color="red", ms=8)
+        ax.set_title(f"{_network_label(key)} (red cross: trained weights)", fontsize=9)
+        ax.set_xlabel("α along d₁ (filter-normalised units)")
+        ax.set_aspect("equal")
+    axes[0][0].set_ylabel("β along d₂ (filter-normalised units)")
+    bar = fig.colorbar(filled, ax=axes[0].tolist(), label="training loss (cross-entropy, nats, log scale)")
+    bar.set_ticks(levels[::3], labels=[f"{v:.3g}" for v in levels[::3]])
+    bar.ax.minorticks_off()
+    return fig
+
+
+def curvature_figure(curv: pd.DataFrame, kinds: Sequence[str], level: float = 0.95) -> Figure:
+    """Notebook 6: the Hessian's top eigenvalue and trace per network (``curv``: one row per network and
+    seed, with ``method``, ``seed``, ``eigenvalue``, ``trace``, ``trace_stderr`` and
+    ``eigenvalue_history``), 95% intervals as :func:`sparsam.book.flatness.curvature_summary` gives them,
+    and the power iteration of the first seed measured, one line per network kind of ``kinds``."""
+    from .flatness import curvature_summary
+
+    fig, (ax_eig, ax_tr, ax_it) = plt.subplots(1, 3, figsize=(14, 4.6), layout="constrained")
+    for ax, measure, ylabel in ((ax_eig, "eigenvalue", "top Hessian eigenvalue λ_max (nats per unit²)"),
+                                (ax_tr, "trace", "Hessian trace (nats per unit²)")):
+        summary = curvature_summary(curv, measure, level)
+        sources = ", ".join(sorted(set(summary["interval"])))
+        interval_errorbar(ax, range(len(summary)), summary["mean"], summary["low"], summary["high"],
+                          label=measure, color="tab:blue", interval=sources)
+        ax.set_xticks(range(len(summary)), summary["method"], fontsize=8)
+        ax.set(ylabel=ylabel, title=f"({'a' if measure == 'eigenvalue' else 'b'}) {measure}; interval: {sources}")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3, axis="y")
+    first = curv["seed"].iloc[0]
+    for key in kinds:
+        history = curv[(curv["method"] == _network_label(key)) & (curv["seed"] == first)]["eigenvalue_history"]
+        if len(history):
+            ax_it.plot(range(1, len(history.iloc[0]) + 1), history.iloc[0], marker=".", color=NETWORK_COLORS.get(key),
+                       label=_network_label(key))
+    ax_it.set(title=f"(c) power iteration, seed {first}", xlabel="power-iteration step (Hessian-vector products)",
+              ylabel="Rayleigh quotient vᵀHv (nats per unit²)")
+    ax_it.title.set_fontsize(9)
+    ax_it.grid(alpha=0.3)
+    _legend_below(fig, ax_it, ncol=4)
+    return fig
+
+
+def message_figure(text: str) -> Figure:
+    """A figure that says why there is nothing to draw (e.g. no chapter has saved its claims yet)."""
+    fig, ax = plt.subplots(figsize=(8, 1.5))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
     return fig

@@ -147,3 +147,24 @@ def test_trace_of_a_fisher_mask_starts_from_its_first_update():
     sgd = torch.optim.SGD(copy.deepcopy(model).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="optimizer must be a sparsam.SSAM"):
         mask_stats.trace_masks(model, sgd, iter(data), 1)
+
+
+def test_train_steps_are_plain_sgd_steps_with_the_loss_before_each_update():
+    model, twin = make(), make()
+    data = batches(4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    losses = mask_stats.train_steps(model, opt, iter(data), 4)
+    expected = []
+    for x, y in data:  # the same steps by hand: SGD's update on the cross-entropy of each batch
+        loss = torch.nn.functional.cross_entropy(twin(x), y)
+        expected.append(loss.item())
+        twin_opt.zero_grad()
+        loss.backward()
+        twin_opt.step()
+    np.testing.assert_array_equal(losses, expected)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert mask_stats.train_steps(model, opt, iter([]), 0).shape == (0,)
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        mask_stats.train_steps(model, opt, iter(data), -1)
