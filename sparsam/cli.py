@@ -203,8 +203,18 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
 USER_ERRORS = (ValueError, OSError, store.Locked, ImportError)
 
 
+LAYERS = """the package, in layers (imports only point down):
+  sparsam.optim, sparsam.masks   the optimizers and their masks (torch and numpy only)
+  sparsam.experiment             configurations, data, models, training, run store, grids, sweeps
+  sparsam.book                   statistics, records, claims, plots, the chapters' measurements
+  sparsam.cli                    this command line, the only part that imports every layer
+runs and records go where --runs-dir / --store say, else $SPARSAM_RUNS / $SPARSAM_STORE, else runs/ and
+results/runs/ under the current directory"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sparsam", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sparsam", description=__doc__.split("\n\n")[0],
+                                     epilog=LAYERS, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():

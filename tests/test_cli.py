@@ -246,3 +246,12 @@ def test_study_with_a_bad_path_is_a_one_line_error(capsys, tmp_path):
     line = one_line_error(capsys, ["study", str(REPO / "results" / "study" / "cpu_study.yaml"), "--store",
                                    str(tmp_path / "none")])
     assert "--store" in line and "not a folder of records" in line
+
+
+def test_help_names_the_layers_and_where_output_goes(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for package in ("sparsam.optim", "sparsam.masks", "sparsam.experiment", "sparsam.book", "sparsam.cli"):
+        assert package in out
+    assert "$SPARSAM_RUNS" in out and "$SPARSAM_STORE" in out
