@@ -157,4 +157,6 @@ def test_the_book_root_is_found_from_any_folder_of_the_book_and_nowhere_else(tmp
         profiles.book_root()
     with pytest.raises(FileNotFoundError, match="no book root"):
         profiles.table()  # the defaults are resolved at the call, from the current directory
-    assert profiles.table(REPO / profiles.PROFILES_FILE) == yaml.safe_load((REPO / profiles.PROFILES_FILE).read_text())
+    raw = yaml.safe_load((REPO / profiles.PROFILES_FILE).read_text())
+    assert profiles.table(REPO / profiles.PROFILES_FILE) == {
+        notebook: {name: entry[name] for name in profiles.PROFILES if name in entry} for notebook, entry in raw.items()}
