@@ -6,13 +6,19 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYER_0 = ["sparsam/optim", "sparsam/masks", "sparsam/_checks.py", "sparsam/_dist.py", "sparsam/_types.py",
-           "sparsam/_layers.py"]
+LAYER_0 = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+
+
+def test_the_checked_files_are_all_of_layer_0():
+    root_helpers = sorted(f"sparsam/{p.name}" for p in (ROOT / "sparsam").glob("_*.py") if p.name != "__init__.py"
+                          and p.name != "__main__.py")
+    assert sorted(LAYER_0) == sorted(["sparsam/optim", "sparsam/masks", *root_helpers])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
