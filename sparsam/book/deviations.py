@@ -7,11 +7,13 @@ one row per aspect (data and its encoding, network, epochs, batch, N_F, seeds, d
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from .._checks import check_choice
+from ..experiment.config import TrainConfig
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette": "Imagenette at 64 px"}
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000}
@@ -50,13 +52,24 @@ def _device(frame: pd.DataFrame) -> str:
                 + frame["device_name"].map(lambda n: "" if not n else f" ({n})"))
 
 
+def _seeds(frame: pd.DataFrame, unit: str = "") -> str:
+    """The number of seeds per configuration (runs that share every training option but the seed):
+    ``"5"``, or ``"3 to 5 per configuration"`` where configurations differ; ``unit`` ("seed") is named
+    after the number, in the plural where it is not 1."""
+    options = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed" and f.name in frame.columns]
+    counts = frame.groupby(options, dropna=False)["seed"].nunique() if options else frame["seed"].agg(["nunique"])
+    low, high = int(counts.min()), int(counts.max())
+    named = f" {unit}{'' if high == 1 else 's'}" if unit else ""
+    return f"{low}{named}" if low == high else f"{low} to {high}{named} per configuration"
+
+
 def scale_text(frame: pd.DataFrame) -> str:
-    """One line on the runs of a records frame: data, network, epochs, seeds and device ("no runs" if empty)."""
+    """One line on the runs of a records frame: data, network, epochs, seeds and device ("no runs" if empty).
+    Seeds are counted per configuration ("3 to 5 seeds per configuration" where they differ)."""
     if frame.empty:
         return "no runs"
-    seeds = frame["seed"].nunique()
     return (f"{_data(frame)}, {_network(frame)}, {_one(frame['epochs'])} epochs, "
-            f"{seeds} seed{'s' if seeds != 1 else ''}, {_device(frame)}")
+            f"{_seeds(frame, 'seed')}, {_device(frame)}")
 
 
 def deviation_table(frame: pd.DataFrame, paper: str, notes: Sequence[str] = ()) -> pd.DataFrame:
@@ -71,6 +84,6 @@ def deviation_table(frame: pd.DataFrame, paper: str, notes: Sequence[str] = ()) 
         "data": _data(frame), "data encoding": "; ".join(sorted(set(notes))) or "not recorded",
         "network": _network(frame), "epochs": _one(frame["epochs"]), "batch": _one(frame["batch_size"]),
         "N_F (Fisher samples)": _one(ssam[ssam["optimizer"] == "ssam-f"]["num_samples"]) if not ssam.empty else "–",
-        "seeds": str(frame["seed"].nunique()), "device": _device(frame)}
+        "seeds": _seeds(frame), "device": _device(frame)}
     return pd.DataFrame([{"aspect": aspect, "papers": theirs, "ours": ours.get(aspect, "no runs")}
                          for aspect, theirs in PAPERS[paper].items()])

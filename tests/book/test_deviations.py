@@ -36,3 +36,13 @@ def test_deviation_table_sets_ours_against_the_papers_row_by_row():
     assert set(empty["ours"]) == {"no runs"}
     with pytest.raises(ValueError, match="paper"):
         deviations.deviation_table(frame(), "mnist")
+
+
+def test_seeds_are_counted_per_configuration():
+    """A frame whose configurations have 2 and 1 seeds says so; the distinct seeds (2) would not."""
+    uneven = frame().iloc[:3]  # sgd with seeds 0 and 1, ssam-f with seed 0 only
+    assert deviations.scale_text(uneven).endswith("4 epochs, 1 to 2 seeds per configuration, CPU (x86_64)")
+    ours = dict(zip(*deviations.deviation_table(uneven, "cifar")[["aspect", "ours"]].T.to_numpy()))
+    assert ours["seeds"] == "1 to 2 per configuration"
+    one = frame().iloc[[0, 2]]  # one seed each
+    assert deviations.scale_text(one).endswith("4 epochs, 1 seed, CPU (x86_64)")
