@@ -128,6 +128,22 @@ def add_study(commands: Any) -> None:
     parser.add_argument("--csv", action="store_true", help="print the table as CSV (numbers unrounded) on stdout")
 
 
+def _registered_cost(path: Path, registered: Any) -> Any:
+    """The claims rows of the registered interleaved cost measurement of the study at ``path`` (the book's
+    ``results/study/cost_registration.yaml`` when it names this study and its record exists), else None:
+    the cost comparisons are then decided from the records' own timings."""
+    from .book import study_cost
+    from .book.profiles import book_root
+
+    file = book_root(path.parent) / study_cost.REGISTRATION
+    if not file.is_file():
+        return None
+    registration = study_cost.load_registration(file, study=registered)
+    if registration.study_path.resolve() != path.resolve() or not registration.record.is_file():
+        return None
+    return study_cost.cost_rows(registration, study_cost.read(registration.record))
+
+
 def run_study(args: argparse.Namespace) -> int:
     from .book import study
     from .book.profiles import STUDY_STORE, book_root
@@ -141,7 +157,10 @@ def run_study(args: argparse.Namespace) -> int:
     if not store.is_dir():
         raise ValueError(f"--store {store} is not a folder of records")
     records = load_all(store)
-    decided = study.decide_comparisons(registered, study.study_frame(registered, records), records, resamples=0)
+    frame = study.study_frame(registered, records)
+    cost = _registered_cost(path, registered)
+    decided = (study.decide_comparisons(registered, frame, records, resamples=0) if cost is None else
+               study.decide_comparisons_interleaved(registered, frame, records, cost, resamples=0))
     table = study.audit_frame(registered, decided)
     if args.csv:
         table.to_csv(sys.stdout, index=False)
@@ -150,6 +169,8 @@ def run_study(args: argparse.Namespace) -> int:
     when = ("registered" if registered.correction == "holm" else
             f"{study.ADDED}: the registration named no correction")
     print(f"{path}: {m} comparisons from {len(records)} records in {store}")
+    print("cost: " + ("the registered interleaved measurement (results/study/cost_registration.yaml)" if cost is not None
+                      else "the records' own timings (no registered interleaved measurement names this study)"))
     print(f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "
           f"premise rule ({when}); one-sided p: of the claim against its margin (near 1: the data point the "
           "other way)")

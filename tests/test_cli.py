@@ -219,8 +219,13 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
     path = REPO / "results" / "study" / "cpu_study.yaml"
     registered = study.load_study(path)
     records = load_all(REPO / "results" / "study" / "runs")
-    frame = study.audit_frame(registered, study.decide_comparisons(
-        registered, study.study_frame(registered, records), records, resamples=0))
+    from sparsam.book import study_cost
+
+    registration = study_cost.load_registration(REPO / study_cost.REGISTRATION, study=registered)
+    cost = study_cost.cost_rows(registration, study_cost.read(registration.record))
+    frame = study.audit_frame(registered, study.decide_comparisons_interleaved(
+        registered, study.study_frame(registered, records), records, cost, resamples=0))
+    assert (frame.loc[frame["unit"] == "ratio", "n"] == registration.rounds).all()  # cost: rounds, not seeds
     assert cli.main(["study", str(path), "--csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["comparison"] for r in rows] == list(frame["comparison"]) and len(rows) == len(registered.family)
@@ -231,8 +236,9 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
             expected["status"], expected["family_status"], expected["registration"], expected["n"])
     assert cli.main(["study", str(path)]) == 0
     text = capsys.readouterr().out.splitlines()
-    assert "Holm's step-down at family-wise 5% over the 21 comparisons" in text[1] and "added after the runs" in text[1]
-    body = text[3:]
+    assert text[1] == "cost: the registered interleaved measurement (results/study/cost_registration.yaml)"
+    assert "Holm's step-down at family-wise 5% over the 21 comparisons" in text[2] and "added after the runs" in text[2]
+    body = text[4:]
     assert len(body) == len(frame)
     for line, (_, expected) in zip(body, frame.iterrows()):
         assert line.startswith(expected["comparison"])
