@@ -5,7 +5,8 @@
 - :func:`load_trained`: the network of a config from its checkpoint in ``runs/``, or retrained;
 - :func:`evaluation_batches`: a fixed, class-balanced set of training images without augmentation;
 - :func:`curvature`: loss, top Hessian eigenvalue (power iteration) and Hessian trace (Hutchinson,
-  with its standard error) of one network on those images, as one row of a table.
+  with its standard error) of one network on those images, raw and in normalised weights (the scale-free
+  measure, :func:`sparsam.book.landscape.normalizing_scales`), as one row of a table.
 
 Flatness records keep these rows for networks whose weights are not committed (the CPU study's
 200-epoch runs): :func:`measure_run` measures one finished run from its checkpoint and writes
@@ -35,13 +36,15 @@ from . import landscape
 from ..experiment import models
 from . import profiles
 from ..experiment.config import TrainConfig
-from ..experiment.record_schema import FLATNESS_RESULTS, RecordError, read_record
+from ..experiment.record_schema import FLATNESS_RESULTS, FLATNESS_RESULTS_LATER, RecordError, read_record
 from ..experiment.store import Workspace, atomic_write_json, now, provenance, read_json
 from ..experiment.train import train
 
 Batches = list[tuple[Tensor, Tensor]]
 # The columns of one network's row: its label, its seed and what :func:`curvature` measures.
-ROW = ("method", "seed", *FLATNESS_RESULTS)  # loss, eigenvalue, eigenvalue_history, trace, trace_stderr, weight_norm
+# loss, eigenvalue, eigenvalue_history, trace, trace_stderr, weight_norm, then the scale-free measures
+# (eigenvalue_normalized, ..., trace_normalized_stderr), which records made before them lack (NaN in the frame).
+ROW = ("method", "seed", *FLATNESS_RESULTS, *FLATNESS_RESULTS_LATER)
 
 
 def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
@@ -99,17 +102,26 @@ def curvature(net: nn.Module, batches: Batches, *, power_iterations: int, hutchi
     """One row of the frame :mod:`sparsam.book.flatness` reads: ``loss`` at the weights, ``eigenvalue`` (top
     Hessian eigenvalue after ``power_iterations`` products, with its ``eigenvalue_history``), ``trace``
     and ``trace_stderr`` (Hutchinson over ``hutchinson_samples`` Rademacher vectors; NaN error for one
-    sample) and ``weight_norm`` (norm of the convolution and linear weights)."""
+    sample) and ``weight_norm`` (norm of the convolution and linear weights); then the same of the Hessian in
+    normalised weights ``D H D`` (:func:`sparsam.book.landscape.normalizing_scales`, unchanged when the
+    weights before a BatchNorm are rescaled): ``eigenvalue_normalized`` (with its history), ``trace_normalized``
+    and ``trace_normalized_stderr``, from the same seeds (twice the Hessian-vector products in all)."""
     loss = landscape.FunctionalLoss(net, batches)
     weights = landscape.parameters_of(net)
-    eigen = landscape.top_eigenvalue(lambda v: loss.hvp(weights, v), weights, power_iterations,
-                                     torch.Generator().manual_seed(seed))
-    trace = landscape.hutchinson_trace(lambda v: loss.hvp(weights, v), weights, hutchinson_samples,
-                                       torch.Generator().manual_seed(seed + 1))
-    conv_linear = {name: w for name, w in weights.items() if w.dim() > 1}
-    return {"loss": float(loss(weights)), "eigenvalue": eigen.value, "eigenvalue_history": eigen.history,
-            "trace": trace.value, "trace_stderr": trace.stderr if math.isfinite(trace.stderr) else math.nan,
-            "weight_norm": float(landscape.norm(conv_linear))}
+    row: dict[str, Any] = {"loss": float(loss(weights))}
+    for suffix, scales in (("", None), ("_normalized", landscape.normalizing_scales(weights))):
+        def hvp(v: landscape.Params, scales: landscape.Params | None = scales) -> landscape.Params:
+            return loss.hvp(weights, v, scales=scales)
+
+        eigen = landscape.top_eigenvalue(hvp, weights, power_iterations, torch.Generator().manual_seed(seed))
+        trace = landscape.hutchinson_trace(hvp, weights, hutchinson_samples, torch.Generator().manual_seed(seed + 1))
+        row |= {f"eigenvalue{suffix}": eigen.value, f"eigenvalue{suffix}_history": eigen.history,
+                f"trace{suffix}": trace.value,
+                f"trace{suffix}_stderr": trace.stderr if math.isfinite(trace.stderr) else math.nan}
+        if not suffix:
+            conv_linear = {name: w for name, w in weights.items() if w.dim() > 1}
+            row["weight_norm"] = float(landscape.norm(conv_linear))
+    return row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,14 +189,19 @@ def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: 
 def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,
                     device: torch.device = torch.device("cpu"), out: TextIO | None = None) -> dict[str, str]:
     """Measure each config whose run under ``runs_dir`` is finished and whose record in ``store`` is
-    missing or was made with other settings; ``{run id: "measured" | "kept" | "not finished"}``, one
-    line each on ``out`` (default: standard output)."""
+    missing, was made with other settings or lacks the scale-free measures (made before them);
+    ``{run id: "measured" | "kept" | "kept without the scale-free measures" | "not finished"}``, one line
+    each on ``out`` (default: standard output)."""
     done = {}
     for config in configs:
         run_id = config.run_id()
-        if load_flatness(config, settings, store) is not None:
+        record = load_flatness(config, settings, store)
+        finished = (Path(runs_dir) / run_id / "summary.json").exists()
+        if record is not None and set(FLATNESS_RESULTS_LATER) <= set(record["results"]):
             done[run_id] = "kept"
-        elif (Path(runs_dir) / run_id / "summary.json").exists():
+        elif record is not None and not finished:
+            done[run_id] = "kept without the scale-free measures"
+        elif finished:
             measure_run(config, runs_dir, settings, store, device)
             done[run_id] = "measured"
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import shutil
 
@@ -87,6 +88,23 @@ def test_a_record_holds_what_a_direct_measurement_gives_and_is_reused_only_with_
     shutil.copy(curvature.flatness_path(config, store), curvature.flatness_path(stranger, store))
     with pytest.raises(ValueError, match="does not hold the config"):
         curvature.load_flatness(stranger, other, store)
+
+
+def test_a_record_made_before_the_scale_free_measures_is_measured_again_where_its_run_is_here(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=100, n_test=10, seed=1)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    _finished_run(runs_dir, config)
+    record = curvature.measure_run(config, runs_dir, SETTINGS, store)
+    path = curvature.flatness_path(config, store)
+    old = {**record, "results": {k: v for k, v in record["results"].items() if "normalized" not in k}}
+    path.write_text(json.dumps(old))
+    frame = curvature.flatness_frame({("SGD", 1): config}, SETTINGS, store)  # still read, scale-free as NaN
+    assert frame.iloc[0]["trace"] == record["results"]["trace"] and math.isnan(frame.iloc[0]["trace_normalized"])
+    out = io.StringIO()
+    assert curvature.measure_missing([config], tmp_path / "elsewhere", SETTINGS, store, out=out) == {
+        config.run_id(): "kept without the scale-free measures"}  # no checkpoint here: kept as it is
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out) == {config.run_id(): "measured"}
+    assert curvature.load_flatness(config, SETTINGS, store)["results"] == record["results"]
 
 
 def test_a_run_without_checkpoint_is_an_error_and_an_unfinished_one_is_skipped(tmp_path):
