@@ -187,17 +187,22 @@ def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: 
 
 
 def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,
-                    device: torch.device = torch.device("cpu"), out: TextIO | None = None) -> dict[str, str]:
+                    device: torch.device = torch.device("cpu"), out: TextIO | None = None,
+                    train_missing: bool = False) -> dict[str, str]:
     """Measure each config whose run under ``runs_dir`` is finished and whose record in ``store`` is
     missing, was made with other settings or lacks the scale-free measures (made before them);
     ``{run id: "measured" | "kept" | "kept without the scale-free measures" | "not finished"}``, one line
-    each on ``out`` (default: standard output)."""
+    each on ``out`` (default: standard output). With ``train_missing`` a run that such a config needs and
+    ``runs_dir`` lacks is trained (or resumed) there first, then measured."""
     done = {}
     for config in configs:
         run_id = config.run_id()
         record = load_flatness(config, settings, store)
+        complete = record is not None and set(FLATNESS_RESULTS_LATER) <= set(record["results"])
+        if not complete and train_missing:
+            train(config, runs_dir=runs_dir, progress=False)
         finished = (Path(runs_dir) / run_id / "summary.json").exists()
-        if record is not None and set(FLATNESS_RESULTS_LATER) <= set(record["results"]):
+        if complete:
             done[run_id] = "kept"
         elif record is not None and not finished:
             done[run_id] = "kept without the scale-free measures"
@@ -227,13 +232,17 @@ def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "flatness", help="measure the curvature of finished runs into flatness records (notebook 6)",
         description="Measure notebook 6's networks (its profile's configurations, e.g. the CPU study's SGD, SAM, "
-                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing or "
-                    "was made with other settings; the settings come from notebooks/profiles.yaml.")
+                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing, "
+                    "was made with other settings or lacks the scale-free measures (the Hessian in normalised "
+                    "weights); the settings come from notebooks/profiles.yaml.")
     parser.add_argument("--runs-dir", default=None, help="folder of the finished runs (<run id>/checkpoint.pt; "
                                                          "default: $SPARSAM_RUNS, else runs/ under the current "
                                                          "directory)")
     parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
                         help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
+    parser.add_argument("--train-missing", action="store_true",
+                        help="train (or resume) into RUNS_DIR each run a missing or incomplete record needs and "
+                             "RUNS_DIR lacks, then measure it (the CPU study's: 15-30 CPU-minutes each)")
     parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
                                                       "`flatness_store`, e.g. results/study/flatness, under the "
                                                       "current directory)")
@@ -247,5 +256,5 @@ def run_command(args: argparse.Namespace) -> int:
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
     measure_missing(list(networks(p).values()), Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
-                    torch.device(p.device))
+                    torch.device(p.device), train_missing=args.train_missing)
     return 0

@@ -107,6 +107,25 @@ def test_a_record_made_before_the_scale_free_measures_is_measured_again_where_it
     assert curvature.load_flatness(config, SETTINGS, store)["results"] == record["results"]
 
 
+@needs_data
+def test_train_missing_trains_the_run_a_record_needs_then_measures_it(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=40, n_test=10, seed=1,
+                         batch_size=20)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    out = io.StringIO()
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out) == {config.run_id(): "not finished"}
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out, train_missing=True) == {
+        config.run_id(): "measured"}
+    assert (runs_dir / config.run_id() / "checkpoint.pt").exists()
+    record = curvature.load_flatness(config, SETTINGS, store)
+    net, retrained = curvature.load_trained(config, 10, tmp_path / "scratch", torch.device("cpu"), runs_dir)
+    batches = curvature.evaluation_batches("cifar10", 40, 20, seed=1, batch_size=8, device=torch.device("cpu"))
+    assert not retrained and record["results"] == curvature.curvature(net, batches, power_iterations=3,
+                                                                      hutchinson_samples=2, seed=1)
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out, train_missing=True) == {
+        config.run_id(): "kept"}
+
+
 def test_a_run_without_checkpoint_is_an_error_and_an_unfinished_one_is_skipped(tmp_path):
     config = TrainConfig(model="resnet-small", width=4, optimizer="sam", epochs=1, n_train=100, n_test=10)
     with pytest.raises(FileNotFoundError, match=f"runs_dir .* no finished run {config.run_id()}"):
