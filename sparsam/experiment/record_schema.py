@@ -17,7 +17,9 @@ stored per-example correctness ``test_correct`` where the record keeps it (both 
 correct examples divided by the test set's size, so they agree to the last bit); and the aggregate
 times with the metric lines they are computed from (to 1e-9 relative: another Python may sum in
 another order). A flatness record's run id must match its configuration and file name, its
-evaluation seed the run's seed, and its eigenvalue the last of its power iterations.
+evaluation seed the run's seed, and its eigenvalue the last of its power iterations; the scale-free
+measures (the Hessian in normalised weights), which records made before them lack, come all together
+or not at all, and obey the same rules.
 
 A record that fails any of this raises :class:`RecordError` (a ``ValueError``) with the one-line message
 ``"<path>: <what is wrong>"``: the book build and the command line stop on it instead of showing or
