@@ -64,10 +64,11 @@ def _per_seed(frame: pd.DataFrame, method: str, measure: str) -> pd.Series:
     return rows.set_index("seed")[measure]
 
 
-def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tuple[list[float], list[float]]:
+    """``column``'s values of ``method`` and ``reference`` over the seeds both have, in seed order."""
     mine, theirs = _per_seed(frame, method, column), _per_seed(frame, reference, column)
     seeds = sorted(set(mine.index) & set(theirs.index))
-    return mine.loc[seeds].to_numpy(dtype=float), theirs.loc[seeds].to_numpy(dtype=float)
+    return mine.loc[seeds].to_numpy(dtype=float).tolist(), theirs.loc[seeds].to_numpy(dtype=float).tolist()
 
 
 def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Sequence[str] = ("eigenvalue", "trace"),
@@ -87,7 +88,8 @@ def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Seq
     for reference, claim in claims.items():
         for measure in measures:
             label = f"{method} vs {reference}: {MEASURE_NAMES.get(measure, measure)}"
-            raw = decide(claim, *_paired(frame, method, reference, measure))
+            a, b = _paired(frame, method, reference, measure)
+            raw = decide(claim, a, b)
             if scale == "raw":
                 verdicts[f"{label}, raw"] = raw
                 continue
