@@ -5,7 +5,8 @@
 - :func:`load_trained`: the network of a config from its checkpoint in ``runs/``, or retrained;
 - :func:`evaluation_batches`: a fixed, class-balanced set of training images without augmentation;
 - :func:`curvature`: loss, top Hessian eigenvalue (power iteration) and Hessian trace (Hutchinson,
-  with its standard error) of one network on those images, as one row of a table.
+  with its standard error) of one network on those images, raw and in normalised weights (the scale-free
+  measure, :func:`sparsam.book.landscape.normalizing_scales`), as one row of a table.
 
 Flatness records keep these rows for networks whose weights are not committed (the CPU study's
 200-epoch runs): :func:`measure_run` measures one finished run from its checkpoint and writes
@@ -35,13 +36,15 @@ from . import landscape
 from ..experiment import models
 from . import profiles
 from ..experiment.config import TrainConfig
-from ..experiment.record_schema import FLATNESS_RESULTS, RecordError, read_record
+from ..experiment.record_schema import FLATNESS_RESULTS, FLATNESS_RESULTS_LATER, RecordError, read_record
 from ..experiment.store import Workspace, atomic_write_json, now, provenance, read_json
 from ..experiment.train import train
 
 Batches = list[tuple[Tensor, Tensor]]
 # The columns of one network's row: its label, its seed and what :func:`curvature` measures.
-ROW = ("method", "seed", *FLATNESS_RESULTS)  # loss, eigenvalue, eigenvalue_history, trace, trace_stderr, weight_norm
+# loss, eigenvalue, eigenvalue_history, trace, trace_stderr, weight_norm, then the scale-free measures
+# (eigenvalue_normalized, ..., trace_normalized_stderr), which records made before them lack (NaN in the frame).
+ROW = ("method", "seed", *FLATNESS_RESULTS, *FLATNESS_RESULTS_LATER)
 
 
 def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
@@ -99,17 +102,26 @@ def curvature(net: nn.Module, batches: Batches, *, power_iterations: int, hutchi
     """One row of the frame :mod:`sparsam.book.flatness` reads: ``loss`` at the weights, ``eigenvalue`` (top
     Hessian eigenvalue after ``power_iterations`` products, with its ``eigenvalue_history``), ``trace``
     and ``trace_stderr`` (Hutchinson over ``hutchinson_samples`` Rademacher vectors; NaN error for one
-    sample) and ``weight_norm`` (norm of the convolution and linear weights)."""
+    sample) and ``weight_norm`` (norm of the convolution and linear weights); then the same of the Hessian in
+    normalised weights ``D H D`` (:func:`sparsam.book.landscape.normalizing_scales`, unchanged when the
+    weights before a BatchNorm are rescaled): ``eigenvalue_normalized`` (with its history), ``trace_normalized``
+    and ``trace_normalized_stderr``, from the same seeds (twice the Hessian-vector products in all)."""
     loss = landscape.FunctionalLoss(net, batches)
     weights = landscape.parameters_of(net)
-    eigen = landscape.top_eigenvalue(lambda v: loss.hvp(weights, v), weights, power_iterations,
-                                     torch.Generator().manual_seed(seed))
-    trace = landscape.hutchinson_trace(lambda v: loss.hvp(weights, v), weights, hutchinson_samples,
-                                       torch.Generator().manual_seed(seed + 1))
-    conv_linear = {name: w for name, w in weights.items() if w.dim() > 1}
-    return {"loss": float(loss(weights)), "eigenvalue": eigen.value, "eigenvalue_history": eigen.history,
-            "trace": trace.value, "trace_stderr": trace.stderr if math.isfinite(trace.stderr) else math.nan,
-            "weight_norm": float(landscape.norm(conv_linear))}
+    row: dict[str, Any] = {"loss": float(loss(weights))}
+    for suffix, scales in (("", None), ("_normalized", landscape.normalizing_scales(weights))):
+        def hvp(v: landscape.Params, scales: landscape.Params | None = scales) -> landscape.Params:
+            return loss.hvp(weights, v, scales=scales)
+
+        eigen = landscape.top_eigenvalue(hvp, weights, power_iterations, torch.Generator().manual_seed(seed))
+        trace = landscape.hutchinson_trace(hvp, weights, hutchinson_samples, torch.Generator().manual_seed(seed + 1))
+        row |= {f"eigenvalue{suffix}": eigen.value, f"eigenvalue{suffix}_history": eigen.history,
+                f"trace{suffix}": trace.value,
+                f"trace{suffix}_stderr": trace.stderr if math.isfinite(trace.stderr) else math.nan}
+        if not suffix:
+            conv_linear = {name: w for name, w in weights.items() if w.dim() > 1}
+            row["weight_norm"] = float(landscape.norm(conv_linear))
+    return row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,16 +187,26 @@ def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: 
 
 
 def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,
-                    device: torch.device = torch.device("cpu"), out: TextIO | None = None) -> dict[str, str]:
+                    device: torch.device = torch.device("cpu"), out: TextIO | None = None,
+                    train_missing: bool = False) -> dict[str, str]:
     """Measure each config whose run under ``runs_dir`` is finished and whose record in ``store`` is
-    missing or was made with other settings; ``{run id: "measured" | "kept" | "not finished"}``, one
-    line each on ``out`` (default: standard output)."""
+    missing, was made with other settings or lacks the scale-free measures (made before them);
+    ``{run id: "measured" | "kept" | "kept without the scale-free measures" | "not finished"}``, one line
+    each on ``out`` (default: standard output). With ``train_missing`` a run that such a config needs and
+    ``runs_dir`` lacks is trained (or resumed) there first, then measured."""
     done = {}
     for config in configs:
         run_id = config.run_id()
-        if load_flatness(config, settings, store) is not None:
+        record = load_flatness(config, settings, store)
+        complete = record is not None and set(FLATNESS_RESULTS_LATER) <= set(record["results"])
+        if not complete and train_missing:
+            train(config, runs_dir=runs_dir, progress=False)
+        finished = (Path(runs_dir) / run_id / "summary.json").exists()
+        if complete:
             done[run_id] = "kept"
-        elif (Path(runs_dir) / run_id / "summary.json").exists():
+        elif record is not None and not finished:
+            done[run_id] = "kept without the scale-free measures"
+        elif finished:
             measure_run(config, runs_dir, settings, store, device)
             done[run_id] = "measured"
         else:
@@ -210,13 +232,17 @@ def add_command(commands: Any) -> None:
     parser = commands.add_parser(
         "flatness", help="measure the curvature of finished runs into flatness records (notebook 6)",
         description="Measure notebook 6's networks (its profile's configurations, e.g. the CPU study's SGD, SAM, "
-                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing or "
-                    "was made with other settings; the settings come from notebooks/profiles.yaml.")
+                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing, "
+                    "was made with other settings or lacks the scale-free measures (the Hessian in normalised "
+                    "weights); the settings come from notebooks/profiles.yaml.")
     parser.add_argument("--runs-dir", default=None, help="folder of the finished runs (<run id>/checkpoint.pt; "
                                                          "default: $SPARSAM_RUNS, else runs/ under the current "
                                                          "directory)")
     parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
                         help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
+    parser.add_argument("--train-missing", action="store_true",
+                        help="train (or resume) into RUNS_DIR each run a missing or incomplete record needs and "
+                             "RUNS_DIR lacks, then measure it (the CPU study's: 15-30 CPU-minutes each)")
     parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
                                                       "`flatness_store`, e.g. results/study/flatness, under the "
                                                       "current directory)")
@@ -230,5 +256,5 @@ def run_command(args: argparse.Namespace) -> int:
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
     measure_missing(list(networks(p).values()), Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
-                    torch.device(p.device))
+                    torch.device(p.device), train_missing=args.train_missing)
     return 0

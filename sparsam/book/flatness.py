@@ -2,31 +2,37 @@
 
 The input is a long frame with one row per trained network: ``method`` (e.g. "SGD", "SAM",
 "SSAM-F"), ``seed`` and one column per curvature measure (e.g. ``eigenvalue``, ``trace``), with
-optional ``<measure>_stderr`` (the Hutchinson standard error of a trace estimate).
+optional ``<measure>_stderr`` (the Hutchinson standard error of a trace estimate) and the scale-free
+``<measure>_normalized`` (the same of the Hessian in normalised weights, :mod:`sparsam.book.curvature`).
 
 - :func:`curvature_summary`: per method, the mean and its 95% interval: the t-interval over seeds
   when there are several (it contains the estimator's noise, which varies from seed to seed like
   the rest), else mean ± z·s.e. of the estimator alone (which says nothing about seed-to-seed
   spread, and the ``interval`` column says so), else none.
 - :func:`flatness_verdicts`: "as flat as SAM" (``flatness_ssam_vs_sam``, non-inferiority on the
-  ratio) and "flatter than SGD" (``flatness_ssam_vs_sgd``, superiority) for each measure, seeds paired.
+  ratio) and "flatter than SGD" (``flatness_ssam_vs_sgd``, superiority) for each measure, seeds paired,
+  decided on the scale-free measure: the raw eigenvalue and trace change with the weights' scale
+  (BatchNorm), which the methods' weight decays set apart, so they stay descriptive.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import check_range
+from .._checks import check_choice, check_range
 from ..experiment.config import OPTIMIZER_NAMES
 from .stats import Verdict, decide, mean_interval
 
 CLAIMS = {"SAM": "flatness_ssam_vs_sam", "SGD": "flatness_ssam_vs_sgd"}
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
+NORMALIZED = "_normalized"  # the suffix of a measure's scale-free column
+NOT_MEASURED = "inconclusive (scale-free measure not measured)"  # read in a verdict's name where it is missing
 # The method label of each kind of network of sparsam.book.curvature.networks, as the rows name them.
 NETWORK_NAMES = {kind: OPTIMIZER_NAMES[optimizer] for kind, optimizer in
                  (("sgd", "sgd"), ("sam", "sam"), ("ssam", "ssam-f"), ("ssamd", "ssam-d"))}
@@ -58,16 +64,41 @@ def _per_seed(frame: pd.DataFrame, method: str, measure: str) -> pd.Series:
     return rows.set_index("seed")[measure]
 
 
+def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tuple[list[float], list[float]]:
+    """``column``'s values of ``method`` and ``reference`` over the seeds both have, in seed order."""
+    mine, theirs = _per_seed(frame, method, column), _per_seed(frame, reference, column)
+    seeds = sorted(set(mine.index) & set(theirs.index))
+    return mine.loc[seeds].to_numpy(dtype=float).tolist(), theirs.loc[seeds].to_numpy(dtype=float).tolist()
+
+
 def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Sequence[str] = ("eigenvalue", "trace"),
-                      claims: Mapping[str, str] = CLAIMS) -> dict[str, Verdict]:
-    """``{"<method> vs <reference>: <measure>": verdict}`` for each reference of ``claims`` (reference
-    method -> declared claim) and each measure, with the seeds both methods have, paired."""
+                      claims: Mapping[str, str] = CLAIMS,
+                      scale: Literal["normalized", "raw"] = "normalized") -> dict[str, Verdict]:
+    """``{"<method> vs <reference>: <measure>, <scale>": verdict}`` for each reference of ``claims``
+    (reference method -> declared claim) and each measure, with the seeds both methods have, paired.
+
+    ``scale="normalized"`` (the book's): decided on ``<measure>_normalized``, the measure in normalised
+    weights, which rescaling the weights before a BatchNorm leaves unchanged; where a paired network
+    lacks it (a record measured before it existed) the verdict is "inconclusive", its name says
+    :data:`NOT_MEASURED`, and it carries the raw ratio as description only (no p-value, so no family
+    decides it). ``scale="raw"``: decided on the raw measure, which compares weight scales as much as
+    sharpness (for checks; the book does not decide on it)."""
+    check_choice("scale", scale, ("normalized", "raw"))
     verdicts = {}
     for reference, claim in claims.items():
         for measure in measures:
-            mine, theirs = _per_seed(frame, method, measure), _per_seed(frame, reference, measure)
-            seeds = sorted(set(mine.index) & set(theirs.index))
-            a, b = mine.loc[seeds].to_numpy(dtype=float), theirs.loc[seeds].to_numpy(dtype=float)
-            name = f"{method} vs {reference}: {MEASURE_NAMES.get(measure, measure)}"
-            verdicts[name] = decide(claim, np.asarray(a), np.asarray(b))
+            label = f"{method} vs {reference}: {MEASURE_NAMES.get(measure, measure)}"
+            a, b = _paired(frame, method, reference, measure)
+            raw = decide(claim, a, b)
+            if scale == "raw":
+                verdicts[f"{label}, raw"] = raw
+                continue
+            column = measure + NORMALIZED
+            if column in frame.columns:
+                a, b = _paired(frame, method, reference, column)
+                if np.isfinite([*a, *b]).all():
+                    verdicts[f"{label}, normalised weights"] = decide(claim, a, b)
+                    continue
+            verdicts[f"{label}: {NOT_MEASURED}; raw ratio descriptive"] = dataclasses.replace(
+                raw, status="inconclusive", p_value=math.nan)
     return verdicts

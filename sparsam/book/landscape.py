@@ -9,7 +9,9 @@ dict through :func:`torch.func.functional_call` (the module itself is never modi
   the weights' filters (Li et al., 2018), so that distances along it are comparable across models;
 - :func:`loss_along_line` and :func:`loss_surface`: the loss on a 1-D line / 2-D plane of directions;
 - :func:`top_eigenvalue` (power iteration) and :func:`hutchinson_trace` on Hessian-vector products
-  (``jvp`` or ``vjp`` of ``grad``, never forming the Hessian);
+  (``jvp`` or ``vjp`` of ``grad``, never forming the Hessian), of the Hessian ``H`` itself or, with the
+  scales of :func:`normalizing_scales`, of the Hessian in normalised weights ``D H D``, which does not
+  change when the weights before a BatchNorm are rescaled;
 - :func:`sam_gradient` and :func:`top_share`: the SAM gradient ``∇L(w + ρ g/‖g‖)`` next to
   ``g = ∇L(w)`` and how concentrated their difference is (the papers' Fig. 1).
 
@@ -36,7 +38,7 @@ LossFunction = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["Params", "FunctionalLoss", "parameters_of", "dot", "norm", "axpy", "random_like",
            "filter_normalized_direction", "loss_along_line", "loss_surface", "top_eigenvalue",
-           "hutchinson_trace", "EigenResult", "TraceResult", "sam_gradient", "top_share"]
+           "hutchinson_trace", "normalizing_scales", "EigenResult", "TraceResult", "sam_gradient", "top_share"]
 
 
 def parameters_of(model: nn.Module) -> Params:
@@ -76,6 +78,33 @@ def random_like(params: Mapping[str, Tensor], generator: torch.Generator, kind: 
     return out
 
 
+def _filter_norms(w: Tensor) -> Tensor:
+    """The norm of each filter of ``w`` (a slice along dimension 0) shaped to broadcast against ``w``;
+    a one-dimensional ``w`` is one filter (a 0-d tensor)."""
+    if w.dim() <= 1:
+        return w.norm()
+    return w.flatten(1).norm(dim=1).view(-1, *([1] * (w.dim() - 1)))
+
+
+def normalizing_scales(params: Mapping[str, Tensor]) -> Params:
+    """The diagonal ``D`` of the normalised weights, filter by filter: every entry of a filter (one slice
+    along dimension 0 of a convolution kernel or linear weight) gets that filter's norm ``‖w_i‖``, every
+    entry of a one-dimensional parameter (bias, BatchNorm scale or shift) the vector's norm.
+
+    Why: a filter whose output feeds a BatchNorm can be rescaled, ``w_i → c w_i`` (with the running
+    statistics of its channel, which training estimates from the weights it has), without changing the
+    loss; the Hessian then changes as ``H → C⁻¹ H C⁻¹`` (``C`` = ``c`` on that filter's entries), so its
+    eigenvalues and trace compare weight scales rather than sharpness (e.g. under another weight decay).
+    ``D H D`` is the Hessian with respect to relative weights ``w_i (1 + δ_i)``; ``D → C D``, so it is
+    unchanged by any such rescaling of any set of filters (per tensor included, the coarser choice).
+    Filters rather than whole tensors because BatchNorm normalises each channel on its own; the unit
+    is that of the filter-normalised directions (:func:`filter_normalized_direction`, Li et al., 2018)
+    and of filter-wise adaptive sharpness (ASAM, Kwon et al., 2021), whose worst-case loss rise in a
+    small normalised ball is, at a minimum and to second order, the top eigenvalue of this ``D H D``. A filter of zero
+    norm gets zero scale: it takes no part in the measure."""
+    return {k: _filter_norms(w).to(w.dtype) * torch.ones_like(w) for k, w in params.items()}
+
+
 def filter_normalized_direction(params: Mapping[str, Tensor], generator: torch.Generator,
                                 one_dimensional: str = "zero") -> Params:
     """A random Gaussian direction normalised filter by filter (Li et al., 2018, Sec. 4).
@@ -97,9 +126,7 @@ def filter_normalized_direction(params: Mapping[str, Tensor], generator: torch.G
             else:
                 d.mul_(w.norm() / (d.norm() + 1e-12))
             continue
-        w_norm = w.flatten(1).norm(dim=1)
-        d_norm = d.flatten(1).norm(dim=1)
-        d.mul_((w_norm / (d_norm + 1e-12)).view(-1, *([1] * (w.dim() - 1))))
+        d.mul_(_filter_norms(w) / (_filter_norms(d) + 1e-12))
     return direction
 
 
@@ -143,14 +170,22 @@ class FunctionalLoss:
                 total[k].add_(g[k], alpha=len(y) / self.total)
         return total
 
-    def hvp(self, params: Params, vector: Params, mode: str = "forward") -> Params:
-        """Hessian-vector product ``∇²L(params) v`` over all batches.
+    def hvp(self, params: Params, vector: Params, mode: str = "forward",
+            scales: Mapping[str, Tensor] | None = None) -> Params:
+        """Hessian-vector product ``∇²L(params) v`` over all batches; with ``scales`` (a dict ``D`` of
+        per-entry factors shaped like ``params``, e.g. :func:`normalizing_scales`) the product of the
+        scaled Hessian ``D ∇²L D``, i.e. ``D (∇²L (D v))``.
 
         ``mode="forward"``: forward-over-reverse, the ``jvp`` of ``grad`` along ``v`` (about a third
         cheaper on CPU); ``"reverse"``: reverse-over-reverse, the ``vjp`` of ``grad`` with ``v`` (the
         Hessian is symmetric, so ``vᵀH = Hv``). Both agree to rounding.
         """
         check_choice("mode", mode, ("forward", "reverse"))
+        if scales is not None:
+            if set(scales) != set(params):
+                raise ValueError(f"scales must have the keys of params, got {sorted(scales)}")
+            product = self.hvp(params, {k: vector[k] * scales[k] for k in params}, mode)
+            return {k: product[k] * scales[k] for k in params}
         total = {k: torch.zeros_like(p) for k, p in params.items()}
         for x, y in self.batches:
             def batch_grad(p: Params, x: Tensor = x, y: Tensor = y) -> Params:

@@ -17,7 +17,9 @@ stored per-example correctness ``test_correct`` where the record keeps it (both 
 correct examples divided by the test set's size, so they agree to the last bit); and the aggregate
 times with the metric lines they are computed from (to 1e-9 relative: another Python may sum in
 another order). A flatness record's run id must match its configuration and file name, its
-evaluation seed the run's seed, and its eigenvalue the last of its power iterations.
+evaluation seed the run's seed, and its eigenvalue the last of its power iterations; the scale-free
+measures (the Hessian in normalised weights), which records made before them lack, come all together
+or not at all, and obey the same rules.
 
 A record that fails any of this raises :class:`RecordError` (a ``ValueError``) with the one-line message
 ``"<path>: <what is wrong>"``: the book build and the command line stop on it instead of showing or
@@ -70,6 +72,9 @@ FLATNESS_SETTINGS: Spec = {"n_eval": "integer", "eval_batch_size": "integer", "p
 # One network's curvature (sparsam.book.curvature.curvature), in the order of its row.
 FLATNESS_RESULTS: Spec = {"loss": "number", "eigenvalue": "number", "eigenvalue_history": "array", "trace": "number",
                           "trace_stderr": "number", "weight_norm": "number"}
+# The scale-free measures (the Hessian in normalised weights), which records measured before them lack.
+FLATNESS_RESULTS_LATER: Spec = {"eigenvalue_normalized": "number", "eigenvalue_normalized_history": "array",
+                                "trace_normalized": "number", "trace_normalized_stderr": "number"}
 Fail = Callable[[str], NoReturn]  # raises RecordError naming the file
 RELATIVE_TOLERANCE = 1e-9  # for aggregates of floats that another Python may sum in another order
 
@@ -181,23 +186,30 @@ def check_flatness_record(record: Any, path: str | Path) -> None:
     fail = _failer(path)
     _check_fields(record, FLATNESS, {}, "the record", fail)
     _check_fields(record["settings"], FLATNESS_SETTINGS, {}, "settings", fail)
-    _check_fields(record["results"], FLATNESS_RESULTS, {}, "results", fail)
+    _check_fields(record["results"], FLATNESS_RESULTS, FLATNESS_RESULTS_LATER, "results", fail)
     _check_fields(record["provenance"], PROVENANCE, {}, "provenance", fail)
     config = _config(record["config"], "config", fail)
     _check_run_id(record["run_id"], config, path, "run_id", fail)
     settings, results = record["settings"], record["results"]
     if settings["eval_seed"] != config.seed:
         fail(f"settings.eval_seed is {settings['eval_seed']}, but the run's seed is {config.seed}")
-    history = results["eigenvalue_history"]
-    if not 1 <= len(history) <= settings["power_iterations"] or not all(_is(v, "number") for v in history):
-        fail(f"results.eigenvalue_history must hold 1 to {settings['power_iterations']} numbers (one per power "
-             f"iteration), got {_abbreviate(history)}")
-    _equal(results["eigenvalue"], history[-1], "results.eigenvalue", "the last of results.eigenvalue_history", fail)
-    for field in ("loss", "eigenvalue", "trace", "weight_norm"):
-        if not math.isfinite(results[field]):
-            fail(f"results.{field} must be finite, got {results[field]!r}")
-    if not (results["trace_stderr"] >= 0 or math.isnan(results["trace_stderr"])):  # NaN: one Hutchinson sample
-        fail(f"results.trace_stderr must be >= 0 (or NaN for one sample), got {results['trace_stderr']!r}")
+    later = [name for name in FLATNESS_RESULTS_LATER if name in results]
+    if later and len(later) != len(FLATNESS_RESULTS_LATER):
+        fail(f"results holds {', '.join(later)} but lacks "
+             f"{', '.join(sorted(set(FLATNESS_RESULTS_LATER) - set(later)))} (the scale-free measures come together)")
+    for suffix in ("", "_normalized") if later else ("",):
+        history = results[f"eigenvalue{suffix}_history"]
+        if not 1 <= len(history) <= settings["power_iterations"] or not all(_is(v, "number") for v in history):
+            fail(f"results.eigenvalue{suffix}_history must hold 1 to {settings['power_iterations']} numbers (one per "
+                 f"power iteration), got {_abbreviate(history)}")
+        _equal(results[f"eigenvalue{suffix}"], history[-1], f"results.eigenvalue{suffix}",
+               f"the last of results.eigenvalue{suffix}_history", fail)
+        for field in ("loss", f"eigenvalue{suffix}", f"trace{suffix}", "weight_norm"):
+            if not math.isfinite(results[field]):
+                fail(f"results.{field} must be finite, got {results[field]!r}")
+        stderr = results[f"trace{suffix}_stderr"]
+        if not (stderr >= 0 or math.isnan(stderr)):  # NaN: one Hutchinson sample
+            fail(f"results.trace{suffix}_stderr must be >= 0 (or NaN for one sample), got {stderr!r}")
     if results["loss"] < 0 or results["weight_norm"] <= 0:
         fail(f"results.loss must be >= 0 and results.weight_norm > 0, got {results['loss']!r} and "
              f"{results['weight_norm']!r}")

@@ -277,14 +277,14 @@ def test_curvature_summary_over_seeds_and_from_the_estimator_for_one_seed():
 def test_flatness_verdicts_decide_both_halves_of_the_claim():
     values = curvature({"SGD": [20.0, 22.0, 21.0], "SAM": [10.0, 11.0, 10.5], "SSAM-F": [10.2, 11.1, 10.4],
                         "SSAM-D": [18.0, 20.0, 19.0]})
-    ssam_f = flatness.flatness_verdicts(values)
-    assert list(ssam_f) == ["SSAM-F vs SAM: top Hessian eigenvalue", "SSAM-F vs SAM: Hessian trace",
-                            "SSAM-F vs SGD: top Hessian eigenvalue", "SSAM-F vs SGD: Hessian trace"]
+    ssam_f = flatness.flatness_verdicts(values, scale="raw")  # the rules, on the raw measures of this frame
+    assert list(ssam_f) == ["SSAM-F vs SAM: top Hessian eigenvalue, raw", "SSAM-F vs SAM: Hessian trace, raw",
+                            "SSAM-F vs SGD: top Hessian eigenvalue, raw", "SSAM-F vs SGD: Hessian trace, raw"]
     assert {v.status for v in ssam_f.values()} == {"reproduced"}
-    ssam_d = flatness.flatness_verdicts(values, method="SSAM-D", measures=("trace",))
-    assert ssam_d["SSAM-D vs SAM: Hessian trace"].status == "not reproduced"  # 1.8 times SAM's, margin 1.25
-    assert ssam_d["SSAM-D vs SGD: Hessian trace"].status == "reproduced"
-    one_seed = flatness.flatness_verdicts(values[values["seed"] == 0])
+    ssam_d = flatness.flatness_verdicts(values, method="SSAM-D", measures=("trace",), scale="raw")
+    assert ssam_d["SSAM-D vs SAM: Hessian trace, raw"].status == "not reproduced"  # 1.8 times SAM's, margin 1.25
+    assert ssam_d["SSAM-D vs SGD: Hessian trace, raw"].status == "reproduced"
+    one_seed = flatness.flatness_verdicts(values[values["seed"] == 0], scale="raw")
     assert {v.status for v in one_seed.values()} == {"inconclusive"}
 
 

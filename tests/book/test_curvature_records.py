@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import shutil
 
@@ -87,6 +88,42 @@ def test_a_record_holds_what_a_direct_measurement_gives_and_is_reused_only_with_
     shutil.copy(curvature.flatness_path(config, store), curvature.flatness_path(stranger, store))
     with pytest.raises(ValueError, match="does not hold the config"):
         curvature.load_flatness(stranger, other, store)
+
+
+def test_a_record_made_before_the_scale_free_measures_is_measured_again_where_its_run_is_here(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=100, n_test=10, seed=1)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    _finished_run(runs_dir, config)
+    record = curvature.measure_run(config, runs_dir, SETTINGS, store)
+    path = curvature.flatness_path(config, store)
+    old = {**record, "results": {k: v for k, v in record["results"].items() if "normalized" not in k}}
+    path.write_text(json.dumps(old))
+    frame = curvature.flatness_frame({("SGD", 1): config}, SETTINGS, store)  # still read, scale-free as NaN
+    assert frame.iloc[0]["trace"] == record["results"]["trace"] and math.isnan(frame.iloc[0]["trace_normalized"])
+    out = io.StringIO()
+    assert curvature.measure_missing([config], tmp_path / "elsewhere", SETTINGS, store, out=out) == {
+        config.run_id(): "kept without the scale-free measures"}  # no checkpoint here: kept as it is
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out) == {config.run_id(): "measured"}
+    assert curvature.load_flatness(config, SETTINGS, store)["results"] == record["results"]
+
+
+@needs_data
+def test_train_missing_trains_the_run_a_record_needs_then_measures_it(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=40, n_test=10, seed=1,
+                         batch_size=20)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    out = io.StringIO()
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out) == {config.run_id(): "not finished"}
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out, train_missing=True) == {
+        config.run_id(): "measured"}
+    assert (runs_dir / config.run_id() / "checkpoint.pt").exists()
+    record = curvature.load_flatness(config, SETTINGS, store)
+    net, retrained = curvature.load_trained(config, 10, tmp_path / "scratch", torch.device("cpu"), runs_dir)
+    batches = curvature.evaluation_batches("cifar10", 40, 20, seed=1, batch_size=8, device=torch.device("cpu"))
+    assert not retrained and record["results"] == curvature.curvature(net, batches, power_iterations=3,
+                                                                      hutchinson_samples=2, seed=1)
+    assert curvature.measure_missing([config], runs_dir, SETTINGS, store, out=out, train_missing=True) == {
+        config.run_id(): "kept"}
 
 
 def test_a_run_without_checkpoint_is_an_error_and_an_unfinished_one_is_skipped(tmp_path):

@@ -165,3 +165,114 @@ def test_sam_gradient_and_top_share():
     assert shares == pytest.approx([16 / 25, 1.0, 1.0])
     with pytest.raises(ValueError, match="fraction"):
         ls.top_share(torch.ones(3), [0.0])
+
+
+# --- the scale-free measure: the Hessian in normalised weights --------------------------------------
+
+class ScaleFree(nn.Module):
+    """Every parameter tensor feeds a BatchNorm without affine parameters and with ``eps=0``, and the
+    logits are the spatial mean of the last BatchNorm: multiplying a convolution's kernel by ``c``, with
+    its BatchNorm's running mean by ``c`` and running variance by ``c²`` (what training those weights
+    would estimate), leaves the eval-mode loss unchanged, in exact arithmetic and, for ``c = 2``, bitwise."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(2, 4, 3, bias=False), nn.BatchNorm2d(4, eps=0.0, affine=False)
+        self.conv2, self.bn2 = nn.Conv2d(4, classes, 3, bias=False), nn.BatchNorm2d(classes, eps=0.0, affine=False)
+
+    def forward(self, x):
+        return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))).mean(dim=(2, 3))
+
+
+def scale_free_setup():
+    torch.manual_seed(0)
+    model = ScaleFree().double()
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 2, 7, 7, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,), generator=g)
+    return model.eval(), x, y
+
+
+def rescaled(model, factors):
+    """A copy of ``model`` with each convolution's output channels multiplied by ``factors[name]`` (a
+    number or one per channel), its BatchNorm's running statistics following."""
+    import copy
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for conv, bn in ((other.conv1, other.bn1), (other.conv2, other.bn2)):
+            name = "conv1" if conv is other.conv1 else "conv2"
+            c = torch.as_tensor(factors[name], dtype=torch.float64).expand(conv.out_channels)
+            conv.weight.mul_(c.view(-1, 1, 1, 1))
+            bn.running_mean.mul_(c)
+            bn.running_var.mul_(c.square())
+    return other
+
+
+def measures(model, x, y, scales):
+    loss = ls.FunctionalLoss(model, [(x, y)])
+    params = ls.parameters_of(model)
+    scale = ls.normalizing_scales(params) if scales else None
+
+    def hvp(v):
+        return loss.hvp(params, v, scales=scale)
+
+    eigen = ls.top_eigenvalue(hvp, params, 100, torch.Generator().manual_seed(5))
+    trace = ls.hutchinson_trace(hvp, params, 8, torch.Generator().manual_seed(6))
+    return float(loss(params)), eigen.value, trace.value
+
+
+def test_normalised_hvp_is_d_h_d_of_the_exact_hessian():
+    model, x, y = setup()
+    H, params = exact_hessian(model, x, y)
+    scales = ls.normalizing_scales(params)
+    d = flatten(scales)
+    # every filter (conv output channel, fc row) carries its own norm, a 1-D parameter the vector's norm
+    assert torch.allclose(scales["conv.weight"][1], params["conv.weight"][1].norm().expand(2, 3, 3))
+    assert torch.allclose(scales["fc.weight"][2], params["fc.weight"][2].norm().expand(27))
+    assert torch.allclose(scales["bn.bias"], params["bn.bias"].norm().expand(3))
+    v = ls.random_like(params, torch.Generator().manual_seed(3))
+    loss = ls.FunctionalLoss(model, [(x, y)])
+    expected = (d[:, None] * H * d[None, :]) @ flatten(v)
+    for mode in ("forward", "reverse"):
+        assert torch.allclose(flatten(loss.hvp(params, v, mode=mode, scales=scales)), expected, atol=1e-10)
+    with pytest.raises(ValueError, match="scales must have the keys of params"):
+        loss.hvp(params, v, scales={"conv.weight": scales["conv.weight"]})
+
+
+def test_rescaling_the_weights_before_batchnorm_divides_the_raw_hessian_and_leaves_the_normalised_one():
+    model, x, y = scale_free_setup()
+    double = rescaled(model, {"conv1": 2.0, "conv2": 2.0})  # every parameter tensor feeds a BatchNorm
+    loss, eigen, trace = measures(model, x, y, scales=False)
+    loss2, eigen2, trace2 = measures(double, x, y, scales=False)
+    assert loss2 == loss                                      # bitwise: powers of two scale exactly
+    assert eigen > 0 and trace > 0
+    assert eigen2 == pytest.approx(eigen / 4, rel=1e-10)      # H -> H / c²: the raw measure reads "flatter"
+    assert trace2 == pytest.approx(trace / 4, rel=1e-10)
+    _, eigen_n, trace_n = measures(model, x, y, scales=True)
+    _, eigen_n2, trace_n2 = measures(double, x, y, scales=True)
+    assert eigen_n2 == pytest.approx(eigen_n, rel=1e-10)
+    assert trace_n2 == pytest.approx(trace_n, rel=1e-10)
+    # filter by filter, with different factors per channel and layer, the normalised measure still holds
+    uneven = rescaled(model, {"conv1": [2.0, 0.5, 4.0, 1.0], "conv2": [0.25, 8.0, 2.0]})
+    loss3, eigen3, trace3 = measures(uneven, x, y, scales=False)
+    _, eigen_n3, trace_n3 = measures(uneven, x, y, scales=True)
+    assert loss3 == pytest.approx(loss, rel=1e-13)
+    assert not eigen3 == pytest.approx(eigen, rel=0.01)       # the raw measure changes
+    assert eigen_n3 == pytest.approx(eigen_n, rel=1e-8)
+    assert trace_n3 == pytest.approx(trace_n, rel=1e-10)
+
+
+def test_the_normalised_measure_is_not_blind_to_a_change_of_function():
+    model, x, y = scale_free_setup()
+    other = rescaled(model, {"conv1": [2.0, 1.0, 1.0, 1.0], "conv2": 1.0})
+    with torch.no_grad():  # the weights change, but the running statistics do not follow: another function
+        other.bn1.running_mean.copy_(model.bn1.running_mean)
+        other.bn1.running_var.copy_(model.bn1.running_var)
+    loss, eigen_n, _ = measures(model, x, y, scales=True)
+    loss2, eigen_n2, _ = measures(other, x, y, scales=True)
+    assert loss2 != pytest.approx(loss, rel=1e-6) and eigen_n2 != pytest.approx(eigen_n, rel=1e-3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -230,6 +231,14 @@ def _flatness(tmp_path: Path, edit=None) -> tuple[TrainConfig, curvature.Setting
     return TrainConfig.from_dict(record["config"]), settings, store / source.name
 
 
+def _scale_free(record: dict) -> dict:
+    """Scale-free measures for a record made before them (the raw ones halved: any consistent numbers)."""
+    results = record["results"]
+    return {"eigenvalue_normalized": results["eigenvalue"] / 2,
+            "eigenvalue_normalized_history": [v / 2 for v in results["eigenvalue_history"]],
+            "trace_normalized": results["trace"] / 2, "trace_normalized_stderr": results["trace_stderr"] / 2}
+
+
 @pytest.mark.parametrize("edit, match", [
     (None, None),
     (lambda r: r["results"].update(eigenvalue=r["results"]["eigenvalue"] * 2),
@@ -240,6 +249,13 @@ def _flatness(tmp_path: Path, edit=None) -> tuple[TrainConfig, curvature.Setting
     (lambda r: r["results"].update(trace_stderr=-1.0), "results.trace_stderr must be >= 0"),
     (lambda r: r.update(run_id=r["run_id"] + "x"), "run_id is .* but its configuration's run id is"),
     (lambda r: r["provenance"].pop("git_dirty"), "provenance lacks git_dirty"),
+    (lambda r: r["results"].update(_scale_free(r)), None),  # a record measured with the scale-free measures
+    (lambda r: r["results"].update({**_scale_free(r), "eigenvalue_normalized": 1.0}),
+     "results.eigenvalue_normalized is .* but the last of results.eigenvalue_normalized_history is"),
+    (lambda r: r["results"].update({k: v for k, v in _scale_free(r).items() if k != "trace_normalized"}),
+     "results holds eigenvalue_normalized, .* but lacks trace_normalized"),
+    (lambda r: r["results"].update({**_scale_free(r), "trace_normalized_stderr": -1.0}),
+     "results.trace_normalized_stderr must be >= 0"),
 ])
 def test_the_flatness_reader_rejects_a_bad_record_and_reads_a_good_one(tmp_path, edit, match):
     config, settings, path = _flatness(tmp_path, edit)
@@ -247,7 +263,10 @@ def test_the_flatness_reader_rejects_a_bad_record_and_reads_a_good_one(tmp_path,
     if match is None:
         frame = curvature.flatness_frame(networks, settings, path.parent)
         assert len(frame) == 1 and list(frame.columns) == list(curvature.ROW)
-        assert frame.iloc[0]["trace"] == json.loads(path.read_text())["results"]["trace"]
+        results = json.loads(path.read_text())["results"]
+        assert frame.iloc[0]["trace"] == results["trace"]
+        assert (frame.iloc[0]["trace_normalized"] == results["trace_normalized"] if "trace_normalized" in results
+                else math.isnan(frame.iloc[0]["trace_normalized"]))  # older records: NaN, read as not measured
         return
     with pytest.raises(RecordError, match=f"^{path}: {match}"):
         curvature.flatness_frame(networks, settings, path.parent)
