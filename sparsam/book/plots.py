@@ -157,7 +157,9 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
         raise ValueError("verdicts_frame holds no claims")
     units = list(dict.fromkeys(verdicts_frame["unit"]))
     heights = [max(1, int((verdicts_frame["unit"] == u).sum())) for u in units]
-    fig, axes = plt.subplots(len(units), 1, figsize=(8, 1.2 + 0.55 * sum(heights) + 0.6 * len(units)),
+    longest = max(len(line) for label in verdicts_frame["claim"] for line in str(label).splitlines())
+    width = max(8.0, 4.5 + 0.065 * longest)  # room for the claims' labels beside an axis of readable width
+    fig, axes = plt.subplots(len(units), 1, figsize=(width, 2.2 + 0.55 * sum(heights) + 0.6 * len(units)),
                              height_ratios=heights, layout="constrained", squeeze=False)
     sizes: set[int] = set()
     differs = False
@@ -185,8 +187,12 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
         if unit == "ratio":
             ax.set_xscale("log")
             low, high = ax.get_xlim()  # a few round ratios inside the data's range, labelled; no crowding
-            ticks = [t for t in RATIO_TICKS if low <= t <= high] or [1.0]
-            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ticks = [1.0]  # 1 first, then round ratios far enough apart on the log axis not to overlap
+            gap = (np.log(high) - np.log(low)) / 9
+            for t in sorted((t for t in RATIO_TICKS if low <= t <= high and t != 1.0), key=lambda t: abs(np.log(t))):
+                if all(abs(np.log(t / kept)) >= gap for kept in ticks):
+                    ticks.append(t)
+            ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y, [_claim_label(row) for _, row in rows.iterrows()], fontsize=8)
@@ -208,7 +214,7 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
                                   label=SIM_LABEL.format(m=m)))
     if differs:
         handles.append(Line2D([], [], marker="s", color="0.3", linestyle="none", label=DIFFERS_LABEL))
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 

@@ -160,6 +160,18 @@ def test_claims_figure_draws_the_interval_and_the_simultaneous_interval_of_a_fam
     assert "colour: family-wise status (Holm)" in texts and plots.DIFFERS_LABEL in texts
 
 
+def test_claims_figure_ratio_ticks_do_not_crowd_a_wide_axis():
+    wide = verdicts.verdicts_frame({
+        "small": verdicts.decide("flatness_ssam_vs_sgd", [1.0, 1.1, 0.9], [20.0, 19.0, 21.0]),
+        "large": verdicts.decide("flatness_ssam_vs_sgd", [20.0, 21.0, 19.0], [1.0, 1.1, 0.9]),
+    })
+    ax = plots.claims_figure(wide).axes[0]
+    low, high = ax.get_xlim()
+    ticks = np.log(ax.get_xticks())
+    assert 0.0 in ticks and len(ticks) >= 3
+    assert np.min(np.diff(ticks)) >= (np.log(high) - np.log(low)) / 9 - 1e-12
+
+
 def test_claims_figure_without_a_family_draws_one_interval_and_no_family_legend():
     fig = plots.claims_figure(claims())
     pp = fig.axes[0]
