@@ -162,13 +162,14 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(len(units), 1, figsize=(width, 2.2 + 0.55 * sum(heights) + 0.6 * len(units)),
                              height_ratios=heights, layout="constrained", squeeze=False)
     sizes: set[int] = set()
-    differs = False
+    differs = alone = False
     for ax, unit in zip(axes[:, 0], units):
         rows = verdicts_frame[verdicts_frame["unit"] == unit].reset_index(drop=True)
         y = np.arange(len(rows))[::-1]
         for yi, (_, row) in zip(y, rows.iterrows()):
             diff, low, high, sim_low, sim_high, boundary = _claim_bounds(row)
             family = _family_status(row)
+            alone |= family is None
             color = STATUS_COLORS.get(family or row["status"], "black")
             marker = "o" if family is None or family == row["status"] else "s"
             differs |= marker == "s"
@@ -202,7 +203,8 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
         ax.grid(alpha=0.3, axis="x")
     handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=s) for s, c in STATUS_COLORS.items()]
     if sizes:
-        handles.insert(0, Line2D([], [], linestyle="none", label="colour: family-wise status (Holm)"))
+        handles.insert(0, Line2D([], [], linestyle="none", label="colour: family-wise status (Holm)"
+                                 + ("; registered status of a claim read alone" if alone else "")))
     handles += [Line2D([], [], marker="o", color="0.3", linestyle="-", linewidth=3,
                        label="mean paired difference, 95% interval" + ("" if not sizes else " (thick)")),
                 Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none",

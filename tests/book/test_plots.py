@@ -177,6 +177,8 @@ def test_claims_figure_without_a_family_draws_one_interval_and_no_family_legend(
     pp = fig.axes[0]
     assert not bars_of(pp, "simultaneous 95% interval") and len(bars_of(pp, "95% interval")) == 1
     assert not any("simultaneous" in t or "family" in t for t in legend_texts(pp))
+    mixed = plots.claims_figure(pd.concat([family_claims(), claims()], ignore_index=True))  # some rows read alone
+    assert "colour: family-wise status (Holm); registered status of a claim read alone" in legend_texts(mixed.axes[0])
 
 
 def test_detectable_difference_figure_lines_equal_the_power_functions():
