@@ -116,7 +116,8 @@ def test_claims_figure_of_other_units_and_of_no_claims():
 def family_claims() -> pd.DataFrame:
     """Four claims read as one family: "gain" is reproduced by the registered rule but not by Holm's."""
     return verdicts.verdicts_frame(verdicts.family({
-        "close": verdicts.decide("accuracy_ssam_vs_sam", [90.3, 90.5, 90.2, 90.2, 90.4], [90.3, 90.4, 90.2, 90.1, 90.5]),
+        "close": verdicts.decide("accuracy_ssam_vs_sam", [90.3, 90.5, 90.2, 90.2, 90.4],
+                                 [90.3, 90.4, 90.2, 90.1, 90.5]),
         "gain": verdicts.decide("accuracy_sam_vs_sgd", [91.0, 90.6, 91.3], [90.0, 90.0, 90.1]),
         "one": verdicts.decide("accuracy_sam_vs_sgd", [91.0], [90.0]),
         "flat": verdicts.decide("flatness_ssam_vs_sgd", [5.0, 5.5, 4.8, 5.1], [10.0, 11.0, 9.0, 9.5]),
