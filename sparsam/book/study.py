@@ -179,9 +179,8 @@ def _margins_file(study_file: Path) -> Path:
         return book_root() / MARGINS
 
 
-def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
-    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
-    book's ``results/study/pilot/``; superiority, paired by seed)."""
+def _pilot_pairs(study: Study, store: str | Path | None) -> dict[str, tuple[list[float], list[float]]]:
+    """Per pilot regime: SAM's and SGD's final test accuracy (%) over the seeds both have, in seed order."""
     records = [r["summary"] for r in load_all(book_root() / PILOT_STORE if store is None else Path(store))]
     out = {}
     for regime, changes in study.pilot["regimes"].items():
@@ -193,9 +192,28 @@ def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, V
                     {**wanted, "optimizer": config.optimizer, "seed": config.seed}):
                 accuracy[config.optimizer][config.seed] = 100 * s["final_test_acc"]
         seeds = sorted(set(accuracy["sgd"]) & set(accuracy["sam"]))
-        out[regime] = compare([accuracy["sam"][k] for k in seeds], [accuracy["sgd"][k] for k in seeds],
-                              test="superiority", level=study.margins["level"], min_n=study.margins["min_n"])
+        out[regime] = ([accuracy["sam"][k] for k in seeds], [accuracy["sgd"][k] for k in seeds])
     return out
+
+
+def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
+    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
+    book's ``results/study/pilot/``; superiority, paired by seed)."""
+    return {regime: compare(sam, sgd, test="superiority", level=study.margins["level"], min_n=study.margins["min_n"])
+            for regime, (sam, sgd) in _pilot_pairs(study, store).items()}
+
+
+def pilot_paired_sd(study: Study, store: str | Path | None = None) -> tuple[int, float]:
+    """The seeds and the standard deviation (pp) of the paired SAM − SGD differences of final test accuracy
+    in the pilot regime that is the study's own (no changes to ``regime``): the spread a power calculation
+    could have assumed before the study ran."""
+    own = [regime for regime, changes in study.pilot["regimes"].items() if not changes]
+    if len(own) != 1:
+        raise ValueError(f"the pilot must hold exactly one regime without changes (the study's), got {own}")
+    sam, sgd = _pilot_pairs(study, store)[own[0]]
+    if len(sam) < 2:
+        raise ValueError(f"the pilot's regime {own[0]} pairs {len(sam)} seeds: an SD needs two")
+    return len(sam), float(np.std(np.subtract(sam, sgd), ddof=1))
 
 
 def study_frame(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -50,6 +50,26 @@ def test_the_pilot_statuses_follow_from_its_records():
     assert all(verdict.n >= 3 for verdict in pilot_verdicts(study).values())
 
 
+def test_the_pilot_paired_sd_is_the_spread_behind_the_pilot_verdict_of_the_studys_regime():
+    import dataclasses
+    import math
+
+    from scipy import stats as scipy_stats
+
+    from sparsam.book.study import pilot_paired_sd
+
+    study = load_study()
+    n, sd = pilot_paired_sd(study)
+    own = next(regime for regime, changes in study.pilot["regimes"].items() if not changes)
+    verdict = pilot_verdicts(study)[own]  # its interval's half-width is t * sd / sqrt(n): recover the SD from it
+    assert n == verdict.n
+    half = (verdict.high - verdict.low) / 2
+    assert sd == pytest.approx(half * math.sqrt(n) / scipy_stats.t.ppf((1 + verdict.level) / 2, n - 1), rel=1e-9)
+    changed = dataclasses.replace(study, pilot={**study.pilot, "regimes": {"B": {"epochs": 100}}})
+    with pytest.raises(ValueError, match="exactly one regime without changes"):
+        pilot_paired_sd(changed)
+
+
 def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
 
