@@ -1,6 +1,7 @@
 """The book: papermill parameters, notebook sweeps and the jupyter-book build with its HTML.
 
-The notebooks themselves run under nbval (``--nbval-lax``, see pyproject's pytest options).
+The book build below executes every notebook (a failing cell fails it); nbval runs them cell by cell on
+request (``bash scripts/test.sh notebooks``, ``--nbval-lax`` from pyproject's pytest options).
 """
 
 from __future__ import annotations
