@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsam.masks.strategies import MaskStrategy
+
 
 class Net(nn.Module):
     """Conv2d + BatchNorm2d + Linear on [B, 2, 6, 6] inputs."""
@@ -76,3 +78,14 @@ def fisher_loop(model: nn.Module, data, num_samples: int, names: list[str] | Non
             seen += 1
     assert seen == num_samples
     return out
+
+
+class FixedMask(MaskStrategy):
+    """Fixed masks, declared as ``pattern`` (what an implicit-form SSAM checks them against)."""
+
+    def __init__(self, masks, pattern="unstructured"):
+        super().__init__(1, "steps", None)
+        self.fixed, self.pattern = masks, pattern
+
+    def _build(self, step):
+        return [m.clone() for m in self.fixed]

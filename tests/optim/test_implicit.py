@@ -18,20 +18,8 @@ from sparsam import SSAM, DynamicMask, FisherMask
 
 from sparsam.masks import patterns
 from sparsam.optim.implicit import check_pattern, implicit_ascent, implicit_conv2d, implicit_linear, semi_structured_ok
-from sparsam.masks.strategies import MaskStrategy
 
-from nets import batches, closure_step, make
-
-
-class FixedMask(MaskStrategy):
-    """Fixed masks of a declared pattern."""
-
-    def __init__(self, masks, pattern="2:4"):
-        super().__init__(1, "steps", None)
-        self.fixed, self.pattern = masks, pattern
-
-    def _build(self, step):
-        return [m.clone() for m in self.fixed]
+from nets import FixedMask, batches, closure_step, make
 
 
 def random_masks(model, seed=3):
@@ -183,7 +171,7 @@ def test_first_pass_is_dense_and_eps_unmasked():
     model = make()
     dense = copy.deepcopy(model)
     masks = random_masks(model)
-    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=FixedMask(masks), form="implicit", model=model,
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, mask=FixedMask(masks, "2:4"), form="implicit", model=model,
                lr=0.1)
     x, y = batches(1)[0]
     with opt.ascent_pass():
@@ -211,10 +199,10 @@ def test_implicit_form_rejects_what_it_cannot_serve():
         SSAM(params, torch.optim.SGD, mask=FisherMask(model, batches(1), pattern="unstructured", update_unit="steps"),
              form="implicit", model=model, lr=0.1)
     with pytest.raises(ValueError, match="normalize='masked'"):
-        SSAM(params, torch.optim.SGD, mask=FixedMask(random_masks(model)), form="implicit", model=model,
+        SSAM(params, torch.optim.SGD, mask=FixedMask(random_masks(model), "2:4"), form="implicit", model=model,
              normalize="masked", lr=0.1)
     with pytest.raises(ValueError, match="needs model"):
-        SSAM(params, torch.optim.SGD, mask=FixedMask(random_masks(model)), form="implicit", lr=0.1)
+        SSAM(params, torch.optim.SGD, mask=FixedMask(random_masks(model), "2:4"), form="implicit", lr=0.1)
     for ok in ("layer", "filter", "2:4", "1:8"):
         assert check_pattern(ok) == ok
     with pytest.raises(ValueError, match="pattern"):
@@ -223,7 +211,7 @@ def test_implicit_form_rejects_what_it_cannot_serve():
 
 def test_implicit_form_refuses_a_first_pass_outside_ascent_pass():
     model = make()
-    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=FixedMask(random_masks(model)),
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=FixedMask(random_masks(model), "2:4"),
                form="implicit", model=model)
     x, y = batches(1)[0]
     F.cross_entropy(model(x), y).backward()

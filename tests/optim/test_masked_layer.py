@@ -19,18 +19,10 @@ from torch import nn
 from sparsam import SAM, SSAM
 from sparsam.experiment.models import build_model, model_stages
 from sparsam.masks import patterns
-from sparsam.masks.strategies import MaskStrategy
 from sparsam.optim.masked_layer import patched_forwards
 from sparsam.optim.sparse_ascent import SparseAscentSAM, run_stages
 
-
-class FixedMask(MaskStrategy):
-    def __init__(self, masks, pattern="unstructured"):
-        super().__init__(1, "steps", None)
-        self.fixed, self.pattern = masks, pattern
-
-    def _build(self, step):
-        return [m.clone() for m in self.fixed]
+from nets import FixedMask
 
 
 class ConvNet(nn.Module):

@@ -17,7 +17,8 @@ from sparsam.masks import patterns
 from sparsam.masks.cost import layer_costs, step_cost, tensor_costs
 from sparsam.masks import cost_aware
 from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent, run_stages
-from sparsam.masks.strategies import MaskStrategy
+
+from nets import FixedMask
 
 RHO = 0.5
 
@@ -53,15 +54,6 @@ def batch(seed: int = 1, n: int = 16):
 
 def params_of(stages):
     return [p for s in stages for p in s.parameters()]
-
-
-class FixedMask(MaskStrategy):
-    def __init__(self, masks):
-        super().__init__(1, "steps", None)
-        self.fixed = masks
-
-    def _build(self, step):
-        return [m.clone() for m in self.fixed]
 
 
 def layer_masks(stages, names):
