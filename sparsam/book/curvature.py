@@ -246,6 +246,20 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
                                                       "`flatness_store`, e.g. results/study/flatness, under the "
                                                       "current directory)")
+    parser.add_argument("--shard", default="0/1", type=_shard,
+                        help="K/N: only the networks K, K+N, K+2N, ... of the profile's list (0 <= K < N), so that N "
+                             "processes can share the work (default: 0/1, all of them)")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)`` with ``0 <= K < N``; anything else is an argparse error naming the option."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be K/N with integers 0 <= K < N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"must be K/N with integers 0 <= K < N, got {text!r}")
+    return k, n
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -255,6 +269,7 @@ def run_command(args: argparse.Namespace) -> int:
     store = Path(args.store if args.store is not None else p.flatness_store).absolute()
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
-    measure_missing(list(networks(p).values()), Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
+    k, n = args.shard
+    measure_missing(list(networks(p).values())[k::n], Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
                     torch.device(p.device), train_missing=args.train_missing)
     return 0

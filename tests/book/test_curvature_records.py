@@ -152,3 +152,23 @@ def test_cli_flatness_lists_the_profile_networks_and_needs_a_store_where_the_pro
     assert not (tmp_path / "out").exists()
     assert cli.main(["flatness", "--runs-dir", str(tmp_path), "--profile", "quick"]) == 2
     assert "error: --store is needed: profile 'quick' keeps no flatness records" in capsys.readouterr().err
+
+
+def test_cli_flatness_shards_split_the_networks_without_overlap(tmp_path, capsys):
+    p = profiles.parameters("06_landscape", "cpu-study", {})
+    everything = [f"not finished: {c.run_id()}" for c in curvature.networks(p).values()]
+    threads = torch.get_num_threads()
+    seen = []
+    try:
+        for k in range(3):
+            assert cli.main(["flatness", "--runs-dir", str(tmp_path), "--store", str(tmp_path / "out"),
+                             "--shard", f"{k}/3"]) == 0
+            seen.append(capsys.readouterr().out.splitlines())
+    finally:
+        torch.set_num_threads(threads)
+    assert [len(lines) for lines in seen] == [len(everything[k::3]) for k in range(3)]
+    assert sorted(line for lines in seen for line in lines) == sorted(everything)
+    for bad in ("3/3", "1", "a/2", "-1/2"):
+        with pytest.raises(SystemExit):
+            cli.main(["flatness", "--runs-dir", str(tmp_path), "--store", str(tmp_path), f"--shard={bad}"])
+        assert "--shard: must be K/N with integers 0 <= K < N" in capsys.readouterr().err
