@@ -67,6 +67,7 @@ class SSAM(SAM):
         if hasattr(self, "base_optimizer"):  # after __init__
             self.mask.rebind(self._params())
             self._mask_of = {id(p): i for i, p in enumerate(self.mask.params)}
+            self._multipliers = None  # one buffer per parameter: made afresh for the new list
 
     def masks_for(self, params: list[Tensor]) -> list[Tensor]:
         """The current masks of ``params``, in their order."""
@@ -83,15 +84,38 @@ class SSAM(SAM):
         return [multipliers[self._mask_of[id(p)]] for p in params], self.normalize == "masked"
 
     def _mask_multipliers(self) -> list[Tensor]:
-        """The masks as 0/1 tensors of the parameters' dtype, converted once per mask rebuild.
+        """The masks as 0/1 tensors of the parameters' dtype and memory format, refreshed once per mask rebuild.
 
-        A strategy replaces its ``masks`` list whenever it rebuilds (it never edits it in place),
-        so the list's identity tells whether the copies are current.
+        A strategy replaces its ``masks`` list whenever it rebuilds (it never edits it in place), so the
+        list's identity tells whether the copies are current. The copies are persistent buffers, one per
+        parameter (``empty_like``: a channels-last weight gets a channels-last mask), overwritten in place
+        at each rebuild: a step captured in a CUDA graph reads the current mask at every replay.
         """
-        if self._multipliers is None or self._multipliers[0] is not self.mask.masks:
-            copies = [m.to(p.dtype) for m, p in zip(self.mask.masks, self.mask.params)]
-            self._multipliers = (self.mask.masks, copies)
-        return self._multipliers[1]
+        if self._multipliers is None:
+            buffers = [torch.empty_like(p) for p in self.mask.params]
+        elif self._multipliers[0] is not self.mask.masks:
+            buffers = self._multipliers[1]
+        else:
+            return self._multipliers[1]
+        if buffers:
+            torch._foreach_copy_(buffers, self.mask.masks)  # bool -> 0/1 in the parameter's dtype
+        self._multipliers = (self.mask.masks, buffers)
+        return buffers
+
+    def refresh_masks(self) -> bool:
+        """Rebuild the masks if due at the coming step (:attr:`steps`) and refresh the multipliers in place;
+        returns whether the masks were rebuilt.
+
+        :meth:`first_step` (explicit form) does the same by itself; a step replayed from a CUDA graph does
+        not run Python, so its caller calls this before each replay (for a strategy that reads no gradient).
+        """
+        if self.mask.needs_gradient and self.mask.due(self.steps):
+            raise RuntimeError(f"the mask is due at step {self.steps} and its update reads the first-pass "
+                               "gradient: run this step eagerly (first_step does the update)")
+        rebuilt = self.mask.update(self.steps)
+        if self.form == "explicit":
+            self._mask_multipliers()
+        return rebuilt
 
     @contextlib.contextmanager
     def ascent_pass(self) -> Iterator[None]:

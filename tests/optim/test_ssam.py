@@ -479,3 +479,50 @@ def test_dynamic_ties_break_by_index():
     assert k > 0
     assert (old & ~new).nonzero().squeeze(1).tolist() == live[:k].tolist()
     assert (new & ~old).nonzero().squeeze(1).tolist() == dead[:k].tolist()
+
+
+# ---------------------------------------------------------------- persistent mask buffers (CUDA graphs)
+
+def test_mask_multipliers_are_persistent_buffers_overwritten_at_each_rebuild():
+    """A captured step reads the multipliers' memory: a rebuild must write into the same tensors."""
+    model = make()
+    model.conv.weight.data = model.conv.weight.data.to(memory_format=torch.channels_last)
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask())
+    x, y = batches(1)[0]
+    manual_step(model, opt, x, y)
+    buffers = list(opt._mask_multipliers())
+    first = [b.clone() for b in buffers]
+    manual_step(model, opt, x, y)  # RandomMask rebuilds at every step
+    after = opt._mask_multipliers()
+    assert all(a is b for a, b in zip(after, buffers)), "the same tensors, overwritten"
+    assert any(not torch.equal(a, f) for a, f in zip(after, first)), "with the new mask's values"
+    for buffer, mask, p in zip(after, opt.mask.masks, opt.mask.params):
+        assert torch.equal(buffer, mask.to(p.dtype)) and buffer.dtype == p.dtype
+    assert after[0].is_contiguous(memory_format=torch.channels_last), "in the weight's memory format"
+
+
+def test_refresh_masks_updates_before_a_replay_and_refuses_a_gradient_update():
+    model = make()
+    opt = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask())
+    buffers = opt._mask_multipliers()
+    assert opt.refresh_masks() and opt.mask.last_update == 0
+    assert all(torch.equal(b, m.to(b.dtype)) for b, m in zip(buffers, opt.mask.masks))
+    assert not opt.refresh_masks(), "already rebuilt for step 0"
+    dynamic = SSAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.1,
+                   mask=DynamicMask(0.5, total_steps=10, update_every=5, update_unit="steps", seed=0))
+    dynamic.steps = 3
+    assert not dynamic.refresh_masks(), "not due: nothing to do"
+    dynamic.steps = 5
+    with pytest.raises(RuntimeError, match="due at step 5 .* reads the first-pass gradient"):
+        dynamic.refresh_masks()
+
+
+def test_add_param_group_makes_a_buffer_for_the_new_parameter():
+    model = make()
+    params = list(model.parameters())
+    opt = SSAM(params[:-1], torch.optim.SGD, rho=0.1, lr=0.1, mask=RandomMask())
+    assert len(opt._mask_multipliers()) == len(params) - 1
+    opt.add_param_group({"params": [params[-1]]})
+    x, y = batches(1)[0]
+    manual_step(model, opt, x, y)
+    assert [b.shape for b in opt._mask_multipliers()] == [p.shape for p in params]
