@@ -27,6 +27,7 @@ import pandas as pd
 from ..experiment.config import OPTIMIZER_NAMES, TrainConfig, acts_on
 from ..experiment.results import load_all
 from ..experiment.store import _git
+from .equivalences import EQUIVALENCES
 from .stats import mean_interval
 
 # The optimizer modules a configuration runs; a change to the code of any of them after a record was
@@ -182,16 +183,34 @@ def _definitions_at(commit: str, paths: tuple[str, ...] | None = None) -> dict[s
 @functools.lru_cache(maxsize=None)
 def changed_definitions(commit: str, head: str, modules: tuple[str, ...]) -> tuple[str, ...] | None:
     """``module.name`` of each definition of ``modules`` at ``head`` that is not at ``commit`` with the same
-    code (anywhere in the package); None if ``commit`` is not an ancestor of ``head``."""
+    code (anywhere in the package), nor with code declared to compute the same
+    (:data:`sparsam.book.equivalences.EQUIVALENCES`); None if ``commit`` is not an ancestor of ``head``."""
     if _git("merge-base", "--is-ancestor", commit, head) is None:
         return None
     before = _definitions_at(commit)
     changed = []
     for module in modules:
         for name, codes in _definitions_at(head, (_module_path(module),)).items():
-            if not codes <= before.get(name, frozenset()):
+            if not codes <= _equivalent(f"{module}.{name}", before.get(name, frozenset())):
                 changed.append(f"{module}.{name}")
     return tuple(changed)
+
+
+def _equivalent(definition: str, codes: frozenset[str]) -> frozenset[str]:
+    """``codes`` and every version of ``definition`` declared to compute the same as one of them (transitively)."""
+    pairs = []
+    for e in EQUIVALENCES:
+        if e.definition == definition:
+            versions = [_definitions_at(c, (_module_path(e.module),)).get(e.name, frozenset()) for c in (e.before, e.after)]
+            pairs.append(versions[0] | versions[1])
+    found, grew = set(codes), True
+    while grew:
+        grew = False
+        for versions in pairs:
+            if found & versions and not versions <= found:
+                found |= versions
+                grew = True
+    return frozenset(found)
 
 
 def stale_reason(record: Mapping[str, Any]) -> str | None:

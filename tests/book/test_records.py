@@ -15,6 +15,7 @@ import warnings
 import pytest
 
 from sparsam.book import records as analysis
+from sparsam.book.equivalences import EQUIVALENCES
 
 from sparsam.experiment import results
 from sparsam.experiment.config import TrainConfig
@@ -162,6 +163,10 @@ def _functions(commit: str, paths: list[str]) -> dict[str, set]:
     return out
 
 
+def _git_ok(*args: str) -> bool:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True).returncode == 0
+
+
 def _package_files(commit: str) -> list[str]:
     return [p for p in git("ls-tree", "-r", "--name-only", commit, "--", "sparsam").split() if p.endswith(".py")]
 
@@ -179,6 +184,14 @@ def test_committed_records_list_of_stale_records():
         files = [m.replace(".", "/") + ".py" for m in analysis.optimizer_modules(summary["config"])]
         if known and files:
             before, now = _functions(commit, _package_files(commit)), _functions("HEAD", files)
+            for e in EQUIVALENCES:  # a declared equivalence: the record's version stands for the later one
+                path = [e.module.replace(".", "/") + ".py"]
+                old, new = _functions(e.before, path), _functions(e.after, path)
+                same_before = all(codes <= before.get(name, set()) for name, codes in old.items()
+                                  if name.split(".")[0] == e.name)
+                for name, codes in new.items():
+                    if same_before and name.split(".")[0] == e.name and codes == now.get(name):
+                        now[name] = before.get(name, set())
             changed = any(not codes <= before.get(name, set()) for name, codes in now.items())
         else:
             changed = False
@@ -192,3 +205,26 @@ def test_committed_records_list_of_stale_records():
         warnings.warn(f"{len(stale)} of {len(frame)} committed records are stale: "
                       + "; ".join(f"{r} ({analysis.stale_reason(rec)})" for r, rec in
                                   zip(frame["run_id"], results.load_all(STORE)) if r in stale), stacklevel=1)
+
+
+def test_declared_equivalences_name_a_real_change_and_the_test_that_proves_it():
+    for e in EQUIVALENCES:
+        assert _git_ok("merge-base", "--is-ancestor", e.before, e.after), e
+        path = (e.module.replace(".", "/") + ".py",)
+        versions = [analysis._definitions_at(c, path).get(e.name) for c in (e.before, e.after)]
+        assert versions[0] and versions[1] and versions[0] != versions[1], f"{e.definition}: no change to declare"
+        file, test = e.proof.split("::")
+        tree = ast.parse((REPO / file).read_text())
+        assert test in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, e.proof
+
+
+def test_a_record_made_before_a_declared_change_is_current_and_stale_without_the_declaration(monkeypatch):
+    change = next(e for e in EQUIVALENCES if e.definition == "sparsam.optim.ssam.SSAM")
+    made = record("ssam-f", change.before)
+    assert analysis.stale_reason(made) is None or "sparsam.optim.ssam.SSAM" not in analysis.stale_reason(made)
+    monkeypatch.setattr(analysis, "EQUIVALENCES", ())
+    analysis.changed_definitions.cache_clear()
+    try:
+        assert "sparsam.optim.ssam.SSAM changed since" in analysis.stale_reason(made)
+    finally:
+        analysis.changed_definitions.cache_clear()
