@@ -39,11 +39,12 @@ REJECTED_ELSEWHERE = ("sam_every", "drop_rate", "mask_rule", "ascent_budget", "f
 # The allowed values of the other string fields with a fixed set of values (the CLI lists them too).
 CHOICES = {"optimizer": OPTIMIZERS, "mask_rule": ("fisher", "cost-aware"), "update_unit": ("steps", "epochs"),
            "form": ("explicit", "implicit"), "normalize": ("full", "masked"),
-           "ascent": ("dense", "sparse"), "amp": ("off", "bf16", "fp16")}
+           "ascent": ("dense", "sparse"), "amp": ("off", "bf16", "fp16"), "capture": ("off", "cuda-graph", "compile")}
 # Fields added after records were first stored: they enter the run id's hash only when set to
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
 _LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0,
-                 "eval_every": 1, "drop_rate": 0.5, "sam_every": 1, "ascent": "dense"}
+                 "eval_every": 1, "drop_rate": 0.5, "sam_every": 1, "ascent": "dense", "channels_last": False,
+                 "cudnn_benchmark": False, "capture": "off", "eval_batch_size": None}
 
 
 def acts_on(field: str, optimizer: str) -> bool:
@@ -112,6 +113,15 @@ class TrainConfig:
     device: str = _field("cpu", "cpu, cuda or cuda:N")
     amp: str = _field("off", "mixed precision: bf16 (autocast) or fp16 (autocast with a GradScaler); needs cuda")
     gpu_resident: bool = _field(True, "on cuda, keep CIFAR data on the GPU and augment there")
+    channels_last: bool = _field(False, "the network, its inputs and the SSAM masks in channels-last memory format "
+                                        "(the fast CUDA path; same arithmetic)")
+    cudnn_benchmark: bool = _field(False, "on cuda, let cuDNN time its convolution algorithms and keep the fastest "
+                                          "(torch.backends.cudnn.benchmark)")
+    capture: str = _field("off", "cuda-graph: the whole step (both passes and the base step) captured once in a "
+                                 "CUDA graph and replayed (sparsam.experiment.graphed); compile: torch.compile of "
+                                 "the network; off: eager")
+    eval_batch_size: int | None = _field(None, "test-set batch size (none: batch_size); evaluation only, no "
+                                               "training step changes")
     num_workers: int = _field(0, "DataLoader worker processes")
 
     def __post_init__(self) -> None:
@@ -154,8 +164,16 @@ class TrainConfig:
         check_int("seed", self.seed, 0)
         check_choice("amp", self.amp, CHOICES["amp"])
         check_int("num_workers", self.num_workers, 0)
+        check_choice("capture", self.capture, CHOICES["capture"])
+        if self.eval_batch_size is not None:
+            check_int("eval_batch_size", self.eval_batch_size, 1)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.capture == "cuda-graph" and (self.device == "cpu" or self.amp == "fp16" or self.form != "explicit"
+                                             or self.ascent != "dense"):
+            raise ValueError("capture='cuda-graph' needs device='cuda', amp 'off' or 'bf16' (fp16's GradScaler "
+                             "decides on the host), form='explicit' and ascent='dense', got "
+                             f"device={self.device!r}, amp={self.amp!r}, form={self.form!r}, ascent={self.ascent!r}")
         if self.amp != "off" and self.device == "cpu":
             raise ValueError(f"amp={self.amp!r} needs device='cuda' (mixed precision on a CPU is slow and untested "
                              "here); use amp='off'")

@@ -33,7 +33,7 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
                     mask: MaskStrategy | Sequence[Tensor] | None = None,
                     normalize: Normalize = "full", form: Form = "explicit", model: nn.Module | None = None,
                     ascent: Literal["dense", "sparse"] = "dense",
-                    stages: Sequence[nn.Module] | None = None) -> torch.optim.Optimizer:
+                    stages: Sequence[nn.Module] | None = None, fused: bool = False) -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``params``, on an SGD base with ``lr``, ``momentum`` and ``weight_decay``.
 
     ``rho``: the radius of the SAM family (ignored by SGD); ``asam`` is SAM with ``adaptive=True``.
@@ -43,7 +43,8 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
     trained module, needed by the implicit form) go to :class:`SSAM`. ``ascent="sparse"`` (``ssam-f``
     only): :class:`SparseAscentSAM` over the chain ``stages``
     (:func:`sparsam.experiment.models.model_stages`); it normalises over the mask, so it needs
-    ``normalize="masked"``.
+    ``normalize="masked"``. ``fused``: the base SGD's one-kernel update (``torch.optim.SGD(fused=True)``,
+    which a step captured in a CUDA graph needs: :mod:`sparsam.experiment.graphed`).
     """
     check_choice("name", name, OPTIMIZERS)
     check_choice("ascent", ascent, ("dense", "sparse"))
@@ -54,7 +55,7 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
     if stages is not None and ascent != "sparse":
         raise ValueError("stages applies to ascent='sparse' only")
     params = list(params)
-    base: dict[str, Any] = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    base: dict[str, Any] = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, **({"fused": True} if fused else {}))
     wanted = MASKS.get(name)
     if wanted is None:
         if mask is not None:

@@ -32,6 +32,7 @@ from ..masks import patterns
 from . import models, optimizers, results, store
 from .models import model_stages
 from .config import TrainConfig
+from .graphed import GraphedStep
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
 from ..masks.strategies import DynamicMask, FisherMask
@@ -80,7 +81,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
     return optimizers.build_optimizer(
         config.optimizer, model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.decay,
         rho=config.rho, mask=mask, normalize=config.normalize, form=config.form, model=model, ascent=config.ascent,
-        stages=model_stages(model) if config.ascent == "sparse" else None)
+        stages=model_stages(model) if config.ascent == "sparse" else None, fused=config.capture == "cuda-graph")
 
 
 class Trainer:
@@ -90,16 +91,26 @@ class Trainer:
                  download: bool = False):
         self.config, self.rank, self.world = config, rank, world
         self.device = torch.device(config.device)
+        if config.cudnn_benchmark and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
         self.train_loader, self.test_loader, self.source = data.make_loaders(
             config.dataset, config.batch_size, n_train=config.n_train, n_test=config.n_test, seed=config.seed,
+            eval_batch_size=config.eval_batch_size,
             num_workers=config.num_workers, device=self.device, gpu_resident=config.gpu_resident,
             rank=rank, world_size=world, augment=config.augment, label_noise=config.label_noise, root=data_root,
             download=download)
         self.model = models.build_model(config.model, self.source.num_classes,
-                                        **({} if config.width is None else {"width": config.width})).to(self.device)
+                                        **({} if config.width is None else {"width": config.width})).to(
+            self.device, memory_format=self.memory_format)
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
                     if world > 1 else self.model)
+        if config.capture != "off" and world > 1:
+            raise ValueError(f"capture={config.capture!r} runs on one process (no DistributedDataParallel); use "
+                             "capture='off' under torchrun")
+        if config.capture == "compile":
+            self.net = torch.compile(self.model)
         self.steps_per_epoch = len(self.train_loader)
         self.fisher_data = None
         if config.optimizer == "ssam-f":
@@ -119,12 +130,16 @@ class Trainer:
         scheduled = self.optimizer.base_optimizer if self.is_sam else self.optimizer
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(scheduled, T_max=config.epochs * self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.amp == "fp16" else None
+        self.graphs: dict[bool, GraphedStep] | None = {} if config.capture == "cuda-graph" else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision of ``config.amp`` (weights, their gradients, ‖g‖ and ε stay fp32); none when off.
+
+        The cast cache is off under a CUDA graph capture: every pass casts the weights afresh."""
         if self.config.amp == "off":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self.graphs is None)
 
     def _pass(self, net: nn.Module, x: Tensor, y: Tensor, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor]:
         with self.autocast():
@@ -162,7 +177,14 @@ class Trainer:
         """One optimizer step on a batch; returns the first-pass loss and logits."""
         # sam_every: SAM steps at step counts 0, k, 2k, ... (the scheduler's count, restored on resume)
         two_pass = self.is_sam and self.scheduler.last_epoch % self.config.sam_every == 0
-        loss, out, eps_norm = self._step(self.optimizer, self.net, x, y, two_pass, self.scaler)
+        if self.graphs is None:
+            loss, out, eps_norm = self._step(self.optimizer, self.net, x, y, two_pass, self.scaler)
+        else:  # each kind of step (two-pass, plain) warmed up, captured and replayed on its own
+            if two_pass not in self.graphs:
+                self.graphs[two_pass] = GraphedStep(
+                    lambda x, y, two_pass=two_pass: self._step(self.optimizer, self.net, x, y, two_pass, None),
+                    self.optimizer, two_pass)
+            loss, out, eps_norm = self.graphs[two_pass](x, y)
         if eps_norm is not None:
             self.eps_norm_sum += eps_norm
         self.scheduler.step()
@@ -178,18 +200,19 @@ class Trainer:
         torch.manual_seed(self.config.seed * 100_003 + epoch)
         self.train_loader.set_epoch(epoch)
         self.model.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
-        start, cpu_start, steps = time.perf_counter(), time.process_time(), 0
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct (no host sync)
+        start, cpu_start, steps, seen = time.perf_counter(), time.process_time(), 0, 0
         self.eps_norm_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not progress,
                    leave=False, mininterval=2.0)
         for x, y in bar:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = y.to(self.device, non_blocking=True)
             loss, out = self.step(x, y)
-            steps += 1
-            totals += torch.stack([loss.double() * len(y), (out.argmax(1) == y).sum().double(),
-                                   torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
-        loss_sum, correct, count = self._reduce(totals).tolist()
+            steps, seen = steps + 1, seen + len(y)
+            totals += torch.stack([loss.double() * len(y), (out.argmax(1) == y).sum().double()])
+        count = torch.tensor([float(seen)], dtype=torch.float64, device=self.device)
+        loss_sum, correct, count = self._reduce(torch.cat([totals, count])).tolist()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -200,20 +223,24 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict[str, float], Tensor]:
-        """Test loss and accuracy, and whether each test example was classified correctly (in test-set order)."""
+        """Test loss and accuracy, and whether each test example was classified correctly (in test-set order).
+
+        Everything stays on the device until one copy at the end (no host sync per batch)."""
         self.model.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         hits = []
         for x, y in self.test_loader:
-            x, y = x.to(self.device), y.to(self.device)
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = y.to(self.device, non_blocking=True)
             with self.autocast():
                 out = self.model(x)
-            loss = F.cross_entropy(out.float(), y, reduction="sum")
-            hits.append((out.argmax(1) == y).cpu())
-            totals += torch.stack([loss.double(), hits[-1].sum().double().to(self.device),
-                                   torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+            hits.append(out.argmax(1) == y)
+        merged = torch.cat(hits)
+        totals = torch.stack([loss_sum, merged.sum().double(), torch.tensor(float(len(merged)), dtype=torch.float64,
+                                                                            device=self.device)])
         loss_sum, correct, count = self._reduce(totals).tolist()
-        return {"test_loss": loss_sum / count, "test_acc": correct / count}, self._gather_hits(torch.cat(hits))
+        return {"test_loss": loss_sum / count, "test_acc": correct / count}, self._gather_hits(merged.cpu())
 
     def _gather_hits(self, hits: Tensor) -> Tensor:
         """Per-example correctness over the whole test set: rank r holds examples r, r + world, ..."""
@@ -369,7 +396,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
     for epoch in range(first_epoch, config.epochs):
         if stop_after is not None and epoch - first_epoch >= stop_after:
             return {}
-        record = {"epoch": epoch + 1, "lr": trainer.scheduler.get_last_lr()[0]}
+        record = {"epoch": epoch + 1, "lr": float(trainer.scheduler.get_last_lr()[0])}
         record.update(trainer.train_epoch(epoch, progress and main and sys.stderr.isatty()))
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             scores, hits = trainer.evaluate()
