@@ -230,3 +230,18 @@ def test_provenance_takes_the_commit_from_git_else_from_the_environment(monkeypa
         with pytest.raises(ValueError, match=f"SPARSAM_GIT_COMMIT must be a git commit hash .* got '{bad}'"):
             provenance(torch.device("cpu"))
 
+
+def test_the_rerun_page_command_for_a_borrowed_machine_parses():
+    """The command line the book shows for a borrowed GPU machine is a valid time-boxed chunk."""
+    import shlex
+
+    section = (REPO / "book" / "rerun.md").read_text().split("## On a borrowed GPU machine, in time-boxed chunks", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    variables = {w.split("=", 1)[0] for w in words if re.fullmatch(r"[A-Z_]+=.*", w)}
+    assert variables == {"SPARSAM_GIT_COMMIT", "SPARSAM_DATA"}
+    command = words[len(variables):]
+    assert command[:3] == ["python", "-m", "sparsam"]
+    args = cli.build_parser().parse_args(command[3:])
+    assert (args.command, args.budget_minutes, args.jobs, args.executor) == ("train-grid", 9, 2, "inline")
+    assert args.pack == "$OUT/records.tar.gz" and args.run_minutes is None
