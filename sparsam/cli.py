@@ -1,5 +1,6 @@
 """Command line: ``python -m sparsam train ...`` (one run), ``sweep GRID.yaml`` (notebooks over a grid) and
-``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs;
+``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs, or what fits
+into a time box (``--budget-minutes``, :mod:`sparsam.experiment.chunk`);
 ``study STUDY.yaml`` prints a pre-registered study's comparisons, registered and family-wise.
 
 Each subcommand is a pair of functions registered in :data:`COMMANDS`: ``add(subparsers)`` declares
@@ -21,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .book import curvature
-from .experiment import data, grid
+from .experiment import chunk, data, grid
 from .masks import patterns
 from .experiment import models, store
 from .experiment.config import CHOICES, TrainConfig
@@ -198,8 +199,15 @@ def _interval(low: float, high: float, unit: str) -> str:
     return "–" if low != low else f"[{_number(low, unit)}, {_number(high, unit)}]"
 
 
+def add_train_grid(commands: Any) -> None:
+    """``train-grid``: the grid's options (:func:`sparsam.experiment.grid.add_command`) and a time-boxed chunk's
+    (:func:`sparsam.experiment.chunk.add_arguments`)."""
+    chunk.add_arguments(grid.add_command(commands))
+
+
 def run_train_grid(args: argparse.Namespace) -> int:
-    """``train-grid``: a grid file, or a study's pre-registration read by the book (:mod:`sparsam.book.study`)."""
+    """``train-grid``: a grid file, or a study's pre-registration read by the book (:mod:`sparsam.book.study`);
+    with ``--budget-minutes``, a time-boxed chunk of it (:mod:`sparsam.experiment.chunk`)."""
     import yaml
 
     path = Path(args.grid)
@@ -210,13 +218,16 @@ def run_train_grid(args: argparse.Namespace) -> int:
         from .book.study import load_study
 
         configs = load_study(path).configs()
+    if args.budget_minutes is not None:
+        return chunk.run_command(args, configs=configs)
+    chunk.check_no_chunk_options(args)
     return grid.run_command(args, configs=configs)
 
 
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (add_train, run_train),
     "sweep": (add_sweep, run_sweep),
-    "train-grid": (grid.add_command, run_train_grid),
+    "train-grid": (add_train_grid, run_train_grid),
     "flatness": (curvature.add_command, curvature.run_command),
     "study": (add_study, run_study),
 }

@@ -183,12 +183,14 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
-def add_command(commands: Any) -> None:
-    """The ``train-grid`` subcommand of ``python -m sparsam``."""
+def add_command(commands: Any) -> argparse.ArgumentParser:
+    """The ``train-grid`` subcommand of ``python -m sparsam``; returns its parser (the command line adds the
+    options of a time-boxed chunk, :mod:`sparsam.experiment.chunk`)."""
     parser = commands.add_parser(
         "train-grid", help="train a grid of configurations into the results store (no notebook)",
         description="Train every configuration of a YAML grid that has no record in the store yet, here, as local "
-                    "processes or as Slurm jobs; the notebooks then read the records.")
+                    "processes or as Slurm jobs, or, with --budget-minutes, what fits into a time box; the "
+                    "notebooks then read the records.")
     parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
                                      "(lists of values, combined as a product)")
     parser.add_argument("--store", default=None,
@@ -200,6 +202,7 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="list each configuration's status; with --executor slurm, show the sbatch script")
     add_executor_arguments(parser)
+    return parser
 
 
 def run_command(args: argparse.Namespace, configs: Sequence[TrainConfig] | None = None) -> int:

@@ -143,7 +143,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("executor", "where the points run (submitit)")
     group.add_argument("--executor", choices=EXECUTORS, default="inline",
                        help="inline: one after the other here (default); local: separate processes; slurm: jobs")
-    group.add_argument("--jobs", type=int, default=1, help="local: most points running at a time (default 1)")
+    group.add_argument("--jobs", type=int, default=1,
+                       help="local (and train-grid --budget-minutes): most points running at a time (default 1)")
     group.add_argument("--partition", help="slurm: the partition")
     group.add_argument("--gpus-per-job", type=int, default=0,
                        help="GPUs of each job; more than one trains under torchrun, one process per GPU")
@@ -260,15 +261,16 @@ def slurm_script(options: ExecutorOptions, folder: Path) -> str:
 
 
 def is_alive(record: dict[str, Any], log_folder: Path) -> bool:
-    """Whether the job a status record names (status submitted or running) may still be running."""
+    """Whether the job a status record names (status submitted or running) may still be running (executor
+    ``subprocess``: a process of a time-boxed chunk, :mod:`sparsam.experiment.chunk`, checked as a local job)."""
     job = record.get("job") or {}
     if record.get("status") not in ("submitted", "running") or job.get("job_id") is None:
         return False
-    if job.get("executor") == "local":
+    if job.get("executor") in ("local", "subprocess"):
         if job.get("host") != platform.node():
             return True  # a process of another machine: it cannot be checked, so it is not started twice
         try:
-            os.kill(int(job["job_id"]), 0)  # the job id of a local job is its controller's process id
+            os.kill(int(job["job_id"]), 0)  # a local job's controller's process id, or a subprocess's own
         except (ProcessLookupError, ValueError):
             return False
         except PermissionError:

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -133,16 +134,36 @@ def _git(*args: str, cwd: str | Path | None = None) -> str | None:
     return None if where is None else _run_git(where, *args)
 
 
+# The commit of a copy of the code without git (e.g. a working tree sent to a borrowed machine without .git)
+COMMIT_VARIABLE = "SPARSAM_GIT_COMMIT"
+
+
+def code_commit() -> tuple[str | None, bool | None]:
+    """The commit of the running code and whether its tracked files other than ``results/`` (which runs
+    themselves write) differ from it, from git; without git (no work tree, or no git program), the commit
+    ``$SPARSAM_GIT_COMMIT`` names, with None for dirty (nothing can tell); (None, None) when neither says.
+    A ``$SPARSAM_GIT_COMMIT`` that is not 7 to 40 hexadecimal digits raises ``ValueError``."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is not None:
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+        return commit, None if status is None else bool(status)
+    given = os.environ.get(COMMIT_VARIABLE, "").strip()
+    if not given:
+        return None, None
+    if not re.fullmatch(r"[0-9a-fA-F]{7,40}", given):
+        raise ValueError(f"{COMMIT_VARIABLE} must be a git commit hash (7 to 40 hexadecimal digits), got {given!r}")
+    return given.lower(), None
+
+
 def provenance(device: torch.device) -> dict[str, Any]:
-    """Code, software and hardware a run was made with."""
+    """Code, software and hardware a run was made with (the commit: :func:`code_commit`)."""
     import torchvision
 
-    # dirty: tracked files other than results/ (which runs themselves write) differ from the commit
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    commit, dirty = code_commit()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),

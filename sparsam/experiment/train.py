@@ -337,6 +337,7 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, run_id: str |
     if config.device.startswith("cuda") and torch.cuda.device_count() <= (torch.device(config.device).index or 0):
         raise ValueError(f"device={config.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
                          "use device='cpu'")
+    store.code_commit()  # a bad $SPARSAM_GIT_COMMIT is an error now, not after the training
     say = _teller(verbose and rank == 0)
     with store.lock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
         return _train_locked(config, run_dir, rank, world, progress, stop_after, say, data_root, download)
