@@ -1,0 +1,61 @@
+"""The GPU study's pilot, as declared (results/gpu_study/) and as the stretch script runs it (scripts/gpu/)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import yaml
+
+from conftest import REPO
+from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.grid import is_study_file, load_train_grid
+
+STUDY = yaml.safe_load((REPO / "results/gpu_study/gpu_study.yaml").read_text())
+spec = importlib.util.spec_from_file_location("pilot_stretch", REPO / "scripts/gpu/pilot_stretch.py")
+stretch = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(stretch)
+
+
+def test_the_pilot_grids_are_the_declared_candidates_with_sgd_and_sam_on_pilot_seeds():
+    pilot = STUDY["pilot"]
+    assert set(pilot["grids"]) == set(STUDY["candidates"])
+    for name, grid_file in pilot["grids"].items():
+        configs = load_train_grid(REPO / grid_file)
+        expected = {TrainConfig(**STUDY["common"], **STUDY["candidates"][name], optimizer=o, seed=s)
+                    for o in pilot["configurations"] for s in pilot["seeds"]}
+        assert set(configs) == expected, name
+    assert min(pilot["seeds"]) >= 100, "pilot seeds are never study seeds (0, 1, 2, ...)"
+    assert not is_study_file(STUDY), "candidates, not yet a registration: nothing reads it as a study"
+
+
+def _bench(cosine=0.999, distance=1e-4, totals=(10_000, 17_000, 18_000)):
+    faith = {name: {"grad_cosine": cosine, "eps_cosine": 0.999} for name in ("SAM", "SSAM-F 0.5")}
+    faith["graph_vs_eager"] = {name: {"relative_distance": distance} for name in ("SGD", "SAM", "SSAM-F 0.5", "SSAM-D 0.5")}
+    processes = [{"optimizer": "SAM", "processes": n, "images_per_s_total": t, "images_per_s_each": [t / n] * n}
+                 for n, t in zip((1, 2, 4), totals)]
+    rows = [{"optimizer": "SAM", "path": stretch.FAST_ROW, "images_per_s": totals[0]}]
+    return {"faithfulness": faith, "processes": processes, "throughput": rows, "args": {"width": 64}}
+
+
+def test_the_fast_path_rule_keeps_it_only_when_every_check_passes():
+    assert stretch.fast_path_rule(0, _bench()) == {**stretch.fast_path_rule(0, _bench()), "keep_fast_path": True,
+                                                   "changes": {}, "reasons": []}
+    failed = stretch.fast_path_rule(1, _bench())
+    assert not failed["keep_fast_path"] and failed["changes"] == {"capture": "off"}
+    far = stretch.fast_path_rule(0, _bench(distance=0.02))
+    assert far["changes"] == {"capture": "off"} and "more than 1%" in far["reasons"][0]
+    low = stretch.fast_path_rule(0, _bench(cosine=0.98))
+    assert low["changes"] == {"capture": "off", "amp": "off"}
+    assert stretch.fast_path_rule(0, None)["changes"] == {"capture": "off", "amp": "off"}
+
+
+def test_runs_at_once_only_where_they_pay_and_the_estimate_follows_the_rate():
+    assert stretch.concurrency(_bench())[0] == 4  # 18,000 > 1.1 x 10,000
+    assert stretch.concurrency(_bench(totals=(10_000, 10_500, 10_900)))[0] == 1
+    jobs, each = stretch.concurrency(_bench())
+    grid_a = yaml.safe_load((REPO / STUDY["pilot"]["grids"]["A"]).read_text())
+    minutes = stretch.run_minutes(grid_a, _bench(), jobs, each, smoke=False)
+    epochs = STUDY["candidates"]["A"]["epochs"]
+    assert minutes == pytest.approx((epochs * 52_500 / 4_500 + stretch.START_SECONDS) / 60)
+    assert stretch.run_minutes(grid_a, _bench(), 1, each, smoke=False) < minutes
