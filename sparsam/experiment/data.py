@@ -238,13 +238,34 @@ def imagenet_transform(train: bool, size: int = 224, resize: int | None = 256) -
 
 @functools.lru_cache(maxsize=None)
 def _decode_cifar10_pack(path: str, split: str) -> tuple[Tensor, Tensor]:
-    """All JPEGs of one split decoded to uint8 N×32×32×3 (once per process) and int64 labels."""
+    """All JPEGs of one split decoded to uint8 N×32×32×3 and int64 labels: once per machine.
+
+    The decoded pixels are kept in :func:`cache_dir` (``decoded/cifar10-jpeg-<digest>-<split>.npy``, 154 MB
+    for the training split), named by the pack's SHA-256, written atomically, and read back by every later
+    process (decoding takes about 10 s a process; reading, a fraction of a second). Where the cache cannot
+    be written, every process decodes the pack itself.
+    """
     with np.load(path, allow_pickle=False) as pack:
-        blob, offsets = pack[f"{split}_jpeg"].tobytes(), pack[f"{split}_offsets"].tolist()
         labels = torch.from_numpy(pack[f"{split}_labels"].astype(np.int64))
-    images = [np.asarray(Image.open(io.BytesIO(blob[a:b])).convert("RGB"))
-              for a, b in zip(offsets[:-1], offsets[1:])]
-    return torch.from_numpy(np.stack(images)), labels
+        resolved, stat = Path(path).resolve(), Path(path).stat()
+        digest = _sha256_cached(str(resolved), stat.st_size, stat.st_mtime_ns)
+        cached = cache_dir() / "decoded" / f"cifar10-jpeg-{digest[:16]}-{split}.npy"
+        if cached.is_file():
+            images = np.load(cached, allow_pickle=False)
+            if images.shape == (len(labels), 32, 32, 3) and images.dtype == np.uint8:
+                return torch.from_numpy(images), labels
+        blob, offsets = pack[f"{split}_jpeg"].tobytes(), pack[f"{split}_offsets"].tolist()
+    images = np.stack([np.asarray(Image.open(io.BytesIO(blob[a:b])).convert("RGB"))
+                       for a, b in zip(offsets[:-1], offsets[1:])])
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as f:
+            np.save(f, images, allow_pickle=False)
+        os.replace(partial, cached)
+    except OSError:  # a read-only or full cache: decode again next time
+        partial.unlink(missing_ok=True)
+    return torch.from_numpy(images), labels
 
 
 def _torchvision_cifar(cls: type, name: str, split: str, root: Path | None, download: bool,

@@ -48,6 +48,31 @@ def test_cifar10_pack():
     assert np.bincount(train.labels[subset].numpy()).tolist() == [100] * 10
 
 
+def test_decoded_pixels_are_cached_once_per_machine_and_read_back_unchanged(tmp_path, monkeypatch):
+    path = str(pack("cifar10-jpeg.npz"))
+    monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path))
+    data._decode_cifar10_pack.cache_clear()
+    try:
+        images, labels = data._decode_cifar10_pack(path, "test")  # decodes, writes the cache
+        [cached] = (tmp_path / "decoded").glob("cifar10-jpeg-*-test.npy")
+        assert cached.name.startswith(f"cifar10-jpeg-{data.CHECKSUMS['cifar10-jpeg.npz'][:16]}")
+        assert not list((tmp_path / "decoded").glob("*.partial"))
+        data._decode_cifar10_pack.cache_clear()
+
+        def no_decoding(*args, **kwargs):
+            raise AssertionError("decoded again instead of reading the cache")
+        with monkeypatch.context() as m:
+            m.setattr(data.Image, "open", no_decoding)
+            again, labels_again = data._decode_cifar10_pack(path, "test")
+        assert torch.equal(images, again) and torch.equal(labels, labels_again)
+        np.save(cached, np.zeros((3, 32, 32, 3), np.uint8))  # a cache of another shape is not trusted
+        data._decode_cifar10_pack.cache_clear()
+        assert torch.equal(data._decode_cifar10_pack(path, "test")[0], images)
+        assert np.load(cached).shape == (10_000, 32, 32, 3), "and is written again"
+    finally:
+        data._decode_cifar10_pack.cache_clear()
+
+
 def test_make_loaders_cifar10_subsets():
     pack("cifar10-jpeg.npz")
     loaders = data.make_loaders("cifar10", 64, n_train=500, n_test=200, seed=1, gpu_resident=True)  # CPU: DataLoader
