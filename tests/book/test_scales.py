@@ -6,6 +6,7 @@ registration), a registration without records, and a registration with one const
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -241,6 +242,22 @@ def test_the_claims_table_has_the_gpu_study_then_the_cpu_study_then_the_profile(
         f"The GPU study decides none of the {len(scales.CLAIMS)} claims (not yet registered).")
     with pytest.raises(ValueError, match="status column"):
         scales.decided_sentence(table, "claim")
+
+
+def test_the_reproduction_pages_claims_table_has_the_same_column_order():
+    page = (REPO / "book/reproduction.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| Claim of the papers"))
+    cells = [cell.strip() for cell in header.strip("|").split("|")]
+    positions = [next(i for i, cell in enumerate(cells) if cell.startswith(name))
+                 for name in ("GPU study", "CPU study", "Quick profile")]
+    assert positions == sorted(positions) and positions[0] == 1  # the first status column is the GPU study's
+    lines = page.splitlines()
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[lines.index(header) + 2:]))
+    assert len(rows) == len(scales.CLAIMS)
+    for row, claim in zip(rows, scales.CLAIMS):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert f"07_claims.ipynb::status_gpu_{claim.key}:s" in cells[positions[0]]
+        assert f"07_claims.ipynb::status_cpu_{claim.key}:s" in cells[positions[1]]
 
 
 def test_a_real_gpu_study_file_of_this_book_is_read_as_what_it_is():
