@@ -521,11 +521,14 @@ def nm_defect(scores: np.ndarray, intended: np.ndarray, official: np.ndarray, la
     return fig
 
 
-def training_curves(curves: pd.DataFrame, level: float = 0.95) -> Figure:
+def training_curves(curves: pd.DataFrame, level: float = 0.95, title: str | None = None) -> Figure:
     """Notebook 3: training loss and test accuracy against epoch, one line per ``method`` (mean over
     seeds, 95% t-interval band where there are several seeds). ``curves``: rows of
-    :func:`sparsam.book.records.metrics_frame` with a ``method`` column."""
+    :func:`sparsam.book.records.metrics_frame` with a ``method`` column; ``title`` (e.g. the runs' scale)
+    above both panels."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    if title is not None:
+        fig.suptitle(title, fontsize="medium")
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for method in curves["method"].dropna().unique():
         color = next(colors)

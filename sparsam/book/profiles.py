@@ -9,8 +9,9 @@ with one line, ``ValueError("<name>: must be ..., got ...")``. The kind of each 
 profiles' values, ranges and choices from the notebook's ``rules`` in the same file (:func:`rules`).
 
 The book names its own files relative to its root folder (:func:`book_root`, found from the current
-directory when a notebook runs): ``notebooks/profiles.yaml``, the CPU study's ``results/study/...``; the
-paths in ``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to that root too.
+directory when a notebook runs): ``notebooks/profiles.yaml``, the CPU study's ``results/study/...``, the GPU
+study's ``results/gpu_study/...``; the paths in ``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to
+that root too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PROFILES_FILE = Path("notebooks/profiles.yaml")
 STUDY_FILE = Path("results/study/cpu_study.yaml")  # the CPU study's pre-registration
 STUDY_STORE = Path("results/study/runs")  # its records
 PILOT_STORE = Path("results/study/pilot")  # its pilot's records
+GPU_STUDY_FILE = Path("results/gpu_study/gpu_study.yaml")  # the GPU study's file (a registration once it has configurations)
+GPU_STUDY_STORE = Path("results/gpu_study/runs")  # its records
 _MARKERS = ("_toc.yml", PROFILES_FILE)
 
 

@@ -12,7 +12,8 @@ runs) and reads them as one family (Holm's step-down, the premise rule: :func:`s
 :func:`decide_comparisons_interleaved` takes the cost comparisons from the registered interleaved
 measurement of :mod:`sparsam.book.study_cost` instead of the records' timings. :func:`pareto_points` puts
 accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
-:func:`book_statuses` combines them into the statuses of the reproduction page's claims, and
+:func:`book_statuses` combines them into the statuses of the reproduction page's claims (:func:`claim_statuses`
+also for a study that makes only some of their comparisons), and
 :func:`paired_sds` gives the spread of the paired differences that a power calculation needs.
 """
 
@@ -39,6 +40,8 @@ from .records import cost_summary, pareto_front, records_frame, summarize
 _MARGIN_FIELDS = ("test", "unit", "better", "margin")
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
+# The records' times per step a study's cost may be read from: process-CPU time, or wall time (a GPU run's).
+TIMES = ("cpu_seconds_per_step", "seconds_per_step")
 # The claims of the reproduction page that the study decides, each by the comparisons it needs
 # (combined by sparsam.book.stats.combine: reproduced when all are, not reproduced when one is not).
 BOOK_CLAIMS = {
@@ -280,7 +283,9 @@ def premises(study: Study, frame: pd.DataFrame) -> dict[str, str | None]:
 
 
 def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]], *,
-                       resamples: int = 2000, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+                       resamples: int = 2000, cost: pd.DataFrame | None = None,
+                       time: Literal["cpu_seconds_per_step", "seconds_per_step"] = "cpu_seconds_per_step",
+                       evidence: str = "CPU study (notebook 8)") -> pd.DataFrame:
     """Every comparison of the study decided from the records (a :func:`sparsam.book.claims.claims_frame`,
     one row per comparison: the registered ones in the file's order, then those added after the runs),
     paired by seed over the seeds all sides have, and read as one family
@@ -288,7 +293,11 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
     (its columns NaN). ``cost``: rows (``claim`` = the comparison's label) that decide every comparison of
     cost (unit "ratio") instead of the records' own timings, e.g. the registered interleaved measurement
-    (:func:`sparsam.book.study_cost.cost_rows`); they join the family like any other row."""
+    (:func:`sparsam.book.study_cost.cost_rows`); they join the family like any other row. Without ``cost``, a
+    comparison of cost compares the records' ``time`` per step (process-CPU time, or the wall time of a GPU
+    run, synchronised once per epoch). ``evidence`` names the study in each row."""
+    if time not in TIMES:
+        raise ValueError(f"time must be one of {', '.join(TIMES)}, got {time!r}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ValueError(f"resamples must be an integer >= 0 (0: no bootstrap), got {resamples!r}")
     units = declared_margins()
@@ -303,7 +312,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
         if by_label is not None and units[c.claim]["unit"] == "ratio":
             rows.append({"claim": comparison_label(c), **by_label.loc[comparison_label(c)].to_dict()})
             continue
-        value = VALUES[units[c.claim]["unit"]]
+        value = time if units[c.claim]["unit"] == "ratio" else VALUES["pp"]
         sides = _sides(frame, c)
         used = pd.concat(sides)
         values = [side[value].to_numpy(float) for side in sides]
@@ -315,9 +324,9 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                 over = claims.correctness([records[i] for i in sides[2]["position"]], [])
                 correct = (correct[0], [(r.astype(float) + z.astype(float)) / 2
                                         for r, z in zip(correct[1], over[0])]) if over is not None else None
-        evidence = "CPU study (notebook 8)" + ("" if study.registered(c) else f", {ADDED}")
         rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
-                                        resamples=max(resamples, 1), evidence=evidence))
+                                        resamples=max(resamples, 1),
+                                        evidence=evidence + ("" if study.registered(c) else f", {ADDED}")))
     return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
 
 
@@ -380,10 +389,14 @@ def decide_comparisons_interleaved(study: Study, frame: pd.DataFrame, records: l
     return decide_comparisons(study, frame, records, resamples=resamples, cost=cost)
 
 
-def pareto_points(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration: test accuracy (mean, 95% interval over seeds) and CPU time per step in SGD
-    steps (over the mean of the SGD runs), with ``on_front`` marking the Pareto front of the means."""
-    points = cost_summary(frame, time="cpu_seconds_per_step", by="configuration")
+def pareto_points(frame: pd.DataFrame,
+                  time: Literal["cpu_seconds_per_step", "seconds_per_step"] = "cpu_seconds_per_step") -> pd.DataFrame:
+    """Per configuration: test accuracy (mean, 95% interval over seeds) and the records' ``time`` per step
+    (process-CPU time, or wall time) in SGD steps (over the mean of the SGD runs), with ``on_front`` marking
+    the Pareto front of the means."""
+    if time not in TIMES:
+        raise ValueError(f"time must be one of {', '.join(TIMES)}, got {time!r}")
+    points = cost_summary(frame, time=time, by="configuration")
     return points.assign(on_front=pareto_front(points))
 
 
@@ -440,22 +453,46 @@ def book_statuses(study: Study, decided: pd.DataFrame, reading: Literal["registe
     return out
 
 
-def configuration_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration with records, cheapest first: seeds, test accuracy, CPU time per step
-    and its cost in SGD steps, mean ‖ε‖ and final training loss, each as mean [95% t-interval]."""
-    points = pareto_points(frame).set_index("label")
+NOT_IN_STUDY = "not in the study"
+
+
+def claim_statuses(study: Study, decided: pd.DataFrame,
+                   reading: Literal["registered", "family-wise"] = "family-wise") -> dict[str, str]:
+    """Like :func:`book_statuses`, for a study that need not make every comparison of :data:`BOOK_CLAIMS`: the
+    combined status of each claim whose comparisons the study makes, :data:`NOT_IN_STUDY` for a claim it
+    makes none of, and for one it makes only some of, their combined status followed by how many of the
+    claim's comparisons it makes ("inconclusive (1 of 2 comparisons in the study)")."""
+    status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
+    out = {}
+    for key, needed in BOOK_CLAIMS.items():
+        made = [status[n] for n in needed if n in status]
+        if not made:
+            out[key] = NOT_IN_STUDY
+        else:
+            out[key] = combine(made) + ("" if len(made) == len(needed) else
+                                        f" ({len(made)} of {len(needed)} comparisons in the study)")
+    return out
+
+
+def configuration_table(frame: pd.DataFrame,
+                        time: Literal["cpu_seconds_per_step", "seconds_per_step"] = "cpu_seconds_per_step"
+                        ) -> pd.DataFrame:
+    """One row per configuration with records, cheapest first: seeds, test accuracy, the records' ``time``
+    per step (process-CPU or wall time, its column named after it) and its cost in SGD steps, mean ‖ε‖ and
+    final training loss, each as mean [95% t-interval]."""
+    points = pareto_points(frame, time).set_index("label")
     rows = []
     for name in points.index:
         runs = frame[frame["configuration"] == name]
         cell = {column: tables.interval_text(*summarize(runs, "configuration", column).iloc[0][
             ["mean", "low", "high"]], digits=digits)
-            for column, digits in (("cpu_seconds_per_step", 4), ("mean_eps_norm", 4), ("final_train_loss", 3))}
+            for column, digits in ((time, 4), ("mean_eps_norm", 4), ("final_train_loss", 3))}
         if runs["optimizer"].eq("sgd").all():
             cell["mean_eps_norm"] = "– (no ε)"
         at = points.loc[name]
         rows.append({"configuration": name, "seeds": int(at["n"]),
                      "test accuracy (%)": tables.interval_text(at["mean"], at["low"], at["high"]),
-                     "CPU seconds per step": cell["cpu_seconds_per_step"],
+                     tables.COLUMN_NAMES[time]: cell[time],
                      "cost (SGD steps)": tables.interval_text(at["cost"], at["cost_low"], at["cost_high"]),
                      "mean ‖ε‖": cell["mean_eps_norm"], "final training loss (nats)": cell["final_train_loss"],
                      "on the Pareto front": "yes" if at["on_front"] else ""})

@@ -186,7 +186,7 @@ def test_book_builds_without_warnings_and_shows_every_notebook():
         for marker in ("Traceback", 'class="output stderr"', "Error:"):
             assert marker not in page, f"{path.name} shows {marker!r}"
     claims = (html / "book" / "reproduction.html").read_text()
-    assert "<table" in claims and "Our status" in claims
+    assert "<table" in claims and "GPU study" in claims and "Quick profile" in claims
     assert re.search(r'<img[^>]+src="[^"]*\.png"', claims), "the reproduction page opens with the claims figures"
     assert "http" not in re.search(r'<script[^>]*src="([^"]*mathjax[^"]*)"', claims).group(1)
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax is served with the book"

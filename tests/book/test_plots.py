@@ -424,6 +424,9 @@ def test_training_curves_bands_over_seeds_and_lines_for_one_seed():
         "mean, 95% interval over seeds (band); a line without a band: one seed: no interval")
     fig = plots.training_curves(pd.DataFrame([r for r in rows if r["method"] == "SGD"]))
     assert fig.legends[0].get_title().get_text() == "one seed: no interval" and not fig.axes[0].collections
+    assert fig._suptitle is None  # no title unless given
+    fig = plots.training_curves(pd.DataFrame(rows), title="CPU study: CIFAR-10, 200 epochs")
+    assert fig._suptitle.get_text() == "CPU study: CIFAR-10, 200 epochs" and len(fig.axes) == 2
 
 
 def test_the_cost_figures_of_notebook_4():
