@@ -17,10 +17,10 @@ from torchvision.models import resnet as tv_resnet, vgg as tv_vgg
 from .._checks import check_int, check_range
 
 __all__ = ["MODELS", "CifarResNet", "WideResNet", "CifarVGG", "resnet18", "resnet_small", "wide_resnet",
-           "vgg_bn", "resnet50", "resnet50_tiny", "constructor", "build_model", "model_stages"]
+           "vgg_bn", "resnet50", "resnet50_cifar_stem", "resnet50_tiny", "constructor", "build_model", "model_stages"]
 
 MODELS = ("resnet18", "resnet-small", "wrn28-10", "wrn-<depth>-<widen>", "vgg16-bn", "vgg<11|13|16|19>-bn",
-          "resnet50", "resnet50-tiny")
+          "resnet50", "resnet50-cifar-stem", "resnet50-tiny")
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -156,6 +156,15 @@ def resnet50(num_classes: int = 1000) -> tv_resnet.ResNet:
     return tv_resnet.resnet50(weights=None, num_classes=check_int("num_classes", num_classes, 1))
 
 
+def resnet50_cifar_stem(num_classes: int = 1000) -> tv_resnet.ResNet:
+    """torchvision's ResNet-50 with a CIFAR-style stem for small images: a 3×3 stride-1 convolution and no
+    max-pool (a 64-px image reaches the first stage at 64 px, not 16)."""
+    net = resnet50(num_classes)
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
 def resnet50_tiny(num_classes: int = 10, width_per_group: int = 16) -> tv_resnet.ResNet:
     """ResNet-50's design (torchvision Bottleneck ResNet) at one block a stage and narrow bottlenecks, for tests."""
     check_int("width_per_group", width_per_group, 1)
@@ -167,7 +176,7 @@ def constructor(name: str) -> tuple[Any, tuple[int, ...]]:
     """The constructor of the network called ``name`` (see :data:`MODELS`) and its leading arguments;
     an unknown name raises ``ValueError`` listing the known ones (so configs can check names early)."""
     simple = {"resnet18": resnet18, "resnet-small": resnet_small, "resnet50": resnet50,
-              "resnet50-tiny": resnet50_tiny}
+              "resnet50-cifar-stem": resnet50_cifar_stem, "resnet50-tiny": resnet50_tiny}
     if isinstance(name, str) and name in simple:
         return simple[name], ()
     if isinstance(name, str) and (match := re.fullmatch(r"wrn-?(\d+)-(\d+)", name)):

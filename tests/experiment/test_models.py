@@ -86,6 +86,13 @@ def test_resnet50_and_vgg_counts():
     assert count(build_model("resnet50", 1000)) == 25_557_032
     assert vgg16_bn_formula(10) == 14_728_266
     assert count(build_model("vgg16-bn", 10)) == 14_728_266
+    stem = build_model("resnet50-cifar-stem", 10)
+    assert count(stem) == resnet50_formula(10) - conv(3, 64, 7) + conv(3, 64, 3)  # only the first convolution
+    assert stem.conv1.stride == (1, 1) and isinstance(stem.maxpool, torch.nn.Identity)
+    features = {}
+    stem.layer1.register_forward_hook(lambda m, i, o: features.update(layer1=o.shape))  # returns None
+    stem.eval()(torch.randn(1, 3, 64, 64))
+    assert features["layer1"][-2:] == (64, 64), "a 64-px image reaches the first stage at 64 px"
     vgg19_extra = conv(256, 256, 3, bias=True) + bn(256) + 2 * (conv(512, 512, 3, bias=True) + bn(512))
     assert count(build_model("vgg19-bn", 100)) == vgg16_bn_formula(100) + vgg19_extra
 
