@@ -4,10 +4,10 @@ Sent to the GPU machine as one command (the working tree travels; the CIFAR-10 p
 
     SPARSAM_GIT_COMMIT=<hash> python3 scripts/gpu/pilot_stretch.py --minutes 8.5
 
-Everything it makes goes under ``$OUT``, in seven files: the output of every step (``stretch.log``), the
-benchmark's record (``bench_gpu_train.json``), the rule's outcome (``fast_path.json``), and per pilot
-candidate the archive of its records and the chunk's summary (``pilot_A.tar.gz``, ``pilot_A.chunk.json``,
-...). In order, each step inside what is left of ``--minutes``:
+Everything it makes goes under ``$OUT``, in four files: the output of every step (``stretch.log``), the
+benchmark's record (``bench_gpu_train.json``), the rule's outcome (``fast_path.json``), and ``pilot.tar``,
+which holds per chunk the archive of its records and its summary (``pilot_A.tar.gz``,
+``pilot_A.chunk.json``, ...). In order, each step inside what is left of ``--minutes``:
 
 1. the CUDA tests of ``tests/experiment/test_fast_path.py``;
 2. ``benchmarks/bench_gpu_train.py`` (fewer rounds than its default), which also measures whether several
@@ -16,6 +16,11 @@ candidate the archive of its records and the chunk's summary (``pilot_A.tar.gz``
    the fast path, or run with ``capture: off`` (and ``amp: off`` if a cosine is below 0.99);
 4. the pilot, candidate A then B, each as one ``train-grid --budget-minutes`` chunk, with as many runs at
    once as measured fastest and a per-run estimate from the benchmark's time per step.
+
+``--study results/imagenet_study/imagenet_study.yaml --fast-path results/gpu_study/fast_path.json`` runs the
+ImageNet study's pilot instead (with the Imagenette pack in ``.carry/data``, a call of its own): the fast
+path as the GPU study's first stretch decided it, no benchmark, and each candidate's first run (SGD, seed 100)
+alone first, whose time then estimates the others.
 
 ``--smoke`` runs the same steps on the CPU at a tiny size (a check of this script, nothing to keep).
 """
@@ -27,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -111,21 +117,48 @@ def run_minutes(grid: dict[str, Any], bench: dict[str, Any] | None, jobs: int, e
     return (epochs * (50_000 + 10_000 / 4) / rate + START_SECONDS) / 60
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=8.5, help="the whole stretch's command, start to end")
-    parser.add_argument("--smoke", action="store_true", help="the same steps on the CPU at a tiny size")
-    args = parser.parse_args(argv)
-    started = time.monotonic()
-    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="stretch-"))
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "SPARSAM_DATA": os.environ.get("SPARSAM_DATA") or str(ROOT / ".carry" / "data")}
-    left = lambda: args.minutes * 60 - (time.monotonic() - started)  # noqa: E731
+def smoke_grid(grid: dict[str, Any]) -> dict[str, Any]:
+    """``grid`` at a size the CPU runs in seconds: the same optimizers, two seeds, one epoch, a tiny network and
+    data of the same kind (CIFAR-10 or the Imagenette test pack)."""
+    fixed = dict(grid["parameters"], device="cpu", amp="off", capture="off", cudnn_benchmark=False, epochs=1,
+                 eval_every=1, num_samples=32, num_workers=0)
+    if fixed["dataset"] == "cifar10":
+        fixed.update(model="resnet-small", width=4, n_train=256, n_test=128)
+    else:
+        fixed.update(model="resnet50-tiny", dataset="imagenette-tiny", batch_size=64)
+    lines = grid["grid"] if isinstance(grid["grid"], list) else [grid["grid"]]
+    return {"parameters": fixed, "grid": [{"optimizer": line["optimizer"], "seed": [100, 101]} for line in lines[:1]]}
 
+
+def bundle(out: Path) -> Path:
+    """The pilot's archives and chunk summaries under ``out`` joined into one ``pilot.tar`` (the files that come
+    back from the machine are few), the parts removed."""
+    parts = sorted([*out.glob("pilot_*.tar.gz"), *out.glob("pilot_*.chunk.json")])
+    target = out / "pilot.tar"
+    with tarfile.open(target, "w") as tar:
+        for part in parts:
+            tar.add(part, arcname=part.name)
+    for part in parts:
+        part.unlink()
+    return target
+
+
+def calibrated_minutes(store: Path, first_run: str, factor: float = 2.2) -> float:
+    """A SAM run's expected minutes from the calibration run (the grid's first, an SGD run) just finished:
+    ``factor`` times its wall time (two passes a step, plus the mask's own work for SSAM)."""
+    record = json.loads((store / f"{first_run}.json").read_text())["summary"]
+    return factor * (record["wall_seconds_this_process"] + START_SECONDS) / 60
+
+
+def check_fast_path(args: argparse.Namespace, out: Path, env: dict[str, str], left) -> tuple[dict[str, Any], Any]:
+    """Steps 1 to 3: the CUDA tests, the benchmark and the declared rule (or the rule's committed outcome)."""
+    if args.fast_path:
+        rule = {**json.loads((ROOT / args.fast_path).read_text()), "from": args.fast_path}
+        (out / "fast_path.json").write_text(json.dumps(rule, indent=1) + "\n")
+        log(f"fast path as decided in {args.fast_path}: kept {rule['keep_fast_path']}, {rule['jobs']} run(s) at once")
+        return rule, None
     tests_rc = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                    "tests/experiment/test_fast_path.py"],
-                   out / "stretch.log", min(120.0, left()), env)
+                    "tests/experiment/test_fast_path.py"], out / "stretch.log", min(120.0, left()), env)
     bench_file = out / "bench_gpu_train.json"
     bench_args = (["--device", "cpu", "--quick"] if args.smoke
                   else ["--rounds", "3", "--steps", "30", "--processes", "1", "2", "4"])
@@ -136,31 +169,66 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:  # the CPU has no fast path: the rule was computed for the record, the grids run on the CPU
         rule["smoke"] = True
     jobs, each = concurrency(bench)
-    rule.update(jobs=jobs, tests_exit_status=tests_rc, bench_exit_status=bench_rc)
+    rule.update(jobs=jobs, each=each, tests_exit_status=tests_rc, bench_exit_status=bench_rc)
     (out / "fast_path.json").write_text(json.dumps(rule, indent=1) + "\n")
     log(f"fast path kept: {rule['keep_fast_path']} {rule['reasons']}; {jobs} run(s) at once")
+    return rule, bench
 
-    study = yaml.safe_load(STUDY.read_text())
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=8.5, help="the whole stretch's command, start to end")
+    parser.add_argument("--study", default=str(STUDY.relative_to(ROOT)),
+                        help="the study whose pilot runs (default: the GPU study)")
+    parser.add_argument("--fast-path", default=None, metavar="FILE",
+                        help="the fast-path rule's outcome committed from an earlier stretch (fast_path.json): no "
+                             "tests or benchmark here; each candidate's first run (SGD) then calibrates the others")
+    parser.add_argument("--smoke", action="store_true", help="the same steps on the CPU at a tiny size")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="stretch-"))
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "SPARSAM_DATA": os.environ.get("SPARSAM_DATA") or str(ROOT / ".carry" / "data")}
+    left = lambda: args.minutes * 60 - (time.monotonic() - started)  # noqa: E731
+    rule, bench = check_fast_path(args, out, env, left)
+    jobs, each = rule["jobs"], {int(k): v for k, v in rule.get("each", {}).items()}
+
+    study = yaml.safe_load((ROOT / args.study).read_text())
     scratch = Path(tempfile.mkdtemp(prefix="pilot-grids-"))
     store = scratch / "store" if args.smoke else ROOT / study["pilot"]["store"]
     for name, grid_file in study["pilot"]["grids"].items():
         grid = yaml.safe_load((ROOT / grid_file).read_text())
         grid["parameters"].update(rule["changes"])
         if args.smoke:
-            grid["parameters"].update(device="cpu", amp="off", capture="off", cudnn_benchmark=False,
-                                      model="resnet-small", n_train=256, n_test=128, num_samples=32)
-            grid["grid"].update(width=[4], epochs=[1], eval_every=[1], seed=[100])
+            grid = smoke_grid(grid)
         path = scratch / f"pilot_{name}.yaml"
         path.write_text(yaml.safe_dump(grid))
-        minutes = run_minutes(grid, bench, jobs, each, args.smoke)
+        chunk = [sys.executable, "-m", "sparsam", "train-grid", "--store", str(store), "--runs-dir",
+                 str(scratch / "runs"), "--jobs", str(jobs), "--pack", str(out / f"pilot_{name}.tar.gz")]
+        if bench is not None or args.smoke and not args.fast_path:
+            minutes = run_minutes(grid, bench, jobs, each, args.smoke)
+        else:  # calibrate: the grid's first configuration alone, then the others estimated from its record
+            from sparsam.experiment.grid import load_train_grid  # the package is on the path (ROOT)
+
+            first = load_train_grid(path)[0]
+            one = scratch / f"pilot_{name}_first.yaml"
+            one.write_text(yaml.safe_dump({"parameters": {k: v for k, v in first.to_dict().items()}, "grid": {}}))
+            budget = (left() - 30) / 60
+            run([*chunk[:4], str(one), *chunk[4:-2], "--budget-minutes", f"{budget:.2f}", "--run-minutes",
+                 f"{min(budget, 4.0) - 0.5:.2f}", "--pack", str(out / f"pilot_{name}_first.tar.gz")],
+                out / "stretch.log", budget * 60 + 20, env)
+            if not (store / f"{first.run_id()}.json").exists():
+                log(f"candidate {name}: the calibration run did not finish; nothing more started")
+                continue
+            minutes = calibrated_minutes(store, first.run_id())
         budget = (left() - 30) / 60  # leave half a minute for packing and the copy back
         if budget < minutes:
             log(f"candidate {name}: {budget:.1f} min left, a run needs ~{minutes:.1f}: not started")
             continue
-        run([sys.executable, "-m", "sparsam", "train-grid", str(path), "--store", str(store), "--runs-dir",
-             str(scratch / "runs"), "--budget-minutes", f"{budget:.2f}", "--run-minutes", f"{minutes:.2f}",
-             "--jobs", str(jobs), "--pack", str(out / f"pilot_{name}.tar.gz")],
+        run([*chunk[:4], str(path), *chunk[4:], "--budget-minutes", f"{budget:.2f}", "--run-minutes", f"{minutes:.2f}"],
             out / "stretch.log", budget * 60 + 20, env)
+    bundle(out)
     log(f"done in {time.monotonic() - started:.0f} s; files in {out}: {sorted(p.name for p in out.iterdir())}")
     return 0
 
