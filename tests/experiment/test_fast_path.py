@@ -117,7 +117,9 @@ def test_captured_training_follows_eager_training_without_host_syncs(optimizer):
     graph = graphed.graphs[optimizer != "sgd"]
     assert graph.replays >= 2 * (512 // 32) - graph.warmup - 2  # SSAM-D: one eager step per epoch
     a, b = _flat(eager.model.parameters()), _flat(graphed.model.parameters())
-    assert float((a - b).norm() / a.norm()) < 1e-3
+    # eager steps use foreach SGD, replays fused SGD, both in bf16: rounding differs, the trajectory must not
+    # (the GPU study's declared rule allows 1%: results/gpu_study/gpu_study.yaml, fast_path.rule)
+    assert float((a - b).norm() / a.norm()) < 1e-2
     x, y = next(iter(graphed.train_loader))
     x = x.contiguous(memory_format=torch.channels_last)
     torch.cuda.synchronize()
