@@ -16,7 +16,7 @@ Faithfulness, on the same weights and batch: the fast path's first-pass gradient
 fp32 reference's (cosines), and its loss; the captured step against the same settings run eagerly,
 after ``--check-steps`` steps from the same start (relative distance of the weights).
 
-``--processes 1 2 4``: the fast SGD and SAM paths in that many processes at once on the one GPU
+``--processes 1 2 4``: the fast SGD and SAM paths (``--process-optimizers``) in that many processes at once on the one GPU
 (each its own model and data), their summed images/s: whether several runs at a time pay.
 The targets on one H200: SGD >= 60,000 images/s, SAM >= 30,000, SSAM within 10% of SAM.
 """
@@ -202,7 +202,7 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
 def processes(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Summed images/s of N concurrent processes on one GPU, each timing the fast path of one optimizer."""
     rows = []
-    for opt_name in ("SGD", "SAM"):
+    for opt_name in args.process_optimizers:
         for n in args.processes:
             command = [sys.executable, __file__, "--worker", opt_name, "--device", args.device, "--width",
                        str(args.width), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (the graph warms up in 3)")
     parser.add_argument("--check-steps", type=int, default=10, help="steps of the captured-against-eager check")
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--process-optimizers", nargs="*", default=["SGD", "SAM"], choices=list(OPTIMIZERS),
+                        help="the optimizers whose fast path runs in --processes processes at once")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile path (minutes to compile)")
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script (CPU)")

@@ -161,9 +161,10 @@ def check_fast_path(args: argparse.Namespace, out: Path, env: dict[str, str], le
                     "tests/experiment/test_fast_path.py"], out / "stretch.log", min(120.0, left()), env)
     bench_file = out / "bench_gpu_train.json"
     bench_args = (["--device", "cpu", "--quick"] if args.smoke
-                  else ["--rounds", "3", "--steps", "30", "--processes", "1", "2", "4"])
+                  else ["--rounds", "3", "--steps", "30", "--processes", "1", "2", "4",
+                        "--process-optimizers", "SAM"])
     bench_rc = run([sys.executable, "benchmarks/bench_gpu_train.py", *bench_args, "--out", str(bench_file)],
-                   out / "stretch.log", min(240.0, left() - 120), env)
+                   out / "stretch.log", min(270.0, left() - 120), env)
     bench = json.loads(bench_file.read_text()) if bench_rc == 0 and bench_file.exists() else None
     rule = fast_path_rule(0 if args.smoke else tests_rc, bench)
     if args.smoke:  # the CPU has no fast path: the rule was computed for the record, the grids run on the CPU
