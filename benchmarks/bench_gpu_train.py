@@ -16,8 +16,8 @@ Faithfulness, on the same weights and batch: the fast path's first-pass gradient
 fp32 reference's (cosines), and its loss; the captured step against the same settings run eagerly,
 after ``--check-steps`` steps from the same start (relative distance of the weights).
 
-``--processes 1 2 4``: the fast SGD and SAM paths (``--process-optimizers``) in that many processes at once on the one GPU
-(each its own model and data), their summed images/s: whether several runs at a time pay.
+``--processes 1 2 4``: the fast SGD and SAM paths (``--process-optimizers``) in that many processes at once on
+the one GPU (each its own model and data), their summed images/s: whether several runs at a time pay.
 The targets on one H200: SGD >= 60,000 images/s, SAM >= 30,000, SSAM within 10% of SAM.
 """
 
@@ -42,7 +42,8 @@ from sparsam.experiment.store import provenance  # noqa: E402
 from sparsam.experiment.train import Trainer  # noqa: E402
 
 OPTIMIZERS = {"SGD": dict(optimizer="sgd"), "SAM": dict(optimizer="sam"),
-              "SSAM-F 0.5": dict(optimizer="ssam-f", sparsity=0.5), "SSAM-D 0.5": dict(optimizer="ssam-d", sparsity=0.5)}
+              "SSAM-F 0.5": dict(optimizer="ssam-f", sparsity=0.5),
+              "SSAM-D 0.5": dict(optimizer="ssam-d", sparsity=0.5)}
 # from today's path to the fast one, one change per rung; then torch.compile beside the last eager rung
 PATHS = {
     "today (fp32/TF32, NCHW, eager)": dict(),

@@ -201,8 +201,9 @@ def _equivalent(definition: str, codes: frozenset[str]) -> frozenset[str]:
     pairs = []
     for e in EQUIVALENCES:
         if e.definition == definition:
-            versions = [_definitions_at(c, (_module_path(e.module),)).get(e.name, frozenset()) for c in (e.before, e.after)]
-            pairs.append(versions[0] | versions[1])
+            path = (_module_path(e.module),)
+            pairs.append(_definitions_at(e.before, path).get(e.name, frozenset())
+                         | _definitions_at(e.after, path).get(e.name, frozenset()))
     found, grew = set(codes), True
     while grew:
         grew = False
