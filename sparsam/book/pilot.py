@@ -1,0 +1,123 @@
+"""The pilot of a study declared by its candidates (``results/gpu_study/gpu_study.yaml``,
+``results/imagenet_study/imagenet_study.yaml``), and what the declared rules decide from its records.
+
+Such a file, before its registration, holds ``common`` (the settings every candidate shares),
+``candidates`` (what each changes), ``pilot`` (its configurations and seeds) and ``selection`` (the rules,
+in words). :func:`candidate_pilots` reads, per candidate, the pilot's SGD and SAM runs paired by seed;
+:func:`choose_by_sam_gain` and :func:`choose_stem` are the two selection rules those files declare, and
+:func:`seeds_needed` the seed count of their power rule. The fast-path rule of the GPU study may have turned
+parts of the fast path off for the pilot (:data:`FAST_PATH_FIELDS`), so records are matched to a candidate
+on every other field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..experiment.config import TrainConfig
+from ..experiment.results import load_all
+from .stats import Verdict, compare, mean_interval, power, seeds_for_power
+
+# the settings the declared fast-path rule may change for a pilot (results/gpu_study/gpu_study.yaml, fast_path)
+FAST_PATH_FIELDS = ("amp", "capture", "channels_last", "cudnn_benchmark")
+
+
+@dataclass(frozen=True)
+class CandidatePilot:
+    """One candidate's pilot: the seeds both SGD and SAM have, their final test accuracy (%) and final training
+    loss per seed, their wall seconds, and SAM against SGD (superiority, paired by seed)."""
+
+    name: str
+    seeds: tuple[int, ...]
+    sgd: tuple[float, ...]
+    sam: tuple[float, ...]
+    sgd_loss: tuple[float, ...]
+    sam_loss: tuple[float, ...]
+    sam_wall_seconds: tuple[float, ...]
+    verdict: Verdict
+
+    @property
+    def paired_sd(self) -> float:
+        """SD (pp) of the paired SAM − SGD differences; NaN below two seeds."""
+        return float(np.std(np.subtract(self.sam, self.sgd), ddof=1)) if len(self.seeds) >= 2 else math.nan
+
+
+def _key(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in (*FAST_PATH_FIELDS, "optimizer", "seed")}
+
+
+def candidate_pilots(spec: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], *, level: float = 0.95,
+                     min_n: int = 3) -> dict[str, CandidatePilot]:
+    """Per candidate of ``spec`` (a parsed candidates file), its pilot read from run ``summaries`` (the records'
+    ``summary`` parts): the SGD and SAM runs of the pilot's seeds whose configuration is the candidate's."""
+    pilot_seeds = set(spec["pilot"]["seeds"])
+    out = {}
+    for name, changes in spec["candidates"].items():
+        wanted = _key(TrainConfig(**{**spec["common"], **changes}).to_dict())
+        runs: dict[str, dict[int, Mapping[str, Any]]] = {"sgd": {}, "sam": {}}
+        for s in summaries:
+            config = TrainConfig.from_dict(s["config"])
+            if config.optimizer in runs and config.seed in pilot_seeds and _key(config.to_dict()) == wanted:
+                runs[config.optimizer][config.seed] = s
+        seeds = tuple(sorted(set(runs["sgd"]) & set(runs["sam"])))
+        value = lambda opt, field, scale=1.0: tuple(scale * float(runs[opt][k][field]) for k in seeds)  # noqa: E731
+        sgd, sam = value("sgd", "final_test_acc", 100.0), value("sam", "final_test_acc", 100.0)
+        verdict = (compare(sam, sgd, test="superiority", level=level, min_n=min_n) if seeds
+                   else Verdict("inconclusive", math.nan, math.nan, math.nan, 0, "superiority", 0.0, level, "higher"))
+        out[name] = CandidatePilot(name, seeds, sgd, sam, value("sgd", "final_train_loss"),
+                                   value("sam", "final_train_loss"), value("sam", "wall_seconds_this_process"),
+                                   verdict)
+    return out
+
+
+def load_candidate_pilots(spec_file: str | Path, store: str | Path) -> dict[str, CandidatePilot]:
+    """:func:`candidate_pilots` of a candidates file and the records in ``store`` (validated on load)."""
+    import yaml
+
+    spec = yaml.safe_load(Path(spec_file).read_text())
+    return candidate_pilots(spec, [r["summary"] for r in load_all(store)])
+
+
+def choose_by_sam_gain(pilots: Mapping[str, CandidatePilot], order: Sequence[str] = ("A", "B")) -> tuple[str, str]:
+    """The GPU study's rule: the first candidate in ``order`` where SAM beats SGD (the verdict is reproduced);
+    else the first one, the papers' network. Returns the candidate and the reason in words."""
+    for name in order:
+        if pilots[name].verdict.status == "reproduced":
+            return name, f"SAM beats SGD in candidate {name} ({pilots[name].verdict.status})"
+    return order[0], (f"SAM beats SGD in no candidate ({', '.join(f'{n}: {pilots[n].verdict.status}' for n in order)}): "
+                      f"{order[0]}, the papers' network; the study's own comparison decides the premise")
+
+
+def choose_stem(pilots: Mapping[str, CandidatePilot], *, plain: str = "A", other: str = "B", gain: float = 2.0,
+                sam_minutes: float = 2.5, level: float = 0.95) -> tuple[str, str]:
+    """The ImageNet study's rule, from SGD and cost alone: ``other`` if its SGD accuracy is above ``plain``'s by
+    at least ``gain`` pp on average over the seeds both have, the lower end of the paired interval above 0,
+    and its slowest SAM run took at most ``sam_minutes``; else ``plain``."""
+    a, b = pilots[plain], pilots[other]
+    common = sorted(set(a.seeds) & set(b.seeds))
+    if len(common) < 2 or not b.sam_wall_seconds:
+        return plain, f"{other} cannot be judged: {len(common)} common SGD seed(s)"
+    diff = [b.sgd[b.seeds.index(k)] - a.sgd[a.seeds.index(k)] for k in common]
+    mean, low, _ = mean_interval(diff, level)
+    slowest = max(b.sam_wall_seconds) / 60
+    if mean >= gain and low > 0 and slowest <= sam_minutes:
+        return other, f"{other}'s SGD is {mean:+.2f} pp [{low:+.2f}, ...] above {plain}'s; its SAM run {slowest:.1f} min"
+    return plain, (f"{other}'s SGD {mean:+.2f} pp (lower end {low:+.2f}) against {plain}'s, its SAM run "
+                   f"{slowest:.1f} min: not {gain:g} pp above with the interval above 0 within {sam_minutes:g} min")
+
+
+def seeds_needed(sd: float, *, margin: float = 0.5, target: float = 0.8, least: int = 5, most: int = 10,
+                 ) -> tuple[int, float]:
+    """The declared seed rule: ``max(least, seeds_for_power(margin, sd, target=target))`` capped at ``most``,
+    and the power those seeds have at the margin (below ``target`` only where the cap binds)."""
+    try:
+        n = max(least, seeds_for_power(margin, sd, target=target))
+    except ValueError:  # not even max_n seeds: the cap binds
+        n = most
+    n = min(n, most)
+    return n, power(n, margin, sd)
