@@ -272,8 +272,8 @@ class Declaration:
     """What a study file declares while it is not a registration (it has no configurations): its question, the
     settings common to its candidate regimes and each candidate's own, its pilot (configurations, each an
     optimizer's name, its seeds and its store), the configurations it plans and its rule for the study's seeds;
-    with how many of the pilot's runs have a record in the pilot's store, and how many records the scale's
-    own store holds (none before the registration)."""
+    with how many of the pilot's runs have a record in the pilot's store (matched on every setting but those of
+    :data:`FAST_PATH_FIELDS`), and how many records the scale's own store holds (none before the registration)."""
 
     path: Path  # the study file, relative to the book's root
     store: Path  # the scale's store of study runs, relative to the book's root
@@ -326,6 +326,16 @@ class Declaration:
                 f"{_listed(self.planned) or 'none named'}; the study's seeds are {self.seed_rule}. {runs_text}.")
 
 
+# The settings a pilot may run with off against its candidate, by the GPU study's declared fast-path rule
+# (results/gpu_study/gpu_study.yaml, fast_path.rule; the ImageNet study applies the same): a pilot's record is
+# one of a candidate's runs if every other setting is the candidate's.
+FAST_PATH_FIELDS = ("amp", "capture", "channels_last", "cudnn_benchmark")
+
+
+def _pilot_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, v) for k, v in config.to_dict().items() if k not in FAST_PATH_FIELDS)
+
+
 def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
     """What the scale's study file declares before its registration (:class:`Declaration`), read from the file of
     the book at ``root`` (default: the book around the current directory); a file that is a registration, or that
@@ -349,10 +359,12 @@ def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
         seed_rule=("chosen after the pilot, by the file's rule (selection: seeds)" if selection.get("seeds")
                    else "not yet chosen"),
         pilot_recorded=0, store_records=0)
-    run_ids = {c.run_id() for runs in found.pilot_runs().values() for c in runs}
+    wanted = [_pilot_key(c) for runs in found.pilot_runs().values() for c in runs]
     pilot_store = None if found.pilot_store is None else folder / found.pilot_store
-    recorded = (sum(1 for p in pilot_store.glob("*.json") if p.stem in run_ids)
-                if pilot_store is not None and pilot_store.is_dir() else 0)
+    recorded = 0
+    if pilot_store is not None and pilot_store.is_dir():
+        keys = [_pilot_key(TrainConfig.from_dict(r["summary"]["config"])) for r in load_all(pilot_store)]
+        recorded = sum(1 for key in wanted if key in keys)
     store = folder / scale.store
     return dataclasses.replace(found, pilot_recorded=recorded,
                                store_records=len(list(store.glob("*.json"))) if store.is_dir() else 0)

@@ -381,22 +381,26 @@ def test_an_unregistered_imagenet_study_says_so_in_words_read_from_its_file(tmp_
     spec = json.loads(json.dumps(IMAGENET_DECLARED))
     spec["candidates"]["C"] = {"model": "resnet50-tiny"}  # a third candidate: the words follow the file
     root = imagenet_book(tmp_path, spec)
-    pilot = TrainConfig.from_dict({**IMAGENET_COMMON, "optimizer": "sam", "seed": 101})  # candidate A's SAM, seed 101
     (root / "results/imagenet_study/pilot").mkdir(parents=True)
-    (root / "results/imagenet_study/pilot" / f"{pilot.run_id()}.json").write_text(
-        json.dumps(imagenet_record(pilot, 0.5)))
+    for changes in ({"optimizer": "sam", "seed": 101},  # candidate A's SAM, seed 101
+                    {"optimizer": "sgd", "seed": 100, "model": "resnet50-tiny", "amp": "bf16"},  # C's, a fast path
+                    {"optimizer": "sgd", "seed": 7},  # not a pilot seed
+                    {"optimizer": "sgd", "seed": 100, "lr": 0.2}):  # not a candidate's setting
+        pilot = TrainConfig.from_dict({**IMAGENET_COMMON, **changes})
+        (root / "results/imagenet_study/pilot" / f"{pilot.run_id()}.json").write_text(
+            json.dumps(imagenet_record(pilot, 0.5)))
     found = scales.report(scales.IMAGENET_STUDY, root)
     assert not found.state.registered and not found.state.has_records and found.decided is None
     assert found.text.startswith("not yet registered: results/imagenet_study/imagenet_study.yaml has no "
                                  "configurations yet")
     for words in (IMAGENET_DECLARED["question"], "3 candidate regimes", "A: model resnet50", "B: model "
                   "resnet50-cifar-stem", "C: model resnet50-tiny", "a pilot of sgd and sam over seeds 100, 101 and 102",
-                  "1 of its 18 runs have a record in results/imagenet_study/pilot/",
+                  "2 of its 18 runs have a record in results/imagenet_study/pilot/",
                   "sgd, sam, ssam-f-0.5 and ssam-d-0.5", "No run of the study exists yet: results/imagenet_study/runs/ "
                   "holds no record"):
         assert words in found.text, words
     declared = found.declaration
-    assert declared is not None and list(declared.regimes()) == ["A", "B", "C"] and declared.pilot_recorded == 1
+    assert declared is not None and list(declared.regimes()) == ["A", "B", "C"] and declared.pilot_recorded == 2
     assert [len(runs) for runs in declared.pilot_runs().values()] == [6, 6, 6]
     settings = declared.frame().set_index("setting")
     assert list(settings.columns) == ["declared", "candidate A", "candidate B", "candidate C"]
