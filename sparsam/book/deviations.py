@@ -2,29 +2,45 @@
 
 :data:`PAPERS` states the papers' setups in words (CIFAR and ImageNet); :func:`scale_text` describes
 the runs of a records frame in one line and :func:`deviation_table` sets them against a paper setup,
-one row per aspect (data and its encoding, network, epochs, batch, N_F, seeds, device).
+one row per aspect (data and its encoding, network, epochs, batch, N_F, seeds, device; for ImageNet also
+the resolution and the network's stem). :func:`regime_deviation_table` sets declared regimes (training
+configurations, before any run) against it in the same rows; :func:`resolution_text` and :func:`stem_text`
+read the resolution from the data module and the stem from the network itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+import functools
+from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
+import torch
+from torch import nn
 
 from .._checks import check_choice
 from ..experiment.config import TrainConfig
+from ..experiment.data import IMAGE_SIZES, pack_note
+from ..experiment.models import build_model
 
+Paper = Literal["cifar", "imagenet"]
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette": "Imagenette at 64 px"}
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000}
+CIFAR_SIZE = 32  # px: CIFAR's own image size, trained and tested at it
 PAPERS: dict[str, dict[str, str]] = {
     "cifar": {"data": "CIFAR-10 and CIFAR-100, all 50,000 training and 10,000 test images",
               "data encoding": "the original PNG-equivalent arrays", "network": "ResNet-18 and WideResNet-28-10",
               "epochs": "200", "batch": "128", "N_F (Fisher samples)": "128", "seeds": "3 (mean ± std reported)",
               "device": "GPU"},
-    "imagenet": {"data": "ImageNet-1k, 1.28 million training images, 1,000 classes, 224 px",
-                 "data encoding": "the original JPEG files", "network": "ResNet-50", "epochs": "90", "batch": "256",
-                 "N_F (Fisher samples)": "128", "seeds": "not stated", "device": "GPU"},
+    "imagenet": {"data": "ImageNet-1k, 1.28 million training images, 1,000 classes",
+                 "data encoding": "the original JPEG files",
+                 "resolution": "224 px: the standard ImageNet crops (random-resized to train, a centre crop to "
+                               "evaluate)",
+                 "network": "ResNet-50",
+                 "network stem": "7×7 stride-2 convolution, then a 3×3 stride-2 max-pool: 224-px images reach the "
+                                 "first stage at 56 px",
+                 "epochs": "90", "batch": "256", "N_F (Fisher samples)": "128", "seeds": "not stated",
+                 "device": "GPU"},
 }
 
 
@@ -72,7 +88,73 @@ def scale_text(frame: pd.DataFrame) -> str:
             f"{_seeds(frame, 'seed')}, {_device(frame)}")
 
 
-def deviation_table(frame: pd.DataFrame, paper: str, notes: Sequence[str] = ()) -> pd.DataFrame:
+def _image_sizes(dataset: str) -> tuple[int, int | None] | None:
+    """(crop, resize) of an ImageNet-style data set (:data:`sparsam.experiment.data.IMAGE_SIZES`), else None."""
+    return IMAGE_SIZES.get("imagefolder" if dataset.startswith("imagefolder:") else dataset)
+
+
+def image_size(dataset: str) -> int | None:
+    """The side in px of the images a network of data set ``dataset`` sees (the crop of an ImageNet-style one,
+    CIFAR's own 32), None where unknown."""
+    sizes = _image_sizes(dataset)
+    return sizes[0] if sizes else CIFAR_SIZE if dataset.startswith("cifar") else None
+
+
+def resolution_text(dataset: str) -> str:
+    """The resolution of data set ``dataset`` in words, from the data module's sizes: e.g. "64 px: random-resized
+    64-px crops to train, a centre 64-px crop of the images resized to 72 px to evaluate"."""
+    sizes = _image_sizes(dataset)
+    if sizes is None:
+        size = image_size(dataset)
+        return f"{size} px (the data's own size)" if size else f"not known for {dataset}"
+    crop, resize = sizes
+    return (f"{crop} px: random-resized {crop}-px crops to train, a centre {crop}-px crop"
+            + (f" of the images resized to {resize} px" if resize else "") + " to evaluate")
+
+
+def _side(value: Any) -> int:
+    return int(value[0] if isinstance(value, tuple) else value)
+
+
+def _out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@functools.lru_cache(maxsize=None)
+def stem_text(model: str, size: int | None = None) -> str:
+    """The stem of network ``model`` in words, read from the network (built on the meta device, no weights): its
+    first convolution, the max-pool after it (torchvision's ResNets) or none, and with ``size`` the side at which
+    images of ``size`` px reach the first stage."""
+    with torch.device("meta"):
+        net = build_model(model, 10)
+    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    kernel, stride, padding = _side(conv.kernel_size), _side(conv.stride), _side(conv.padding)
+    text = f"{kernel}×{kernel} stride-{stride} convolution"
+    out = None if size is None else _out(size, kernel, stride, padding)
+    pool = getattr(net, "maxpool", None)
+    if isinstance(pool, nn.MaxPool2d):
+        kernel, stride, padding = _side(pool.kernel_size), _side(pool.stride), _side(pool.padding)
+        text += f", then a {kernel}×{kernel} stride-{stride} max-pool"
+        out = None if out is None else _out(out, kernel, stride, padding)
+    else:
+        text += ", no max-pool"
+    return text + ("" if out is None else f": {size}-px images reach the first stage at {out} px")
+
+
+def _ours(frame: pd.DataFrame, paper: str, encoding: str, num_samples: str, seeds: str) -> dict[str, str]:
+    """Our side of every aspect of ``paper``'s setup for a non-empty frame of configurations."""
+    ours = {"data": _data(frame), "data encoding": encoding, "network": _network(frame),
+            "epochs": _one(frame["epochs"]), "batch": _one(frame["batch_size"]), "N_F (Fisher samples)": num_samples,
+            "seeds": seeds, "device": _device(frame)}
+    if "resolution" in PAPERS[paper]:
+        ours["resolution"] = _one(frame["dataset"].map(resolution_text))
+    if "network stem" in PAPERS[paper]:
+        ours["network stem"] = _one(pd.Series([stem_text(m, image_size(d))
+                                               for m, d in zip(frame["model"], frame["dataset"])], dtype=object))
+    return ours
+
+
+def deviation_table(frame: pd.DataFrame, paper: Paper, notes: Sequence[str] = ()) -> pd.DataFrame:
     """One row per aspect of the papers' setup ``paper`` ("cifar" or "imagenet"): theirs and ours.
 
     ``notes`` are the data notes of the records (``summary["data"]["note"]``), which say how the data
@@ -80,10 +162,26 @@ def deviation_table(frame: pd.DataFrame, paper: str, notes: Sequence[str] = ()) 
     """
     check_choice("paper", paper, tuple(PAPERS))
     ssam = frame[frame["optimizer"].str.startswith("ssam")] if not frame.empty else frame
-    ours: Mapping[str, Any] = {} if frame.empty else {
-        "data": _data(frame), "data encoding": "; ".join(sorted(set(notes))) or "not recorded",
-        "network": _network(frame), "epochs": _one(frame["epochs"]), "batch": _one(frame["batch_size"]),
-        "N_F (Fisher samples)": _one(ssam[ssam["optimizer"] == "ssam-f"]["num_samples"]) if not ssam.empty else "–",
-        "seeds": _seeds(frame), "device": _device(frame)}
+    ours: Mapping[str, Any] = {} if frame.empty else _ours(
+        frame, paper, "; ".join(sorted(set(notes))) or "not recorded",
+        _one(ssam[ssam["optimizer"] == "ssam-f"]["num_samples"]) if not ssam.empty else "–", _seeds(frame))
     return pd.DataFrame([{"aspect": aspect, "papers": theirs, "ours": ours.get(aspect, "no runs")}
                          for aspect, theirs in PAPERS[paper].items()])
+
+
+def regime_deviation_table(regimes: Mapping[str, TrainConfig], paper: Paper, seeds: str) -> pd.DataFrame:
+    """:func:`deviation_table` for declared regimes instead of records: one row per aspect of ``paper``'s setup,
+    the papers' side, then one column per regime (name -> its training configuration, e.g. a study's candidate
+    regimes before any run), read from the configuration: the data encoding is the note of the data set's pack
+    (:func:`sparsam.experiment.data.pack_note`), N_F the configuration's SSAM-F samples, the device CPU or GPU
+    (no machine is named before a run); ``seeds`` says how many seeds the regimes have (or how they are chosen)."""
+    check_choice("paper", paper, tuple(PAPERS))
+    if not regimes:
+        raise ValueError("regimes must name at least one regime")
+    out = pd.DataFrame({"aspect": list(PAPERS[paper]), "papers": list(PAPERS[paper].values())})
+    for name, config in regimes.items():
+        frame = pd.DataFrame([{**config.to_dict(), "device_name": None}])
+        ours = _ours(frame, paper, pack_note(config.dataset) or "named by each run's record", str(config.num_samples),
+                     seeds)
+        out[name] = [ours[aspect] for aspect in PAPERS[paper]]
+    return out

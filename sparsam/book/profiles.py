@@ -10,8 +10,8 @@ profiles' values, ranges and choices from the notebook's ``rules`` in the same f
 
 The book names its own files relative to its root folder (:func:`book_root`, found from the current
 directory when a notebook runs): ``notebooks/profiles.yaml``, the CPU study's ``results/study/...``, the GPU
-study's ``results/gpu_study/...``; the paths in ``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to
-that root too.
+study's ``results/gpu_study/...``, the ImageNet study's ``results/imagenet_study/...``; the paths in
+``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to that root too.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ STUDY_STORE = Path("results/study/runs")  # its records
 PILOT_STORE = Path("results/study/pilot")  # its pilot's records
 GPU_STUDY_FILE = Path("results/gpu_study/gpu_study.yaml")  # the GPU study's file (a registration once it has configurations)
 GPU_STUDY_STORE = Path("results/gpu_study/runs")  # its records
+IMAGENET_STUDY_FILE = Path("results/imagenet_study/imagenet_study.yaml")  # the ImageNet study's (the same way)
+IMAGENET_STUDY_STORE = Path("results/imagenet_study/runs")  # its records
 _MARKERS = ("_toc.yml", PROFILES_FILE)
 
 

@@ -1,7 +1,9 @@
-"""The book's scales, largest first, and the one that leads: the GPU study, then the CPU study.
+"""The book's scales, largest first, and the one that leads: the GPU study, then the CPU study; and the ImageNet study.
 
 A scale is a study: a file in the format of :func:`sparsam.book.study.load_study` and a store of its records, both
-named relative to the book's root (:func:`sparsam.book.profiles.book_root`), as in :data:`SCALES`, largest first.
+named relative to the book's root (:func:`sparsam.book.profiles.book_root`), as in :data:`SCALES` (the CIFAR
+studies, largest first, which chapter 3 leads with) and :data:`IMAGENET_SCALES` (the ImageNet study, which chapter 5
+leads with; its claims are the ImageNet claim's comparisons, :data:`IMAGENET_CLAIMS`).
 :func:`survey` reads where each one stands: whether its file is a registration yet
 (:func:`sparsam.experiment.grid.is_study_file`: it has configurations) and how many of its planned runs have a
 record in its store. :func:`leading` is the first scale that has both, the one chapter 3 leads with.
@@ -11,14 +13,24 @@ records' own time per step, a GPU run's wall time), :func:`pareto_points` sets i
 (:func:`cost_note` says which) and :func:`sparsity_configurations` names the configurations of its
 accuracy-against-sparsity figure.
 
+A chapter's report of a scale (:func:`report`) gathers what it shows, in each state: while the file is not a
+registration, what it declares (:func:`declaration`: the candidate regimes and the pilot, :meth:`Declaration.text`)
+and the deviation table of the declared regimes against the papers' setup
+(:func:`sparsam.book.deviations.regime_deviation_table`); once it has records, accuracy per configuration with
+95% intervals over seeds, the training curves, the comparisons decided family-wise (:func:`decide`) and the
+deviation table from the records.
+
 The claims table (:func:`claims_table`): one row per claim of :data:`CLAIMS`, one status column per scale in the
 order of :data:`SCALES` (:func:`scale_statuses`: family-wise, or where the scale stands while it has no records),
-then the profile the book was built with (:func:`profile_statuses`, from the verdicts the chapters saved);
-:func:`decided_sentence` says in words which claims a column decides.
+then the profile the book was built with (:func:`profile_statuses`, from the verdicts the chapters saved); a scale
+that fills another's column (the ImageNet study, in the GPU study's column: both are GPU studies) stands in that
+column's cells of its own claims, named; :func:`decided_sentence` and :func:`scale_sentence` say in words which
+claims a column or a scale decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -26,41 +38,67 @@ from typing import Any, Literal, Mapping, Sequence
 import pandas as pd
 import yaml
 
-from . import study as studies, study_cost, tables
+from . import deviations, study as studies, study_cost, tables
 from .._checks import check_choice
+from ..experiment.config import TrainConfig
 from ..experiment.grid import is_study_file
 from ..experiment.results import load_all
 from .claims import CHAPTERS
-from .profiles import GPU_STUDY_FILE, GPU_STUDY_STORE, PROFILES, STUDY_FILE, STUDY_STORE, book_root
-from .records import pareto_front, summarize
+from .profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, PROFILES, STUDY_FILE,
+                       STUDY_STORE, book_root)
+from .records import metrics_frame, pareto_front, summarize
 from .stats import STATUSES, combine, margins as declared_margins
 
 Time = Literal["cpu_seconds_per_step", "seconds_per_step"]
+# A scale's claims: (claim key of CLAIMS, the (rule, a, b) comparisons of its study the claim needs), in order.
+ClaimMap = tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]
 
 
 @dataclass(frozen=True)
 class Scale:
     """One scale of the book: its study's file and store (relative to the book's root), the records' time per
     step that is its cost, the axis label of that cost, the registered measurement that decides its cost
-    instead of the records (None: the records decide it), and the chapter that reports it in full."""
+    instead of the records (None: the records decide it), the chapter that reports it in full, the papers' setup
+    it is set against (:data:`sparsam.book.deviations.PAPERS`), the claims of :data:`CLAIMS` it decides with the
+    comparisons each needs (None: :data:`sparsam.book.study.BOOK_CLAIMS`, the CIFAR claims) and the claims table's
+    column it fills (None: its own, named after it)."""
 
     name: str
-    slug: str  # a short name for glue keys: "gpu", "cpu"
+    slug: str  # a short name for glue keys: "gpu", "cpu", "imagenet"
     study_file: Path
     store: Path
     time: Time
     time_label: str
     cost_registration: Path | None = None
     report: str | None = None
+    paper: deviations.Paper = "cifar"
+    claims: ClaimMap | None = None
+    column: str | None = None
+
+    @property
+    def claim_map(self) -> dict[str, tuple[tuple[str, str, str], ...]]:
+        """Its claims: claim key -> the (rule, a, b) comparisons the claim needs."""
+        return dict(studies.BOOK_CLAIMS if self.claims is None else self.claims)
+
+    def with_paths(self, study_file: str | Path, store: str | Path) -> "Scale":
+        """The same scale with its study file and store elsewhere (relative to the book's root)."""
+        return dataclasses.replace(self, study_file=Path(study_file), store=Path(store))
 
 
+GPU_TIME_LABEL = "GPU time per training step (wall time, synchronised once per epoch), in SGD steps"
 SCALES: tuple[Scale, ...] = (
-    Scale("GPU study", "gpu", GPU_STUDY_FILE, GPU_STUDY_STORE, "seconds_per_step",
-          "GPU time per training step (wall time, synchronised once per epoch), in SGD steps"),
+    Scale("GPU study", "gpu", GPU_STUDY_FILE, GPU_STUDY_STORE, "seconds_per_step", GPU_TIME_LABEL),
     Scale("CPU study", "cpu", STUDY_FILE, STUDY_STORE, "cpu_seconds_per_step",
           "process-CPU time per training step (one thread, the registered interleaved measurement), in SGD steps",
           cost_registration=study_cost.REGISTRATION, report="08_cpu_study"),
 )
+# The ImageNet claim: SSAM-F and SSAM-D at s = 0.5 non-inferior to SAM (the ImageNet study's comparisons).
+IMAGENET_CLAIMS: ClaimMap = (("imagenet", studies.BOOK_CLAIMS["acc"]),)
+IMAGENET_STUDY = Scale("ImageNet study", "imagenet", IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, "seconds_per_step",
+                       GPU_TIME_LABEL, report="05_imagenet", paper="imagenet", claims=IMAGENET_CLAIMS,
+                       column="GPU study")
+IMAGENET_SCALES: tuple[Scale, ...] = (IMAGENET_STUDY,)
+BOOK_SCALES: tuple[Scale, ...] = SCALES + IMAGENET_SCALES  # the claims table's scales
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,198 @@ def sparsity_configurations(registered: studies.Study) -> list[str]:
             if set(fields) <= SPARSITY_FIELDS and fields.get("optimizer") in SPARSITY_OPTIMIZERS]
 
 
+# --- what a chapter shows of a scale -----------------------------------------------------------------------------
+
+def _words(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def _listed(values: Sequence[Any]) -> str:
+    items = [str(v) for v in values]
+    return " and ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a study file declares while it is not a registration (it has no configurations): its question, the
+    settings common to its candidate regimes and each candidate's own, its pilot (configurations, each an
+    optimizer's name, its seeds and its store), the configurations it plans and its rule for the study's seeds;
+    with how many of the pilot's runs have a record in the pilot's store (matched on every setting but those of
+    :data:`FAST_PATH_FIELDS`), and how many records the scale's own store holds (none before the registration)."""
+
+    path: Path  # the study file, relative to the book's root
+    store: Path  # the scale's store of study runs, relative to the book's root
+    question: str
+    common: dict[str, Any]
+    candidates: dict[str, dict[str, Any]]
+    pilot_configurations: tuple[str, ...]
+    pilot_seeds: tuple[int, ...]
+    pilot_store: Path | None
+    planned: tuple[str, ...]
+    seed_rule: str
+    pilot_recorded: int
+    store_records: int
+
+    def regimes(self) -> dict[str, TrainConfig]:
+        """Each candidate regime as a training configuration: the common settings, then the candidate's own."""
+        return {name: TrainConfig.from_dict({**self.common, **own}) for name, own in self.candidates.items()}
+
+    def pilot_runs(self) -> dict[str, list[TrainConfig]]:
+        """Per candidate, the pilot's runs: each pilot configuration (its optimizer) at each pilot seed."""
+        return {name: [config.replace(optimizer=o, seed=seed) for o in self.pilot_configurations
+                       for seed in self.pilot_seeds] for name, config in self.regimes().items()}
+
+    def frame(self) -> pd.DataFrame:
+        """The declared settings: one row per setting (the common ones, then those a candidate sets), one column
+        per candidate with its value, and whether the setting is common or the candidate's own."""
+        names = list(dict.fromkeys([*self.common, *(k for own in self.candidates.values() for k in own)]))
+        varied = {k for settings in self.candidates.values() for k in settings}
+        return pd.DataFrame([{"setting": name, "declared": "per candidate" if name in varied else "common",
+                              **{f"candidate {c}": {**self.common, **own}.get(name, "–")
+                                 for c, own in self.candidates.items()}} for name in names])
+
+    def text(self) -> str:
+        """What the file declares ("The file declares ..."), in words read from it: the question, the candidate
+        regimes, the pilot with its records so far, the planned configurations, and whether a run of the study
+        exists."""
+        runs = sum(len(r) for r in self.pilot_runs().values())
+        candidates = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in own.items())
+                               for name, own in self.candidates.items())
+        where = (f"{self.pilot_recorded} of its {runs} runs have a record in {self.pilot_store.as_posix()}/"
+                 if self.pilot_store is not None else "the file names no store for its records")
+        store = self.store.as_posix()
+        runs_text = (f"No run of the study exists yet: {store}/ holds no record" if not self.store_records else
+                     f"{store}/ holds {self.store_records} records, which the book reads as the study's only once "
+                     "the file is a registration")
+        return (f"The file declares the study's question (\u201c{self.question}\u201d), "
+                f"{len(self.candidates)} candidate regime{'s' if len(self.candidates) != 1 else ''} on common "
+                f"settings ({candidates}), a pilot of {_listed(self.pilot_configurations)} over seeds "
+                f"{_listed(self.pilot_seeds)} in each candidate ({where}) and the configurations it plans, "
+                f"{_listed(self.planned) or 'none named'}; the study's seeds are {self.seed_rule}. {runs_text}.")
+
+
+# The settings a pilot may run with off against its candidate, by the GPU study's declared fast-path rule
+# (results/gpu_study/gpu_study.yaml, fast_path.rule; the ImageNet study applies the same): a pilot's record is
+# one of a candidate's runs if every other setting is the candidate's.
+FAST_PATH_FIELDS = ("amp", "capture", "channels_last", "cudnn_benchmark")
+
+
+def _pilot_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, v) for k, v in config.to_dict().items() if k not in FAST_PATH_FIELDS)
+
+
+def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
+    """What the scale's study file declares before its registration (:class:`Declaration`), read from the file of
+    the book at ``root`` (default: the book around the current directory); a file that is a registration, or that
+    declares no candidates, is an error."""
+    folder = _root(root)
+    spec = yaml.safe_load((folder / scale.study_file).read_text())
+    if is_study_file(spec):
+        raise ValueError(f"study_file: {scale.study_file.as_posix()} is a registration; read it with load()")
+    if not isinstance(spec, dict) or not isinstance(spec.get("candidates"), dict) or not spec["candidates"]:
+        raise ValueError(f"study_file: {scale.study_file.as_posix()} must declare candidates (name -> settings)")
+    pilot = dict(spec.get("pilot") or {})
+    selection = dict(spec.get("selection") or {})
+    found = Declaration(
+        path=scale.study_file, store=scale.store, question=_words(spec.get("question", "not stated")),
+        common=dict(spec.get("common") or {}),
+        candidates={str(k): dict(v or {}) for k, v in spec["candidates"].items()},
+        pilot_configurations=tuple(str(c) for c in pilot.get("configurations", ())),
+        pilot_seeds=tuple(int(x) for x in pilot.get("seeds", ())),
+        pilot_store=Path(pilot["store"]) if pilot.get("store") else None,
+        planned=tuple(str(c) for c in spec.get("configurations_planned", ())),
+        seed_rule=("chosen after the pilot, by the file's rule (selection: seeds)" if selection.get("seeds")
+                   else "not yet chosen"),
+        pilot_recorded=0, store_records=0)
+    wanted = [_pilot_key(c) for runs in found.pilot_runs().values() for c in runs]
+    pilot_store = None if found.pilot_store is None else folder / found.pilot_store
+    recorded = 0
+    if pilot_store is not None and pilot_store.is_dir():
+        keys = [_pilot_key(TrainConfig.from_dict(r["summary"]["config"])) for r in load_all(pilot_store)]
+        recorded = sum(1 for key in wanted if key in keys)
+    store = folder / scale.store
+    return dataclasses.replace(found, pilot_recorded=recorded,
+                               store_records=len(list(store.glob("*.json"))) if store.is_dir() else 0)
+
+
+def _seed_counts(registered: studies.Study) -> str:
+    counts = sorted({len(seeds) for _, seeds in registered.configurations.values()})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} per configuration"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a chapter shows of a scale, in the state it is in (:func:`report`). Without records: ``text`` says
+    where it stands (and, while its file is no registration, what the file declares, ``declaration``) and
+    ``deviations`` sets the declared or registered regimes against the papers' setup; the frames of records are
+    empty and ``decided`` is None. With records (``records``: its store's, which ``frame``'s ``position`` indexes;
+    ``frame``: :func:`sparsam.book.study.study_frame`): ``accuracy`` per configuration (mean, 95% t-interval over its
+    seeds, ``n`` seeds; in the registration's order), ``configurations``
+    (:func:`sparsam.book.study.configuration_table`), ``curves`` (per epoch, ``method`` = configuration),
+    ``decided`` (:func:`decide`: every comparison, read as one family) with its ``audit``
+    (:func:`sparsam.book.study.audit_frame`), and ``deviations`` from the records. ``statuses``: its
+    :func:`scale_statuses`; ``sentence``: its :func:`scale_sentence`."""
+
+    state: ScaleState
+    text: str
+    deviations: pd.DataFrame
+    statuses: dict[str, str]
+    sentence: str
+    scale_text: str = "no runs"
+    declaration: Declaration | None = None
+    registered: studies.Study | None = None
+    records: tuple[dict[str, Any], ...] = ()
+    frame: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    accuracy: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["configuration", "mean", "low", "high", "n"]))
+    configurations: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "epoch", "train_loss", "test_acc", "method"]))
+    decided: pd.DataFrame | None = None
+    audit: pd.DataFrame | None = None
+    chance: float | None = None
+
+
+def report(scale: Scale, root: str | Path | None = None, resamples: int = 2000) -> Report:
+    """What a chapter shows of ``scale`` in the book at ``root`` (default: the book around the current directory),
+    in the state its file and store are in (:class:`Report`): read only, nothing is trained. ``resamples``: of
+    the paired bootstrap of its accuracy comparisons (0: none)."""
+    folder = _root(root)
+    state = survey(folder, (scale,))[0]
+    if not state.has_records:
+        statuses = scale_statuses(state)
+        if not state.exists:
+            table = deviations.deviation_table(pd.DataFrame(), scale.paper)
+            return Report(state, state.text(), table, statuses, scale_sentence(scale, statuses))
+        if not state.registered:
+            declared = declaration(scale, folder)
+            table = deviations.regime_deviation_table(
+                {f"candidate {name}": config for name, config in declared.regimes().items()}, scale.paper,
+                declared.seed_rule)
+            return Report(state, f"{state.text()}. {declared.text()}", table, statuses,
+                          scale_sentence(scale, statuses), declaration=declared)
+        registered = studies.load_study(folder / scale.study_file)
+        table = deviations.regime_deviation_table({"registered regime": TrainConfig.from_dict(registered.regime)},
+                                                  scale.paper, _seed_counts(registered))
+        return Report(state, f"{state.text()}.", table, statuses, scale_sentence(scale, statuses),
+                      registered=registered)
+    registered, records, frame = load(scale, folder)
+    used = [records[i] for i in frame["position"]]
+    order = [name for name in registered.configurations if name in set(frame["configuration"])]
+    accuracy = summarize(frame, "configuration", "final_test_acc").set_index("configuration").loc[order]
+    curves = metrics_frame(used)
+    curves["method"] = curves["run_id"].map(frame.set_index("run_id")["configuration"])
+    decided = decide(scale, registered, frame, records, resamples=resamples, root=folder)
+    statuses = scale_statuses(state, registered, decided)
+    scale_text = deviations.scale_text(frame)
+    table = deviations.deviation_table(frame, scale.paper, [r["summary"]["data"]["note"] for r in used])
+    return Report(state, f"{state.text()}.", table, statuses, scale_sentence(scale, statuses, scale_text),
+                  scale_text=scale_text, registered=registered, records=tuple(records), frame=frame,
+                  accuracy=accuracy.reset_index(), configurations=studies.configuration_table(frame, scale.time),
+                  curves=curves, decided=decided, audit=studies.audit_frame(registered, decided),
+                  chance=100 / used[0]["summary"]["data"]["num_classes"])
+
+
 # --- the claims table -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -236,7 +466,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("radius", "radius control: SSAM-F with ‖ε‖ = ρ matches SAM", "03_cifar_accuracy"),
     Claim("patterns", "TPAMI: layer, filter and 2:4 masks keep SSAM's accuracy", "03_cifar_accuracy"),
     Claim("forms", "TPAMI: the implicit form keeps the explicit form's accuracy", "03_cifar_accuracy"),
-    Claim("imagenet", "SSAM-F matches SAM on the ImageNet proxy", "05_imagenet"),
+    Claim("imagenet", "SSAM-F and SSAM-D at s = 0.5 match SAM on the ImageNet proxy", "05_imagenet"),
     Claim("convergence", "SSAM converges at SAM's rate", "01_convergence"),
     Claim("flat", "SSAM reaches minima as flat as SAM's and flatter than SGD's", "06_landscape"),
     Claim("cost", "sparse perturbation saves training computation", "04_efficiency"),
@@ -290,32 +520,45 @@ def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
                    decided: pd.DataFrame | None = None) -> dict[str, str]:
     """The status of each claim of :data:`CLAIMS` at one scale: while it has no records, where it stands
     (:meth:`ScaleState.cell`, for every claim); then the family-wise statuses of its ``decided`` comparisons
-    (:func:`decide`) combined per claim (:func:`sparsam.book.study.claim_statuses`; "not in the study" for a
-    claim it makes no comparison of)."""
+    (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
+    :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of)."""
     if not state.has_records:
         return {c.key: state.cell() for c in CLAIMS}
     if registered is None or decided is None:
         raise ValueError(f"registered and decided: the {state.scale.name} has records, pass its study and its "
                          "decided comparisons")
-    statuses = studies.claim_statuses(registered, decided, reading="family-wise")
+    statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
     return {c.key: statuses.get(c.key, studies.NOT_IN_STUDY) for c in CLAIMS}
 
 
 def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str, str], profile: str = "quick",
                  scales: Sequence[Scale] = SCALES) -> pd.DataFrame:
-    """The claims table: one row per claim of :data:`CLAIMS`; its status columns are one per scale, largest
-    first (``by_scale``: :func:`scale_statuses` in the order of ``scales``), then the ``profile``'s
-    (``in_profile``: :func:`profile_statuses`)."""
+    """The claims table: one row per claim of :data:`CLAIMS`; its status columns are one per scale of ``scales``
+    with a column of its own, largest first (``by_scale``: :func:`scale_statuses` in the order of ``scales``),
+    then the ``profile``'s (``in_profile``: :func:`profile_statuses`). A scale that fills another's column
+    (:attr:`Scale.column`, e.g. the ImageNet study the GPU study's) puts its status, after its name ("ImageNet
+    study: not yet registered"), in that column's cell of each claim of its own (:attr:`Scale.claim_map`)."""
     check_choice("profile", profile, PROFILES)
     if len(by_scale) != len(scales):
         raise ValueError(f"by_scale must hold one column per scale ({', '.join(s.name for s in scales)}), "
                          f"got {len(by_scale)}")
+    own = [s.name for s in scales if s.column is None]
+    for s in scales:
+        if s.column is not None and s.column not in own:
+            raise ValueError(f"scales: the {s.name} fills the {s.column} column, which no scale of scales has "
+                             f"(columns: {', '.join(own)})")
     for name, column in [*((s.name, col) for s, col in zip(scales, by_scale)), (f"{profile} profile", in_profile)]:
         missing = [c.key for c in CLAIMS if c.key not in column]
         if missing:
             raise ValueError(f"the {name} column lacks the claims {missing}")
-    return pd.DataFrame([{"claim": c.name, **{s.name: col[c.key] for s, col in zip(scales, by_scale)},
-                          f"{profile} profile": in_profile[c.key]} for c in CLAIMS])
+    rows = []
+    for c in CLAIMS:
+        row = {"claim": c.name, **{s.name: col[c.key] for s, col in zip(scales, by_scale) if s.column is None}}
+        for s, col in zip(scales, by_scale):
+            if s.column is not None and c.key in s.claim_map:
+                row[s.column] = f"{s.name}: {col[c.key]}"
+        rows.append({**row, f"{profile} profile": in_profile[c.key]})
+    return pd.DataFrame(rows)
 
 
 DECIDED = tuple(s for s in STATUSES if s != "inconclusive")  # "reproduced", "not reproduced"
@@ -336,3 +579,23 @@ def decided_sentence(table: pd.DataFrame, column: str, scale: str = "") -> str:
     else:
         text = f"The {column} decides none of the {len(statuses)} claims ({'; '.join(sorted(set(statuses)))})."
     return text + (f" Its scale: {scale}." if scale else "")
+
+
+def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = "") -> str:
+    """Which of its own claims (:attr:`Scale.claim_map`) a scale decides, in words, from its
+    :func:`scale_statuses`: e.g. "The ImageNet study does not decide its claim (...: not yet registered)."; with
+    ``scale_text`` (its records' :func:`sparsam.book.deviations.scale_text`) named after it."""
+    names = {c.key: c.name for c in CLAIMS}
+    keys = [key for key in scale.claim_map if key in names]
+    missing = [key for key in keys if key not in statuses]
+    if missing:
+        raise ValueError(f"statuses must hold the {scale.name}'s claims, missing {missing}")
+    read = [f"{names[key]}: {statuses[key]}" for key in keys]
+    decided = [text for key, text in zip(keys, read) if statuses[key] in DECIDED]
+    if len(keys) == 1:
+        text = f"The {scale.name} {'decides' if decided else 'does not decide'} its claim ({read[0]})."
+    elif decided:
+        text = f"The {scale.name} decides {len(decided)} of its {len(keys)} claims ({'; '.join(decided)})."
+    else:
+        text = f"The {scale.name} decides none of its {len(keys)} claims ({'; '.join(read)})."
+    return text + (f" Its scale: {scale_text}." if scale_text else "")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
@@ -457,14 +457,16 @@ NOT_IN_STUDY = "not in the study"
 
 
 def claim_statuses(study: Study, decided: pd.DataFrame,
-                   reading: Literal["registered", "family-wise"] = "family-wise") -> dict[str, str]:
-    """Like :func:`book_statuses`, for a study that need not make every comparison of :data:`BOOK_CLAIMS`: the
+                   reading: Literal["registered", "family-wise"] = "family-wise",
+                   claims: Mapping[str, Sequence[tuple[str, str, str]]] = BOOK_CLAIMS) -> dict[str, str]:
+    """Like :func:`book_statuses`, for a study that need not make every comparison of ``claims`` (claim ->
+    the (rule, a, b) comparisons it needs; default :data:`BOOK_CLAIMS`, the CIFAR studies' claims): the
     combined status of each claim whose comparisons the study makes, :data:`NOT_IN_STUDY` for a claim it
     makes none of, and for one it makes only some of, their combined status followed by how many of the
     claim's comparisons it makes ("inconclusive (1 of 2 comparisons in the study)")."""
     status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
     out = {}
-    for key, needed in BOOK_CLAIMS.items():
+    for key, needed in claims.items():
         made = [status[n] for n in needed if n in status]
         if not made:
             out[key] = NOT_IN_STUDY

@@ -50,7 +50,7 @@ from .._checks import check_choice, check_int, check_range
 __all__ = ["DATASETS", "CHECKSUMS", "DataSource", "ArrayDataset", "Cutout", "EpochLoader", "GpuBatches",
            "Loaders", "data_root", "cache_dir", "sha256", "verify", "load_dataset", "balanced_subset",
            "cifar_transform", "imagenet_transform", "cutout_", "make_loaders", "check_dataset", "AUGMENTATIONS",
-           "with_label_noise"]
+           "with_label_noise", "PACKS", "IMAGE_SIZES", "pack_note"]
 
 DATASETS = ("cifar10", "cifar100", "cifar100-subset", "imagenette", "imagenette-tiny", "imagefolder:<path>")
 
@@ -81,6 +81,21 @@ _NOTES = {
     "imagenette-72px.tar.gz": "Imagenette (imagenette2, 10 ImageNet-1k classes) resized to 72 px: an ImageNet "
                               "proxy, RandomResizedCrop(64) train / CenterCrop(64) eval; not ImageNet-1k",
 }
+
+# The pack each data set name reads from SPARSAM_DATA ("cifar10" falls back to torchvision without it).
+PACKS = {"cifar10": "cifar10-jpeg.npz", "cifar100-subset": "cifar100-exact-subset.npz",
+         "imagenette-tiny": "imagenette-tiny64.npz", "imagenette": "imagenette-72px.tar.gz"}
+# The ImageNet-style data sets' image sizes in px: (crop, resize before the evaluation centre crop, None: none);
+# "imagefolder" stands for every "imagefolder:<path>".
+IMAGE_SIZES: dict[str, tuple[int, int | None]] = {"imagenette": (64, 72), "imagenette-tiny": (64, None),
+                                                  "imagefolder": (224, 256)}
+
+
+def pack_note(name: str) -> str | None:
+    """The data note (:attr:`DataSource.note`) a run of data set ``name`` records when its data comes from the
+    data set's pack in :data:`PACKS`; None for a data set without a pack."""
+    check_dataset(name)
+    return _NOTES[PACKS[name]] if name in PACKS else None
 
 
 @dataclass(frozen=True)
@@ -344,9 +359,9 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
     train = split == "train"
     if name == "cifar10":
         folder = root if root is not None else data_root()
-        path = folder / "cifar10-jpeg.npz" if folder is not None else None
+        path = folder / PACKS["cifar10"] if folder is not None else None
         if path is None or not path.is_file():
-            return _torchvision_cifar(torchvision.datasets.CIFAR10, name, split, root, download, "cifar10-jpeg.npz",
+            return _torchvision_cifar(torchvision.datasets.CIFAR10, name, split, root, download, PACKS["cifar10"],
                                       augment)
         verify(path)
         images, labels = _decode_cifar10_pack(str(path), split)
@@ -355,25 +370,26 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         return _torchvision_cifar(torchvision.datasets.CIFAR100, name, split, root, download, "cifar-100-python",
                                   augment)
     if name == "cifar100-subset":
-        path = _pack("cifar100-exact-subset.npz", root, "use name='cifar100' with a torchvision root")
+        path = _pack(PACKS["cifar100-subset"], root, "use name='cifar100' with a torchvision root")
         with np.load(path, allow_pickle=False) as pack:
             dataset = ArrayDataset(pack[f"x_{split}"], pack[f"y_{split}_fine"],
                                    cifar_transform(train, CIFAR100_MEAN, CIFAR100_STD, augment))
         return dataset, _source(name, path, 100)
     if name == "imagenette-tiny":
-        path = _pack("imagenette-tiny64.npz", root, "use name='imagefolder:<path>' with your own images")
+        path = _pack(PACKS["imagenette-tiny"], root, "use name='imagefolder:<path>' with your own images")
         key = "train" if train else "val"
         with np.load(path, allow_pickle=False) as pack:
-            dataset = ArrayDataset(pack[f"x_{key}"], pack[f"y_{key}"], imagenet_transform(train, 64, None))
+            dataset = ArrayDataset(pack[f"x_{key}"], pack[f"y_{key}"],
+                                   imagenet_transform(train, *IMAGE_SIZES["imagenette-tiny"]))
         return dataset, _source(name, path, 10)
     if name == "imagenette":
-        path = _pack("imagenette-72px.tar.gz", root, "use name='imagefolder:<path>' with an extracted copy")
+        path = _pack(PACKS["imagenette"], root, "use name='imagefolder:<path>' with an extracted copy")
         folder = _extract_once(path) / "imagenette_72px"
-        dataset = _imagefolder(folder, split, imagenet_transform(train, 64, 72))
+        dataset = _imagefolder(folder, split, imagenet_transform(train, *IMAGE_SIZES["imagenette"]))
         return dataset, _source(name, path, len(dataset.classes))
     if name.startswith("imagefolder:"):
         path = Path(name.removeprefix("imagefolder:")).expanduser()
-        dataset = _imagefolder(path, split, imagenet_transform(train))
+        dataset = _imagefolder(path, split, imagenet_transform(train, *IMAGE_SIZES["imagefolder"]))
         return dataset, DataSource(name, str(path), None, len(dataset.classes), "user image folder")
     raise AssertionError(f"check_dataset accepted {name!r} but no loader handles it")
 

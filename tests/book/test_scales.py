@@ -2,7 +2,8 @@
 
 The scale tests build a book in a temporary folder (its markers, the profiles and margins of this book) with a
 GPU study file in each of its states: absent, the candidate regimes without configurations (not a
-registration), a registration without records, and a registration with one constructed record."""
+registration), a registration without records, and a registration with one constructed record; and the same for
+the ImageNet study, whose constructed records (four configurations, four seeds) are decided as one family."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import claims, scales, study as studies, study_cost
-from sparsam.book.profiles import GPU_STUDY_FILE, GPU_STUDY_STORE, PROFILES_FILE, STUDY_FILE, STUDY_STORE
-from sparsam.book.stats import MARGINS, combine
+from sparsam.book import claims, deviations, scales, study as studies, study_cost
+from sparsam.book.profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE,
+                                   PROFILES_FILE, STUDY_FILE, STUDY_STORE)
+from sparsam.book.stats import MARGINS, combine, mean_interval
 from sparsam.experiment.config import TrainConfig
 
 CPU_RECORD = next((REPO / STUDY_STORE).glob("sgd-*-s0-*.json"))  # a committed record of the CPU study
@@ -284,3 +286,229 @@ def test_a_study_that_makes_only_some_of_a_claims_comparisons_says_how_many(tmp_
         studies.book_statuses(registered, decided)
     with pytest.raises(ValueError, match="time must be one of cpu_seconds_per_step, seconds_per_step"):
         studies.decide_comparisons(registered, studies.study_frame(registered, []), [], resamples=0, time="wall")
+
+
+# --- the ImageNet study (chapter 5 leads with it; the claims table's ImageNet row reads it) ---------------------
+
+IMAGENET_TEMPLATE = next((REPO / "results/runs").glob("sgd-resnet50-tiny-imagenette-e2-*.json"))  # 2 epochs
+IMAGENET_COMMON = {"model": "resnet50", "dataset": "imagenette", "n_train": None, "n_test": None, "epochs": 2,
+                   "eval_every": 1, "batch_size": 256, "lr": 0.1, "weight_decay": 1.0e-4, "rho": 0.05,
+                   "num_samples": 128, "device": "cuda"}
+# What the ImageNet study's file holds before its registration, in its format: candidates, a pilot with a store.
+IMAGENET_DECLARED = {"question": "Do SSAM-F and SSAM-D keep SAM's accuracy on Imagenette?",
+                     "common": IMAGENET_COMMON,
+                     "candidates": {"A": {"model": "resnet50"}, "B": {"model": "resnet50-cifar-stem"}},
+                     "pilot": {"configurations": ["sgd", "sam"], "seeds": [100, 101, 102],
+                               "store": "results/imagenet_study/pilot"},
+                     "selection": {"seeds": "n from the pilot's paired SD"},
+                     "configurations_planned": ["sgd", "sam", "ssam-f-0.5", "ssam-d-0.5"]}
+IMAGENET_SEEDS = [0, 1, 2, 3]
+# Final accuracy per configuration and seed: SAM 3 pp above SGD, SSAM-F at SAM's, SSAM-D 3 pp below it.
+IMAGENET_ACCURACY = {"sgd": [0.700, 0.702, 0.699, 0.701], "sam": [0.730, 0.731, 0.728, 0.732],
+                     "ssam-f-0.5": [0.731, 0.730, 0.729, 0.733], "ssam-d-0.5": [0.700, 0.699, 0.701, 0.700]}
+
+
+def imagenet_registration() -> dict:
+    """A registration of the ImageNet study in the CPU study's format: the declared regime (candidate A), the four
+    planned configurations on four seeds, the comparisons of chapter 3 with the half-gain contrast, the margins of
+    book/margins.yaml pinned, read as one family (Holm)."""
+    declared = studies.declared_margins(REPO / MARGINS)
+    comparisons = [{"claim": "accuracy_sam_vs_sgd", "a": "sam", "b": "sgd"},
+                   {"claim": "accuracy_ssam_vs_sam", "a": "ssam-f-0.5", "b": "sam"},
+                   {"claim": "accuracy_ssam_vs_sam", "a": "ssam-d-0.5", "b": "sam"},
+                   {"claim": "accuracy_ssam_keeps_half_gain", "a": "ssam-f-0.5", "b": "sam", "over": "sgd"},
+                   {"claim": "accuracy_ssam_keeps_half_gain", "a": "ssam-d-0.5", "b": "sam", "over": "sgd"}]
+    pinned = {c["claim"]: {k: declared[c["claim"]][k] for k in ("test", "unit", "better", "margin")}
+              for c in comparisons}
+    return {"question": IMAGENET_DECLARED["question"], "regime": IMAGENET_COMMON, "seeds": {"core": IMAGENET_SEEDS},
+            "configurations": {"sgd": {"seeds": "core", "optimizer": "sgd"},
+                               "sam": {"seeds": "core", "optimizer": "sam"},
+                               "ssam-f-0.5": {"seeds": "core", "optimizer": "ssam-f", "sparsity": 0.5},
+                               "ssam-d-0.5": {"seeds": "core", "optimizer": "ssam-d", "sparsity": 0.5}},
+            "comparisons": comparisons, "margins": {"level": 0.95, "min_n": 3, **pinned}, "pilot": {},
+            "correction": "holm"}
+
+
+def imagenet_record(config: TrainConfig, accuracy: float, wall: float = 0.05) -> dict:
+    """A whole record of ``config`` (2 epochs, evaluated after each) on the GPU, ending at ``accuracy``: a committed
+    quick-profile Imagenette record with the configuration's run id, its accuracies, losses and wall time."""
+    record = json.loads(IMAGENET_TEMPLATE.read_text())
+    summary, lines = record["summary"], record["metrics"]
+    assert config.epochs == len(lines) == 2 and config.eval_every == 1
+    summary.pop("test_correct", None)
+    for i, line in enumerate(lines):
+        line.update(test_acc=accuracy - 0.1 * (len(lines) - 1 - i), train_loss=2.0 - 0.5 * i, seconds_per_step=wall,
+                    steps=37, mask_density=None)
+    summary.update(config=config.to_dict(), run_id=config.run_id(), final_test_acc=accuracy, best_test_acc=accuracy,
+                   final_train_loss=lines[-1]["train_loss"], weight_decay_used=config.decay, mask_density=None,
+                   seeds={"seed": config.seed}, seconds_per_step=wall)
+    summary["provenance"].update(device="cuda", device_name="NVIDIA H200")
+    return record
+
+
+def imagenet_book(root: Path, spec: dict | None, runs: dict[str, list[float]] | None = None) -> Path:
+    """A book (that of :func:`book`) with ``spec`` as the ImageNet study's file (None: none) and, for ``runs``
+    (configuration -> accuracy per seed of the registration), those records in the ImageNet study's store."""
+    book(root)
+    if spec is not None:
+        (root / IMAGENET_STUDY_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (root / IMAGENET_STUDY_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+    if runs:
+        registered = studies.load_study(root / IMAGENET_STUDY_FILE)
+        (root / IMAGENET_STUDY_STORE).mkdir(parents=True, exist_ok=True)
+        for name, accuracies in runs.items():
+            for config, accuracy in zip(registered.configs(name), accuracies):
+                (root / IMAGENET_STUDY_STORE / f"{config.run_id()}.json").write_text(
+                    json.dumps(imagenet_record(config, accuracy)))
+    return root
+
+
+def test_the_imagenet_study_is_a_scale_of_its_own_whose_claim_is_the_imagenet_claim():
+    imagenet = scales.IMAGENET_STUDY
+    assert imagenet not in scales.SCALES and scales.IMAGENET_SCALES == (imagenet,)
+    assert scales.BOOK_SCALES == (*scales.SCALES, imagenet)
+    assert (imagenet.study_file, imagenet.store) == (IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE)
+    assert not imagenet.study_file.is_absolute() and imagenet.paper == "imagenet" and imagenet.report == "05_imagenet"
+    assert imagenet.claim_map == {"imagenet": studies.BOOK_CLAIMS["acc"]}  # SSAM-F and SSAM-D against SAM
+    assert imagenet.column == "GPU study" and imagenet.time == "seconds_per_step"
+    assert all(s.claim_map == studies.BOOK_CLAIMS and s.paper == "cifar" and s.column is None for s in scales.SCALES)
+    moved = imagenet.with_paths("elsewhere/study.yaml", "elsewhere/runs")
+    assert (moved.study_file, moved.store) == (Path("elsewhere/study.yaml"), Path("elsewhere/runs"))
+    assert moved.claim_map == imagenet.claim_map and imagenet.study_file == IMAGENET_STUDY_FILE
+
+
+def test_an_unregistered_imagenet_study_says_so_in_words_read_from_its_file(tmp_path):
+    spec = json.loads(json.dumps(IMAGENET_DECLARED))
+    spec["candidates"]["C"] = {"model": "resnet50-tiny"}  # a third candidate: the words follow the file
+    root = imagenet_book(tmp_path, spec)
+    (root / "results/imagenet_study/pilot").mkdir(parents=True)
+    for changes in ({"optimizer": "sam", "seed": 101},  # candidate A's SAM, seed 101
+                    {"optimizer": "sgd", "seed": 100, "model": "resnet50-tiny", "amp": "bf16"},  # C's, a fast path
+                    {"optimizer": "sgd", "seed": 7},  # not a pilot seed
+                    {"optimizer": "sgd", "seed": 100, "lr": 0.2}):  # not a candidate's setting
+        pilot = TrainConfig.from_dict({**IMAGENET_COMMON, **changes})
+        (root / "results/imagenet_study/pilot" / f"{pilot.run_id()}.json").write_text(
+            json.dumps(imagenet_record(pilot, 0.5)))
+    found = scales.report(scales.IMAGENET_STUDY, root)
+    assert not found.state.registered and not found.state.has_records and found.decided is None
+    assert found.text.startswith("not yet registered: results/imagenet_study/imagenet_study.yaml has no "
+                                 "configurations yet")
+    for words in (IMAGENET_DECLARED["question"], "3 candidate regimes", "A: model resnet50", "B: model "
+                  "resnet50-cifar-stem", "C: model resnet50-tiny", "a pilot of sgd and sam over seeds 100, 101 and 102",
+                  "2 of its 18 runs have a record in results/imagenet_study/pilot/",
+                  "sgd, sam, ssam-f-0.5 and ssam-d-0.5", "No run of the study exists yet: results/imagenet_study/runs/ "
+                  "holds no record"):
+        assert words in found.text, words
+    declared = found.declaration
+    assert declared is not None and list(declared.regimes()) == ["A", "B", "C"] and declared.pilot_recorded == 2
+    assert [len(runs) for runs in declared.pilot_runs().values()] == [6, 6, 6]
+    settings = declared.frame().set_index("setting")
+    assert list(settings.columns) == ["declared", "candidate A", "candidate B", "candidate C"]
+    assert settings.loc["model", "declared"] == "per candidate" and settings.loc["lr", "declared"] == "common"
+    assert settings.loc["model", "candidate B"] == "resnet50-cifar-stem" and settings.loc["lr", "candidate C"] == 0.1
+    table = found.deviations.set_index("aspect")
+    assert list(table.columns) == ["papers", "candidate A", "candidate B", "candidate C"]
+    assert list(table.index) == list(deviations.PAPERS["imagenet"])
+    assert table.loc["network", "candidate B"] == "resnet50-cifar-stem" and table.loc["epochs", "candidate A"] == "2"
+    assert table.loc["network stem", "candidate A"].endswith("at 16 px")  # 64 px through torchvision's stem
+    assert table.loc["network stem", "candidate B"].endswith("at 64 px")  # and through the CIFAR-style one
+    assert table.loc["seeds", "candidate A"] == declared.seed_rule and "pilot" in declared.seed_rule
+    assert found.statuses == {c.key: "not yet registered" for c in scales.CLAIMS}
+    assert found.sentence == ("The ImageNet study does not decide its claim (" + next(
+        c.name for c in scales.CLAIMS if c.key == "imagenet") + ": not yet registered).")
+    assert found.accuracy.empty and found.curves.empty and found.frame.empty
+    with pytest.raises(ValueError, match="is a registration"):
+        scales.declaration(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "r", imagenet_registration()))
+
+
+def test_without_a_file_or_without_records_the_imagenet_report_says_where_it_stands(tmp_path):
+    found = scales.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "none", None))
+    assert found.text.startswith("not yet registered: there is no study file results/imagenet_study/")
+    assert set(found.deviations["ours"]) == {"no runs"} and found.declaration is None
+    found = scales.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "empty", imagenet_registration()))
+    assert found.state.registered and not found.state.has_records and found.decided is None
+    assert found.text == "registered in results/imagenet_study/imagenet_study.yaml, no records yet in " \
+                         "results/imagenet_study/runs/."
+    table = found.deviations.set_index("aspect")["registered regime"]
+    assert table["seeds"] == str(len(IMAGENET_SEEDS)) and table["network"] == "resnet50" and table["device"] == "GPU"
+    assert set(found.statuses.values()) == {"registered, no records yet"}
+
+
+def test_a_registered_imagenet_study_with_records_shows_intervals_curves_and_family_wise_verdicts(tmp_path):
+    root = imagenet_book(tmp_path, imagenet_registration(), IMAGENET_ACCURACY)
+    found = scales.report(scales.IMAGENET_STUDY, root, resamples=0)
+    assert found.state.has_records and found.state.records == found.state.planned == 16
+    assert found.registered is not None and found.registered.correction == "holm"
+    # accuracy per configuration: the mean over its seeds with the 95% t-interval over seeds, in the file's order
+    assert list(found.accuracy["configuration"]) == list(IMAGENET_ACCURACY)
+    for _, row in found.accuracy.iterrows():
+        values = 100 * np.array(IMAGENET_ACCURACY[row["configuration"]])
+        mean, low, high = mean_interval(values, 0.95)
+        assert (row["mean"], row["low"], row["high"], row["n"]) == pytest.approx((mean, low, high, 4))
+        assert row["low"] < row["mean"] < row["high"]
+    cells = found.configurations.set_index("configuration")["test accuracy (%)"]
+    assert all(re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\]", cell) for cell in cells), cells
+    assert found.chance == 10.0
+    # training curves: every configuration, every epoch, one line per seed
+    assert set(found.curves["method"]) == set(IMAGENET_ACCURACY)
+    assert found.curves.groupby(["method", "epoch"]).size().eq(4).all()
+    # the comparisons decided as one family (Holm), as sparsam.book.study decides them
+    registered = found.registered
+    assert list(found.decided["claim"]) == [studies.comparison_label(c) for c in registered.family]
+    family = found.decided.set_index("claim")["family_status"]
+    assert family["sam vs sgd (accuracy_sam_vs_sgd)"] == "reproduced"
+    assert family["ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"] == "reproduced"
+    assert family["ssam-d-0.5 vs sam (accuracy_ssam_vs_sam)"] == "not reproduced"
+    assert found.decided["family_size"].eq(len(registered.family)).all()
+    assert all(e.startswith("ImageNet study (notebook 5)") for e in found.decided["evidence"])
+    audit = found.audit.set_index("comparison")
+    assert (audit["low"] < audit["mean"]).all() and (audit["mean"] < audit["high"]).all() and (audit["n"] == 4).all()
+    assert (audit["sim_low"] <= audit["low"]).all()  # the simultaneous interval is the wider
+    expected = studies.decide_comparisons(registered, found.frame, list(found.records), resamples=0,
+                                          time="seconds_per_step", evidence="x")
+    assert list(found.decided["family_status"]) == list(expected["family_status"])
+    # its claim needs both SSAM variants: decided, not reproduced; the CIFAR claims are not in this study
+    assert found.statuses["imagenet"] == "not reproduced"
+    assert found.statuses["acc"] == found.statuses["sam_sgd"] == studies.NOT_IN_STUDY
+    assert found.sentence.startswith("The ImageNet study decides its claim (") and "not reproduced)." in found.sentence
+    assert found.sentence.endswith(f" Its scale: {found.scale_text}.") and "4 seeds" in found.scale_text
+    # the deviations, now from the records
+    table = found.deviations.set_index("aspect")["ours"]
+    assert table["network"] == "resnet50" and table["seeds"] == "4" and table["device"] == "GPU (NVIDIA H200)"
+    assert table["network stem"] == deviations.stem_text("resnet50", 64) and table["epochs"] == "2"
+    assert "RandomResizedCrop(64)" in table["data encoding"]
+
+
+def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gpu_column():
+    gpu = {c.key: "not yet registered" for c in scales.CLAIMS}
+    cpu = {c.key: "inconclusive" for c in scales.CLAIMS} | {"imagenet": studies.NOT_IN_STUDY}
+    imagenet = {c.key: studies.NOT_IN_STUDY for c in scales.CLAIMS} | {"imagenet": "not reproduced"}
+    quick = {c.key: "inconclusive" for c in scales.CLAIMS}
+    table = scales.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
+    assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]  # no column of its own
+    rows = table.set_index("claim")
+    name = next(c.name for c in scales.CLAIMS if c.key == "imagenet")
+    assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY, "inconclusive"]
+    assert set(rows.drop(index=name)["GPU study"]) == {"not yet registered"}  # the other rows read the GPU study
+    assert table.drop(columns="GPU study").equals(scales.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
+    with pytest.raises(ValueError, match="fills the GPU study column, which no scale of scales has"):
+        scales.claims_table([imagenet], quick, scales=scales.IMAGENET_SCALES)
+    assert scales.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
+        f"The ImageNet study decides its claim ({name}: not reproduced). Its scale: 2 epochs.")
+    assert scales.scale_sentence(scales.SCALES[1], cpu).startswith(
+        f"The CPU study decides none of its {len([c for c in scales.CLAIMS if c.key in studies.BOOK_CLAIMS])} claims (")
+    with pytest.raises(ValueError, match="missing"):
+        scales.scale_sentence(scales.IMAGENET_STUDY, {"acc": "reproduced"})
+
+
+def test_the_imagenet_study_file_of_this_book_is_read_as_what_it_is():
+    """Whatever the ImageNet study's file holds today, chapter 5's report reads it without error: its candidates
+    in words while it is no registration, its records once it is one."""
+    found = scales.report(scales.IMAGENET_STUDY, REPO, resamples=0)
+    spec = yaml.safe_load((REPO / IMAGENET_STUDY_FILE).read_text())
+    assert found.state.registered == ("configurations" in spec)
+    if not found.state.registered:
+        assert found.declaration is not None and list(found.declaration.candidates) == [str(k) for k in
+                                                                                        spec["candidates"]]
+        assert all(f"{name}: " in found.text for name in spec["candidates"])
+        assert list(found.deviations.columns[2:]) == [f"candidate {k}" for k in spec["candidates"]]

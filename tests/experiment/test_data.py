@@ -352,3 +352,17 @@ def test_gpu_batches_test_split_matches_transform():
     halves = [data.GpuBatches(dataset, 4, data.CIFAR10_MEAN, data.CIFAR10_STD, train=False, device="cpu",
                               rank=r, world_size=2) for r in range(2)]
     assert [torch.cat([y for _, y in h]).tolist() for h in halves] == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+
+
+def test_the_declared_sizes_and_pack_notes_are_what_loading_gives():
+    """IMAGE_SIZES and pack_note (read by the book's deviation tables before any run) are what load_dataset uses."""
+    pack(data.PACKS["imagenette-tiny"])
+    crop, _ = data.IMAGE_SIZES["imagenette-tiny"]
+    for split in ("train", "test"):
+        dataset, source = data.load_dataset("imagenette-tiny", split)
+        assert dataset[0][0].shape == (3, crop, crop) and source.note == data.pack_note("imagenette-tiny")
+    assert data.pack_note("imagenette") == data._NOTES[data.PACKS["imagenette"]] and "72 px" in data.pack_note(
+        "imagenette")
+    assert data.pack_note("cifar100") is None and data.pack_note("imagefolder:/x") is None
+    with pytest.raises(ValueError, match="name must be one of"):
+        data.pack_note("mnist")
