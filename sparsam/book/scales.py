@@ -46,6 +46,7 @@ from ..experiment.results import load_all
 from .claims import CHAPTERS
 from .profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, PROFILES, STUDY_FILE,
                        STUDY_STORE, book_root)
+from .pilot import FAST_PATH_FIELDS
 from .records import metrics_frame, pareto_front, summarize
 from .stats import STATUSES, combine, margins as declared_margins
 
@@ -324,12 +325,6 @@ class Declaration:
                 f"settings ({candidates}), a pilot of {_listed(self.pilot_configurations)} over seeds "
                 f"{_listed(self.pilot_seeds)} in each candidate ({where}) and the configurations it plans, "
                 f"{_listed(self.planned) or 'none named'}; the study's seeds are {self.seed_rule}. {runs_text}.")
-
-
-# The settings a pilot may run with off against its candidate, by the GPU study's declared fast-path rule
-# (results/gpu_study/gpu_study.yaml, fast_path.rule; the ImageNet study applies the same): a pilot's record is
-# one of a candidate's runs if every other setting is the candidate's.
-FAST_PATH_FIELDS = ("amp", "capture", "channels_last", "cudnn_benchmark")
 
 
 def _pilot_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
