@@ -4,6 +4,7 @@ points and the answer to the study's question, each against an independent compu
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import subprocess
 from dataclasses import replace
@@ -338,15 +339,19 @@ def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records
     assert f"sam-every-2 costs {points.loc['sam-every-2', 'cost']:.2f} SGD steps" in note
     every = side.loc["sam-every-2"]
     assert f"{every['cost']:.2f} [{every['cost_low']:.2f}, {every['cost_high']:.2f}] side by side" in note
-    curvature: dict[str, dict[int, tuple[float, float]]] = {}
-    for path in sorted((ROOT / "results/study/flatness").glob("*.json")):
-        measured = json.loads(path.read_text())
+    flat_reason = " ".join(verdicts.margins()["flatness_ssam_vs_sam"]["reason"].split())
+    commit = re.search(r"results/study/flatness/ at commit ([0-9a-f]{7,40})", flat_reason).group(1)
+    curvature: dict[str, dict[int, tuple[float, float]]] = {}  # the records as they were at that commit
+    listing = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:results/study/flatness"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in listing:
+        measured = json.loads(subprocess.run(["git", "show", f"{commit}:results/study/flatness/{name}"], cwd=ROOT,
+                                             capture_output=True, text=True, check=True).stdout)
         curvature.setdefault(measured["config"]["optimizer"], {})[measured["config"]["seed"]] = (
             measured["results"]["eigenvalue"], measured["results"]["trace"])
     seeds = sorted(set(curvature["sam"]) & set(curvature["sgd"]))
     eigen = [curvature["sam"][k][0] / curvature["sgd"][k][0] for k in seeds]
     trace = [curvature["sam"][k][1] / curvature["sgd"][k][1] for k in seeds]
-    flat_reason = " ".join(verdicts.margins()["flatness_ssam_vs_sam"]["reason"].split())
     assert f"{len(seeds)} seeds paired) SAM's top eigenvalue is ×{statistics.geometric_mean(eigen):.2f}" in flat_reason
     assert f"ratios, {min(eigen):.2f} to {max(eigen):.2f}) and its trace ×{statistics.geometric_mean(trace):.2f}" \
         in flat_reason
