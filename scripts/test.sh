@@ -4,4 +4,8 @@
 # kernel). Arguments go to pytest: `notebooks` runs nbval over the eight notebooks (the book build in the
 # suite executes them too), `-n 0` runs it in one process.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# One thread per worker: torch's default of one thread per core, in each of the workers (one per core),
+# oversubscribes the cores; small-op tests ran four times slower so (tests/book/test_landscape.py: 7.4 s
+# against 1.8 s). A test that needs more threads sets them itself.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec python -m pytest -n auto --dist loadfile "$@"

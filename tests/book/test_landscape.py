@@ -221,7 +221,8 @@ def measures(model, x, y, scales):
     def hvp(v):
         return loss.hvp(params, v, scales=scale)
 
-    eigen = ls.top_eigenvalue(hvp, params, 100, torch.Generator().manual_seed(5))
+    # 30 iterations: the relations tested hold iterate by iterate (the same seed, an exactly rescaled operator)
+    eigen = ls.top_eigenvalue(hvp, params, 30, torch.Generator().manual_seed(5))
     trace = ls.hutchinson_trace(hvp, params, 8, torch.Generator().manual_seed(6))
     return float(loss(params)), eigen.value, trace.value
 
