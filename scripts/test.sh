@@ -5,7 +5,7 @@
 # suite executes them too), `-n 0` runs it in one process.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 # One thread per worker: torch's default of one thread per core, in each of the workers (one per core),
-# oversubscribes the cores; small-op tests ran four times slower so (tests/book/test_landscape.py: 7.4 s
-# against 1.8 s). A test that needs more threads sets them itself.
+# oversubscribes the cores: beside two busy processes, tests/book/test_landscape.py took 16.7 s with two
+# threads and 6.4 s with one. A test that needs more threads sets them itself.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec python -m pytest -n auto --dist loadfile "$@"
