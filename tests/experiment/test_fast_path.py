@@ -122,6 +122,7 @@ def test_captured_training_follows_eager_training_without_host_syncs(optimizer):
     assert float((a - b).norm() / a.norm()) < 1e-2
     x, y = next(iter(graphed.train_loader))
     x = x.contiguous(memory_format=torch.channels_last)
+    graphed.step(x, y)  # step 32 updates the masks (once an epoch, allowed to wait for the host); then replays
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
