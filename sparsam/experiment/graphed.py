@@ -1,8 +1,8 @@
 """The fast CUDA step: a whole training step captured once in a CUDA graph and replayed.
 
-A SAM step launches some four hundred small kernels (two forward and backward passes, the foreach
-updates of the ascent and of the base step); at CIFAR sizes on a large GPU the host cannot launch
-them as fast as the GPU runs them. :class:`GraphedStep` records the step once
+A SAM step launches hundreds of small kernels (two forward and backward passes, the foreach updates
+of the ascent and of the base step); at CIFAR sizes on a large GPU the host may not launch them as
+fast as the GPU runs them (``benchmarks/bench_gpu_train.py`` measures whether it does). :class:`GraphedStep` records the step once
 (``torch.cuda.graph``) and replays it with one launch. What a replay cannot do, it leaves to Python
 between replays:
 
