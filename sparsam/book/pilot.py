@@ -47,23 +47,26 @@ class CandidatePilot:
         return float(np.std(np.subtract(self.sam, self.sgd), ddof=1)) if len(self.seeds) >= 2 else math.nan
 
 
-def _key(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in (*FAST_PATH_FIELDS, "optimizer", "seed")}
+def run_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
+    """What makes a pilot run the run it is, leaving out what the fast-path rule may turn off
+    (:data:`FAST_PATH_FIELDS`): two configurations with the same key are the same declared run."""
+    return tuple((k, v) for k, v in config.to_dict().items() if k not in FAST_PATH_FIELDS)
 
 
 def candidate_pilots(spec: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], *, level: float = 0.95,
                      min_n: int = 3) -> dict[str, CandidatePilot]:
     """Per candidate of ``spec`` (a parsed candidates file), its pilot read from run ``summaries`` (the records'
     ``summary`` parts): the SGD and SAM runs of the pilot's seeds whose configuration is the candidate's."""
-    pilot_seeds = set(spec["pilot"]["seeds"])
+    keyed = {run_key(TrainConfig.from_dict(s["config"])): s for s in summaries}
     out = {}
     for name, changes in spec["candidates"].items():
-        wanted = _key(TrainConfig(**{**spec["common"], **changes}).to_dict())
+        candidate = TrainConfig(**{**spec["common"], **changes})
         runs: dict[str, dict[int, Mapping[str, Any]]] = {"sgd": {}, "sam": {}}
-        for s in summaries:
-            config = TrainConfig.from_dict(s["config"])
-            if config.optimizer in runs and config.seed in pilot_seeds and _key(config.to_dict()) == wanted:
-                runs[config.optimizer][config.seed] = s
+        for optimizer in runs:
+            for seed in spec["pilot"]["seeds"]:
+                found = keyed.get(run_key(candidate.replace(optimizer=optimizer, seed=seed)))
+                if found is not None:
+                    runs[optimizer][seed] = found
         seeds = tuple(sorted(set(runs["sgd"]) & set(runs["sam"])))
         value = lambda opt, field, scale=1.0: tuple(scale * float(runs[opt][k][field]) for k in seeds)  # noqa: E731
         sgd, sam = value("sgd", "final_test_acc", 100.0), value("sam", "final_test_acc", 100.0)

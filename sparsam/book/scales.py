@@ -46,7 +46,7 @@ from ..experiment.results import load_all
 from .claims import CHAPTERS
 from .profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, PROFILES, STUDY_FILE,
                        STUDY_STORE, book_root)
-from .pilot import FAST_PATH_FIELDS
+from .pilot import run_key
 from .records import metrics_frame, pareto_front, summarize
 from .stats import STATUSES, combine, margins as declared_margins
 
@@ -274,7 +274,7 @@ class Declaration:
     settings common to its candidate regimes and each candidate's own, its pilot (configurations, each an
     optimizer's name, its seeds and its store), the configurations it plans and its rule for the study's seeds;
     with how many of the pilot's runs have a record in the pilot's store (matched on every setting but those of
-    :data:`FAST_PATH_FIELDS`), and how many records the scale's own store holds (none before the registration)."""
+    :data:`sparsam.book.pilot.FAST_PATH_FIELDS`), and how many records the scale's own store holds (none before the registration)."""
 
     path: Path  # the study file, relative to the book's root
     store: Path  # the scale's store of study runs, relative to the book's root
@@ -327,10 +327,6 @@ class Declaration:
                 f"{_listed(self.planned) or 'none named'}; the study's seeds are {self.seed_rule}. {runs_text}.")
 
 
-def _pilot_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
-    return tuple((k, v) for k, v in config.to_dict().items() if k not in FAST_PATH_FIELDS)
-
-
 def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
     """What the scale's study file declares before its registration (:class:`Declaration`), read from the file of
     the book at ``root`` (default: the book around the current directory); a file that is a registration, or that
@@ -354,11 +350,11 @@ def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
         seed_rule=("chosen after the pilot, by the file's rule (selection: seeds)" if selection.get("seeds")
                    else "not yet chosen"),
         pilot_recorded=0, store_records=0)
-    wanted = [_pilot_key(c) for runs in found.pilot_runs().values() for c in runs]
+    wanted = [run_key(c) for runs in found.pilot_runs().values() for c in runs]
     pilot_store = None if found.pilot_store is None else folder / found.pilot_store
     recorded = 0
     if pilot_store is not None and pilot_store.is_dir():
-        keys = [_pilot_key(TrainConfig.from_dict(r["summary"]["config"])) for r in load_all(pilot_store)]
+        keys = [run_key(TrainConfig.from_dict(r["summary"]["config"])) for r in load_all(pilot_store)]
         recorded = sum(1 for key in wanted if key in keys)
     store = folder / scale.store
     return dataclasses.replace(found, pilot_recorded=recorded,
