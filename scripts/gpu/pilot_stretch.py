@@ -205,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
             grid = smoke_grid(grid)
         path = scratch / f"pilot_{name}.yaml"
         path.write_text(yaml.safe_dump(grid))
-        chunk = [sys.executable, "-m", "sparsam", "train-grid", "--store", str(store), "--runs-dir",
-                 str(scratch / "runs"), "--jobs", str(jobs), "--pack", str(out / f"pilot_{name}.tar.gz")]
+
+        def chunk(grid_file: Path, pack: str, minutes: float) -> None:
+            """One ``train-grid --budget-minutes`` chunk of ``grid_file`` in what is left, packed into ``pack``."""
+            budget = (left() - 30) / 60  # leave half a minute for packing and the copy back
+            run([sys.executable, "-m", "sparsam", "train-grid", str(grid_file), "--store", str(store),
+                 "--runs-dir", str(scratch / "runs"), "--jobs", str(jobs), "--pack", str(out / pack),
+                 "--budget-minutes", f"{budget:.2f}", "--run-minutes", f"{minutes:.2f}"],
+                out / "stretch.log", budget * 60 + 20, env)
+
         if bench is not None or args.smoke and not args.fast_path:
             minutes = run_minutes(grid, bench, jobs, each, args.smoke)
         else:  # calibrate: the grid's first configuration alone, then the others estimated from its record
@@ -214,21 +221,16 @@ def main(argv: list[str] | None = None) -> int:
 
             first = load_train_grid(path)[0]
             one = scratch / f"pilot_{name}_first.yaml"
-            one.write_text(yaml.safe_dump({"parameters": {k: v for k, v in first.to_dict().items()}, "grid": {}}))
-            budget = (left() - 30) / 60
-            run([*chunk[:4], str(one), *chunk[4:-2], "--budget-minutes", f"{budget:.2f}", "--run-minutes",
-                 f"{min(budget, 4.0) - 0.5:.2f}", "--pack", str(out / f"pilot_{name}_first.tar.gz")],
-                out / "stretch.log", budget * 60 + 20, env)
+            one.write_text(yaml.safe_dump({"parameters": first.to_dict(), "grid": {}}))
+            chunk(one, f"pilot_{name}_first.tar.gz", min((left() - 30) / 60, 4.0) - 0.5)
             if not (store / f"{first.run_id()}.json").exists():
                 log(f"candidate {name}: the calibration run did not finish; nothing more started")
                 continue
             minutes = calibrated_minutes(store, first.run_id())
-        budget = (left() - 30) / 60  # leave half a minute for packing and the copy back
-        if budget < minutes:
-            log(f"candidate {name}: {budget:.1f} min left, a run needs ~{minutes:.1f}: not started")
+        if (left() - 30) / 60 < minutes:
+            log(f"candidate {name}: {(left() - 30) / 60:.1f} min left, a run needs ~{minutes:.1f}: not started")
             continue
-        run([*chunk[:4], str(path), *chunk[4:], "--budget-minutes", f"{budget:.2f}", "--run-minutes", f"{minutes:.2f}"],
-            out / "stretch.log", budget * 60 + 20, env)
+        chunk(path, f"pilot_{name}.tar.gz", minutes)
     bundle(out)
     log(f"done in {time.monotonic() - started:.0f} s; files in {out}: {sorted(p.name for p in out.iterdir())}")
     return 0
