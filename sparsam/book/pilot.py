@@ -92,7 +92,8 @@ def choose_by_sam_gain(pilots: Mapping[str, CandidatePilot], order: Sequence[str
     for name in order:
         if pilots[name].verdict.status == "reproduced":
             return name, f"SAM beats SGD in candidate {name} ({pilots[name].verdict.status})"
-    return order[0], (f"SAM beats SGD in no candidate ({', '.join(f'{n}: {pilots[n].verdict.status}' for n in order)}): "
+    statuses = ", ".join(f"{n}: {pilots[n].verdict.status}" for n in order)
+    return order[0], (f"SAM beats SGD in no candidate ({statuses}): "
                       f"{order[0]}, the papers' network; the study's own comparison decides the premise")
 
 
@@ -109,7 +110,8 @@ def choose_stem(pilots: Mapping[str, CandidatePilot], *, plain: str = "A", other
     mean, low, _ = mean_interval(diff, level)
     slowest = max(b.sam_wall_seconds) / 60
     if mean >= gain and low > 0 and slowest <= sam_minutes:
-        return other, f"{other}'s SGD is {mean:+.2f} pp [{low:+.2f}, ...] above {plain}'s; its SAM run {slowest:.1f} min"
+        return other, (f"{other}'s SGD is {mean:+.2f} pp (lower end {low:+.2f}) above {plain}'s; its SAM run "
+                       f"{slowest:.1f} min")
     return plain, (f"{other}'s SGD {mean:+.2f} pp (lower end {low:+.2f}) against {plain}'s, its SAM run "
                    f"{slowest:.1f} min: not {gain:g} pp above with the interval above 0 within {sam_minutes:g} min")
 

@@ -3,8 +3,8 @@
 A SAM step launches hundreds of small kernels (two forward and backward passes, the foreach updates
 of the ascent and of the base step); at CIFAR sizes on a large GPU the host may not launch them as
 fast as the GPU runs them (``benchmarks/bench_gpu_train.py`` measures whether it does).
-:class:`GraphedStep` records the step once (``torch.cuda.graph``) and replays it with one launch. What a replay cannot do, it leaves to Python
-between replays:
+:class:`GraphedStep` records the step once (``torch.cuda.graph``) and replays it with one launch. What a
+replay cannot do, it leaves to Python between replays:
 
 - the batch is copied into the static input buffers the graph reads;
 - the learning rate of each parameter group is a device tensor, filled from the scheduler's float
