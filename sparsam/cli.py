@@ -1,7 +1,8 @@
 """Command line: ``python -m sparsam train ...`` (one run), ``sweep GRID.yaml`` (notebooks over a grid) and
 ``train-grid GRID.yaml`` (runs over a grid), the grids here, as local processes or as Slurm jobs, or what fits
 into a time box (``--budget-minutes``, :mod:`sparsam.experiment.chunk`);
-``study STUDY.yaml`` prints a pre-registered study's comparisons, registered and family-wise.
+``study STUDY.yaml`` prints a pre-registered study's comparisons, registered and family-wise, and
+``register STUDY.yaml`` appends a study's registration written from its pilot.
 
 Each subcommand is a pair of functions registered in :data:`COMMANDS`: ``add(subparsers)`` declares
 its parser and ``run(args) -> int`` does the work. A user error (a bad value, missing data, a run
@@ -199,6 +200,33 @@ def _interval(low: float, high: float, unit: str) -> str:
     return "–" if low != low else f"[{_number(low, unit)}, {_number(high, unit)}]"
 
 
+def add_register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "register", help="append a study's pre-registration, written from its pilot by the file's declared rules",
+        description="Append to a candidates file (e.g. results/gpu_study/gpu_study.yaml) its registration: the "
+                    "regime its declared rule chooses from the pilot's records, the seeds its power rule gives, "
+                    "the planned configurations and comparisons unchanged, the margins of book/margins.yaml and "
+                    "correction: holm (sparsam.book.registration). Refused, with nothing written, if the file is "
+                    "already registered or the result is not a valid study. Commit it before any SSAM run.")
+    parser.add_argument("study_file", metavar="STUDY.yaml", help="the candidates file, not yet a registration")
+    parser.add_argument("--store", required=True, metavar="DIR", help="folder of the pilot's records")
+    parser.add_argument("--fast-path", default=None, metavar="FILE",
+                        help="the fast-path rule's outcome (fast_path.json): the settings it turned off")
+    parser.add_argument("--dry-run", action="store_true", help="print the registration, write nothing")
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from .book.registration import register_command
+
+    if not Path(args.study_file).is_file():
+        raise ValueError(f"study file {args.study_file} not found (a candidates file such as "
+                         "results/gpu_study/gpu_study.yaml)")
+    print(register_command(args.study_file, args.store, args.fast_path, dry_run=args.dry_run), end="")
+    if not args.dry_run:
+        print(f"appended to {args.study_file}: commit it before any SSAM run of the study")
+    return 0
+
+
 def add_train_grid(commands: Any) -> None:
     """``train-grid``: the grid's options (:func:`sparsam.experiment.grid.add_command`) and a time-boxed chunk's
     (:func:`sparsam.experiment.chunk.add_arguments`)."""
@@ -230,6 +258,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "train-grid": (add_train_grid, run_train_grid),
     "flatness": (curvature.add_command, curvature.run_command),
     "study": (add_study, run_study),
+    "register": (add_register, run_register),
 }
 # A person's mistake, not a bug: shown as one line. ImportError: a missing optional extra.
 USER_ERRORS = (ValueError, OSError, store.Locked, ImportError)

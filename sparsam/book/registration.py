@@ -1,0 +1,149 @@
+"""A study's pre-registration written from its pilot by the rules its file declared before the pilot ran.
+
+A candidates file (``results/gpu_study/gpu_study.yaml``, ``results/imagenet_study/imagenet_study.yaml``)
+declares, before any run: the common settings and the candidate regimes, the pilot, the planned
+configurations (``configurations_planned``, each naming a list of ``seeds_planned``), the planned comparisons
+(``comparisons_planned``) and, under ``selection.rules``, the rule that picks the regime (``sam-gain``:
+:func:`sparsam.book.pilot.choose_by_sam_gain`; ``stem``: :func:`sparsam.book.pilot.choose_stem`) and the
+parameters of the seed rule (:func:`sparsam.book.pilot.seeds_needed`). :func:`registration` applies those
+rules to the pilot's records and returns what the registration adds: the regime (with the settings the
+fast-path rule turned off), the seeds (``power``: as many as the seed rule gives, from 0), the configurations,
+the comparisons, the margins of ``book/margins.yaml`` they use, ``correction: holm`` and the pilot's result.
+:func:`write_registration` appends it to the file, once, and only if the result reads as a valid study
+(:func:`sparsam.book.study.load_study`); nothing planned is changed on the way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
+from .stats import margins as declared_margins
+from .study import _MARGIN_FIELDS, load_study
+from ..experiment.results import load_all
+
+REGIME_RULES = ("sam-gain", "stem")
+ADDED_KEYS = ("regime", "seeds", "configurations", "comparisons", "margins", "correction", "pilot_result")
+_TIMES_REGIME = re.compile(r"(\d+) x regime")  # "2 x regime": a multiple of the regime's value (e.g. epochs)
+
+
+def _choose(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot]) -> tuple[str, str]:
+    rules = spec["selection"]["rules"]
+    rule = rules.get("regime")
+    if rule == "sam-gain":
+        return choose_by_sam_gain(pilots, order=tuple(spec["candidates"]))
+    if rule == "stem":
+        return choose_stem(pilots, **dict(rules.get("stem") or {}))
+    raise ValueError(f"selection.rules.regime must be one of {', '.join(REGIME_RULES)}, got {rule!r}")
+
+
+def _resolve(values: Mapping[str, Any], regime: Mapping[str, Any]) -> dict[str, Any]:
+    """A planned configuration with each "<k> x regime" replaced by k times the regime's value of that field."""
+    out = {}
+    for field, value in values.items():
+        match = _TIMES_REGIME.fullmatch(value) if isinstance(value, str) else None
+        if match:
+            if not isinstance(regime.get(field), int):
+                raise ValueError(f"configurations_planned: {field}: {value!r} needs an integer {field} in the regime")
+            value = int(match.group(1)) * regime[field]
+        out[field] = value
+    return out
+
+
+def _pilot_result(name: str, reason: str, pilots: Mapping[str, CandidatePilot], n: int, power: float,
+                  store: str) -> dict[str, Any]:
+    def summary(p: CandidatePilot) -> dict[str, Any]:
+        v = p.verdict
+        return {"seeds": list(p.seeds), "sam_minus_sgd_pp": round(v.diff, 3),
+                "interval_pp": [round(v.low, 3), round(v.high, 3)], "status": v.status,
+                "paired_sd_pp": round(p.paired_sd, 3), "final_train_loss": {
+                    "sgd": [round(x, 5) for x in p.sgd_loss], "sam": [round(x, 5) for x in p.sam_loss]}}
+    return {"records": store, "candidates": {k: summary(p) for k, p in pilots.items()}, "chosen": name,
+            "reason": reason, "core_seeds": n, "power_at_margin": round(power, 3),
+            "written": datetime.date.today().isoformat()}
+
+
+def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], *,
+                 changes: Mapping[str, Any] | None = None, store: str = "",
+                 margins_path: str | Path | None = None) -> dict[str, Any]:
+    """What the registration of the candidates file ``spec`` adds, from the candidates' ``pilots`` by its declared
+    rules; ``changes``: the settings the fast-path rule turned off (its outcome's ``changes``)."""
+    for key in ("configurations_planned", "comparisons_planned", "seeds_planned", "selection"):
+        if key not in spec:
+            raise ValueError(f"the candidates file must declare {key} before the pilot (see sparsam.book.registration)")
+    declared = declared_margins(margins_path)
+    name, reason = _choose(spec, pilots)
+    chosen = pilots[name]
+    least_n = int(declared["accuracy_sam_vs_sgd"]["min_n"])  # the fewest paired seeds a comparison decides on
+    if len(chosen.seeds) < least_n or not math.isfinite(chosen.paired_sd):
+        raise ValueError(f"pilot: candidate {name} has {len(chosen.seeds)} seeds with both SGD and SAM; the seed "
+                         f"rule needs at least {least_n}")
+    seed_rule = dict(spec["selection"]["rules"].get("seeds") or {})
+    n, power = seeds_needed(chosen.paired_sd, **seed_rule)
+    regime = {**spec["common"], **spec["candidates"][name], **dict(changes or {})}
+    seeds = {k: list(range(n)) if v == "power" else [int(s) for s in v] for k, v in spec["seeds_planned"].items()}
+    configurations = {k: _resolve(v, regime) for k, v in spec["configurations_planned"].items()}
+    comparisons = [dict(c) for c in spec["comparisons_planned"]]
+    claims = list(dict.fromkeys(c["claim"] for c in comparisons))
+    unknown = [c for c in claims if c not in declared]
+    if unknown:
+        raise ValueError(f"comparisons_planned: claims {unknown} are not declared in book/margins.yaml")
+    first = declared[claims[0]]
+    margins = {"level": first["level"], "min_n": first["min_n"],
+               **{c: {k: declared[c][k] for k in _MARGIN_FIELDS} for c in claims}}
+    return {"regime": regime, "seeds": seeds, "configurations": configurations, "comparisons": comparisons,
+            "margins": margins, "correction": "holm",
+            "pilot_result": _pilot_result(name, reason, pilots, n, power, store)}
+
+
+def registration_text(added: Mapping[str, Any]) -> str:
+    """The registration as YAML to append below the candidates file, opened by a comment that says what it is."""
+    header = ("\n# " + "-" * 99 + "\n# REGISTRATION, written by `python -m sparsam register` from the pilot's records "
+              f"({added['pilot_result']['records']}) by the\n# rules declared above, and committed before any SSAM run "
+              "of the study. Nothing above is changed.\n")
+    return header + yaml.safe_dump(dict(added), sort_keys=False, width=110, default_flow_style=None)
+
+
+def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]], *, store: str,
+                       changes: Mapping[str, Any] | None = None, dry_run: bool = False) -> str:
+    """Append to the candidates file ``path`` its registration from the pilot's run ``summaries`` (the records'
+    ``summary`` parts, from the folder ``store``), the regime taking the fast-path rule's ``changes``; the text
+    appended. An error, and nothing written, if the file is already a registration or the result does not read
+    as a valid study (:func:`sparsam.book.study.load_study`); ``dry_run``: the text only."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    present = [k for k in ADDED_KEYS if k in spec]
+    if present:
+        raise ValueError(f"{path} already holds {present}: it is registered, or declares what a registration adds")
+    added = registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store)
+    text = path.read_text().rstrip("\n") + "\n" + registration_text(added)
+    trial = path.with_name(f".{path.name}.trial")
+    trial.write_text(text)
+    try:
+        load_study(trial)  # a registration that does not read as a study is not written
+    finally:
+        trial.unlink()
+    if not dry_run:
+        path.write_text(text)
+    return registration_text(added)
+
+
+def fast_path_changes(path: str | Path | None) -> dict[str, Any]:
+    """The settings the fast-path rule's outcome (``fast_path.json``) turned off; none without a file."""
+    return {} if path is None else dict(json.loads(Path(path).read_text()).get("changes") or {})
+
+
+def register_command(path: str | Path, store: str | Path, fast_path: str | Path | None = None,
+                     dry_run: bool = False) -> str:
+    """:func:`write_registration` from the records in ``store`` (validated on load) and ``fast_path``."""
+    if not Path(store).is_dir():
+        raise ValueError(f"--store {store} is not a folder of pilot records")
+    return write_registration(path, [r["summary"] for r in load_all(store)], store=Path(store).as_posix(),
+                              changes=fast_path_changes(fast_path), dry_run=dry_run)
