@@ -133,7 +133,7 @@ def add_study(commands: Any) -> None:
 def _registered_cost(path: Path, registered: Any) -> Any:
     """The claims rows of the registered interleaved cost measurement of the study at ``path`` (the book's
     ``results/study/cost_registration.yaml`` when it names this study and its record exists), else None:
-    the cost comparisons are then decided from the records' own timings."""
+    the cost comparisons are then inconclusive (:func:`sparsam.book.study_cost.unmeasured_rows`)."""
     from .book import study_cost
     from .book.profiles import book_root
 
@@ -160,9 +160,11 @@ def run_study(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {store} is not a folder of records")
     records = load_all(store)
     frame = study.study_frame(registered, records)
+    from .book.study_cost import unmeasured_rows
+
     cost = _registered_cost(path, registered)
-    decided = (study.decide_comparisons(registered, frame, records, resamples=0) if cost is None else
-               study.decide_comparisons_interleaved(registered, frame, records, cost, resamples=0))
+    decided = study.decide_comparisons(registered, frame, records, resamples=0,
+                                       cost=cost if cost is not None else unmeasured_rows(registered))
     table = study.audit_frame(registered, decided)
     if args.csv:
         table.to_csv(sys.stdout, index=False)
@@ -172,7 +174,8 @@ def run_study(args: argparse.Namespace) -> int:
             f"{study.ADDED}: the registration named no correction")
     print(f"{path}: {m} comparisons from {len(records)} records in {store}")
     print("cost: " + ("the registered interleaved measurement (results/study/cost_registration.yaml)" if cost is not None
-                      else "the records' own timings (no registered interleaved measurement names this study)"))
+                      else "not decided: no registered interleaved measurement names this study (the records' "
+                           "own timings are descriptive)"))
     print(f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "
           f"premise rule ({when}); one-sided p: of the claim against its margin (near 1: the data point the "
           "other way)")

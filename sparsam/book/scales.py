@@ -194,12 +194,14 @@ def decide(scale: Scale, registered: studies.Study, frame: pd.DataFrame, records
            resamples: int = 2000, root: str | Path | None = None) -> pd.DataFrame:
     """Every comparison of the scale's study decided and read as one family, as its report decides them
     (:func:`sparsam.book.study.decide_comparisons`): cost from its registered cost measurement where it has one
-    (the CPU study's interleaved measurement, :func:`sparsam.book.study_cost.cost_rows`), otherwise from the
-    records' time per step of the scale."""
+    (the CPU study's interleaved measurement, :func:`sparsam.book.study_cost.cost_rows`); without one, its cost
+    comparisons are inconclusive (:func:`sparsam.book.study_cost.unmeasured_rows`): the records' time per step
+    stays descriptive."""
     evidence = scale.name + (f" (notebook {int(scale.report[:2])})" if scale.report else "")
-    cost = None
     if scale.cost_registration is not None:
         cost = study_cost.cost_rows(*_cost_record(scale, registered, _root(root)))
+    else:
+        cost = study_cost.unmeasured_rows(registered, f"{evidence}: {study_cost.NOT_SIDE_BY_SIDE}")
     return studies.decide_comparisons(registered, frame, records, resamples=resamples, cost=cost, time=scale.time,
                                       evidence=evidence)
 
@@ -230,7 +232,9 @@ def cost_note(scale: Scale, points: pd.DataFrame, frame: pd.DataFrame) -> str:
     """Where the cost of :func:`pareto_points` comes from, in a sentence's words: the registered measurement,
     its rounds and the configurations of ``frame`` (the scale's records) it did not time; or the records."""
     if scale.cost_registration is None:
-        return f"the records' own {tables.COLUMN_NAMES[scale.time]} (a GPU run's wall time, synchronised per epoch)"
+        return (f"the records' own {tables.COLUMN_NAMES[scale.time]} (a GPU run's wall time, synchronised per epoch), "
+                "descriptive only: no side-by-side measurement is registered, so the study's cost comparisons are "
+                "not decided")
     left_out = sorted(set(frame["configuration"]) - set(points["label"]))
     return (f"the registered measurement of {scale.cost_registration.as_posix()} ({int(points['rounds'].min())} "
             f"rounds, interleaved in one process), which timed {len(points)} of the {frame['configuration'].nunique()} "

@@ -337,6 +337,20 @@ def cost_rows(registration: Registration, check: Mapping[str, Any]) -> pd.DataFr
                                 for c, verdict in decide_costs(registration, measured).items()])
 
 
+NOT_SIDE_BY_SIDE = ("no registered side-by-side measurement: cost is decided only from configurations "
+                    "interleaved in one process; the runs' own timings are descriptive")
+
+
+def unmeasured_rows(study: Study, evidence: str = NOT_SIDE_BY_SIDE) -> pd.DataFrame | None:
+    """Rows that leave every cost comparison (unit "ratio") of ``study`` inconclusive, with no seeds, for a study
+    whose cost no registered interleaved measurement decides (the runs' timings, made at different times, do not);
+    None when the study makes no cost comparison. Labelled as :func:`cost_rows` labels its rows."""
+    units = declared_margins()
+    rows = [claims.row(comparison_label(c), c.claim, decide(c.claim, [], []), evidence=evidence)
+            for c in study.family if units[c.claim]["unit"] == "ratio"]
+    return claims.claims_frame(rows) if rows else None
+
+
 def read(path: str | Path) -> dict[str, Any]:
     """A record of ``benchmarks/bench_study_cost.py`` (its JSON), with its ``measured`` rows as a frame."""
     check = json.loads(Path(path).read_text())
