@@ -131,13 +131,13 @@ def add_study(commands: Any) -> None:
 
 
 def _registered_cost(path: Path, registered: Any) -> Any:
-    """The claims rows of the registered interleaved cost measurement of the study at ``path`` (the book's
-    ``results/study/cost_registration.yaml`` when it names this study and its record exists), else None:
-    the cost comparisons are then inconclusive (:func:`sparsam.book.study_cost.unmeasured_rows`)."""
+    """The claims rows of the registered interleaved cost measurement of the study at ``path``: the
+    ``cost_registration.yaml`` beside it (as ``results/study/`` and ``results/gpu_study/`` hold them) when it
+    names this study and its record exists; else None, and the cost comparisons are then inconclusive
+    (:func:`sparsam.book.study_cost.unmeasured_rows`)."""
     from .book import study_cost
-    from .book.profiles import book_root
 
-    file = book_root(path.parent) / study_cost.REGISTRATION
+    file = path.parent / study_cost.REGISTRATION.name
     if not file.is_file():
         return None
     registration = study_cost.load_registration(file, study=registered)
@@ -173,7 +173,10 @@ def run_study(args: argparse.Namespace) -> int:
     when = ("registered" if registered.correction == "holm" else
             f"{study.ADDED}: the registration named no correction")
     print(f"{path}: {m} comparisons from {len(records)} records in {store}")
-    print("cost: " + ("the registered interleaved measurement (results/study/cost_registration.yaml)" if cost is not None
+    file = (path.parent / "cost_registration.yaml").resolve()
+    root = book_root(path.parent).resolve()
+    shown = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.as_posix()
+    print("cost: " + (f"the registered interleaved measurement ({shown})" if cost is not None
                       else "not decided: no registered interleaved measurement names this study (the records' "
                            "own timings are descriptive)"))
     print(f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "

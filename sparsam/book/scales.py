@@ -86,9 +86,13 @@ class Scale:
         return dataclasses.replace(self, study_file=Path(study_file), store=Path(store))
 
 
+# The GPU study's side-by-side cost measurement, registered (as the CPU study's) once the study is: until that
+# file and its record exist, the study's cost comparisons are not decided.
+GPU_COST_REGISTRATION = Path("results/gpu_study/cost_registration.yaml")
 GPU_TIME_LABEL = "GPU time per training step (wall time, synchronised once per epoch), in SGD steps"
 SCALES: tuple[Scale, ...] = (
-    Scale("GPU study", "gpu", GPU_STUDY_FILE, GPU_STUDY_STORE, "seconds_per_step", GPU_TIME_LABEL),
+    Scale("GPU study", "gpu", GPU_STUDY_FILE, GPU_STUDY_STORE, "seconds_per_step", GPU_TIME_LABEL,
+          cost_registration=GPU_COST_REGISTRATION),
     Scale("CPU study", "cpu", STUDY_FILE, STUDY_STORE, "cpu_seconds_per_step",
           "process-CPU time per training step (one thread, the registered interleaved measurement), in SGD steps",
           cost_registration=study_cost.REGISTRATION, report="08_cpu_study"),
@@ -183,6 +187,15 @@ def load(scale: Scale, root: str | Path | None = None) -> tuple[studies.Study, l
     return registered, records, studies.study_frame(registered, records)
 
 
+def has_cost_measurement(scale: Scale, root: str | Path | None = None) -> bool:
+    """Whether the scale's cost is decided by a registered side-by-side measurement: it names a registration
+    (``cost_registration``) and both that file and the record it names exist in the book at ``root``."""
+    if scale.cost_registration is None or not (_root(root) / scale.cost_registration).is_file():
+        return False
+    named = yaml.safe_load((_root(root) / scale.cost_registration).read_text())["measurement"]["record"]
+    return (_root(root) / named).is_file()
+
+
 def _cost_record(scale: Scale, registered: studies.Study, root: Path) -> tuple[study_cost.Registration,
                                                                                  dict[str, Any]]:
     assert scale.cost_registration is not None
@@ -198,7 +211,7 @@ def decide(scale: Scale, registered: studies.Study, frame: pd.DataFrame, records
     comparisons are inconclusive (:func:`sparsam.book.study_cost.unmeasured_rows`): the records' time per step
     stays descriptive."""
     evidence = scale.name + (f" (notebook {int(scale.report[:2])})" if scale.report else "")
-    if scale.cost_registration is not None:
+    if has_cost_measurement(scale, root):
         cost = study_cost.cost_rows(*_cost_record(scale, registered, _root(root)))
     else:
         cost = study_cost.unmeasured_rows(registered, f"{evidence}: {study_cost.NOT_SIDE_BY_SIDE}")
@@ -214,7 +227,7 @@ def pareto_points(scale: Scale, registered: studies.Study, frame: pd.DataFrame,
     ratios to SGD in the same round, geometric mean and 95% interval over rounds, for the configurations it
     measured, cheapest first; a record that is not the registered measurement is an error), otherwise the
     records' time per step (:func:`sparsam.book.study.pareto_points`)."""
-    if scale.cost_registration is None:
+    if not has_cost_measurement(scale, root):
         return studies.pareto_points(frame, scale.time)
     registration, check = _cost_record(scale, registered, _root(root))
     problem = study_cost.registration_problem(check, registration)
@@ -231,7 +244,7 @@ def pareto_points(scale: Scale, registered: studies.Study, frame: pd.DataFrame,
 def cost_note(scale: Scale, points: pd.DataFrame, frame: pd.DataFrame) -> str:
     """Where the cost of :func:`pareto_points` comes from, in a sentence's words: the registered measurement,
     its rounds and the configurations of ``frame`` (the scale's records) it did not time; or the records."""
-    if scale.cost_registration is None:
+    if "rounds" not in points.columns:  # not from a registered measurement (pareto_points)
         return (f"the records' own {tables.COLUMN_NAMES[scale.time]} (a GPU run's wall time, synchronised per epoch), "
                 "descriptive only: no side-by-side measurement is registered, so the study's cost comparisons are "
                 "not decided")

@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,17 +48,51 @@ from .stats import Verdict, decide, margins as declared_margins, mean_interval
 from .records import stale_reason as record_stale_reason
 
 REFERENCE = "sgd"
-UNIT = "process-CPU seconds per training step, one thread"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """What a measurement on one kind of device times: the column of :func:`measure`'s long format, the unit a
+    registration must name, and the clock read around each epoch (between device synchronisations)."""
+
+    column: str
+    unit: str
+    read: Callable[[], float]
+
+
+CLOCKS = {"cpu": Clock("cpu_seconds_per_step", "process-CPU seconds per training step, one thread", time.process_time),
+          "cuda": Clock("gpu_seconds_per_step", "GPU wall seconds per training step, the device synchronised "
+                        "around each epoch", time.perf_counter)}
+UNIT = CLOCKS["cpu"].unit  # the CPU study's
 PILOT = Path("results/study/cost_side_by_side.json")          # the unregistered look that sizes the registration
 REGISTRATION = Path("results/study/cost_registration.yaml")
 
 
+def study_device(study: Study, names: Sequence[str] | None = None) -> str:
+    """The one kind of device ("cpu" or "cuda") the configurations ``names`` (all if None) of ``study`` train on."""
+    kinds = {str(c.device).split(":")[0] for name in (names or study.configurations) for c in study.configs(name)}
+    if len(kinds) != 1 or not kinds <= set(CLOCKS):
+        raise ValueError(f"the configurations must all train on one of {', '.join(CLOCKS)}, got {sorted(kinds)}")
+    return kinds.pop()
+
+
+def value_column(measured: pd.DataFrame) -> str:
+    """The time column of a long-format measurement: CPU time (a CPU study's) or GPU wall time, exactly one."""
+    present = [clock.column for clock in CLOCKS.values() if clock.column in measured.columns]
+    if len(present) != 1:
+        raise ValueError(f"measured must hold exactly one of the columns {[c.column for c in CLOCKS.values()]}, "
+                         f"got {present}")
+    return present[0]
+
+
 def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, seed: int = 0,
             data_root: str | Path | None = None) -> pd.DataFrame:
-    """Process-CPU seconds per training step of each configuration in ``names`` (all if None; SGD must
-    be among them), one epoch per configuration per round, interleaved after one warm-up epoch each.
-    Long format: ``round``, ``configuration``, ``cpu_seconds_per_step``, the ``epoch`` trained (0 is
-    the warm-up) and ``order``, the position of that epoch among all the epochs the process trained."""
+    """Seconds per training step of each configuration in ``names`` (all if None; SGD must be among them), one
+    epoch per configuration per round, interleaved after one warm-up epoch each: process-CPU time for a study on
+    the CPU, wall time between device synchronisations on a GPU (:data:`CLOCKS`, by :func:`study_device`).
+    Long format: ``round``, ``configuration``, the clock's column (``cpu_seconds_per_step`` or
+    ``gpu_seconds_per_step``), the ``epoch`` trained (0 is the warm-up) and ``order``, the position of that
+    epoch among all the epochs the process trained."""
     names = list(study.configurations) if names is None else list(names)
     for name in names:
         if name not in study.configurations:
@@ -69,6 +103,7 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
     configs = {name: next((c for c in study.configs(name) if c.seed == seed), None) for name in names}
     if any(c is None for c in configs.values()):
         raise ValueError(f"seed must be one every configuration of names has, got {seed!r}")
+    study_device(study, names)  # one kind of device, before any trainer is built
     trainers = {name: Trainer(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
     calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
@@ -80,11 +115,12 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
             epochs[name] += 1
         return run
 
-    seconds = time_rounds({name: runner(name) for name in names}, rounds, torch.device("cpu"),
-                          clock=time.process_time)
+    device = study_device(study, names)
+    clock = CLOCKS[device]
+    seconds = time_rounds({name: runner(name) for name in names}, rounds, torch.device(device), clock=clock.read)
     per_step = seconds / pd.Series({name: trainers[name].steps_per_epoch for name in names})
     long = per_step.rename_axis("round").reset_index().melt(
-        id_vars="round", var_name="configuration", value_name="cpu_seconds_per_step")
+        id_vars="round", var_name="configuration", value_name=clock.column)
     long["epoch"] = long["round"] + 1  # the j-th timed call of a runner trains its epoch j (epoch 0: warm-up)
     long["order"] = [calls[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
     return long.sort_values(["round", "order"], kind="stable").reset_index(drop=True)
@@ -112,7 +148,7 @@ def ratios(measured: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Per configuration: the CPU time per step over SGD's in the same round, as the geometric mean over
     rounds (``cost``) with the t-interval of the mean log ratio (``cost_low``, ``cost_high``), and
     ``rounds``. ``measured`` is :func:`measure`'s long format."""
-    wide = measured.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
     if REFERENCE not in wide.columns:
         raise ValueError(f"measured must hold {REFERENCE!r} rows, the unit of cost")
     if len(wide) < 2:
@@ -177,7 +213,7 @@ def plan(pilot: pd.DataFrame, comparisons: Sequence[Comparison], *, level: float
     threshold, and the :func:`rounds_needed` to decide it with that spread and distance (None: more than
     ``max_rounds``)."""
     declared = declared_margins(margins_path)
-    wide = pilot.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    wide = pilot.pivot(index="round", columns="configuration", values=value_column(pilot))
     rows = []
     for c in comparisons:
         for name in (c.a, c.b):
@@ -271,13 +307,52 @@ def load_registration(path: str | Path | None = None, study: Study | None = None
             raise ValueError(f"{path.name}: seed must be registered for every configuration, {name!r} lacks {seed!r}")
     min_n = int(next(iter(declared_margins(margins_path).values()))["min_n"])
     rounds = check_int("rounds", measurement["rounds"], min_n)
-    if measurement["threads"] != 1:
+    device = study_device(study, configurations)
+    if device == "cpu" and measurement["threads"] != 1:
         raise ValueError(f"{path.name}: threads must be 1 (the study's runs use one thread), "
                          f"got {measurement['threads']!r}")
-    if measurement["unit"] != UNIT:
-        raise ValueError(f"{path.name}: unit must be {UNIT!r}, got {measurement['unit']!r}")
-    return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), 1,
+    threads = check_int("threads", measurement["threads"], 1)
+    if measurement["unit"] != CLOCKS[device].unit:
+        raise ValueError(f"{path.name}: unit must be {CLOCKS[device].unit!r} (the study trains on {device}), "
+                         f"got {measurement['unit']!r}")
+    return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), threads,
                         root / measurement["record"], dict(spec["pilot"]))
+
+
+def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, record: str | Path, *, seed: int = 0,
+                            threads: int = 1, level: float = 0.95, target: float = 0.8, min_rounds: int = 3,
+                            max_rounds: int = 40) -> dict[str, Any]:
+    """The pre-registration of a study's interleaved cost measurement, planned from an unregistered look at it
+    (``pilot_record``, a record of ``benchmarks/bench_study_cost.py``) as the CPU study's was: every cost
+    comparison of the study, the configurations they name and SGD, the rounds of :func:`choose_rounds` over
+    :func:`plan` (``max_rounds``: the budget), the unit of the study's device and the plan itself. Paths as given
+    (relative to the book's root); :func:`load_registration` reads the result."""
+    study = load_study(study_file)
+    comparisons = cost_comparisons(study)
+    if not comparisons:
+        raise ValueError(f"{study_file} makes no comparison of cost: there is nothing to register")
+    names = list(dict.fromkeys([REFERENCE, *(n for c in comparisons for n in (c.a, c.b))]))
+    table = plan(read(pilot_record)["measured"], comparisons, level=level, target=target, min_rounds=min_rounds,
+                 max_rounds=max_rounds)
+    needed = [None if n is None or n != n else int(n) for n in table["rounds_needed"]]
+    if all(n is None for n in needed):
+        raise ValueError(f"no cost comparison can be decided within max_rounds={max_rounds} rounds at the "
+                         "pilot's spread: raise the budget or leave cost undecided")
+    device = study_device(study, names)
+    rows = [{"a": r["a"], "b": r["b"], "pilot_ratio": round(r["pilot_ratio"], 3), "sd_log": round(r["sd_log"], 3),
+             "distance_log": round(r["distance_log"], 4), "rounds_needed": n}
+            for (_, r), n in zip(table.iterrows(), needed)]
+    return {"study": Path(study_file).as_posix(),
+            "comparisons": [{"claim": c.claim, "a": c.a, "b": c.b} for c in comparisons],
+            "measurement": {"record": Path(record).as_posix(), "configurations": names, "seed": seed,
+                            "threads": threads, "unit": CLOCKS[device].unit, "warmup_epochs": 1,
+                            "rounds": choose_rounds(needed, len(names))},
+            "decision": {"rule": "Each comparison by its claim in book/margins.yaml (sparsam.book.stats.decide): the "
+                                 "log of a's over b's time per step in the same round, paired by round (rounds are "
+                                 "the replicates), two-sided 95% t-interval against the log of the margin.",
+                         "correction": "The study's family-wise reading (Holm) applies to these comparisons."},
+            "pilot": {"record": Path(pilot_record).as_posix(), "level": level, "target": target,
+                      "min_rounds": min_rounds, "max_rounds": max_rounds, "plan": rows}}
 
 
 def decide_costs(registration: Registration, measured: pd.DataFrame,
@@ -292,7 +367,7 @@ def decide_costs(registration: Registration, measured: pd.DataFrame,
     if sorted(set(measured["configuration"])) != sorted(registration.configurations):
         raise ValueError(f"measured must time the registered configurations {sorted(registration.configurations)}, "
                          f"got {sorted(set(measured['configuration']))}")
-    wide = measured.pivot(index="round", columns="configuration", values="cpu_seconds_per_step")
+    wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
     if len(wide) != registration.rounds:
         raise ValueError(f"measured must hold the {registration.rounds} registered rounds, got {len(wide)}")
     return {c: decide(c.claim, wide[c.a].to_numpy(float), wide[c.b].to_numpy(float), path=margins_path)
@@ -302,7 +377,9 @@ def decide_costs(registration: Registration, measured: pd.DataFrame,
 def registration_problem(check: Mapping[str, Any], registration: Registration) -> str | None:
     """Why a record of the benchmark is not the registered measurement, or None: it must name the
     registration, be made in a clean tree at a commit that holds the registration as it is now (so the
-    registration was committed before the measurement ran)."""
+    registration was committed before the measurement ran). A tree sent to a GPU machine without ``.git``
+    names its commit (``SPARSAM_GIT_COMMIT``) and cannot tell whether it is clean (``git_dirty`` None): it is
+    taken as sent, from a clean checkout of that commit."""
     named = (check.get("args") or {}).get("registration")
     root = _book_of(registration.path).resolve()
     wanted = str(registration.path.resolve().relative_to(root)) if registration.path.resolve().is_relative_to(root) \
@@ -311,7 +388,7 @@ def registration_problem(check: Mapping[str, Any], registration: Registration) -
         return f"it names registration {named!r}, not {wanted!r}"
     made = check.get("provenance") or {}
     commit = made.get("git_commit")
-    if not commit or made.get("git_dirty") is not False:
+    if not commit or made.get("git_dirty") is True:  # None: a tree sent without .git, its commit named
         return "it was not made in a clean tree at a known commit"
     last = _git("log", "-1", "--format=%H", "--", wanted)
     if not last:
@@ -369,7 +446,8 @@ def describe(check: Mapping[str, Any]) -> str:
     args, machine = check["args"], check["machine"]
     commit = str((check.get("provenance") or {}).get("git_commit") or "unknown")[:7]
     reason = stale_reason(check)
+    where = f"{machine['gpu']}, " if machine.get("gpu") else ""
     return (f"seed {args['seed']}, {args['rounds']} rounds after one warm-up epoch each, "
-            f"{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
+            f"{where}{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
             f"{machine['loadavg_end'][0]:.1f} at the end, {machine['wall_seconds'] / 60:.0f} minutes, "
             f"commit {commit}" + (f" (stale: {reason})" if reason else ""))

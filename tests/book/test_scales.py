@@ -80,7 +80,10 @@ def test_the_scales_are_the_gpu_study_then_the_cpu_study_with_paths_relative_to_
     assert [s.store for s in scales.SCALES] == [GPU_STUDY_STORE, STUDY_STORE]
     assert not any(p.is_absolute() for s in scales.SCALES for p in (s.study_file, s.store))
     assert [s.time for s in scales.SCALES] == ["seconds_per_step", "cpu_seconds_per_step"]
-    assert scales.SCALES[1].cost_registration == study_cost.REGISTRATION and scales.SCALES[0].cost_registration is None
+    assert scales.SCALES[1].cost_registration == study_cost.REGISTRATION
+    assert scales.SCALES[0].cost_registration == scales.GPU_COST_REGISTRATION  # not yet written: cost undecided
+    assert scales.has_cost_measurement(scales.SCALES[1], REPO)
+    assert scales.has_cost_measurement(scales.SCALES[0], REPO) == (REPO / scales.GPU_COST_REGISTRATION).is_file()
 
 
 def test_a_gpu_study_file_without_configurations_is_not_a_scale_with_records(tmp_path):
@@ -158,6 +161,11 @@ def test_a_study_without_a_side_by_side_measurement_leaves_its_cost_undecided_wh
     assert len(cost) == sum(1 for c in registered.family if c.claim.startswith("cost_")) > 0
     assert set(cost["status"]) == {"inconclusive"} and (cost["n"] == 0).all()
     assert all(study_cost.NOT_SIDE_BY_SIDE in e and e.startswith("GPU study") for e in cost["evidence"])
+    (root / scales.GPU_COST_REGISTRATION).write_text(yaml.safe_dump({"measurement": {
+        "record": "results/gpu_study/cost_interleaved.json"}}))  # registered, its measurement not yet made
+    assert not scales.has_cost_measurement(scales.SCALES[0], root)
+    again = scales.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
+    assert set(again.loc[cost.index, "status"]) == {"inconclusive"}
     points = scales.pareto_points(scales.SCALES[0], registered, frame, root).set_index("label")
     assert points.loc["ssam-f-0.9", "cost"] == pytest.approx(np.mean([0.011, 0.012, 0.0115]) / np.mean(
         [0.010, 0.011, 0.0105]), rel=0.02)  # the records' wall time, as the figure's description

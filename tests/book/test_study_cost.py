@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -307,6 +308,10 @@ def test_cost_rows_need_the_registered_measurement_and_replace_the_records_cost(
                              "not in the record's commit")):
         with pytest.raises(ValueError, match=reason):
             study_cost.cost_rows(registration, {**check, **changed})
+    with pytest.raises(ValueError, match="clean tree at a known commit"):
+        study_cost.cost_rows(registration, {**check, "provenance": {"git_commit": None, "git_dirty": None}})
+    sent = {**check, "provenance": {"git_commit": head, "git_dirty": None}}  # a tree sent without .git, commit named
+    assert study_cost.registration_problem(sent, registration) is None
 
 
 def test_the_study_reads_its_cost_comparisons_from_the_interleaved_rows(registration):
@@ -365,3 +370,105 @@ def test_the_committed_measurement_is_the_registered_one_and_was_alternated(regi
     positions = measured.assign(position=measured["order"] % k).groupby(["configuration", "position"]).size()
     assert len(positions) == k * k and set(positions) == {registration.rounds // k}  # each at each place alike
     assert len(study_cost.cost_rows(registration, check)) == len(registration.comparisons)
+
+
+# --- a study on a GPU: the same measurement, timed on the GPU's clock -----------------------------------------
+
+def _gpu_study(tmp_path):
+    """The GPU study registered from a constructed pilot (sparsam.book.registration) in a copy of its file."""
+    from sparsam.book.registration import write_registration
+    from test_pilot import GPU, summary
+
+    path = tmp_path / "gpu_study.yaml"
+    path.write_text((REPO / "results/gpu_study/gpu_study.yaml").read_text())
+    runs = [summary(GPU, c, o, seed, 0.9 + (0.01 + 0.002 * (seed - 101) if o == "sam" else 0.0))
+            for c in ("A", "B") for seed in GPU["pilot"]["seeds"] for o in ("sgd", "sam")]
+    write_registration(path, runs, store="s")
+    return path, load_study(path)
+
+
+def test_a_gpu_measurement_is_decided_like_a_cpu_one_from_its_own_column():
+    cpu = _long({"sgd": [1.0, 2.0, 1.5], "sam": [2.0, 4.1, 2.9]})
+    gpu = cpu.rename(columns={"cpu_seconds_per_step": "gpu_seconds_per_step"})
+    assert study_cost.value_column(cpu) == "cpu_seconds_per_step" and study_cost.value_column(gpu) == \
+        "gpu_seconds_per_step"
+    pd.testing.assert_frame_equal(study_cost.ratios(cpu), study_cost.ratios(gpu))
+    with pytest.raises(ValueError, match="exactly one of the columns"):
+        study_cost.ratios(gpu.assign(cpu_seconds_per_step=1.0))
+    with pytest.raises(ValueError, match="exactly one of the columns"):
+        study_cost.ratios(gpu.drop(columns="gpu_seconds_per_step"))
+    assert study_cost.CLOCKS["cuda"].read is __import__("time").perf_counter  # wall time, between synchronisations
+    assert study_cost.CLOCKS["cpu"].read is __import__("time").process_time
+
+
+def test_the_gpu_studys_cost_registration_names_the_gpu_unit(tmp_path):
+    path, study = _gpu_study(tmp_path)
+    assert study_cost.study_device(study) == "cuda" and study_cost.study_device(load_study()) == "cpu"
+    mixed = dataclasses.replace(study, configurations={**study.configurations,
+                                                       "sgd-cpu": ({"optimizer": "sgd", "device": "cpu", "amp": "off",
+                                                                    "capture": "off"}, (0,))})
+    with pytest.raises(ValueError, match="one of cpu, cuda"):
+        study_cost.study_device(mixed)
+    comparisons = [{"claim": c.claim, "a": c.a, "b": c.b} for c in study_cost.cost_comparisons(study)]
+    assert [(c["a"], c["b"]) for c in comparisons] == [("ssam-f-0.5", "sam"), ("cost-aware-0.9", "sam")]
+    spec = {"study": "gpu_study.yaml", "comparisons": comparisons, "pilot": {},
+            "measurement": {"record": "cost_interleaved.json", "configurations": ["sgd", "sam", "ssam-f-0.5",
+                                                                                   "cost-aware-0.9"],
+                            "seed": 0, "threads": 4, "unit": study_cost.CLOCKS["cuda"].unit, "rounds": 12}}
+    file = tmp_path / "cost_registration.yaml"
+    file.write_text(yaml.safe_dump(spec))
+    registration = study_cost.load_registration(file, study)
+    assert registration.threads == 4 and registration.rounds == 12  # threads are the CPU study's constraint only
+    file.write_text(yaml.safe_dump({**spec, "measurement": {**spec["measurement"], "unit": study_cost.UNIT}}))
+    with pytest.raises(ValueError, match="unit must be 'GPU wall seconds.*the study trains on cuda"):
+        study_cost.load_registration(file, study)
+
+
+def test_the_registration_planned_from_a_pilot_reproduces_the_cpu_studys_written_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    written = yaml.safe_load((REPO / study_cost.REGISTRATION).read_text())
+    spec = study_cost.registration_from_pilot("results/study/cpu_study.yaml", written["pilot"]["record"],
+                                              written["measurement"]["record"], max_rounds=written["pilot"]["max_rounds"])
+    assert spec["comparisons"] == written["comparisons"]
+    assert sorted(spec["measurement"]["configurations"]) == sorted(written["measurement"]["configurations"])
+    assert spec["measurement"]["rounds"] == written["measurement"]["rounds"] == 30
+    assert spec["measurement"]["unit"] == written["measurement"]["unit"]
+    for mine, theirs in zip(spec["pilot"]["plan"], written["pilot"]["plan"]):
+        assert (mine["a"], mine["b"], mine["rounds_needed"]) == (theirs["a"], theirs["b"], theirs["rounds_needed"])
+        assert mine["pilot_ratio"] == pytest.approx(theirs["pilot_ratio"], abs=1e-3)
+    path = tmp_path / "cost_registration.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert study_cost.load_registration(path).rounds == 30
+
+
+def test_a_gpu_pilot_look_plans_a_registration_in_the_gpu_unit(tmp_path):
+    path, study = _gpu_study(tmp_path)
+    rng = np.random.default_rng(0)
+    times = {"sgd": 0.010, "sam": 0.019, "ssam-f-0.5": 0.0195, "cost-aware-0.9": 0.014}
+    look = _long({name: list(t * np.exp(rng.normal(0, 0.02, 5))) for name, t in times.items()}).rename(
+        columns={"cpu_seconds_per_step": "gpu_seconds_per_step"})
+    (tmp_path / "look.json").write_text(json.dumps({"measured": look.to_dict(orient="records")}))
+    spec = study_cost.registration_from_pilot(path, tmp_path / "look.json", "cost_interleaved.json")
+    assert spec["measurement"]["unit"] == study_cost.CLOCKS["cuda"].unit
+    assert spec["measurement"]["configurations"] == ["sgd", "ssam-f-0.5", "sam", "cost-aware-0.9"]
+    needed = [row["rounds_needed"] for row in spec["pilot"]["plan"]]
+    assert spec["measurement"]["rounds"] == study_cost.choose_rounds(needed, 4) and spec["measurement"]["rounds"] % 4 == 0
+    (tmp_path / "cost_registration.yaml").write_text(yaml.safe_dump(spec))
+    assert study_cost.load_registration(tmp_path / "cost_registration.yaml", study).rounds == spec["measurement"]["rounds"]
+    # both SSAM variants as costly as SAM, within the pilot's noise: no budget of 5 rounds decides either
+    even = _long({name: list(0.019 * np.exp(rng.normal(0, 0.02, 5))) if name != "sgd" else [0.01] * 5
+                  for name in times}).rename(columns={"cpu_seconds_per_step": "gpu_seconds_per_step"})
+    (tmp_path / "even.json").write_text(json.dumps({"measured": even.to_dict(orient="records")}))
+    with pytest.raises(ValueError, match="within max_rounds=5"):
+        study_cost.registration_from_pilot(path, tmp_path / "even.json", "x.json", max_rounds=5)
+
+
+def test_the_benchmark_writes_a_planned_registration_that_reads_back(tmp_path):
+    target = tmp_path / "cost_registration.yaml"
+    done = subprocess.run([sys.executable, "benchmarks/bench_study_cost.py", "--plan-registration",
+                           "results/study/cost_side_by_side.json", str(target)], cwd=REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"wrote {target}: 30 rounds of ")
+    assert target.read_text().startswith("# Pre-registration of the interleaved cost measurement")
+    assert study_cost.load_registration(target).rounds == 30
