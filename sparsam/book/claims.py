@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -106,7 +107,8 @@ def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None =
     ``premises`` maps a claim to the claim of the same frame that is its premise (None: none there);
     by default a row whose ``rule`` declares a ``premise`` in ``book/margins.yaml`` takes the one row
     of that rule in the same ``chapter`` (the same study; the whole frame without a chapter column),
-    and none if there is none.
+    and none if there is none; where the chapter has several, the one of the same measure (the label's
+    words after its first ": ", up to the next comma or colon, as "SSAM-F vs SAM: Hessian trace, ...").
     """
     rows = frame.reset_index(drop=True)
     fields = [f for f in verdicts_frame({}).columns if f not in ("claim", "text")]
@@ -120,6 +122,8 @@ def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None =
             if premise is None:
                 continue
             found = rows.index[(rows["rule"] == premise) & (chapters == chapters[i])]
+            if len(found) > 1:  # one premise per measure (e.g. flatness): the one of the same measure
+                found = found[[_measure(rows.at[j, "claim"]) == _measure(row["claim"]) for j in found]]
             if len(found) > 1:
                 raise ValueError(f"claim {row['claim']!r} has {len(found)} premises of rule {premise!r} in its "
                                  f"chapter ({', '.join(rows.loc[found, 'claim'])}): pass premises=")
@@ -139,6 +143,11 @@ def family_wise(frame: pd.DataFrame, premises: Mapping[str, str | None] | None =
         out[column] = [getattr(read[i], column) for i in rows.index]
     out["family_size"] = out["family_size"].astype(int)
     return out
+
+
+def _measure(label: str) -> str:
+    """What a row's label says is measured: its words after the first ": ", up to the next comma or colon."""
+    return re.split(r"[,:]", label.split(": ", 1)[1])[0].strip() if ": " in label else ""
 
 
 def _shown(value: float, unit: str) -> str:

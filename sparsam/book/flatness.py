@@ -30,6 +30,7 @@ from ..experiment.config import OPTIMIZER_NAMES
 from .stats import Verdict, decide, mean_interval
 
 CLAIMS = {"SAM": "flatness_ssam_vs_sam", "SGD": "flatness_ssam_vs_sgd"}
+PREMISE = {"SGD": "flatness_sam_vs_sgd"}  # SAM flatter than SGD: the premise of "as flat as SAM"
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
 NORMALIZED = "_normalized"  # the suffix of a measure's scale-free column
 NOT_MEASURED = "inconclusive (scale-free measure not measured)"  # read in a verdict's name where it is missing
@@ -69,6 +70,13 @@ def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tu
     mine, theirs = _per_seed(frame, method, column), _per_seed(frame, reference, column)
     seeds = sorted(set(mine.index) & set(theirs.index))
     return mine.loc[seeds].to_numpy(dtype=float).tolist(), theirs.loc[seeds].to_numpy(dtype=float).tolist()
+
+
+def premise_verdicts(frame: pd.DataFrame, measures: Sequence[str] = ("eigenvalue", "trace"),
+                     scale: Literal["normalized", "raw"] = "normalized") -> dict[str, Verdict]:
+    """SAM against SGD for each measure (``flatness_sam_vs_sgd``, superiority on the ratio), decided as
+    :func:`flatness_verdicts` decides: the premise of every "as flat as SAM" row, per measure."""
+    return flatness_verdicts(frame, method="SAM", measures=measures, claims=PREMISE, scale=scale)
 
 
 def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Sequence[str] = ("eigenvalue", "trace"),

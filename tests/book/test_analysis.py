@@ -15,7 +15,8 @@ from sparsam.book import records as analysis
 
 from sparsam.book import convergence
 
-from sparsam.book import flatness
+from sparsam.book import claims, flatness
+from sparsam.book import stats as verdicts
 
 from conftest import REPO
 from sparsam.experiment import results
@@ -290,3 +291,24 @@ def test_flatness_verdicts_decide_both_halves_of_the_claim():
 
 def test_tail_window_is_the_last_decade():
     assert convergence.tail_window(2000) == (200, 2000) and convergence.tail_window(2001) == (201, 2001)
+
+
+def test_as_flat_as_sam_stands_family_wise_only_on_the_measure_where_sam_is_flatter_than_sgd():
+    """Two premise rows, one per measure: each "as flat as SAM" row takes the one of its own measure."""
+    values = curvature({"SGD": [20.0, 22.0, 21.0], "SAM": [10.0, 11.0, 10.5], "SSAM-F": [10.2, 11.1, 10.4]})
+    values["trace"] = values["eigenvalue"].where(values["method"] != "SAM", values["eigenvalue"] * 2.1)  # SAM > SGD
+    premise = flatness.premise_verdicts(values, scale="raw")
+    assert list(premise) == ["SAM vs SGD: top Hessian eigenvalue, raw", "SAM vs SGD: Hessian trace, raw"]
+    sam, sgd = (values[values["method"] == m].set_index("seed")["eigenvalue"] for m in ("SAM", "SGD"))
+    expected = verdicts.compare(np.log(sam), np.log(sgd), margin=0.0, test="superiority", better="lower")
+    assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].diff == pytest.approx(expected.diff)
+    assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].status == "reproduced"
+    assert premise["SAM vs SGD: Hessian trace, raw"].status == "not reproduced"
+    rows = [claims.row(name, claim, verdict) for reference, claim in flatness.CLAIMS.items()
+            for name, verdict in flatness.flatness_verdicts(values, claims={reference: claim}, scale="raw").items()]
+    rows += [claims.row(name, flatness.PREMISE["SGD"], verdict) for name, verdict in premise.items()]
+    read = claims.family_wise(claims.claims_frame(rows)).set_index("claim")
+    eigen, trace = "SSAM-F vs SAM: top Hessian eigenvalue, raw", "SSAM-F vs SAM: Hessian trace, raw"
+    assert read.loc[eigen, "status"] == "reproduced" and read.loc[eigen, "family_status"] == "reproduced"
+    assert read.loc[trace, "status"] == "reproduced"  # SSAM-F's trace is SAM's / 2.1: "as flat", unadjusted
+    assert read.loc[trace, "family_status"] == verdicts.PREMISE_NOT_SHOWN  # SAM's trace is above SGD's

@@ -313,6 +313,9 @@ def test_the_declared_premises_and_the_half_gain_claim():
     half = declared["accuracy_ssam_keeps_half_gain"]
     assert (half["test"], half["unit"], half["margin"], half["contrast"]) == ("superiority", "pp", 0.0, "half-gain")
     assert declared["accuracy_sam_vs_sgd"]["contrast"] == "difference"
+    assert declared["flatness_ssam_vs_sam"]["premise"] == "flatness_sam_vs_sgd"  # SAM flatter than SGD
+    assert (declared["flatness_sam_vs_sgd"]["test"], declared["flatness_sam_vs_sgd"]["better"]) == ("superiority",
+                                                                                                   "lower")
 
 
 @pytest.mark.parametrize("entry, message", [
