@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import replace
 
 import numpy as np
+from scipy import stats as scipy_stats
 import pandas as pd
 import pytest
 
@@ -355,3 +356,15 @@ def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records
     assert f"{len(seeds)} seeds paired) SAM's top eigenvalue is ×{statistics.geometric_mean(eigen):.2f}" in flat_reason
     assert f"ratios, {min(eigen):.2f} to {max(eigen):.2f}) and its trace ×{statistics.geometric_mean(trace):.2f}" \
         in flat_reason
+    now = {}  # the remade records, with the scale-free measure
+    for path in sorted((ROOT / "results/study/flatness").glob("*.json")):
+        measured = json.loads(path.read_text())
+        now.setdefault(measured["config"]["optimizer"], {})[measured["config"]["seed"]] = measured["results"]
+    paired = sorted(set(now["sam"]) & set(now["sgd"]))
+    for measure, words in (("trace", "trace is"), ("eigenvalue", "top eigenvalue")):
+        logs = np.log([now["sam"][k][f"{measure}_normalized"] / now["sgd"][k][f"{measure}_normalized"]
+                       for k in paired])
+        half = scipy_stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
+        shown = f"×{math.exp(logs.mean()):.2f} [{math.exp(logs.mean() - half):.2f}, {math.exp(logs.mean() + half):.2f}]"
+        assert f"{words} {shown}" in flat_reason, measure
+    assert f"{len(paired)} seeds paired) SAM's trace" in flat_reason
