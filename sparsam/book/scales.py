@@ -481,7 +481,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("cost_aware", "the book's cost-aware rule makes a step cheaper than SAM's", "04_efficiency"),
 )
 # Which claim a chapter's saved row is part of, by its chapter and rule (sparsam.book.claims.save_verdicts);
-# None: a row of the chapter that no claim of the table needs (chapter 5's premise, SAM against SGD).
+# None: a row of the chapter that no claim of the table needs (the premises: chapter 5's SAM against SGD,
+# chapter 6's SAM flatter than SGD).
 PROFILE_RULES: dict[tuple[str, str], str | None] = {
     ("03_cifar_accuracy", "accuracy_ssam_vs_sam"): "acc", ("03_cifar_accuracy", "accuracy_sam_vs_sgd"): "sam_sgd",
     ("03_cifar_accuracy", "accuracy_pattern_vs_sam"): "patterns",
@@ -490,6 +491,7 @@ PROFILE_RULES: dict[tuple[str, str], str | None] = {
     ("04_efficiency", "cost_time_cost_aware_vs_sam"): "cost_aware",
     ("05_imagenet", "accuracy_ssam_vs_sam"): "imagenet", ("05_imagenet", "accuracy_sam_vs_sgd"): None,
     ("06_landscape", "flatness_ssam_vs_sam"): "flat", ("06_landscape", "flatness_ssam_vs_sgd"): "flat",
+    ("06_landscape", "flatness_sam_vs_sgd"): None,
 }
 RADIUS_PREFIX = "radius control"  # chapter 3 names its radius-control row so (rule accuracy_ssam_vs_sam)
 
