@@ -130,6 +130,13 @@ def add_study(commands: Any) -> None:
     parser.add_argument("--csv", action="store_true", help="print the table as CSV (numbers unrounded) on stdout")
 
 
+def _cost_registration_file(path: Path) -> Path:
+    """Where the registration of the interleaved cost measurement of the study at ``path`` lives: beside it."""
+    from .book import study_cost
+
+    return path.parent / study_cost.REGISTRATION.name
+
+
 def _registered_cost(path: Path, registered: Any) -> Any:
     """The claims rows of the registered interleaved cost measurement of the study at ``path``: the
     ``cost_registration.yaml`` beside it (as ``results/study/`` and ``results/gpu_study/`` hold them) when it
@@ -137,7 +144,7 @@ def _registered_cost(path: Path, registered: Any) -> Any:
     (:func:`sparsam.book.study_cost.unmeasured_rows`)."""
     from .book import study_cost
 
-    file = path.parent / study_cost.REGISTRATION.name
+    file = _cost_registration_file(path)
     if not file.is_file():
         return None
     registration = study_cost.load_registration(file, study=registered)
@@ -149,6 +156,7 @@ def _registered_cost(path: Path, registered: Any) -> Any:
 def run_study(args: argparse.Namespace) -> int:
     from .book import study
     from .book.profiles import STUDY_STORE, book_root
+    from .book.study_cost import unmeasured_rows
     from .experiment.results import load_all
 
     path = Path(args.study_file)
@@ -160,8 +168,6 @@ def run_study(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {store} is not a folder of records")
     records = load_all(store)
     frame = study.study_frame(registered, records)
-    from .book.study_cost import unmeasured_rows
-
     cost = _registered_cost(path, registered)
     decided = study.decide_comparisons(registered, frame, records, resamples=0,
                                        cost=cost if cost is not None else unmeasured_rows(registered))
@@ -173,7 +179,7 @@ def run_study(args: argparse.Namespace) -> int:
     when = ("registered" if registered.correction == "holm" else
             f"{study.ADDED}: the registration named no correction")
     print(f"{path}: {m} comparisons from {len(records)} records in {store}")
-    file = (path.parent / "cost_registration.yaml").resolve()
+    file = _cost_registration_file(path).resolve()
     root = book_root(path.parent).resolve()
     shown = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.as_posix()
     print("cost: " + (f"the registered interleaved measurement ({shown})" if cost is not None

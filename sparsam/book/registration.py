@@ -118,12 +118,13 @@ def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]],
     appended. An error, and nothing written, if the file is already a registration or the result does not read
     as a valid study (:func:`sparsam.book.study.load_study`); ``dry_run``: the text only."""
     path = Path(path)
-    spec = yaml.safe_load(path.read_text())
+    declared = path.read_text()
+    spec = yaml.safe_load(declared)
     present = [k for k in ADDED_KEYS if k in spec]
     if present:
         raise ValueError(f"{path} already holds {present}: it is registered, or declares what a registration adds")
-    added = registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store)
-    text = path.read_text().rstrip("\n") + "\n" + registration_text(added)
+    appended = registration_text(registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store))
+    text = declared.rstrip("\n") + "\n" + appended
     trial = path.with_name(f".{path.name}.trial")
     trial.write_text(text)
     try:
@@ -132,7 +133,7 @@ def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]],
         trial.unlink()
     if not dry_run:
         path.write_text(text)
-    return registration_text(added)
+    return appended
 
 
 def fast_path_changes(path: str | Path | None) -> dict[str, Any]:

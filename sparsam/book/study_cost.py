@@ -103,7 +103,8 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
     configs = {name: next((c for c in study.configs(name) if c.seed == seed), None) for name in names}
     if any(c is None for c in configs.values()):
         raise ValueError(f"seed must be one every configuration of names has, got {seed!r}")
-    study_device(study, names)  # one kind of device, before any trainer is built
+    device = study_device(study, names)  # one kind of device, checked before any trainer is built
+    clock = CLOCKS[device]
     trainers = {name: Trainer(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
     calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
@@ -115,8 +116,6 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
             epochs[name] += 1
         return run
 
-    device = study_device(study, names)
-    clock = CLOCKS[device]
     seconds = time_rounds({name: runner(name) for name in names}, rounds, torch.device(device), clock=clock.read)
     per_step = seconds / pd.Series({name: trainers[name].steps_per_epoch for name in names})
     long = per_step.rename_axis("round").reset_index().melt(
@@ -145,7 +144,7 @@ def alternation_problem(measured: pd.DataFrame) -> str | None:
 
 
 def ratios(measured: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per configuration: the CPU time per step over SGD's in the same round, as the geometric mean over
+    """Per configuration: the time per step over SGD's in the same round, as the geometric mean over
     rounds (``cost``) with the t-interval of the mean log ratio (``cost_low``, ``cost_high``), and
     ``rounds``. ``measured`` is :func:`measure`'s long format."""
     wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
