@@ -171,7 +171,34 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "device_name": name,
         "cpu_threads": torch.get_num_threads(),
         "host": platform.node(),
+        "processor": processor(),
     }
+
+
+# The instruction-set extensions that decide which CPU kernels torch runs (and so its floating-point results).
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def processor() -> dict[str, Any]:
+    """The CPU a run's numbers came from: vendor, model, the extensions that choose torch's kernels
+    (:data:`_CPU_FLAGS`), ``torch.backends.cpu.get_cpu_capability()`` and the MKL and oneDNN versions.
+
+    Retraining reproduces a network bit for bit only on the same kind of processor: its kernels differ."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux
+        pass
+    built = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([^\s]+)", built)
+    onednn = re.search(r"MKL-DNN v([^\s]+)", built)
+    return {"vendor": info.get("vendor_id", platform.processor() or "unknown"),
+            "model": info.get("model name", platform.machine()),
+            "flags": [f for f in _CPU_FLAGS if f in info.get("flags", "").split()],
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "mkl": mkl.group(1) if mkl else None, "onednn": onednn.group(1) if onednn else None}
 
 
 class Locked(RuntimeError):
