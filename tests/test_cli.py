@@ -46,7 +46,7 @@ def no_data(tmp_path, monkeypatch):
     (["--model", "resnet-tiny"], "model must be one of resnet18, resnet-small, .* got 'resnet-tiny'"),
     (["--dataset", "cifar11"], "dataset must be one of cifar10, .*imagefolder:<path>, got 'cifar11'"),
     (["--optimizer", "ssam-f", "--pattern", "2:4:1"], r"pattern must be one of .*N:M \(e.g. '2:4'\), got '2:4:1'"),
-    (["--amp", "bf16"], "amp='bf16' needs device='cuda'"),
+    (["--amp", "fp16"], "amp='fp16' needs device='cuda'"),
     (["--sparsity", "1.5"], r"sparsity must be in \[0.0, 1.0\)"),
 ])
 def test_bad_values_are_one_line_errors_before_any_data_loads(argv, message, capsys, no_data, tmp_path):

@@ -19,11 +19,12 @@ from . import models
 from .data import AUGMENTATIONS, check_dataset
 from .._checks import check_choice, check_int, check_range
 
-Optimizer = Literal["sgd", "sam", "asam", "ssam-f", "ssam-d"]
+Optimizer = Literal["sgd", "sam", "asam", "ssam-f", "ssam-d", "sam-on"]
 OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
 # How the book, its tables and figures name each optimizer.
-OPTIMIZER_NAMES: dict[str, str] = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D"}
-_SAM_FAMILY: tuple[Optimizer, ...] = ("sam", "asam", "ssam-f", "ssam-d")
+OPTIMIZER_NAMES: dict[str, str] = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "ssam-f": "SSAM-F", "ssam-d": "SSAM-D",
+                                   "sam-on": "SAM-ON"}
+_SAM_FAMILY: tuple[Optimizer, ...] = ("sam", "asam", "ssam-f", "ssam-d", "sam-on")
 _SSAM: tuple[Optimizer, ...] = ("ssam-f", "ssam-d")
 # The fields that act on some optimizers only (every other field acts on all of them). A field not
 # acting on an optimizer is, there, either rejected when not at its default (REJECTED_ELSEWHERE: a run
@@ -70,7 +71,8 @@ class TrainConfig:
     """
 
     optimizer: str = _field("sgd", f"{_N['sgd']}, {_N['sam']}, {_N['asam']} (adaptive SAM), {_N['ssam-f']} "
-                                   f"(Fisher mask) or {_N['ssam-d']} (dynamic mask)")
+                                   f"(Fisher mask), {_N['ssam-d']} (dynamic mask) or {_N['sam-on']} (only the "
+                                   f"normalisation layers perturbed, Mueller et al. 2023)")
     model: str = _field("resnet18", "network")
     width: int | None = _field(None, "base width of resnet18 / resnet-small (none: the model's default)")
     dataset: str = _field("cifar10", "data set ($SPARSAM_DATA packs or a torchvision root)")
@@ -111,10 +113,11 @@ class TrainConfig:
                                   "one skipping what the mask leaves out (sparsam.optim.sparse_ascent.SparseAscentSAM)")
     seed: int = _field(0, "seed of the subset, data order, initialisation and masks")
     device: str = _field("cpu", "cpu, cuda or cuda:N")
-    amp: str = _field("off", "mixed precision: bf16 (autocast) or fp16 (autocast with a GradScaler); needs cuda")
+    amp: str = _field("off", "mixed precision: bf16 (autocast, on cpu or cuda) or fp16 (autocast with a GradScaler; "
+                             "needs cuda)")
     gpu_resident: bool = _field(True, "on cuda, keep CIFAR data on the GPU and augment there")
     channels_last: bool = _field(False, "the network, its inputs and the SSAM masks in channels-last memory format "
-                                        "(the fast CUDA path; same arithmetic)")
+                                        "(part of the fast CUDA and CPU paths; same arithmetic)")
     cudnn_benchmark: bool = _field(False, "on cuda, let cuDNN time its convolution algorithms and keep the fastest "
                                           "(torch.backends.cudnn.benchmark)")
     capture: str = _field("off", "cuda-graph: the whole step (both passes and the base step) captured once in a "
@@ -174,9 +177,8 @@ class TrainConfig:
             raise ValueError("capture='cuda-graph' needs device='cuda', amp 'off' or 'bf16' (fp16's GradScaler "
                              "decides on the host), form='explicit' and ascent='dense', got "
                              f"device={self.device!r}, amp={self.amp!r}, form={self.form!r}, ascent={self.ascent!r}")
-        if self.amp != "off" and self.device == "cpu":
-            raise ValueError(f"amp={self.amp!r} needs device='cuda' (mixed precision on a CPU is slow and untested "
-                             "here); use amp='off'")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp='fp16' needs device='cuda' (a CPU has no fast fp16 kernels); use amp='bf16' or 'off'")
 
     def _check_combinations(self) -> None:
         """Fields of :data:`REJECTED_ELSEWHERE` away from their default with an optimizer they do not act
