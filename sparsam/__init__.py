@@ -1,4 +1,4 @@
-"""sparsam: Sharpness-Aware Minimization with sparse perturbations (SSAM-F, SSAM-D).
+"""sparsam: Sharpness-Aware Minimization with sparse perturbations (SSAM-F, SSAM-D, SAM-ON).
 
 The optimizer math lives in :mod:`sparsam.optim.sam`, :mod:`sparsam.optim.ssam`, :mod:`sparsam.optim.implicit`,
 :mod:`sparsam.optim.sparse_ascent` (both through :mod:`sparsam.optim.masked_layer`), :mod:`sparsam.masks.patterns`,
@@ -11,7 +11,7 @@ from . import masks
 from .masks.fisher import fisher_scores
 from .optim.sam import SAM
 from .optim.ssam import SSAM
-from .masks.strategies import DynamicMask, FisherMask, MaskStrategy
+from .masks.strategies import DynamicMask, FisherMask, MaskStrategy, NormMask
 
-__all__ = ["SAM", "SSAM", "FisherMask", "DynamicMask", "MaskStrategy", "masks", "implicit", "fisher_scores"]
+__all__ = ["SAM", "SSAM", "FisherMask", "DynamicMask", "NormMask", "MaskStrategy", "masks", "implicit", "fisher_scores"]
 __version__ = "0.1.0"

@@ -3,8 +3,9 @@ measurements (:func:`build_optimizer`).
 
 The name is one of :data:`sparsam.experiment.config.OPTIMIZERS`; the base optimizer is always
 ``torch.optim.SGD``. SGD takes a plain step, SAM and ASAM the two-pass step of
-:class:`sparsam.optim.sam.SAM`, SSAM-F and SSAM-D the masked one of :class:`sparsam.optim.ssam.SSAM`
-(or, for SSAM-F with ``ascent="sparse"``, :class:`sparsam.optim.sparse_ascent.SparseAscentSAM`).
+:class:`sparsam.optim.sam.SAM`, SSAM-F, SSAM-D and SAM-ON the masked one of :class:`sparsam.optim.ssam.SSAM`
+(or, for SSAM-F with ``ascent="sparse"``, :class:`sparsam.optim.sparse_ascent.SparseAscentSAM`);
+SAM-ON always normalises over its mask (``normalize="masked"``).
 Options that do not act on the named optimizer (:data:`sparsam.experiment.config.ACTS_ON`) are
 ignored, or rejected when the configuration rejects them too.
 """
@@ -18,14 +19,14 @@ from torch import Tensor, nn
 
 from .._checks import check_choice
 from .._types import Form, Normalize
-from ..masks.strategies import DynamicMask, FisherMask, MaskStrategy
+from ..masks.strategies import DynamicMask, FisherMask, MaskStrategy, NormMask
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
 from ..optim.ssam import SSAM
 from .config import ACTS_ON, OPTIMIZERS, Optimizer, acts_on
 
 # The mask strategy each masked optimizer perturbs through (the optimizers that take a mask).
-MASKS: dict[Optimizer, type[MaskStrategy]] = {"ssam-f": FisherMask, "ssam-d": DynamicMask}
+MASKS: dict[Optimizer, type[MaskStrategy]] = {"ssam-f": FisherMask, "ssam-d": DynamicMask, "sam-on": NormMask}
 
 
 def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, momentum: float = 0.0,
@@ -38,7 +39,8 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
 
     ``rho``: the radius of the SAM family (ignored by SGD); ``asam`` is SAM with ``adaptive=True``.
     ``mask``: required by the masked optimizers and only by them, a :data:`MASKS` strategy of the
-    name (a :class:`FisherMask` for ``ssam-f``, a :class:`DynamicMask` for ``ssam-d``), or, with the
+    name (a :class:`FisherMask` for ``ssam-f``, a :class:`DynamicMask` for ``ssam-d``, a :class:`NormMask`
+    for ``sam-on``), or, with the
     sparse ascent pass, also fixed per-parameter masks. ``normalize``, ``form`` and ``model`` (the
     trained module, needed by the implicit form) go to :class:`SSAM`. ``ascent="sparse"`` (``ssam-f``
     only): :class:`SparseAscentSAM` over the chain ``stages``
@@ -75,5 +77,7 @@ def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, mom
                              f"gradient), got normalize={normalize!r}")
         return SparseAscentSAM(stages, torch.optim.SGD, rho=rho, mask=cast("MaskStrategy | list[Tensor]", mask),
                                params=params, **base)
+    if name == "sam-on":  # its radius is over the normalisation parameters alone (Mueller et al., 2023)
+        normalize = "masked"
     return SSAM(params, torch.optim.SGD, rho=rho, mask=cast(MaskStrategy, mask), form=form, normalize=normalize,
                 model=model, **base)

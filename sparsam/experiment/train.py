@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .graphed import GraphedStep
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
-from ..masks.strategies import DynamicMask, FisherMask
+from ..masks.strategies import DynamicMask, FisherMask, NormMask
 
 
 class FisherBatches:
@@ -78,6 +78,8 @@ def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBa
     elif config.optimizer == "ssam-d":
         mask = DynamicMask(config.sparsity, total_steps=config.epochs * steps_per_epoch, seed=config.seed,
                            drop_rate=config.drop_rate, **schedule)
+    elif config.optimizer == "sam-on":
+        mask = NormMask(model)
     return optimizers.build_optimizer(
         config.optimizer, model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.decay,
         rho=config.rho, mask=mask, normalize=config.normalize, form=config.form, model=model, ascent=config.ascent,

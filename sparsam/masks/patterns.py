@@ -18,7 +18,7 @@ from torch import Tensor
 from .._checks import check_choice, check_int, check_range
 from .._types import Granularity, NMDim
 
-__all__ = ["unstructured", "structured", "n_m", "n_m_official", "cost_aware", "top_k", "density",
+__all__ = ["unstructured", "structured", "n_m", "n_m_official", "cost_aware", "norm_only", "top_k", "density",
            "parse_pattern", "from_pattern", "PATTERNS"]
 
 PATTERNS = ("unstructured", "layer", "filter", "N:M (e.g. '2:4')")
@@ -256,6 +256,18 @@ def _argmax_lex(first: Tensor, second: Tensor, allowed: Tensor) -> int:
     tied = allowed & (first == first.max())
     second = second.masked_fill(~tied, -float("inf"))
     return int((tied & (second == second.max())).nonzero()[0, 0])
+
+
+def norm_only(is_norm: Sequence[bool], like: Sequence[Tensor]) -> list[Tensor]:
+    """SAM-ON's pattern (Mueller et al., NeurIPS 2023): every entry of the tensors flagged in ``is_norm``
+    (the affine parameters of the normalisation layers), nothing else; no score is read.
+
+    ``like``: one tensor per flag, giving each mask its shape and device. The density is the flagged
+    tensors' share of all entries (:func:`sparsam._layers.norm_parameters` finds them in a network).
+    """
+    if len(is_norm) != len(like):
+        raise ValueError(f"is_norm has {len(is_norm)} flags for {len(like)} tensors")
+    return [torch.full(t.shape, bool(flag), dtype=torch.bool, device=t.device) for flag, t in zip(is_norm, like)]
 
 
 _N_M = re.compile(r"^(\d+):(\d+)$")

@@ -10,6 +10,7 @@ list (never by editing the tensors in place), which is how SSAM knows its cached
 * :class:`FisherMask` (SSAM-F): top entries of the empirical Fisher, any pattern of :mod:`.masks`.
 * :class:`DynamicMask` (SSAM-D): random start, then drop the weakest live entries and regrow as
   many among entries that were dead before the update, with a cosine-decayed drop rate.
+* :class:`NormMask` (SAM-ON, Mueller et al. 2023): a fixed mask of the normalisation layers' parameters.
 
 Under torch.distributed, masks are identical on every rank: Fisher scores and the gradient
 criterion are reduced across ranks, and random choices come from a generator seeded alike.
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from . import patterns
 from .._checks import check_choice, check_int, check_range
 from .._dist import all_reduce_
+from .._layers import NORM_LAYERS, norm_parameters
 from .._types import Criterion, FirstMask, FisherMode, NMDim, UpdateUnit
 from .._types import LossFn
 from .fisher import Batches, fisher_scores, fisher_scores_official
@@ -250,3 +252,34 @@ class DynamicMask(MaskStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["generator"])
+
+
+class NormMask(MaskStrategy):
+    """SAM-ON (Mueller et al., NeurIPS 2023): perturb only the affine parameters of the normalisation
+    layers (:data:`sparsam._layers.NORM_LAYERS`), a fixed mask built when bound and never rebuilt.
+
+    Use it with ``SSAM(..., normalize="masked")``: ε = ρ g_N / ‖g_N‖ has radius ρ over the normalisation
+    parameters alone (with SAM's full-gradient norm the perturbation would nearly vanish).
+
+    Args:
+        model: the network whose parameters the optimizer trains (the plain module, not a DDP wrapper).
+    """
+
+    pattern = "norm-only"
+
+    def __init__(self, model: nn.Module):
+        super().__init__(update_every=1, update_unit="steps", steps_per_epoch=None)
+        self.model = model
+
+    def _initial_masks(self) -> list[Tensor]:
+        norm = {id(p) for p in norm_parameters(self.model)}
+        if not norm & {id(p) for p in self.params}:
+            raise ValueError("NormMask: none of the optimizer's parameters belongs to a normalisation layer of "
+                             f"the model ({', '.join(t.__name__ for t in NORM_LAYERS)})")
+        return patterns.norm_only([id(p) in norm for p in self.params], self.params)
+
+    def due(self, step: int) -> bool:
+        return False  # the mask is fixed (rebinding to a new parameter list builds it afresh)
+
+    def _build(self, step: int) -> list[Tensor]:
+        return self.masks

@@ -26,7 +26,8 @@ class SSAM(SAM):
 
     Args:
         params, base_optimizer, rho, adaptive, eta, bn_guard, base_kwargs: as for :class:`SAM`.
-        mask: a :class:`~sparsam.FisherMask` (SSAM-F) or :class:`~sparsam.DynamicMask` (SSAM-D).
+        mask: a :class:`~sparsam.FisherMask` (SSAM-F), :class:`~sparsam.DynamicMask` (SSAM-D) or
+            :class:`~sparsam.NormMask` (SAM-ON, with ``normalize="masked"``).
         normalize: ``"full"`` divides the masked gradient by the norm of the FULL gradient,
             ``ε = ρ m⊙g/‖g‖`` so ``‖ε‖ = ρ‖m⊙g‖/‖g‖ <= ρ``. It is the default because the papers'
             results were produced by the official code, which normalises this way (a fidelity
@@ -43,7 +44,7 @@ class SSAM(SAM):
                  mask: MaskStrategy, normalize: Normalize = "full", form: Form = "explicit",
                  model: nn.Module | None = None, **kwargs: Any):
         if not isinstance(mask, MaskStrategy):
-            raise ValueError(f"mask must be a FisherMask or DynamicMask, got {type(mask).__name__}")
+            raise ValueError(f"mask must be a MaskStrategy (FisherMask, DynamicMask or NormMask), got {type(mask).__name__}")
         self.normalize = check_choice("normalize", normalize, ("full", "masked"))
         self.form = check_choice("form", form, ("explicit", "implicit"))
         if form == "implicit":

@@ -14,7 +14,7 @@ import nets
 from sparsam.experiment import optimizers, train
 from sparsam.experiment.config import (ACTS_ON, CHOICES, OPTIMIZER_NAMES, OPTIMIZERS, REJECTED_ELSEWHERE,
                                        TrainConfig, acts_on)
-from sparsam.masks.strategies import DynamicMask, FisherMask
+from sparsam.masks.strategies import DynamicMask, FisherMask, NormMask
 from sparsam.optim.sam import SAM
 from sparsam.optim.sparse_ascent import SparseAscentSAM
 from sparsam.optim.ssam import SSAM
@@ -88,18 +88,21 @@ def test_a_field_acts_where_the_table_says_and_elsewhere_is_rejected_or_changes_
             assert same, (field, optimizer)
 
 
-def _mask(name: str, model: torch.nn.Module) -> FisherMask | DynamicMask | None:
+def _mask(name: str, model: torch.nn.Module) -> FisherMask | DynamicMask | NormMask | None:
     if name == "ssam-f":
         return FisherMask(model, nets.batches(1, size=4), sparsity=0.5, num_samples=4, update_unit="steps")
     if name == "ssam-d":
         return DynamicMask(0.5, total_steps=10)
+    if name == "sam-on":
+        return NormMask(model)
     return None
 
 
 def test_every_optimizer_has_a_display_name_and_a_factory():
     assert CHOICES["optimizer"] == OPTIMIZERS and set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
     assert len(set(OPTIMIZER_NAMES.values())) == len(OPTIMIZERS)
-    assert set(optimizers.MASKS) == set(ACTS_ON["sparsity"])  # the masked optimizers: those sparsity acts on
+    # the masked optimizers: those sparsity acts on, and SAM-ON, whose fixed mask sets its own density
+    assert set(optimizers.MASKS) == set(ACTS_ON["sparsity"]) | {"sam-on"}
     for name in OPTIMIZERS:
         model = nets.make(0)
         mask = _mask(name, model)
@@ -127,7 +130,7 @@ def test_the_factory_builds_the_sparse_ascent_pass_and_rejects_what_does_not_fit
     params = list(model.parameters())
     for kwargs, message in [
             (dict(name="adam"), "name must be one of"),
-            (dict(name="sam", mask=_mask("ssam-d", model)), "mask applies to optimizer 'ssam-f' or 'ssam-d' only"),
+            (dict(name="sam", mask=_mask("ssam-d", model)), "mask applies to optimizer 'ssam-f' or 'ssam-d' or 'sam-on' only"),
             (dict(name="ssam-f"), "optimizer 'ssam-f' needs mask=<a FisherMask>, got NoneType"),
             (dict(name="ssam-f", mask=_mask("ssam-d", model)), "needs mask=<a FisherMask>, got DynamicMask"),
             (dict(name="ssam-d", mask=_mask("ssam-f", model)), "needs mask=<a DynamicMask>, got FisherMask"),
