@@ -1,0 +1,82 @@
+"""The label-noise study's declared rules (sparsam.book.fixed_margin) on constructed pilots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sparsam.book import fixed_margin as rules
+from sparsam.book.stats import compare
+
+PLANNED = ["sgd", "sam", "ssam-f", "ssam-f", "ssam-d", "ssam-d", "sam-on", "ssam-f"]
+
+
+def test_margins_are_the_lower_bound_and_its_half_rounded_down():
+    sgd, sam = [40.0, 41.0, 39.5], [46.0, 49.0, 47.5]
+    diffs = np.subtract(sam, sgd)
+    low = diffs.mean() - stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)  # computed here
+    m1, m2 = rules.fixed_margins(compare(sam, sgd, test="superiority"))
+    assert m1 == pytest.approx(math.floor(low * 100) / 100) and m1 <= low < m1 + 0.01
+    assert m2 == pytest.approx(math.floor(m1 * 50) / 100)
+
+
+def test_no_margin_without_sams_gain():
+    with pytest.raises(ValueError, match="needs SAM shown better than SGD"):
+        rules.fixed_margins(compare([40.0, 42.0, 41.0], [41.0, 40.0, 42.5], test="superiority"))
+
+
+def test_seeds_reach_the_power_of_both_contrasts_at_holms_first_step():
+    n, p_premise, p_half = rules.seeds_for_both(8.0, 2.5, comparisons=11)
+    alpha = 0.025 / 11
+
+    def power(n, distance, sd):  # noncentral t, written out here
+        return stats.nct.sf(stats.t.ppf(1 - alpha, n - 1), n - 1, distance * math.sqrt(n) / sd)
+
+    assert p_premise == pytest.approx(power(n, 8.0, 2.5))
+    assert p_half == pytest.approx(power(n, 4.0, 2.5 * math.sqrt(0.75)))
+    assert min(p_premise, p_half) >= 0.8
+    assert n == 5 or min(power(n - 1, 8.0, 2.5), power(n - 1, 4.0, 2.5 * math.sqrt(0.75))) < 0.8
+    assert rules.seeds_for_both(1.0, 5.0, comparisons=11) [0] == 10  # the cap binds
+    assert rules.seeds_for_both(100.0, 1.0, comparisons=11)[0] == 5  # never fewer than 5
+
+
+def test_cheapest_powered_candidate_wins_and_a_tie_goes_to_the_first():
+    a = rules.plan("A", [40.0, 41.0, 39.5], [46.0, 49.0, 47.5], 600.0, 1200.0, PLANNED, 11)
+    b = rules.plan("B", [40.0, 41.0, 39.5], [46.0, 49.0, 47.5], 1800.0, 3600.0, PLANNED, 11)
+    assert a.cpu_seconds == a.seeds * (600 + 7 * 1200)
+    assert rules.choose_cheapest([a, b])[0] is a
+    assert rules.choose_cheapest([b, a])[0] is a
+    same = rules.plan("B", [40.0, 41.0, 39.5], [46.0, 49.0, 47.5], 600.0, 1200.0, PLANNED, 11)
+    assert rules.choose_cheapest([a, same])[0] is a and rules.choose_cheapest([same, a])[0] is same
+
+
+def test_an_ineligible_candidate_is_never_chosen_and_none_means_no_study():
+    cheap_but_no_gain = rules.plan("A", [40.0, 42.0, 41.0], [41.0, 40.0, 42.5], 1.0, 2.0, PLANNED, 11)
+    dear = rules.plan("B", [40.0, 41.0, 39.5], [46.0, 49.0, 47.5], 1800.0, 3600.0, PLANNED, 11)
+    assert not cheap_but_no_gain.eligible and dear.eligible
+    assert rules.choose_cheapest([cheap_but_no_gain, dear])[0] is dear
+    chosen, reason = rules.choose_cheapest([cheap_but_no_gain])
+    assert chosen is None and "nothing registered" in reason
+
+
+def test_a_powered_candidate_beats_a_cheaper_unpowered_one_and_power_orders_the_rest():
+    verdict = compare([46.0, 49.0, 47.5], [40.0, 41.0, 39.5], test="superiority")
+    cheap = rules.CandidatePlan("A", verdict, 2.0, 10, 0.99, 0.6, 1.0)      # eligible, not powered
+    dear = rules.CandidatePlan("B", verdict, 2.0, 7, 0.99, 0.85, 100.0)    # eligible and powered
+    weaker = rules.CandidatePlan("C", verdict, 2.0, 10, 0.99, 0.5, 0.5)
+    assert cheap.eligible and not cheap.powered and dear.powered
+    assert rules.choose_cheapest([cheap, dear])[0] is dear
+    chosen, reason = rules.choose_cheapest([weaker, cheap])
+    assert chosen is cheap and "no candidate reaches 0.8" in reason
+
+
+def test_sam_on_radius_and_matched_density():
+    assert rules.sam_on_radius({0.5: 3.0, 2.0: 4.0}) == 2.0
+    assert rules.sam_on_radius({0.5: 3.0, 2.0: 3.0}) == 0.5
+    s = rules.matched_sparsity(720, 78002)
+    assert int((1 - s) * 78002) == 720
+    with pytest.raises(ValueError, match="kept must be in"):
+        rules.matched_sparsity(0, 10)
