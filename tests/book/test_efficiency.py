@@ -119,3 +119,43 @@ def test_fisher_times_and_benchmark_rows(setup):
                                       "P3": {"rows": [{"over_ideal": 1.0, "within_10pct": True}]}})
     assert list(rows["measured"]) == ["1.070", "1.880", "1 / 1"]
     assert efficiency.benchmark_rows({}).empty
+
+
+def test_each_step_runner_runs_the_method_it_is_named_for_by_its_flops(setup):
+    """One call of each runner, counted by torch's FlopCounterMode, against the layer formula
+    (tests/layer_flops.py): SGD one step, SAM and explicit SSAM two dense passes, and a sparse ascent
+    runner the sparse count of its own mask: a plain SAM step in its place counts 2 SGD steps.
+
+    Two masks start at the first layer of a stage (the last block, and half the filters of its convs),
+    where the ascent pass's count is exactly the formula's. The notebook's masks count at least the
+    formula's ideal (one starting inside a stage re-runs the stage's forward from its first layer, which
+    the formula does not count) and less than SAM."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, x, y, params, scores, layers = setup
+    names = [name for name, _ in model.named_parameters()]
+    top = [name.startswith(("layers.7.", "fc.")) for name in names]
+    half = [(torch.arange(p.shape[0]) < p.shape[0] // 2).reshape(-1, *[1] * (p.dim() - 1)).expand_as(p).clone()
+            if name.startswith("layers.7.conv") else torch.full_like(p, name.startswith("fc."), dtype=torch.bool)
+            for name, p in zip(names, params)]
+    sets = {"layer, last block": [torch.full_like(p, keep, dtype=torch.bool) for p, keep in zip(params, top)],
+            "filter, half the last block": half,
+            **efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)}
+    runners = efficiency.step_runners(lambda: models.build_model("resnet18", 10, width=4), x, y, rho=0.1,
+                                      mask_sets=sets, fisher_batch=(x, y), sparsity=0.5, num_samples=8)
+    counted = {}
+    for name, run in runners.items():
+        run()                                           # the first step: momentum buffers, the mask's build
+        with FlopCounterMode(display=False) as counter:
+            run()
+        counted[name] = counter.get_total_flops()
+    chain = layer_flops.calls(model_stages(model), x)
+    sgd = layer_flops.sgd_step(chain)
+    assert counted["SGD"] == sgd and counted["SAM"] == counted["SSAM explicit"] == 2 * sgd
+    for name in ("layer, last block", "filter, half the last block"):
+        expected = layer_flops.sparse_step(chain, params, sets[name])
+        assert sgd < expected < 1.2 * sgd
+        assert counted[f"sparse ascent, {name}"] == pytest.approx(expected, rel=1e-9), name
+    for name in ("layer (papers' rule)", "filter", "layer, cost-aware (this book)"):
+        ideal = layer_flops.sparse_step(chain, params, sets[name])
+        assert ideal * (1 - 1e-6) <= counted[f"sparse ascent, {name}"] < 2 * sgd, name

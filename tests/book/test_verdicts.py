@@ -267,6 +267,52 @@ def test_a_family_where_every_comparison_is_decided_alone_and_holm_decides_none(
     assert verdicts.family({"w": worse, "s": strong})["w"].family_status == "not reproduced"
 
 
+def _paired_with_p(p: float, *, margin: float = 0.0, better: str = "higher") -> tuple[np.ndarray, np.ndarray]:
+    """Five paired values whose one-sided p-value of "gain > -margin" is ``p``: fixed zero-mean wiggles
+    around the mean gain that the t-quantile gives."""
+    from scipy import stats as scipy_stats
+
+    wiggle = np.array([0.6, -0.4, 0.9, -0.8, -0.3])
+    wiggle -= wiggle.mean()
+    gain = wiggle + scipy_stats.t.isf(p, 4) * wiggle.std(ddof=1) / math.sqrt(5) - margin
+    b = np.linspace(89.0, 91.0, 5)
+    return b + (gain if better == "higher" else -gain), b
+
+
+def test_a_family_between_the_one_sided_and_the_two_sided_thresholds_reads_as_holm_on_two_sided_p_values():
+    """Four comparisons, each decided alone, whose one-sided p-values (or 1 - p for a loss) lie where
+    Holm's step-down on the one-sided values decides all four but Holm on the two-sided values
+    2 min(p, 1 - p), the registered interval's, stops after the first: reading the one-sided ones would
+    double the family-wise error. The expected reading is statsmodels' Holm on p-values from scipy."""
+    from scipy import stats as scipy_stats
+    from statsmodels.stats.multitest import multipletests
+
+    # Holm at 5% over m = 4 compares the sorted two-sided p-values with 0.0125, 0.0167, 0.025, 0.05,
+    # i.e. one-sided values with 0.00625, 0.0083, 0.0125, 0.025
+    plan = {"gain": (0.004, {}), "non-inferior": (0.011, dict(margin=0.5, test="non-inferiority")),
+            "loss": (0.985, {}), "lower": (0.02, dict(better="lower"))}
+    family = {}
+    for name, (p, options) in plan.items():
+        a, b = _paired_with_p(p, margin=options.get("margin", 0.0), better=options.get("better", "higher"))
+        family[name] = compare(a, b, **options)
+        sign = 1.0 if options.get("better", "higher") == "higher" else -1.0
+        expected_p = scipy_stats.ttest_1samp(sign * (a - b), -options.get("margin", 0.0), alternative="greater").pvalue
+        assert family[name].p_value == pytest.approx(expected_p, rel=1e-9) == pytest.approx(p, rel=1e-9)
+    assert [v.status for v in family.values()] == ["reproduced", "reproduced", "not reproduced", "reproduced"]
+    one_sided = np.array([min(p, 1 - p) for p, _ in plan.values()])
+    two_sided = multipletests(2 * one_sided, alpha=0.05, method="holm")[0]
+    assert list(two_sided) == [True, False, False, False]
+    assert multipletests(one_sided, alpha=0.05, method="holm")[0].all()   # the construction discriminates
+    read = verdicts.family(family)
+    assert [v.family_status for v in read.values()] == [
+        v.status if rejected else "inconclusive" for v, rejected in zip(family.values(), two_sided)]
+    assert [v.status for v in read.values()] == [v.status for v in family.values()]   # registered kept
+    # a family of two at one-sided p = 0.016 each: decided alone (< 0.025), not together (2p > 0.025)
+    pair = compare(*_paired_with_p(0.016))
+    assert pair.status == "reproduced" and multipletests([0.032, 0.032], alpha=0.05, method="holm")[0].sum() == 0
+    assert {v.family_status for v in verdicts.family({"x": pair, "y": pair}).values()} == {"inconclusive"}
+
+
 def test_family_never_decides_what_the_registered_rule_leaves_open():
     few = compare([95.0, 96.0], [10.0, 11.0])                                # tiny p, but fewer than min_n pairs
     assert few.status == "inconclusive" and few.p_value < 1e-3

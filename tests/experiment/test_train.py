@@ -234,6 +234,66 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     assert clean(straight) == clean(killed)
 
 
+TINY_RESUME = dict(model="resnet-small", width=4, dataset="cifar10", n_train=64, n_test=32, epochs=2, batch_size=16,
+                   lr=0.05, num_samples=16, update_every=3, update_unit="steps")  # 4 steps an epoch
+
+
+def _same(a, b, where: str = "state") -> None:
+    """Exact equality of two nested checkpoint states (dicts, lists, tensors, numbers), naming the first
+    difference."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            _same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "ssam-f", "ssam-d"])
+def test_a_run_stopped_after_one_epoch_resumes_with_its_optimizer_and_scheduler_state(optimizer, tmp_path):
+    """Two epochs straight, against one epoch, a stop and a resumed second epoch (in this process, on the
+    CPU): the final checkpoints are equal bit for bit, momentum buffers, step counts, the mask with its
+    schedule and generator, the learning rate and the weights included, and so are the metrics."""
+    data_file("cifar10-jpeg.npz")
+    from sparsam.experiment.train import train
+
+    config = TrainConfig(optimizer=optimizer, **TINY_RESUME)
+    straight = train(config, runs_dir=tmp_path / "straight", run_id="r", progress=False)
+    assert train(config, runs_dir=tmp_path / "stopped", run_id="r", progress=False, stop_after=1) == {}
+    halfway = torch.load(tmp_path / "stopped" / "r" / "checkpoint.pt", weights_only=False)
+    assert halfway["epoch"] == 1 and not (tmp_path / "stopped" / "r" / "summary.json").exists()
+    resumed = train(config, runs_dir=tmp_path / "stopped", run_id="r", progress=False)
+    assert (straight["resumed_from_epoch"], resumed["resumed_from_epoch"]) == (0, 1)
+    a, b = (torch.load(tmp_path / run / "r" / "checkpoint.pt", weights_only=False) for run in ("straight", "stopped"))
+    assert a["epoch"] == b["epoch"] == 2
+    base = (lambda opt: opt["base"]) if optimizer != "sgd" else (lambda opt: opt)  # noqa: E731
+    buffers = [s["momentum_buffer"] for s in base(a["optimizer"])["state"].values()]
+    assert len(buffers) == len(a["model"]) - sum(k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+                                                 for k in a["model"])          # one per parameter
+    _same(base(a["optimizer"])["state"], base(b["optimizer"])["state"], "momentum buffers")
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 8   # the scheduler's step count
+    _same(a["scheduler"], b["scheduler"], "scheduler")
+    assert [g["lr"] for g in base(b["optimizer"])["param_groups"]] == b["scheduler"]["_last_lr"]
+    if optimizer != "sgd":
+        assert a["optimizer"]["steps"] == b["optimizer"]["steps"] == 8
+    if optimizer.startswith("ssam"):
+        mask_a, mask_b = a["optimizer"]["mask"], b["optimizer"]["mask"]
+        assert mask_a["last_update"] == 6 and mask_a["updates"] >= 2           # rebuilt at steps 0, 3, 6
+        _same(mask_a, mask_b, "mask")
+        assert a["fisher_draws"] == b["fisher_draws"]
+    _same(a, b)                                                                # and everything else
+    drop = ("seconds", "images_per_s", "seconds_per_step", "cpu_seconds_per_step")
+    clean = lambda run: [{k: v for k, v in json.loads(line).items() if k not in drop}  # noqa: E731
+                         for line in (tmp_path / run / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert clean("straight") == clean("stopped") and [m["lr"] for m in clean("straight")][0] == 0.05
+
+
 # the command line under torchrun, with every rank saving the parameters its Trainer ends with
 _RANK_DUMP = """
 import sys
