@@ -184,13 +184,18 @@ def _definitions_at(commit: str, paths: tuple[str, ...] | None = None) -> dict[s
 def changed_definitions(commit: str, head: str, modules: tuple[str, ...]) -> tuple[str, ...] | None:
     """``module.name`` of each definition of ``modules`` at ``head`` that is not at ``commit`` with the same
     code (anywhere in the package), nor with code declared to compute the same
-    (:data:`sparsam.book.equivalences.EQUIVALENCES`); None if ``commit`` is not an ancestor of ``head``."""
+    (:data:`sparsam.book.equivalences.EQUIVALENCES`); None if ``commit`` is not an ancestor of ``head``.
+
+    A name defined nowhere in the package at ``commit`` is new: the record's run cannot have called it, and
+    a definition it ran that calls it now has changed itself, so a new name alone leaves records current."""
     if _git("merge-base", "--is-ancestor", commit, head) is None:
         return None
     before = _definitions_at(commit)
     changed = []
     for module in modules:
         for name, codes in _definitions_at(head, (_module_path(module),)).items():
+            if name not in before:
+                continue
             if not codes <= _equivalent(f"{module}.{name}", before.get(name, frozenset())):
                 changed.append(f"{module}.{name}")
     return tuple(changed)

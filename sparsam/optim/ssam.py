@@ -44,7 +44,7 @@ class SSAM(SAM):
                  mask: MaskStrategy, normalize: Normalize = "full", form: Form = "explicit",
                  model: nn.Module | None = None, **kwargs: Any):
         if not isinstance(mask, MaskStrategy):
-            raise ValueError(f"mask must be a MaskStrategy (FisherMask, DynamicMask or NormMask), got {type(mask).__name__}")
+            raise ValueError(f"mask must be a FisherMask or DynamicMask, got {type(mask).__name__}")
         self.normalize = check_choice("normalize", normalize, ("full", "masked"))
         self.form = check_choice("form", form, ("explicit", "implicit"))
         if form == "implicit":

@@ -33,7 +33,7 @@ def test_bad_config_values_are_rejected_with_the_parameter_name():
                       (dict(amp="fp8"), "amp"), (dict(device="tpu"), "device"), (dict(lr=0.0), "lr"),
                       (dict(model="resnet-smal"), "model must be one of"),
                       (dict(dataset="cifar11"), "dataset must be one of"),
-                      (dict(amp="bf16"), "amp='bf16' needs device='cuda'")]:
+                      (dict(amp="fp16"), "amp='fp16' needs device='cuda'")]:
         with pytest.raises(ValueError, match=name):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):
