@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import re
 import runpy
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import torchvision
 import yaml
 
 from conftest import REPO
+from launch_buttons import assert_buttons
 from sparsam.experiment import data
 
 WORKFLOW = REPO / ".github" / "workflows" / "book.yml"
@@ -275,3 +279,25 @@ def test_binder_fetches_the_data_once_and_points_the_notebooks_at_it():
     assert ran == [["python", "scripts/fetch_data.py", "data"]] and problem(ran[0]) is None
     assert 'export SPARSAM_DATA="$(cd "$(dirname "$0")" && pwd)/data"' in start.read_text()
     assert start.read_text().rstrip().endswith('exec "$@"')
+
+
+def test_a_notebook_page_has_launch_buttons_beside_the_download_and_repository_buttons(tmp_path):
+    """A one-page book with the repository's _config.yml (execution off: a second or two); the book build's
+    test checks the same on every chapter of the real build."""
+    pytest.importorskip("jupyter_book")
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    book = tmp_path / "book"
+    (book / "notebooks").mkdir(parents=True)
+    (book / "book").mkdir()
+    shutil.copy(REPO / config["bibtex_bibfiles"][0], book / config["bibtex_bibfiles"][0])
+    (book / "_config.yml").write_text(yaml.safe_dump({**config, "execute": {"execute_notebooks": "off"}}))
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/01_page\n")
+    (book / "intro.md").write_text("# Intro\n")
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": ["1 + 1"]}
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# A page\n"]}, cell],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (book / "notebooks" / "01_page.ipynb").write_text(json.dumps(notebook))
+    build = subprocess.run(["jupyter-book", "build", str(book), "-W"], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert_buttons(book / "_build" / "html", "notebooks/01_page.ipynb", config)
