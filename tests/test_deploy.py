@@ -221,9 +221,11 @@ def test_the_data_step_fills_the_folder_the_build_reads(cifar, tmp_path, monkeyp
     build = yaml.safe_load(WORKFLOW.read_text())["jobs"]["build"]
     assert build["env"]["SPARSAM_DATA"] == "${{ github.workspace }}/data"  # the build's data folder, every step
     assert not any("SPARSAM_DATA" in step.get("env", {}) for step in build["steps"])
-    data_steps = [step for step in build["steps"] if "scripts/fetch_data.py" in step.get("run", "")]
-    assert len(data_steps) == 1
-    ran = commands(data_steps[0]["run"])
+    runs = [step.get("run", "") for step in build["steps"]]
+    fetching = [i for i, run in enumerate(runs) if "scripts/fetch_data.py" in run]
+    building = [i for i, run in enumerate(runs) if "scripts/build_book.sh" in run]
+    assert len(fetching) == 1 and len(building) == 1 and fetching[0] < building[0], "one data step, before the build"
+    ran = commands(runs[fetching[0]])
     assert ran[0] == ["source", "scripts/env.sh"] and all(argv[:2] == ["python", "scripts/fetch_data.py"]
                                                          for argv in ran[1:])
     folder = tmp_path / "workspace" / "data"
@@ -298,6 +300,7 @@ def test_a_notebook_page_has_launch_buttons_beside_the_download_and_repository_b
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
                 "nbformat": 4, "nbformat_minor": 5}
     (book / "notebooks" / "01_page.ipynb").write_text(json.dumps(notebook))
-    build = subprocess.run(["jupyter-book", "build", str(book), "-W"], capture_output=True, text=True, timeout=300)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")  # this interpreter's, on PATH or not
+    build = subprocess.run([str(jupyter_book), "build", str(book), "-W"], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert_buttons(book / "_build" / "html", "notebooks/01_page.ipynb", config)
