@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from launch_buttons import assert_buttons
 from sparsam.experiment.sweep import point_name, run_sweep
 
 pytestmark = pytest.mark.book
@@ -180,7 +181,9 @@ def test_book_builds_without_warnings_and_shows_every_notebook():
                            text=True, timeout=1800)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     html = REPO / "_build" / "html"
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
     for path in NOTEBOOKS:
+        assert_buttons(html, f"notebooks/{path.name}", config)  # launch (Binder, Colab), repository, download
         page = (html / "notebooks" / f"{path.stem}.html").read_text()
         assert re.search(r'<img[^>]+src="[^"]*\.png"', page), f"{path.name} has no figure"
         for marker in ("Traceback", 'class="output stderr"', "Error:"):
