@@ -54,7 +54,7 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def chapter_3(root: Path) -> pd.DataFrame:
     """Notebook 3's verdict rows in the quick profile, as its verdict cell computes them."""
     from sparsam.book import claims, profiles
-    from sparsam.book import records as analysis
+    from sparsam.book.records import records_frame
     from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
 
@@ -80,7 +80,7 @@ def chapter_3(root: Path) -> pd.DataFrame:
     tpami = [c for c in dict.fromkeys(tpami) if c not in configs]
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     records += run_missing(tpami, store=root / p.store, runs_dir=root / "runs", train_missing=False)
-    frame = analysis.records_frame(records)
+    frame = records_frame(records)
     ssam_f_half = {"optimizer": "ssam-f", "sparsity": 0.5, "num_samples": p.num_samples, "pattern": "unstructured",
                    "mask_rule": "fisher", "form": "explicit", "normalize": "full"}
     sam = {"optimizer": "sam", "rho": p.rho}
@@ -107,7 +107,7 @@ def chapter_3(root: Path) -> pd.DataFrame:
 def chapter_5(root: Path) -> pd.DataFrame:
     """Notebook 5's verdict rows in the quick profile, as its verdict cell computes them."""
     from sparsam.book import claims, profiles, tables
-    from sparsam.book import records as analysis
+    from sparsam.book.records import records_frame
     from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
 
@@ -122,7 +122,7 @@ def chapter_5(root: Path) -> pd.DataFrame:
         configs.append(base.replace(optimizer="ssam-f", rho=p.rho, sparsity=p.sparsity, num_samples=p.num_samples,
                                     update_every=p.update_every, update_unit="epochs", seed=seed))
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
-    frame = tables.with_methods(analysis.records_frame(records))
+    frame = tables.with_methods(records_frame(records))
     evidence = "notebook 5, accuracy figure, results and claims tables"
     ssam = {"optimizer": "ssam-f", "sparsity": p.sparsity, "num_samples": p.num_samples}
     sam = {"optimizer": "sam", "rho": p.rho}
@@ -138,7 +138,7 @@ def chapter_6(root: Path) -> pd.DataFrame:
     """Notebook 6's verdict rows in the quick profile (curvature from its committed flatness records), as its
     verdict cell computes them."""
     from sparsam.book import claims, curvature, flatness, profiles
-    from sparsam.book import records as analysis
+    from sparsam.book.records import records_frame
     from sparsam.experiment.grid import run_missing
 
     p = profiles.parameters("06_landscape", "quick", {})
@@ -148,7 +148,7 @@ def chapter_6(root: Path) -> pd.DataFrame:
     stored = {r["summary"]["run_id"]: r for r in run_missing(configs.values(), store=root / p.store,
                                                              runs_dir=root / p.runs_dir, train_missing=False)}
     records = {pair: stored[c.run_id()] for pair, c in configs.items() if c.run_id() in stored}
-    record_frame = analysis.records_frame(records.values())
+    record_frame = records_frame(records.values())
     curv = curvature.flatness_frame({(names[key], seed): c for (key, seed), c in configs.items()},
                                     curvature.Settings.of(p), root / p.flatness_store)
     evidence = "notebook 6, Hessian figure and table, claims table" + (
@@ -170,15 +170,15 @@ def chapter_6(root: Path) -> pd.DataFrame:
 
 def cpu_study(root: Path) -> dict[str, Any]:
     """Chapter 8's readings of the CPU study, as its cells compute them (the bootstrap left out)."""
-    from sparsam.book import claims, curvature, flatness, profiles, study, study_cost
-    from sparsam.book import stats as verdicts
+    from sparsam.book import claims, curvature, flatness, layout, profiles, study, study_cost
+    from sparsam.book import stats
     from sparsam.experiment.results import load_all
 
     p = profiles.parameters("08_cpu_study", "quick", {})
     registered = study.load_study(root / p.study_file)
     records = load_all(root / p.store)
     frame = study.study_frame(registered, records)
-    registration = study_cost.load_registration(root / study_cost.REGISTRATION, study=registered)
+    registration = study_cost.load_registration(root / layout.COST_REGISTRATION, study=registered)
     decided = study.decide_comparisons_interleaved(
         registered, frame, records, study_cost.cost_rows(registration, study_cost.read(registration.record)),
         resamples=0)
@@ -199,8 +199,8 @@ def cpu_study(root: Path) -> dict[str, Any]:
             "answer": study.answer(registered, decided, reading="family-wise"),
             "answer_registered": study.answer(registered, decided, reading="registered"),
             "flatness": rows(flat_table),
-            "flatness_status": verdicts.combine(list(flat_table["family_status"][:len(flat_claim)])),
-            "flatness_status_registered": verdicts.combine(list(flat_table["status"][:len(flat_claim)]))}
+            "flatness_status": stats.combine(list(flat_table["family_status"][:len(flat_claim)])),
+            "flatness_status_registered": stats.combine(list(flat_table["status"][:len(flat_claim)]))}
 
 
 def compute(root: Path = ROOT) -> dict[str, Any]:
