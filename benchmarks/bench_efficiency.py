@@ -45,7 +45,7 @@ from sparsam.masks import patterns  # noqa: E402
 from sparsam.masks.cost import layer_costs, step_cost, tensor_costs  # noqa: E402
 from sparsam.masks.fisher import fisher_scores, fisher_scores_official  # noqa: E402
 from sparsam.experiment.models import build_model, model_stages  # noqa: E402
-from sparsam.experiment.store import provenance  # noqa: E402
+from sparsam.experiment.provenance import provenance  # noqa: E402
 from sparsam.optim.sparse_ascent import SparseAscentSAM, plan_ascent  # noqa: E402
 from sparsam.masks.strategies import MaskStrategy  # noqa: E402
 

@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparsam.experiment.config import TrainConfig  # noqa: E402
-from sparsam.experiment.store import provenance  # noqa: E402
+from sparsam.experiment.provenance import provenance  # noqa: E402
 from sparsam.experiment.train import Trainer  # noqa: E402
 
 OPTIMIZERS = {"SGD": dict(optimizer="sgd"), "SAM": dict(optimizer="sam"),

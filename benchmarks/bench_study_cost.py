@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]  # this script's checkout (the book's
 sys.path.insert(0, str(REPO))
 
 from sparsam.book import study_cost  # noqa: E402
-from sparsam.book.profiles import STUDY_FILE  # noqa: E402
-from sparsam.experiment.store import atomic_write_json, provenance  # noqa: E402
+from sparsam.book.layout import STUDY_FILE  # noqa: E402
+from sparsam.experiment.provenance import provenance  # noqa: E402
+from sparsam.experiment.store import atomic_write_json  # noqa: E402
 from sparsam.book.study import load_study  # noqa: E402
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparsam import SSAM
 from sparsam.masks import patterns  # noqa: E402
 from sparsam.optim.implicit import implicit_ascent, semi_structured_ok  # noqa: E402
-from sparsam.experiment.store import provenance  # noqa: E402
+from sparsam.experiment.provenance import provenance  # noqa: E402
 from sparsam.masks.strategies import MaskStrategy  # noqa: E402
 
 

@@ -132,9 +132,9 @@ def add_study(commands: Any) -> None:
 
 def _cost_registration_file(path: Path) -> Path:
     """Where the registration of the interleaved cost measurement of the study at ``path`` lives: beside it."""
-    from .book import study_cost
+    from .book.layout import COST_REGISTRATION
 
-    return path.parent / study_cost.REGISTRATION.name
+    return path.parent / COST_REGISTRATION.name
 
 
 def _registered_cost(path: Path, registered: Any) -> Any:
@@ -155,7 +155,7 @@ def _registered_cost(path: Path, registered: Any) -> Any:
 
 def run_study(args: argparse.Namespace) -> int:
     from .book import study
-    from .book.profiles import STUDY_STORE, book_root
+    from .book.layout import STUDY_STORE, book_root
     from .book.study_cost import unmeasured_rows
     from .experiment.results import load_all
 

@@ -136,3 +136,30 @@ def test_the_checks_fail_on_constructed_bad_imports():
     assert upward_imports(bad) == ["sparsam.masks.patterns imports sparsam.optim.ssam",
                                    "sparsam.optim.sam imports sparsam.experiment.train"]
     assert cycles(bad) == [["sparsam.experiment.train", "sparsam.optim.sam"]]
+
+
+def private_imports(module: str, source: str) -> list[str]:
+    """The private names (``_name``) that ``module`` (its ``source``) imports from another module of the package:
+    ``from x import _name``, relative or absolute. A private module (``from .. import _checks``, ``from .._timing
+    import sync``) is the package's own helper and may be imported; what it keeps private may not."""
+    package = module if MODULES.get(module, Path()).name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "sparsam"):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            origin = ".".join([*base, *([node.module] if node.module else [])])
+            found += [f"{module} imports {alias.name} from {origin}" for alias in node.names
+                      if alias.name.startswith("_") and f"{origin}.{alias.name}" not in MODULES]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert [found for name, path in MODULES.items() for found in private_imports(name, path.read_text())] == []
+
+
+def test_the_private_import_check_finds_them():
+    source = ("from ..experiment.store import _folder\nfrom sparsam.book.study import _sides\n"
+              "from .. import _checks\nfrom .._timing import sync as _sync\nfrom .stats import margins\n")
+    assert private_imports("sparsam.book.probe", source) == [
+        "sparsam.book.probe imports _folder from sparsam.experiment.store",
+        "sparsam.book.probe imports _sides from sparsam.book.study"]

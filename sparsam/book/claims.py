@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import profiles
+from .layout import CLAIMS_DIR, book_root
 from .._checks import check_choice
 from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
@@ -29,7 +30,6 @@ from .records import paired
 from .stats import Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
-CLAIMS_DIR = Path("results/claims")  # relative to the book's root (sparsam.book.profiles.book_root)
 # The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
 CHAPTERS = ("03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape")
 _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
@@ -205,7 +205,7 @@ def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: str |
 
 
 def _folder(folder: str | Path | None) -> Path:
-    return profiles.book_root() / CLAIMS_DIR if folder is None else Path(folder)
+    return book_root() / CLAIMS_DIR if folder is None else Path(folder)
 
 
 def _saved(path: Path) -> tuple[str, pd.DataFrame]:

@@ -37,7 +37,8 @@ from ..experiment import models
 from . import profiles
 from ..experiment.config import TrainConfig
 from ..experiment.record_schema import FLATNESS_RESULTS, FLATNESS_RESULTS_LATER, RecordError, read_record
-from ..experiment.store import Workspace, atomic_write_json, now, provenance, read_json
+from ..experiment.provenance import provenance
+from ..experiment.store import Workspace, atomic_write_json, now, read_json
 from ..experiment.train import train
 
 Batches = list[tuple[Tensor, Tensor]]

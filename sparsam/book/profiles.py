@@ -8,10 +8,8 @@ notebook does not declare, a value of the wrong type, out of range or an empty l
 with one line, ``ValueError("<name>: must be ..., got ...")``. The kind of each parameter comes from its
 profiles' values, ranges and choices from the notebook's ``rules`` in the same file (:func:`rules`).
 
-The book names its own files relative to its root folder (:func:`book_root`, found from the current
-directory when a notebook runs): ``notebooks/profiles.yaml``, the CPU study's ``results/study/...``, the GPU
-study's ``results/gpu_study/...``, the ImageNet study's ``results/imagenet_study/...``; the paths in
-``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to that root too.
+The paths in ``profiles.yaml`` (``store``, ``runs_dir``, ...) are relative to the book's root, as every file of
+the book (:mod:`sparsam.book.layout`).
 """
 
 from __future__ import annotations
@@ -27,29 +25,10 @@ from typing import Any, Literal, Mapping
 import pandas as pd
 import yaml
 
+from .layout import PROFILES_FILE, STUDY_STORE, book_root
+
 
 PROFILES = ("quick", "cpu-study", "paper")
-# The book's files, relative to its root (book_root()):
-PROFILES_FILE = Path("notebooks/profiles.yaml")
-STUDY_FILE = Path("results/study/cpu_study.yaml")  # the CPU study's pre-registration
-STUDY_STORE = Path("results/study/runs")  # its records
-PILOT_STORE = Path("results/study/pilot")  # its pilot's records
-GPU_STUDY_FILE = Path("results/gpu_study/gpu_study.yaml")  # the GPU study's file (a registration once it has configurations)
-GPU_STUDY_STORE = Path("results/gpu_study/runs")  # its records
-IMAGENET_STUDY_FILE = Path("results/imagenet_study/imagenet_study.yaml")  # the ImageNet study's (the same way)
-IMAGENET_STUDY_STORE = Path("results/imagenet_study/runs")  # its records
-_MARKERS = ("_toc.yml", PROFILES_FILE)
-
-
-def book_root(start: str | Path | None = None) -> Path:
-    """The book's root: the nearest of ``start`` (default: the current directory) and its parents that holds
-    ``_toc.yml`` and ``notebooks/profiles.yaml`` (a notebook runs in ``notebooks/``, a script at the root)."""
-    here = (Path.cwd() if start is None else Path(start)).absolute()
-    for folder in (here, *here.parents):
-        if all((folder / marker).is_file() for marker in _MARKERS):
-            return folder
-    raise FileNotFoundError(f"no book root (a folder with _toc.yml and {PROFILES_FILE}) at or above {here}; "
-                            "run from inside the book's checkout or pass the paths")
 
 
 def _read(path: str | Path | None) -> dict[str, dict[str, Any]]:

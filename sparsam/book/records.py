@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..experiment.config import OPTIMIZER_NAMES, TrainConfig, acts_on
 from ..experiment.results import load_all
-from ..experiment.store import _git
+from ..experiment.provenance import git
 from .equivalences import EQUIVALENCES
 from .stats import mean_interval
 
@@ -166,11 +166,11 @@ def _definitions_at(commit: str, paths: tuple[str, ...] | None = None) -> dict[s
     several modules keeps each of its versions."""
     explicit = paths is not None
     if paths is None:
-        listing = _git("ls-tree", "-r", "--name-only", commit, "--", "sparsam")
+        listing = git("ls-tree", "-r", "--name-only", commit, "--", "sparsam")
         paths = tuple(p for p in (listing or "").split() if p.endswith(".py"))
     found: dict[str, set[str]] = {}
     for path in paths:
-        source = _git("show", f"{commit}:{path}")
+        source = git("show", f"{commit}:{path}")
         if source is None:
             if explicit:
                 raise ValueError(f"{path} is not in commit {commit[:7]} (a module named in optimizer_modules)")
@@ -188,7 +188,7 @@ def changed_definitions(commit: str, head: str, modules: tuple[str, ...]) -> tup
 
     A name defined nowhere in the package at ``commit`` is new: the record's run cannot have called it, and
     a definition it ran that calls it now has changed itself, so a new name alone leaves records current."""
-    if _git("merge-base", "--is-ancestor", commit, head) is None:
+    if git("merge-base", "--is-ancestor", commit, head) is None:
         return None
     before = _definitions_at(commit)
     changed = []
@@ -228,7 +228,7 @@ def stale_reason(record: Mapping[str, Any]) -> str | None:
         return "unknown commit (not recorded)"
     if provenance.get("git_dirty") is not False:
         return f"made in a dirty tree at {commit[:7]}" if provenance.get("git_dirty") else "dirty flag not recorded"
-    head = _git("rev-parse", "HEAD")
+    head = git("rev-parse", "HEAD")
     if head is None:
         return "no git history to check against"
     changed = changed_definitions(commit, head, optimizer_modules(summary.get("config", {})))

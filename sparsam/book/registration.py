@@ -26,7 +26,7 @@ import yaml
 
 from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
 from .stats import margins as declared_margins
-from .study import _MARGIN_FIELDS, load_study
+from .study import MARGIN_FIELDS, load_study
 from ..experiment.results import load_all
 
 REGIME_RULES = ("sam-gain", "stem")
@@ -97,7 +97,7 @@ def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], 
         raise ValueError(f"comparisons_planned: claims {unknown} are not declared in book/margins.yaml")
     first = declared[claims[0]]
     margins = {"level": first["level"], "min_n": first["min_n"],
-               **{c: {k: declared[c][k] for k in _MARGIN_FIELDS} for c in claims}}
+               **{c: {k: declared[c][k] for k in MARGIN_FIELDS} for c in claims}}
     return {"regime": regime, "seeds": seeds, "configurations": configurations, "comparisons": comparisons,
             "margins": margins, "correction": "holm",
             "pilot_result": _pilot_result(name, reason, pilots, n, power, store)}

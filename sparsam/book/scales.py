@@ -1,7 +1,7 @@
 """The book's scales, largest first, and the one that leads: the GPU study, then the CPU study; and the ImageNet study.
 
 A scale is a study: a file in the format of :func:`sparsam.book.study.load_study` and a store of its records, both
-named relative to the book's root (:func:`sparsam.book.profiles.book_root`), as in :data:`SCALES` (the CIFAR
+named relative to the book's root (:func:`sparsam.book.layout.book_root`), as in :data:`SCALES` (the CIFAR
 studies, largest first, which chapter 3 leads with) and :data:`IMAGENET_SCALES` (the ImageNet study, which chapter 5
 leads with; its claims are the ImageNet claim's comparisons, :data:`IMAGENET_CLAIMS`).
 :func:`survey` reads where each one stands: whether its file is a registration yet
@@ -44,8 +44,9 @@ from ..experiment.config import TrainConfig
 from ..experiment.grid import is_study_file
 from ..experiment.results import load_all
 from .claims import CHAPTERS
-from .profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, PROFILES, STUDY_FILE,
-                       STUDY_STORE, book_root)
+from .layout import (COST_REGISTRATION, GPU_COST_REGISTRATION, GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE,
+                     IMAGENET_STUDY_STORE, STUDY_FILE, STUDY_STORE, book_root)
+from .profiles import PROFILES
 from .pilot import run_key
 from .records import metrics_frame, pareto_front, summarize
 from .stats import STATUSES, combine, margins as declared_margins
@@ -86,16 +87,13 @@ class Scale:
         return dataclasses.replace(self, study_file=Path(study_file), store=Path(store))
 
 
-# The GPU study's side-by-side cost measurement, registered (as the CPU study's) once the study is: until that
-# file and its record exist, the study's cost comparisons are not decided.
-GPU_COST_REGISTRATION = Path("results/gpu_study/cost_registration.yaml")
 GPU_TIME_LABEL = "GPU time per training step (wall time, synchronised once per epoch), in SGD steps"
 SCALES: tuple[Scale, ...] = (
     Scale("GPU study", "gpu", GPU_STUDY_FILE, GPU_STUDY_STORE, "seconds_per_step", GPU_TIME_LABEL,
           cost_registration=GPU_COST_REGISTRATION),
     Scale("CPU study", "cpu", STUDY_FILE, STUDY_STORE, "cpu_seconds_per_step",
           "process-CPU time per training step (one thread, the registered interleaved measurement), in SGD steps",
-          cost_registration=study_cost.REGISTRATION, report="08_cpu_study"),
+          cost_registration=COST_REGISTRATION, report="08_cpu_study"),
 )
 # The ImageNet claim: SSAM-F and SSAM-D at s = 0.5 non-inferior to SAM (the ImageNet study's comparisons).
 IMAGENET_CLAIMS: ClaimMap = (("imagenet", studies.BOOK_CLAIMS["acc"]),)

@@ -37,9 +37,8 @@ import yaml
 from scipy import stats
 
 from .._checks import check_choice, check_int, check_range
-from .profiles import book_root
+from .layout import MARGINS, book_root
 
-MARGINS = Path("book/margins.yaml")  # relative to the book's root (sparsam.book.profiles.book_root)
 TESTS = ("superiority", "non-inferiority")
 BETTER = ("higher", "lower")
 STATUSES = ("reproduced", "not reproduced", "inconclusive")

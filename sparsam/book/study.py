@@ -32,12 +32,12 @@ import pandas as pd
 from . import claims, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import load_all
-from ..experiment.store import _git
-from .profiles import PILOT_STORE, STUDY_FILE, book_root
-from .stats import MARGINS, Verdict, combine, compare, half_gain, margins as declared_margins
+from ..experiment.provenance import git
+from .layout import MARGINS, PILOT_STORE, STUDY_FILE, book_root
+from .stats import Verdict, combine, compare, half_gain, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
 
-_MARGIN_FIELDS = ("test", "unit", "better", "margin")
+MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of each claim of book/margins.yaml
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
 # The records' times per step a study's cost may be read from: process-CPU time, or wall time (a GPU run's).
@@ -158,7 +158,7 @@ def load_study(path: str | Path | None = None, margins_path: str | Path | None =
             if pinned is None:
                 raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in "
                                  "book/margins.yaml")
-            if {k: pinned[k] for k in _MARGIN_FIELDS} != {k: declared[c.claim][k] for k in _MARGIN_FIELDS}:
+            if {k: pinned[k] for k in MARGIN_FIELDS} != {k: declared[c.claim][k] for k in MARGIN_FIELDS}:
                 raise ValueError(f"claim {c.claim!r}: the study's pinned margin {pinned} differs from "
                                  "book/margins.yaml")
     twice = sorted({comparison_label(c) for c in study.family if study.family.count(c) > 1})
@@ -505,5 +505,5 @@ def registered_at(path: str | Path | None = None) -> str:
     """The commit that added the pre-registration (default: the book's), as ``"<short hash> (<date>)"``, from the
     history of the repository holding the file; "unknown" outside git."""
     path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
-    added = _git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
+    added = git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
     return added.splitlines()[-1] if added else "unknown"

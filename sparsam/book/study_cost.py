@@ -41,8 +41,8 @@ from . import claims, tables
 from .._checks import check_int, check_range
 from .efficiency import time_rounds
 from .study import Comparison, Study, comparison_label, load_study
-from ..experiment.store import _git
-from .profiles import book_root
+from ..experiment.provenance import git
+from .layout import COST_REGISTRATION, book_root
 from ..experiment.train import Trainer
 from .stats import Verdict, decide, margins as declared_margins, mean_interval
 from .records import stale_reason as record_stale_reason
@@ -64,8 +64,6 @@ CLOCKS = {"cpu": Clock("cpu_seconds_per_step", "process-CPU seconds per training
           "cuda": Clock("gpu_seconds_per_step", "GPU wall seconds per training step, the device synchronised "
                         "around each epoch", time.perf_counter)}
 UNIT = CLOCKS["cpu"].unit  # the CPU study's
-PILOT = Path("results/study/cost_side_by_side.json")          # the unregistered look that sizes the registration
-REGISTRATION = Path("results/study/cost_registration.yaml")
 
 
 def study_device(study: Study, names: Sequence[str] | None = None) -> str:
@@ -280,11 +278,11 @@ def _book_of(path: Path) -> Path:
 
 def load_registration(path: str | Path | None = None, study: Study | None = None,
                       margins_path: str | Path | None = None) -> Registration:
-    """Read and check the registration (default: the book's :data:`REGISTRATION`; the paths inside it are
+    """Read and check the registration (default: the book's :data:`sparsam.book.layout.COST_REGISTRATION`; the paths inside it are
     relative to the book holding it): its comparisons are every cost comparison of its study (in the
     study's order), its configurations exactly those they name and SGD, all registered at its seed;
     ``rounds`` at least the margins' ``min_n``; one thread; the unit is process-CPU time per step."""
-    path = book_root() / REGISTRATION if path is None else Path(path)
+    path = book_root() / COST_REGISTRATION if path is None else Path(path)
     root = _book_of(path)
     spec = yaml.safe_load(path.read_text())
     study_path = root / spec["study"]
@@ -389,10 +387,10 @@ def registration_problem(check: Mapping[str, Any], registration: Registration) -
     commit = made.get("git_commit")
     if not commit or made.get("git_dirty") is True:  # None: a tree sent without .git, its commit named
         return "it was not made in a clean tree at a known commit"
-    last = _git("log", "-1", "--format=%H", "--", wanted)
+    last = git("log", "-1", "--format=%H", "--", wanted)
     if not last:
         return f"{wanted} is not committed"
-    if _git("merge-base", "--is-ancestor", last, commit) is None:
+    if git("merge-base", "--is-ancestor", last, commit) is None:
         return f"the registration's last change ({last[:7]}) is not in the record's commit {commit[:7]}"
     return None
 

@@ -14,7 +14,7 @@ Each finished run writes its record to the store as the other executors do (with
 ``subprocess``, its process id and host). :func:`pack` then writes the records this chunk finished into one
 gzip'd tar, named relative to the store (``tar xzf PATH.tar.gz -C <store>`` restores them), and a
 ``<name>.chunk.json`` beside it: the budget, start and end, each run with its status, wall seconds and
-estimate, the device, torch and the commit (:func:`sparsam.experiment.store.code_commit`, which reads
+estimate, the device, torch and the commit (:func:`sparsam.experiment.provenance.code_commit`, which reads
 ``$SPARSAM_GIT_COMMIT`` where the copy of the code has no git).
 """
 
@@ -39,7 +39,8 @@ from .config import TrainConfig
 from .grid import config_arguments, load_train_grid, run_missing, status_file
 from .jobs import is_alive, update_status
 from .results import load_all, load_record, record_path
-from .store import Workspace, atomic_write_json, code_commit, holder, now, read_json
+from .provenance import code_commit
+from .store import Workspace, atomic_write_json, holder, now, read_json
 
 # Seconds added to every estimate for what a run's own wall time leaves out: starting Python, importing
 # torch, and writing the record after the run (wall_seconds_this_process starts after the imports)

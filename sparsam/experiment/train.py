@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..masks import cost
 from . import data
 from ..masks import patterns
-from . import models, optimizers, results, store
+from . import models, optimizers, provenance, results, store
 from .models import model_stages
 from .config import TrainConfig
 from .graphed import GraphedStep
@@ -339,7 +339,7 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, run_id: str |
     if config.device.startswith("cuda") and torch.cuda.device_count() <= (torch.device(config.device).index or 0):
         raise ValueError(f"device={config.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
                          "use device='cpu'")
-    store.code_commit()  # a bad $SPARSAM_GIT_COMMIT is an error now, not after the training
+    provenance.code_commit()  # a bad $SPARSAM_GIT_COMMIT is an error now, not after the training
     say = _teller(verbose and rank == 0)
     with store.lock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
         return _train_locked(config, run_dir, rank, world, progress, stop_after, say, data_root, download)
@@ -424,7 +424,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
         "sparse_step_flops_vs_sgd": metrics[-1].get("sparse_step_flops_vs_sgd"),  # absent in older runs
         "epochs_run": len(metrics), "world_size": world,
         **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
-        "provenance": store.provenance(trainer.device), "started": started, "finished": store.now(),
+        "provenance": provenance.provenance(trainer.device), "started": started, "finished": store.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,
         "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,
         "seconds_per_step": _per_step(metrics, "seconds_per_step"),

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsam.book import records as analysis
+from sparsam.book.records import cost_summary, method_label, metrics_frame, paired, records_frame, summarize
 
 from sparsam.book import convergence
 
 from sparsam.book import claims, flatness
-from sparsam.book import stats as verdicts
+from sparsam.book import stats
 
 from conftest import REPO
 from sparsam.experiment import results
@@ -47,13 +47,13 @@ def frame() -> pd.DataFrame:
     runs += [record("ssam-f", s, a, seconds=1.8, sparsity=0.9) for s, a in enumerate([0.905, 0.90, 0.895])]
     runs += [record("sgd", s, a, seconds=1.0) for s, a in enumerate([0.88, 0.885, 0.87])]
     runs += [record("sam", 0, 0.95, epochs=8, seconds=2.0)]
-    return analysis.records_frame(runs)
+    return records_frame(runs)
 
 
 def test_records_frame_of_the_committed_store():
     store = REPO / "results" / "runs"
     records = results.load_all(store)
-    table = analysis.records_frame(records)
+    table = records_frame(records)
     assert len(table) == len(records) == len(list(store.glob("*.json")))
     for (_, row), rec in zip(table.iterrows(), records):
         summary = rec["summary"]
@@ -77,7 +77,7 @@ def test_records_frame_reads_later_summary_fields():
     rec = record("ssam-f", 0, 0.9)
     rec["summary"].update(mean_eps_norm=0.07, sparse_step_flops_vs_sgd=1.4, cpu_seconds_per_step=0.5,
                           test_correct=results.pack_bits(np.array([True, False, True])))
-    row = analysis.records_frame([rec]).iloc[0]
+    row = records_frame([rec]).iloc[0]
     assert (row["mean_eps_norm"], row["sparse_step_flops_vs_sgd"], row["cpu_seconds_per_step"]) == (0.07, 1.4, 0.5)
     assert row["has_correct"] and results.correctness(rec).tolist() == [True, False, True]
     assert results.correctness(record("sgd", 0, 0.9)) is None
@@ -85,44 +85,44 @@ def test_records_frame_reads_later_summary_fields():
 
 def test_metrics_frame_has_one_row_per_epoch_in_percent(frame):
     runs = [record("sam", 0, 0.9), record("sgd", 1, 0.8)]
-    table = analysis.metrics_frame(runs)
+    table = metrics_frame(runs)
     assert list(table["epoch"]) == [1, 2, 1, 2] and list(table["seed"]) == [0, 0, 1, 1]
     assert table["test_acc"].tolist() == pytest.approx([45.0, 90.0, 40.0, 80.0])
 
 
 def test_paired_pairs_by_seed_and_drops_unpaired_seeds(frame):
-    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-f", "epochs": 4}, {"optimizer": "sam", "epochs": 4},
+    a, b, seeds = paired(frame, {"optimizer": "ssam-f", "epochs": 4}, {"optimizer": "sam", "epochs": 4},
                                   "final_test_acc")
     assert seeds == [0, 1, 2]
     assert a.tolist() == pytest.approx([90.5, 90.0, 89.5]) and b.tolist() == pytest.approx([90.0, 91.0, 89.0])
 
 
 def test_paired_refuses_several_configurations_naming_the_column(frame):
-    a, _, seeds = analysis.paired(frame, {"optimizer": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
+    a, _, seeds = paired(frame, {"optimizer": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
     assert seeds == [0, 1, 2] and a[0] == pytest.approx(90.0)  # the only setting both have: 4 epochs
-    both = pd.concat([frame, analysis.records_frame([record("sgd", 0, 0.93, epochs=8)])])
+    both = pd.concat([frame, records_frame([record("sgd", 0, 0.93, epochs=8)])])
     with pytest.raises(ValueError, match="select on \\['epochs'\\]"):
-        analysis.paired(both, {"optimizer": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
+        paired(both, {"optimizer": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
     with pytest.raises(ValueError, match="method matches several configurations; select on \\['sparsity'\\]"):
-        more = pd.concat([frame, analysis.records_frame([record("ssam-f", 0, 0.9, sparsity=0.5)])])
-        analysis.paired(more, {"optimizer": "ssam-f"}, {"optimizer": "sam", "epochs": 4}, "final_test_acc")
+        more = pd.concat([frame, records_frame([record("ssam-f", 0, 0.9, sparsity=0.5)])])
+        paired(more, {"optimizer": "ssam-f"}, {"optimizer": "sam", "epochs": 4}, "final_test_acc")
 
 
 def test_paired_refuses_two_runs_of_one_seed(frame):
     doubled = pd.concat([frame, frame[frame["optimizer"] == "sgd"]])
     with pytest.raises(ValueError, match="several runs of one configuration and seed"):
-        analysis.paired(doubled, {"optimizer": "sam", "epochs": 4}, {"optimizer": "sgd", "epochs": 4},
+        paired(doubled, {"optimizer": "sam", "epochs": 4}, {"optimizer": "sgd", "epochs": 4},
                         "final_test_acc")
 
 
 def test_paired_with_nothing_in_common_is_empty_and_bad_keys_raise(frame):
-    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-d"}, {"optimizer": "sam", "epochs": 4},
+    a, b, seeds = paired(frame, {"optimizer": "ssam-d"}, {"optimizer": "sam", "epochs": 4},
                                   "final_test_acc")
     assert a.size == b.size == 0 and seeds == []
     with pytest.raises(ValueError, match="not columns"):
-        analysis.paired(frame, {"optimiser": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
+        paired(frame, {"optimiser": "sam"}, {"optimizer": "sgd"}, "final_test_acc")
     with pytest.raises(ValueError, match="value must be a column"):
-        analysis.paired(frame, {"optimizer": "sam"}, {"optimizer": "sgd"}, "accuracy")
+        paired(frame, {"optimizer": "sam"}, {"optimizer": "sgd"}, "accuracy")
 
 
 def test_paired_ignores_exactly_the_fields_that_do_not_act_on_a_side_s_optimizer():
@@ -134,41 +134,41 @@ def test_paired_ignores_exactly_the_fields_that_do_not_act_on_a_side_s_optimizer
     runs += [record("ssam-f", s, a, **sparse) for s, a in enumerate([0.92, 0.93])]
     runs += [record("ssam-d", s, 0.5, sparsity=0.9, normalize="masked") for s in range(2)]
     runs += [record("ssam-d", s, 0.4, sparsity=0.5, normalize="masked") for s in range(2)]
-    frame = analysis.records_frame(runs)
-    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "sam"}, "final_test_acc")
+    frame = records_frame(runs)
+    a, b, seeds = paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "sam"}, "final_test_acc")
     assert seeds == [0, 1] and a.tolist() == pytest.approx([92.0, 93.0]) and b.tolist() == pytest.approx([90.0, 91.0])
-    a, b, seeds = analysis.paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "ssam-d"}, "final_test_acc")
+    a, b, seeds = paired(frame, {"optimizer": "ssam-f"}, {"optimizer": "ssam-d"}, "final_test_acc")
     assert seeds == [0, 1] and b.tolist() == pytest.approx([50.0, 50.0])  # the SSAM-D runs at SSAM-F's sparsity
     with pytest.raises(ValueError, match="select on \\['sparsity'\\]"):
-        analysis.paired(frame, {"optimizer": "ssam-d"}, {"optimizer": "sam"}, "final_test_acc")
+        paired(frame, {"optimizer": "ssam-d"}, {"optimizer": "sam"}, "final_test_acc")
 
 
 def test_summarize_gives_the_t_interval_per_group(frame):
-    table = analysis.summarize(frame[frame["epochs"] == 4], "optimizer", "final_test_acc").set_index("optimizer")
+    table = summarize(frame[frame["epochs"] == 4], "optimizer", "final_test_acc").set_index("optimizer")
     sam = [90.0, 91.0, 89.0, 92.0]
     half = T_975_DF3 * statistics.stdev(sam) / 2
     assert table.loc["sam", "n"] == 4
     assert table.loc["sam", ["mean", "low", "high"]].tolist() == pytest.approx(
         [statistics.mean(sam), statistics.mean(sam) - half, statistics.mean(sam) + half])
-    one = analysis.summarize(frame[frame["epochs"] == 8], "optimizer", "final_test_acc").iloc[0]
+    one = summarize(frame[frame["epochs"] == 8], "optimizer", "final_test_acc").iloc[0]
     assert one["n"] == 1 and one["mean"] == pytest.approx(95.0) and math.isnan(one["low"])
 
 
 def test_method_label_names_what_differs_from_the_papers_defaults():
-    assert analysis.method_label(TrainConfig(optimizer="sam").to_dict()) == "SAM"
-    assert analysis.method_label(TrainConfig(optimizer="ssam-f", sparsity=0.9).to_dict()) == "SSAM-F s=0.9"
+    assert method_label(TrainConfig(optimizer="sam").to_dict()) == "SAM"
+    assert method_label(TrainConfig(optimizer="ssam-f", sparsity=0.9).to_dict()) == "SSAM-F s=0.9"
     masked = TrainConfig(optimizer="ssam-f", pattern="layer", mask_rule="cost-aware", normalize="masked").to_dict()
-    assert analysis.method_label(masked) == "SSAM-F s=0.5 layer, cost-aware, masked"
+    assert method_label(masked) == "SSAM-F s=0.5 layer, cost-aware, masked"
 
 
 def test_cost_summary_measures_cost_in_sgd_steps(frame):
-    table = analysis.cost_summary(frame[frame["epochs"] == 4]).set_index("label")
+    table = cost_summary(frame[frame["epochs"] == 4]).set_index("label")
     assert table.loc["SGD", "cost"] == pytest.approx(1.0)
     assert table.loc["SAM", "cost"] == pytest.approx(2.15)  # mean of 2.0, 2.1, 2.2, 2.3 over SGD's 1.0
     assert table.loc["SSAM-F s=0.9", "mean"] == pytest.approx(90.0)
     assert list(table.index) == ["SGD", "SSAM-F s=0.9", "SAM"]  # cheapest first
     with pytest.raises(ValueError, match="SGD runs"):
-        analysis.cost_summary(frame[frame["optimizer"] != "sgd"])
+        cost_summary(frame[frame["optimizer"] != "sgd"])
 
 
 # --- the convergence rule ---------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_as_flat_as_sam_stands_family_wise_only_on_the_measure_where_sam_is_flat
     premise = flatness.premise_verdicts(values, scale="raw")
     assert list(premise) == ["SAM vs SGD: top Hessian eigenvalue, raw", "SAM vs SGD: Hessian trace, raw"]
     sam, sgd = (values[values["method"] == m].set_index("seed")["eigenvalue"] for m in ("SAM", "SGD"))
-    expected = verdicts.compare(np.log(sam), np.log(sgd), margin=0.0, test="superiority", better="lower")
+    expected = stats.compare(np.log(sam), np.log(sgd), margin=0.0, test="superiority", better="lower")
     assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].diff == pytest.approx(expected.diff)
     assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].status == "reproduced"
     assert premise["SAM vs SGD: Hessian trace, raw"].status == "not reproduced"
@@ -311,4 +311,4 @@ def test_as_flat_as_sam_stands_family_wise_only_on_the_measure_where_sam_is_flat
     eigen, trace = "SSAM-F vs SAM: top Hessian eigenvalue, raw", "SSAM-F vs SAM: Hessian trace, raw"
     assert read.loc[eigen, "status"] == "reproduced" and read.loc[eigen, "family_status"] == "reproduced"
     assert read.loc[trace, "status"] == "reproduced"  # SSAM-F's trace is SAM's / 2.1: "as flat", unadjusted
-    assert read.loc[trace, "family_status"] == verdicts.PREMISE_NOT_SHOWN  # SAM's trace is above SGD's
+    assert read.loc[trace, "family_status"] == stats.PREMISE_NOT_SHOWN  # SAM's trace is above SGD's

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsam.book import records as analysis
+from sparsam.book.records import records_frame
 
 from sparsam.book import claims
 
-from sparsam.book import stats as verdicts
+from sparsam.book import stats
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
 
@@ -42,7 +42,7 @@ def runs(gain: float, seeds: list[int]) -> list[dict]:
 
 
 def decide(records):
-    frame = analysis.records_frame(records)
+    frame = records_frame(records)
     return claims.accuracy(frame, records, "SSAM-F vs SAM", "accuracy_ssam_vs_sam", {"optimizer": "ssam-f"},
                            {"optimizer": "sam"}, resamples=500)
 
@@ -51,7 +51,7 @@ def test_a_clear_gain_over_three_seeds_is_reproduced_with_both_intervals_above_z
     row = decide(runs(0.05, [0, 1, 2]))
     assert row["status"] == "reproduced" and row["n"] == 3
     assert row["low"] > 0 and row["boot_low"] > 0 and row["boot_low"] < row["diff"] < row["boot_high"]
-    expected = verdicts.compare([100 * (0.05 * 200 + s) / 200 for s in range(3)], [0, 0, 0], margin=0.5,
+    expected = stats.compare([100 * (0.05 * 200 + s) / 200 for s in range(3)], [0, 0, 0], margin=0.5,
                                 test="non-inferiority")
     assert row["diff"] == pytest.approx(expected.diff) and row["low"] == pytest.approx(expected.low)
 
@@ -65,7 +65,7 @@ def test_a_clear_loss_is_not_reproduced_and_one_seed_is_inconclusive():
 def test_provenance_names_commits_and_flags_unknown_ones_as_stale():
     row = decide(runs(0.05, [0, 1, 2]))
     assert row["commits"] == "fffffff" and row["stale"]           # not a commit of this repository
-    empty = claims.accuracy(analysis.records_frame([]), [], "x", "accuracy_sam_vs_sgd", {"optimizer": "sam"},
+    empty = claims.accuracy(records_frame([]), [], "x", "accuracy_sam_vs_sgd", {"optimizer": "sam"},
                             {"optimizer": "sgd"})
     assert empty["status"] == "inconclusive" and empty["n"] == 0 and empty["commits"] == "no runs"
 
@@ -73,18 +73,18 @@ def test_provenance_names_commits_and_flags_unknown_ones_as_stale():
 def test_mismatched_frame_and_records_are_refused_and_the_table_reads_ratios():
     records = runs(0.05, [0])
     with pytest.raises(ValueError, match="frame and records"):
-        claims.accuracy(analysis.records_frame(records), records[:1], "x", "accuracy_sam_vs_sgd", {}, {})
-    ratio = claims.row("flat", "flatness_ssam_vs_sgd", verdicts.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))
+        claims.accuracy(records_frame(records), records[:1], "x", "accuracy_sam_vs_sgd", {}, {})
+    ratio = claims.row("flat", "flatness_ssam_vs_sgd", stats.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))
     table = claims.display_table(claims.claims_frame([ratio]))
     assert table["mean difference"][0].startswith("×0.") and table["status"][0] == "reproduced"
     with pytest.raises(ValueError, match="rule must be one of"):
-        claims.row("x", "accuracy_of_everything", verdicts.compare([1, 2, 3], [0, 1, 2]))
+        claims.row("x", "accuracy_of_everything", stats.compare([1, 2, 3], [0, 1, 2]))
 
 
 def test_saved_verdicts_come_back_exactly_in_chapter_order_with_chapter_and_profile(tmp_path):
     cifar = claims.claims_frame([decide(runs(0.05, [0, 1, 2])), decide(runs(0.05, [0]))])  # NaN bounds, bools
     flat = claims.claims_frame([claims.row("flat", "flatness_ssam_vs_sgd",
-                                           verdicts.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))])
+                                           stats.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))])
     claims.save_verdicts(flat, "06_landscape", "quick", folder=tmp_path)    # saved first, listed last
     path = claims.save_verdicts(cifar, "03_cifar_accuracy", "quick", folder=tmp_path)
     assert path == tmp_path / "03_cifar_accuracy.json"
@@ -124,7 +124,7 @@ def test_bad_saved_files_and_bad_names_are_refused_in_one_line_naming_them(tmp_p
 
 
 def _row(label: str, rule: str, a, b) -> dict:
-    return claims.row(label, rule, verdicts.decide(rule, a, b))
+    return claims.row(label, rule, stats.decide(rule, a, b))
 
 
 SGD = np.array([70.0, 71.0, 69.5, 70.5, 70.2])
@@ -142,12 +142,12 @@ def test_the_claims_table_is_one_family_with_premises_in_the_same_chapter(tmp_pa
     claims.save_verdicts(imagenet, "05_imagenet", "quick", folder=tmp_path)
     table = claims.load_verdicts(tmp_path).set_index(["chapter", "claim"])
     assert set(table["status"].loc[:, "SSAM-F vs SAM"]) == {"reproduced"}    # registered: decided in both chapters
-    assert table.loc[("03_cifar_accuracy", "SSAM-F vs SAM"), "family_status"] == verdicts.PREMISE_NOT_SHOWN
+    assert table.loc[("03_cifar_accuracy", "SSAM-F vs SAM"), "family_status"] == stats.PREMISE_NOT_SHOWN
     assert table.loc[("05_imagenet", "SSAM-F vs SAM"), "family_status"] == "reproduced"  # SAM beats SGD there
     assert table.loc[("05_imagenet", "SAM vs SGD"), "family_status"] == "reproduced"
     assert set(table["family_size"]) == {4}
     shown = claims.display_table(table.reset_index())
-    assert list(shown["family-wise status"])[0] == verdicts.PREMISE_NOT_SHOWN
+    assert list(shown["family-wise status"])[0] == stats.PREMISE_NOT_SHOWN
     assert shown["simultaneous interval"][0].endswith("(m = 4)") and shown["one-sided p"][0] != "–"
     alone = claims.display_table(cifar)                                       # not read as a family: no reading
     assert list(alone["family-wise status"]) == ["–", "–"] and alone["simultaneous interval"][0] == "–"
@@ -157,7 +157,7 @@ def test_family_wise_takes_explicit_premises_and_refuses_ambiguous_ones():
     frame = claims.claims_frame([_row("ssam", "accuracy_ssam_vs_sam", SSAM_LIKE_SAM, SAM_LIKE_SGD),
                                  _row("sam", "accuracy_sam_vs_sgd", SGD + 5 + (SAM_LIKE_SGD - SGD) / 10, SGD)])
     assert list(claims.family_wise(frame)["family_status"]) == ["reproduced", "reproduced"]
-    assert claims.family_wise(frame, {"ssam": None})["family_status"][0] == verdicts.PREMISE_NOT_SHOWN
+    assert claims.family_wise(frame, {"ssam": None})["family_status"][0] == stats.PREMISE_NOT_SHOWN
     assert list(frame["family_status"]) == ["", ""]                           # the input is not changed
     twice = claims.claims_frame([*frame.to_dict("records"), frame.iloc[1].to_dict() | {"claim": "sam again"}])
     with pytest.raises(ValueError, match="has 2 premises of rule 'accuracy_sam_vs_sgd'"):

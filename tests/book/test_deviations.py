@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsam.book import records as analysis
+from sparsam.book.records import records_frame
 
 from sparsam.book import deviations
 from sparsam.experiment import data
@@ -17,7 +17,7 @@ def frame(**changes):
     configs = [base.replace(optimizer=o, seed=s, **changes) for o in ("sgd", "ssam-f") for s in (0, 1)]
     records = [{"summary": {"config": c.to_dict(), "run_id": c.run_id(), "provenance": {"device_name": "x86_64"}}}
                for c in configs]
-    return analysis.records_frame(records)
+    return records_frame(records)
 
 
 def test_scale_line_names_data_network_epochs_seeds_device():

@@ -17,7 +17,7 @@ import json  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 from sparsam.book import plots  # noqa: E402
-from sparsam.book import stats as verdicts  # noqa: E402
+from sparsam.book import stats  # noqa: E402
 from sparsam.experiment.config import TrainConfig  # noqa: E402
 
 
@@ -84,10 +84,10 @@ def test_accuracy_vs_sparsity_with_seeds_and_with_one_seed():
 
 
 def claims() -> pd.DataFrame:
-    return verdicts.verdicts_frame({
-        "SSAM ≥ SAM": verdicts.decide("accuracy_ssam_vs_sam", [90.1, 90.3, 89.8], [90.0, 90.2, 90.1]),
-        "SAM > SGD": verdicts.decide("accuracy_sam_vs_sgd", [91.0], [90.0]),
-        "flatter than SGD": verdicts.decide("flatness_ssam_vs_sgd", [5.0, 5.5, 4.8], [10.0, 11.0, 9.0]),
+    return stats.verdicts_frame({
+        "SSAM ≥ SAM": stats.decide("accuracy_ssam_vs_sam", [90.1, 90.3, 89.8], [90.0, 90.2, 90.1]),
+        "SAM > SGD": stats.decide("accuracy_sam_vs_sgd", [91.0], [90.0]),
+        "flatter than SGD": stats.decide("flatness_ssam_vs_sgd", [5.0, 5.5, 4.8], [10.0, 11.0, 9.0]),
     })
 
 
@@ -115,12 +115,12 @@ def test_claims_figure_of_other_units_and_of_no_claims():
 
 def family_claims() -> pd.DataFrame:
     """Four claims read as one family: "gain" is reproduced by the registered rule but not by Holm's."""
-    return verdicts.verdicts_frame(verdicts.family({
-        "close": verdicts.decide("accuracy_ssam_vs_sam", [90.3, 90.5, 90.2, 90.2, 90.4],
+    return stats.verdicts_frame(stats.family({
+        "close": stats.decide("accuracy_ssam_vs_sam", [90.3, 90.5, 90.2, 90.2, 90.4],
                                  [90.3, 90.4, 90.2, 90.1, 90.5]),
-        "gain": verdicts.decide("accuracy_sam_vs_sgd", [91.0, 90.6, 91.3], [90.0, 90.0, 90.1]),
-        "one": verdicts.decide("accuracy_sam_vs_sgd", [91.0], [90.0]),
-        "flat": verdicts.decide("flatness_ssam_vs_sgd", [5.0, 5.5, 4.8, 5.1], [10.0, 11.0, 9.0, 9.5]),
+        "gain": stats.decide("accuracy_sam_vs_sgd", [91.0, 90.6, 91.3], [90.0, 90.0, 90.1]),
+        "one": stats.decide("accuracy_sam_vs_sgd", [91.0], [90.0]),
+        "flat": stats.decide("flatness_ssam_vs_sgd", [5.0, 5.5, 4.8, 5.1], [10.0, 11.0, 9.0, 9.5]),
     }))
 
 
@@ -162,9 +162,9 @@ def test_claims_figure_draws_the_interval_and_the_simultaneous_interval_of_a_fam
 
 
 def test_claims_figure_ratio_ticks_do_not_crowd_a_wide_axis():
-    wide = verdicts.verdicts_frame({
-        "small": verdicts.decide("flatness_ssam_vs_sgd", [1.0, 1.1, 0.9], [20.0, 19.0, 21.0]),
-        "large": verdicts.decide("flatness_ssam_vs_sgd", [20.0, 21.0, 19.0], [1.0, 1.1, 0.9]),
+    wide = stats.verdicts_frame({
+        "small": stats.decide("flatness_ssam_vs_sgd", [1.0, 1.1, 0.9], [20.0, 19.0, 21.0]),
+        "large": stats.decide("flatness_ssam_vs_sgd", [20.0, 21.0, 19.0], [1.0, 1.1, 0.9]),
     })
     ax = plots.claims_figure(wide).axes[0]
     low, high = ax.get_xlim()
@@ -191,10 +191,10 @@ def test_detectable_difference_figure_lines_equal_the_power_functions():
     for line, sd in zip(curves, sds.values()):
         n = line.get_xdata()
         assert n[0] == 2 and np.all(np.diff(n) == 1)
-        expected = [verdicts.detectable_difference(int(k), sd) for k in n]
+        expected = [stats.detectable_difference(int(k), sd) for k in n]
         assert np.allclose(line.get_ydata(), expected, rtol=1e-12)
         assert np.all(np.diff(line.get_ydata()) < 0)  # more seeds detect smaller differences
-    needed = {name: verdicts.seeds_for_power(0.5, sd) for name, sd in sds.items()}
+    needed = {name: stats.seeds_for_power(0.5, sd) for name, sd in sds.items()}
     assert needed["pilot"] < needed["study"]
     texts = figure_legend(fig)
     assert texts[:2] == [f"pilot: paired SD 0.59 pp, {needed['pilot']} seeds for 80% power",
@@ -353,7 +353,7 @@ def test_convergence_rates_one_panel_per_run_with_interval_bands_and_the_bound()
     assert len(visible[0].collections) == 1 and len(visible[2].collections) == 0  # the band: none for one seed
     band = visible[0].collections[0].get_paths()[0].vertices[:, 1]
     running = np.cumsum(grad_sq["SGD"], axis=1) / np.arange(1, steps + 1)
-    last = verdicts.mean_interval(running[:, -1])
+    last = stats.mean_interval(running[:, -1])
     assert band.min() <= last[1] and band.max() >= last[2]
     bound = next(line for line in visible[1].get_lines() if "bound" in line.get_label())
     t = bound.get_xdata()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sparsam.book import profiles
+from sparsam.book import layout, profiles
 
 
 def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():
@@ -149,14 +149,14 @@ def test_the_book_root_is_found_from_any_folder_of_the_book_and_nowhere_else(tmp
 
     for start in (REPO, REPO / "notebooks", REPO / "results" / "study"):
         monkeypatch.chdir(start)
-        assert profiles.book_root() == REPO
-    assert profiles.book_root(REPO / "book") == REPO
+        assert layout.book_root() == REPO
+    assert layout.book_root(REPO / "book") == REPO
     (tmp_path / "_toc.yml").write_text("")  # a _toc.yml without notebooks/profiles.yaml is not the book
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="no book root"):
-        profiles.book_root()
+        layout.book_root()
     with pytest.raises(FileNotFoundError, match="no book root"):
         profiles.table()  # the defaults are resolved at the call, from the current directory
-    raw = yaml.safe_load((REPO / profiles.PROFILES_FILE).read_text())
-    assert profiles.table(REPO / profiles.PROFILES_FILE) == {
+    raw = yaml.safe_load((REPO / layout.PROFILES_FILE).read_text())
+    assert profiles.table(REPO / layout.PROFILES_FILE) == {
         notebook: {name: entry[name] for name in profiles.PROFILES if name in entry} for notebook, entry in raw.items()}

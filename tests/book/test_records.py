@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 
-from sparsam.book import records as analysis
+from sparsam.book import records
 from sparsam.book.equivalences import EQUIVALENCES
 
 from sparsam.experiment import results
@@ -43,21 +43,21 @@ def record(optimizer: str, commit: str | None, dirty: bool | None = False) -> di
 def sam_change() -> tuple[str, str, tuple[str, ...]]:
     """The last commit that changed SAM's code (not only its documentation), its parent, and the
     definitions it changed (searched in the layered package and, before it, in the flat one)."""
-    modules = analysis.optimizer_modules({"optimizer": "sam"})
+    modules = records.optimizer_modules({"optimizer": "sam"})
     flat = tuple("sparsam." + m.rsplit(".", 1)[1] for m in modules)  # sparsam.optim.sam was sparsam.sam
     paths = [m.replace(".", "/") + ".py" for m in modules + flat]
     for last in git("log", "--format=%H", "--", *paths).split():
         layered = git("cat-file", "-t", f"{last}:{paths[0]}", check=False) == "blob"
-        changed = analysis.changed_definitions(f"{last}^", last, modules if layered else flat)
+        changed = records.changed_definitions(f"{last}^", last, modules if layered else flat)
         if changed:
             return last, git("rev-parse", f"{last}^"), tuple(c.rsplit(".", 1)[1] for c in changed)
     raise AssertionError("no commit changed SAM's code")
 
 
 def test_moving_a_definition_keeps_it_and_changing_it_does_not():
-    before = analysis.definitions('import torch\n"""Doc."""\ndef f(x):\n    """Add one."""\n    return x + 1\nK = 2\n')
-    moved = analysis.definitions('from ..other import torch\ndef f(x):\n    return x + 1\nK = 2\n')
-    changed = analysis.definitions('def f(x):\n    return x + 2\nK = 3\n')
+    before = records.definitions('import torch\n"""Doc."""\ndef f(x):\n    """Add one."""\n    return x + 1\nK = 2\n')
+    moved = records.definitions('from ..other import torch\ndef f(x):\n    return x + 1\nK = 2\n')
+    changed = records.definitions('def f(x):\n    return x + 2\nK = 3\n')
     assert set(before) == {"f", "K"} and before == moved
     assert all(before[name] != changed[name] for name in before)
 
@@ -66,39 +66,39 @@ def test_code_ignores_docstrings_and_comments_but_not_code():
     source = 'def f(x):\n    """Add one."""\n    return x + 1  # one\n'
     documented = 'def f(x):\n    """Add one to x; a longer docstring."""\n    # a comment\n    return x + 1\n'
     changed = 'def f(x):\n    """Add one."""\n    return x + 2\n'
-    assert analysis.code_of(source) == analysis.code_of(documented)
-    assert analysis.code_of(source) != analysis.code_of(changed)
-    assert analysis.code_of('"""Module."""\nX = 1\n') == analysis.code_of("X = 1\n")
-    assert analysis.code_of('X = "text"\n') != analysis.code_of("X = 1\n")  # strings that are code stay
+    assert records.code_of(source) == records.code_of(documented)
+    assert records.code_of(source) != records.code_of(changed)
+    assert records.code_of('"""Module."""\nX = 1\n') == records.code_of("X = 1\n")
+    assert records.code_of('X = "text"\n') != records.code_of("X = 1\n")  # strings that are code stay
 
 
 def test_code_ignores_type_annotations_but_not_what_runs():
     plain = 'def f(x, *a, k=1, **kw):\n    y = x + 1\n    return y\nclass C:\n    n: int = 1\n'
     typed = ('def f(x: int, *a: str, k: "Literal[1]" = 1, **kw: float) -> int:\n    y: int = x + 1\n    z: str\n'
              '    return y\nclass C:\n    n: int = 1\n')
-    assert analysis.code_of(plain) == analysis.code_of(typed)
-    assert analysis.definitions(plain) == analysis.definitions(typed)
-    assert analysis.code_of(plain) != analysis.code_of(plain.replace("x + 1", "x + 2"))
-    assert analysis.code_of(plain) != analysis.code_of(plain.replace("k=1", "k=2"))  # a default runs
+    assert records.code_of(plain) == records.code_of(typed)
+    assert records.definitions(plain) == records.definitions(typed)
+    assert records.code_of(plain) != records.code_of(plain.replace("x + 1", "x + 2"))
+    assert records.code_of(plain) != records.code_of(plain.replace("k=1", "k=2"))  # a default runs
     # class-level annotations fill __annotations__ (dataclass fields): they stay
-    assert analysis.code_of(plain) != analysis.code_of(plain.replace("n: int = 1", "n = 1"))
-    assert analysis.code_of(plain) != analysis.code_of(plain.replace("n: int = 1", "n: float = 1"))
-    only = analysis.code_of('def g():\n    v: int\n')
-    assert only == analysis.code_of('def g():\n    pass\n')
+    assert records.code_of(plain) != records.code_of(plain.replace("n: int = 1", "n = 1"))
+    assert records.code_of(plain) != records.code_of(plain.replace("n: int = 1", "n: float = 1"))
+    only = records.code_of('def g():\n    v: int\n')
+    assert only == records.code_of('def g():\n    pass\n')
 
 
 def test_records_made_at_head_in_a_clean_tree_are_current():
     for optimizer in ("sgd", "sam", "asam", "ssam-f", "ssam-d"):
-        assert analysis.stale_reason(record(optimizer, git("rev-parse", "HEAD"))) is None, optimizer
+        assert records.stale_reason(record(optimizer, git("rev-parse", "HEAD"))) is None, optimizer
 
 
 def test_a_change_to_the_optimizer_code_makes_its_records_stale(sam_change):
     last, before, changed = sam_change
-    reason = analysis.stale_reason(record("sam", before))
+    reason = records.stale_reason(record("sam", before))
     assert reason is not None and any(name in reason for name in changed) and before[:7] in reason
-    assert analysis.is_stale(record("ssam-f", before))   # SSAM runs SAM's code too
-    assert not analysis.is_stale(record("sam", last))    # nothing of SAM's changed since
-    assert not analysis.is_stale(record("sgd", before))  # SGD runs none of the optimizer files
+    assert records.is_stale(record("ssam-f", before))   # SSAM runs SAM's code too
+    assert not records.is_stale(record("sam", last))    # nothing of SAM's changed since
+    assert not records.is_stale(record("sgd", before))  # SGD runs none of the optimizer files
 
 
 @pytest.mark.parametrize("commit, dirty, expected", [
@@ -109,7 +109,7 @@ def test_a_change_to_the_optimizer_code_makes_its_records_stale(sam_change):
 ])
 def test_unknown_commits_and_dirty_trees_are_stale(commit, dirty, expected):
     commit = git("rev-parse", "HEAD") if commit == "HEAD" else commit
-    reason = analysis.stale_reason(record("sgd", commit, dirty))
+    reason = records.stale_reason(record("sgd", commit, dirty))
     assert reason is not None and expected in reason
 
 
@@ -128,7 +128,7 @@ def test_stale_records_lists_the_stale_records_of_a_store(tmp_path, sam_change):
     stored = {"old": whole_record("sam", before), "new": whole_record("asam", last), "sgd": whole_record("sgd", before)}
     for rec in stored.values():
         (tmp_path / f"{rec['summary']['run_id']}.json").write_text(json.dumps(rec))
-    assert analysis.stale_records(tmp_path) == [stored["old"]["summary"]["run_id"]]
+    assert records.stale_records(tmp_path) == [stored["old"]["summary"]["run_id"]]
 
 
 def _unannotated(source: str) -> ast.Module:
@@ -181,7 +181,7 @@ def test_committed_records_list_of_stale_records():
         commit, dirty = provenance.get("git_commit"), provenance.get("git_dirty")
         known = bool(commit) and subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"],
                                                 cwd=REPO, capture_output=True).returncode == 0
-        files = [m.replace(".", "/") + ".py" for m in analysis.optimizer_modules(summary["config"])]
+        files = [m.replace(".", "/") + ".py" for m in records.optimizer_modules(summary["config"])]
         if known and files:
             before, now = _functions(commit, _package_files(commit)), _functions("HEAD", files)
             for e in EQUIVALENCES:  # a declared equivalence: the record's version stands for the later one
@@ -199,13 +199,13 @@ def test_committed_records_list_of_stale_records():
             changed = False
         if not known or dirty is not False or changed:
             expected.append(summary["run_id"])
-    stale = analysis.stale_records(STORE)
+    stale = records.stale_records(STORE)
     assert stale == sorted(expected)
-    frame = analysis.records_frame(results.load_all(STORE))
+    frame = records.records_frame(results.load_all(STORE))
     assert sorted(frame.loc[frame["stale"], "run_id"]) == stale
     if stale:
         warnings.warn(f"{len(stale)} of {len(frame)} committed records are stale: "
-                      + "; ".join(f"{r} ({analysis.stale_reason(rec)})" for r, rec in
+                      + "; ".join(f"{r} ({records.stale_reason(rec)})" for r, rec in
                                   zip(frame["run_id"], results.load_all(STORE)) if r in stale), stacklevel=1)
 
 
@@ -213,7 +213,7 @@ def test_declared_equivalences_name_a_real_change_and_the_test_that_proves_it():
     for e in EQUIVALENCES:
         assert _git_ok("merge-base", "--is-ancestor", e.before, e.after), e
         path = (e.module.replace(".", "/") + ".py",)
-        versions = [analysis._definitions_at(c, path).get(e.name) for c in (e.before, e.after)]
+        versions = [records._definitions_at(c, path).get(e.name) for c in (e.before, e.after)]
         assert versions[0] and versions[1] and versions[0] != versions[1], f"{e.definition}: no change to declare"
         file, test = e.proof.split("::")
         tree = ast.parse((REPO / file).read_text())
@@ -223,21 +223,21 @@ def test_declared_equivalences_name_a_real_change_and_the_test_that_proves_it():
 def test_a_record_made_before_a_declared_change_is_current_and_stale_without_the_declaration(monkeypatch):
     change = next(e for e in EQUIVALENCES if e.definition == "sparsam.optim.ssam.SSAM")
     made = record("ssam-f", change.before)
-    assert analysis.stale_reason(made) is None or "sparsam.optim.ssam.SSAM" not in analysis.stale_reason(made)
-    monkeypatch.setattr(analysis, "EQUIVALENCES", ())
-    analysis.changed_definitions.cache_clear()
+    assert records.stale_reason(made) is None or "sparsam.optim.ssam.SSAM" not in records.stale_reason(made)
+    monkeypatch.setattr(records, "EQUIVALENCES", ())
+    records.changed_definitions.cache_clear()
     try:
-        assert "sparsam.optim.ssam.SSAM changed since" in analysis.stale_reason(made)
+        assert "sparsam.optim.ssam.SSAM changed since" in records.stale_reason(made)
     finally:
-        analysis.changed_definitions.cache_clear()
+        records.changed_definitions.cache_clear()
 
 
 def test_definitions_added_after_a_record_leave_it_current():
     """SAM-ON added norm_only, NormMask, NORM_LAYERS and norm_parameters to the modules SSAM runs (3569179);
     a record made before them is current after them, and the rule still sees a changed definition."""
     before, after = "c577ebda46c53a195388f3f993f75f5a1c22b299", "e8023b07f0fe331318024fc873be032a1a6b0939"
-    modules = analysis.optimizer_modules({"optimizer": "ssam-f", "form": "implicit"})
+    modules = records.optimizer_modules({"optimizer": "ssam-f", "form": "implicit"})
     assert "sparsam._layers" in modules and "sparsam.masks.strategies" in modules
-    assert analysis.changed_definitions(before, after, modules) == ()
-    assert "sparsam.optim.ssam.SSAM" in analysis.changed_definitions(before, "3569179dd62f7ca626baa8d309193d493ffcc9c8",
+    assert records.changed_definitions(before, after, modules) == ()
+    assert "sparsam.optim.ssam.SSAM" in records.changed_definitions(before, "3569179dd62f7ca626baa8d309193d493ffcc9c8",
                                                                      modules)  # its error message changed there

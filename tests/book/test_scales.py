@@ -19,10 +19,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import claims, deviations, scales, study as studies, study_cost
-from sparsam.book.profiles import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE,
+from sparsam.book import claims, deviations, layout, scales, study as studies, study_cost
+from sparsam.book.layout import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE,
                                    PROFILES_FILE, STUDY_FILE, STUDY_STORE)
-from sparsam.book.stats import MARGINS, combine, mean_interval
+from sparsam.book.layout import MARGINS
+from sparsam.book.stats import combine, mean_interval
 from sparsam.experiment.config import TrainConfig
 
 CPU_RECORD = next((REPO / STUDY_STORE).glob("sgd-*-s0-*.json"))  # a committed record of the CPU study
@@ -80,10 +81,10 @@ def test_the_scales_are_the_gpu_study_then_the_cpu_study_with_paths_relative_to_
     assert [s.store for s in scales.SCALES] == [GPU_STUDY_STORE, STUDY_STORE]
     assert not any(p.is_absolute() for s in scales.SCALES for p in (s.study_file, s.store))
     assert [s.time for s in scales.SCALES] == ["seconds_per_step", "cpu_seconds_per_step"]
-    assert scales.SCALES[1].cost_registration == study_cost.REGISTRATION
-    assert scales.SCALES[0].cost_registration == scales.GPU_COST_REGISTRATION  # not yet written: cost undecided
+    assert scales.SCALES[1].cost_registration == layout.COST_REGISTRATION
+    assert scales.SCALES[0].cost_registration == layout.GPU_COST_REGISTRATION  # not yet written: cost undecided
     assert scales.has_cost_measurement(scales.SCALES[1], REPO)
-    assert scales.has_cost_measurement(scales.SCALES[0], REPO) == (REPO / scales.GPU_COST_REGISTRATION).is_file()
+    assert scales.has_cost_measurement(scales.SCALES[0], REPO) == (REPO / layout.GPU_COST_REGISTRATION).is_file()
 
 
 def test_a_gpu_study_file_without_configurations_is_not_a_scale_with_records(tmp_path):
@@ -161,7 +162,7 @@ def test_a_study_without_a_side_by_side_measurement_leaves_its_cost_undecided_wh
     assert len(cost) == sum(1 for c in registered.family if c.claim.startswith("cost_")) > 0
     assert set(cost["status"]) == {"inconclusive"} and (cost["n"] == 0).all()
     assert all(study_cost.NOT_SIDE_BY_SIDE in e and e.startswith("GPU study") for e in cost["evidence"])
-    (root / scales.GPU_COST_REGISTRATION).write_text(yaml.safe_dump({"measurement": {
+    (root / layout.GPU_COST_REGISTRATION).write_text(yaml.safe_dump({"measurement": {
         "record": "results/gpu_study/cost_interleaved.json"}}))  # registered, its measurement not yet made
     assert not scales.has_cost_measurement(scales.SCALES[0], root)
     again = scales.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
@@ -175,7 +176,7 @@ def test_the_cpu_study_reads_its_cost_from_the_registered_interleaved_measuremen
     cpu = scales.SCALES[1]
     registered, records, frame = scales.load(cpu, REPO)
     points = scales.pareto_points(cpu, registered, frame, REPO)
-    registration = study_cost.load_registration(REPO / study_cost.REGISTRATION, study=registered)
+    registration = study_cost.load_registration(REPO / layout.COST_REGISTRATION, study=registered)
     ratios = study_cost.ratios(study_cost.read(registration.record)["measured"]).set_index("configuration")
     assert sorted(points["label"]) == sorted(registration.configurations)
     assert list(points["cost"]) == sorted(points["cost"])  # cheapest first

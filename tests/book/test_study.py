@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import profiles
+from sparsam.book import layout
 from sparsam.experiment.results import load_all
 from sparsam.book.study import load_study, pilot_verdicts
 
-STUDY, STORE = REPO / profiles.STUDY_FILE, REPO / profiles.STUDY_STORE  # the book's, relative to its root
+STUDY, STORE = REPO / layout.STUDY_FILE, REPO / layout.STUDY_STORE  # the book's, relative to its root
 
 
 def test_every_configuration_is_valid_and_distinct():
@@ -93,7 +93,7 @@ def test_study_and_pilot_records_belong_to_the_study():
         from sparsam.experiment.config import TrainConfig
 
         assert study.name_of(TrainConfig.from_dict(record["summary"]["config"])) is not None
-    assert (REPO / profiles.PILOT_STORE).is_dir()
+    assert (REPO / layout.PILOT_STORE).is_dir()
 
 
 def test_train_grid_reads_the_preregistration(tmp_path):

@@ -14,13 +14,13 @@ from scipy import stats as scipy_stats
 import pandas as pd
 import pytest
 
-from sparsam.book import records as analysis
+from sparsam.book.records import pareto_front
 
-from sparsam.book import stats as verdicts
+from sparsam.book import stats
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
 from conftest import REPO
-from sparsam.book.profiles import STUDY_STORE
+from sparsam.book.layout import STUDY_STORE
 from sparsam.book.study import (BOOK_CLAIMS, answer, audit_frame, book_statuses, configuration_table,
                                 decide_comparisons, load_study, paired_sds, pareto_points, progress, registered_at,
                                 rerun_estimate, study_frame)
@@ -62,7 +62,7 @@ def test_the_answer_is_yes_when_a_candidate_is_as_accurate_as_sam_at_most_1_25_s
     records = runs(accuracy, cost)
     table = decided(records)
     cost_row = table.loc["cost-aware-0.9 vs sgd (cost_time_vs_sgd_at_most_1_25)"]
-    expected = verdicts.compare(np.log([0.055, 0.056, 0.054]), np.log(SGD_COST), margin=math.log(1.25),
+    expected = stats.compare(np.log([0.055, 0.056, 0.054]), np.log(SGD_COST), margin=math.log(1.25),
                                 test="non-inferiority", better="lower")
     assert cost_row["status"] == "reproduced" and cost_row["diff"] == pytest.approx(expected.diff)
     assert cost_row["high"] == pytest.approx(expected.high)
@@ -146,8 +146,8 @@ def test_pareto_points_measure_cost_in_sgd_steps_and_mark_the_front():
 
 def test_the_pareto_front_keeps_exactly_the_undominated_points():
     points = pd.DataFrame({"mean": [1.0, 2.0, 2.0, 0.5, 3.0, np.nan], "cost": [1.0, 1.5, 1.5, 2.0, 3.0, 0.1]})
-    assert list(analysis.pareto_front(points)) == [True, True, True, False, True, False]
-    assert list(analysis.pareto_front(points.iloc[[1, 3]])) == [True, False]
+    assert list(pareto_front(points)) == [True, True, True, False, True, False]
+    assert list(pareto_front(points.iloc[[1, 3]])) == [True, False]
 
 
 def test_book_statuses_combine_the_comparisons_each_claim_needs():
@@ -162,19 +162,19 @@ def test_book_statuses_combine_the_comparisons_each_claim_needs():
 
 
 def test_combine_needs_every_comparison_and_rejects_unknown_statuses():
-    assert verdicts.combine(["reproduced", "reproduced"]) == "reproduced"
-    assert verdicts.combine(["reproduced", "inconclusive"]) == "inconclusive"
-    assert verdicts.combine(["inconclusive", "not reproduced"]) == "not reproduced"
-    assert verdicts.combine([]) == "inconclusive"
+    assert stats.combine(["reproduced", "reproduced"]) == "reproduced"
+    assert stats.combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert stats.combine(["inconclusive", "not reproduced"]) == "not reproduced"
+    assert stats.combine([]) == "inconclusive"
     with pytest.raises(ValueError, match="status"):
-        verdicts.combine(["passed"])
+        stats.combine(["passed"])
 
 
 def test_the_configuration_table_gives_intervals_over_seeds_cheapest_first():
     accuracy = {"sgd": [0.640, 0.650, 0.660], "sam": [0.670]}
     table = configuration_table(study_frame(STUDY, runs(accuracy, {"sgd": [0.05] * 3, "sam": [0.1]})))
     assert list(table["configuration"]) == ["sgd", "sam"]
-    low, high = verdicts.mean_interval([64.0, 65.0, 66.0])[1:]
+    low, high = stats.mean_interval([64.0, 65.0, 66.0])[1:]
     assert table.loc[0, "test accuracy (%)"] == f"65.00 [{low:.2f}, {high:.2f}]"
     assert table.loc[1, "test accuracy (%)"] == "67.00 (one seed)" and table.loc[1, "cost (SGD steps)"] == "2.00 (one seed)"
     assert table.loc[0, "mean ‖ε‖"] == "– (no ε)" and table.loc[1, "mean ‖ε‖"] == "not recorded"
@@ -218,7 +218,7 @@ def test_a_non_inferior_ssam_with_sam_no_better_than_sgd_reads_premise_not_shown
     table = decided(runs({**CORE, "sam": LIKE_SGD, "ssam-f-0.5": LIKE}, cost))
     row = table.loc["ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"]
     assert row["status"] == "reproduced" and row["p_value"] < 1e-4          # decided alone and by Holm over 21 ...
-    assert row["family_status"] == verdicts.PREMISE_NOT_SHOWN                 # ... but SAM is not shown above SGD
+    assert row["family_status"] == stats.PREMISE_NOT_SHOWN                 # ... but SAM is not shown above SGD
     assert table.loc["sam vs sgd (accuracy_sam_vs_sgd)", "status"] == "inconclusive"
     clear = [a + 0.02 + d for a, d in zip(CORE["sgd"], [0.001, 0.0, -0.001, 0.0, 0.001])]  # SAM 2 pp above SGD
     near = [a + d for a, d in zip(clear, [0.001, -0.001, 0.0, 0.001, 0.0])]
@@ -286,7 +286,7 @@ def test_the_paired_sds_equal_an_independent_computation_and_the_numbers_margins
                for name in STUDY.configurations}
     dfs, squares = 0, 0.0
     for c in STUDY.comparisons:
-        if verdicts.margins()[c.claim]["unit"] != "pp":
+        if stats.margins()[c.claim]["unit"] != "pp":
             continue
         seeds = sorted(set(by_seed[c.a]) & set(by_seed[c.b]))
         d = [by_seed[c.a][k] - by_seed[c.b][k] for k in seeds]
@@ -297,12 +297,12 @@ def test_the_paired_sds_equal_an_independent_computation_and_the_numbers_margins
     per_configuration = [statistics.stdev(v.values()) for v in by_seed.values() if len(v) >= 2]
     pooled_configuration = math.sqrt(sum((len(v) - 1) * statistics.variance(v.values()) for v in by_seed.values())
                                      / sum(len(v) - 1 for v in by_seed.values()))
-    reason = " ".join(verdicts.margins()["accuracy_ssam_vs_sam"]["reason"].split())
+    reason = " ".join(stats.margins()["accuracy_ssam_vs_sam"]["reason"].split())
     for cited in (f"{per_comparison.min():.2f} to {per_comparison.max():.2f} pp per comparison",
                   f"pooled {sds.loc['pooled', 'sd']:.2f} pp over {len(per_comparison)} accuracy comparisons",
                   f"{min(per_configuration):.2f} to {max(per_configuration):.2f} pp, pooled {pooled_configuration:.2f}",
-                  f"power of {verdicts.power(5, 0.5, round(sds.loc['pooled', 'sd'], 2)):.2f}",
-                  f"80% needs {verdicts.seeds_for_power(0.5, round(sds.loc['pooled', 'sd'], 2))} seeds"):
+                  f"power of {stats.power(5, 0.5, round(sds.loc['pooled', 'sd'], 2)):.2f}",
+                  f"80% needs {stats.seeds_for_power(0.5, round(sds.loc['pooled', 'sd'], 2))} seeds"):
         assert cited in reason, cited
     assert "0.4 pp" not in reason.replace("about 0.4 pp; the", "")           # only as the assumption corrected
 
@@ -318,7 +318,7 @@ def test_the_committed_study_read_as_a_family_is_holm_on_the_two_sided_p_values(
             break
         stands[i] = True
     expected = np.where(stands, table["status"], "inconclusive")
-    family = table["family_status"].replace(verdicts.PREMISE_NOT_SHOWN, "reproduced")
+    family = table["family_status"].replace(stats.PREMISE_NOT_SHOWN, "reproduced")
     assert list(family) == list(expected)
     assert int(decided_alone.sum()) >= 1 and set(table["family_size"]) == {len(STUDY.family)}
 
@@ -332,7 +332,7 @@ def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records
     points = pareto_points(study_frame(STUDY, COMMITTED)).set_index("label")
     side = study_cost.ratios(study_cost.read(ROOT / "results/study/cost_side_by_side.json")["measured"])
     side = side.set_index("configuration")
-    cost_reason = " ".join(verdicts.margins()["cost_time_vs_sgd_at_most_1_25"]["reason"].split())
+    cost_reason = " ".join(stats.margins()["cost_time_vs_sgd_at_most_1_25"]["reason"].split())
     assert f"SAM's step costs {points.loc['sam', 'cost']:.2f} SGD steps" in cost_reason
     assert (f"{side.loc['sam', 'cost']:.2f} [{side.loc['sam', 'cost_low']:.2f}, {side.loc['sam', 'cost_high']:.2f}]"
             f" measured side by side") in cost_reason
@@ -340,7 +340,7 @@ def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records
     assert f"sam-every-2 costs {points.loc['sam-every-2', 'cost']:.2f} SGD steps" in note
     every = side.loc["sam-every-2"]
     assert f"{every['cost']:.2f} [{every['cost_low']:.2f}, {every['cost_high']:.2f}] side by side" in note
-    flat_reason = " ".join(verdicts.margins()["flatness_ssam_vs_sam"]["reason"].split())
+    flat_reason = " ".join(stats.margins()["flatness_ssam_vs_sam"]["reason"].split())
     commit = re.search(r"results/study/flatness/ at commit ([0-9a-f]{7,40})", flat_reason).group(1)
     curvature: dict[str, dict[int, tuple[float, float]]] = {}  # the records as they were at that commit
     listing = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:results/study/flatness"], cwd=ROOT,

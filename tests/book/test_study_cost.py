@@ -15,7 +15,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from sparsam.book import study_cost
+from sparsam.book import layout, study_cost
 from sparsam.book.stats import margins
 from sparsam.book.study import comparison_label, load_study
 from sparsam.experiment.train import Trainer
@@ -145,7 +145,7 @@ def registration():
 
 
 def _write_changed(tmp_path, **changes) -> str:
-    spec = yaml.safe_load((REPO / study_cost.REGISTRATION).read_text())
+    spec = yaml.safe_load((REPO / layout.COST_REGISTRATION).read_text())
     for key, value in changes.items():
         section, _, field = key.partition("__")
         if field:
@@ -426,7 +426,7 @@ def test_the_gpu_studys_cost_registration_names_the_gpu_unit(tmp_path):
 
 def test_the_registration_planned_from_a_pilot_reproduces_the_cpu_studys_written_one(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    written = yaml.safe_load((REPO / study_cost.REGISTRATION).read_text())
+    written = yaml.safe_load((REPO / layout.COST_REGISTRATION).read_text())
     spec = study_cost.registration_from_pilot("results/study/cpu_study.yaml", written["pilot"]["record"],
                                               written["measurement"]["record"], max_rounds=written["pilot"]["max_rounds"])
     assert spec["comparisons"] == written["comparisons"]

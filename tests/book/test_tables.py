@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from sparsam.book import records as analysis
+from sparsam.book.records import metrics_frame, records_frame, summarize
 
 from sparsam.book import tables
 from sparsam.experiment.config import TrainConfig
@@ -27,20 +27,20 @@ def test_results_table_groups_by_method_with_t_intervals_and_provenance():
             c = base.replace(optimizer=optimizer, seed=seed)
             records.append({"summary": {"config": c.to_dict(), "run_id": c.run_id(), "final_test_acc": acc,
                                         "provenance": {"git_commit": "a" * 40, "git_dirty": False}}})
-    table = tables.results_table(analysis.records_frame(records), columns=("final_test_acc", "mean_eps_norm"))
+    table = tables.results_table(records_frame(records), columns=("final_test_acc", "mean_eps_norm"))
     sam = table.set_index("method").loc["SAM"]
     half = stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3)              # std of 50, 52, 54 is 2 pp
     assert sam["test accuracy (%)"] == f"52.00 [{52 - half:.2f}, {52 + half:.2f}]"
     assert sam["mean ‖ε‖"] == "not recorded" and sam["seeds"] == 3
     assert sam["records (commit)"] == "aaaaaaa" and sam["stale"] == "stale"   # not a commit of this repo
     assert table.set_index("method").loc["SGD", "test accuracy (%)"] == "40.00 (one seed)"
-    assert list(tables.results_table(analysis.records_frame([])).columns)[-3:] == ["seeds", "records (commit)",
+    assert list(tables.results_table(records_frame([])).columns)[-3:] == ["seeds", "records (commit)",
                                                                                    "stale"]
 
 
 def test_no_runs_give_empty_tables_with_their_columns():
     """Profiles whose records do not exist yet (cpu-study before the study) still build their pages."""
-    empty = analysis.records_frame([])
-    summary = analysis.summarize(empty, ["optimizer", "sparsity"], "final_test_acc")
+    empty = records_frame([])
+    summary = summarize(empty, ["optimizer", "sparsity"], "final_test_acc")
     assert summary.empty and list(summary.columns) == ["optimizer", "sparsity", "mean", "low", "high", "n"]
-    assert {"run_id", "epoch"} <= set(analysis.metrics_frame([]).columns)
+    assert {"run_id", "epoch"} <= set(metrics_frame([]).columns)

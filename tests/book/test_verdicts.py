@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsam.book import stats as verdicts
+from sparsam.book import stats
 from sparsam.book.stats import Verdict, compare, decide, margins, paired_bootstrap
 
 T_975_DF3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom (printed tables: 3.182)
@@ -29,7 +29,7 @@ def test_compare_interval_equals_a_hand_computed_t_interval():
 
 
 def test_mean_interval_level_widens_the_interval():
-    narrow, wide = verdicts.mean_interval([1, 2, 4, 7], 0.8), verdicts.mean_interval([1, 2, 4, 7], 0.99)
+    narrow, wide = stats.mean_interval([1, 2, 4, 7], 0.8), stats.mean_interval([1, 2, 4, 7], 0.99)
     assert narrow[0] == wide[0] == 3.5
     assert wide[1] < narrow[1] < 3.5 < narrow[2] < wide[2]
 
@@ -148,7 +148,7 @@ def test_one_seed_reads_inconclusive_for_every_declared_claim():
 
 
 def test_verdicts_frame_keeps_order_fields_and_text():
-    frame = verdicts.verdicts_frame({"b": compare([1.0, 1.1, 0.9], [0, 0, 0]), "a": compare([1], [0])})
+    frame = stats.verdicts_frame({"b": compare([1.0, 1.1, 0.9], [0, 0, 0]), "a": compare([1], [0])})
     assert list(frame["claim"]) == ["b", "a"]
     assert list(frame["status"]) == ["reproduced", "inconclusive"]
     assert frame.loc[0, "text"] == compare([1.0, 1.1, 0.9], [0, 0, 0]).text()
@@ -233,14 +233,14 @@ def test_holm_agrees_with_the_step_down_written_out_and_never_rejects_a_nan():
     rng = np.random.default_rng(4)
     for _ in range(25):  # statsmodels runs gc.collect() in each call: a few cases, not hundreds
         p = list(rng.uniform(0, 0.06, rng.integers(1, 12)) ** rng.uniform(1, 3))
-        assert list(verdicts.holm(p, 0.05)) == holm_by_hand(p, 0.05)
-    assert list(verdicts.holm([0.001, math.nan, 0.02], 0.05)) == [True, False, True]  # m = 3 all the same
-    assert list(verdicts.holm([0.001, 0.02], 0.05)) == [True, True]
-    assert list(verdicts.holm([0.001, 0.03, 0.9], 0.05)) == [True, False, False]    # 0.03 > 0.05 / 2
+        assert list(stats.holm(p, 0.05)) == holm_by_hand(p, 0.05)
+    assert list(stats.holm([0.001, math.nan, 0.02], 0.05)) == [True, False, True]  # m = 3 all the same
+    assert list(stats.holm([0.001, 0.02], 0.05)) == [True, True]
+    assert list(stats.holm([0.001, 0.03, 0.9], 0.05)) == [True, False, False]    # 0.03 > 0.05 / 2
     with pytest.raises(ValueError, match="p_values must lie in"):
-        verdicts.holm([1.5])
+        stats.holm([1.5])
     with pytest.raises(ValueError, match="alpha must be in"):
-        verdicts.holm([0.1], 0.0)
+        stats.holm([0.1], 0.0)
 
 
 def _gain(mean: float, seeds: int = 5, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -254,17 +254,17 @@ def test_a_family_where_every_comparison_is_decided_alone_and_holm_decides_none(
     pair = _gain(1.0)
     alone = compare(*pair)
     assert alone.status == "reproduced" and 0.005 < alone.p_value < 0.025  # decided at 2.5% one-sided
-    family = verdicts.family({f"c{i}": alone for i in range(5)})            # five such: 2p = 0.02 > 0.05 / 5
+    family = stats.family({f"c{i}": alone for i in range(5)})            # five such: 2p = 0.02 > 0.05 / 5
     assert {v.status for v in family.values()} == {"reproduced"}            # registered decisions kept
     assert {v.family_status for v in family.values()} == {"inconclusive"}
     assert {v.family_size for v in family.values()} == {5}
-    one = verdicts.family({"only": alone})["only"]                          # a family of one is the rule itself
+    one = stats.family({"only": alone})["only"]                          # a family of one is the rule itself
     assert one.family_status == "reproduced" and (one.sim_low, one.sim_high) == pytest.approx((alone.low, alone.high))
     strong = compare(*_gain(3.0))
-    mixed = verdicts.family({"strong": strong, **{f"c{i}": alone for i in range(4)}})
+    mixed = stats.family({"strong": strong, **{f"c{i}": alone for i in range(4)}})
     assert mixed["strong"].family_status == "reproduced" and mixed["c0"].family_status == "inconclusive"
     worse = compare(*_gain(-3.0))                                           # a decided loss is read the same way
-    assert verdicts.family({"w": worse, "s": strong})["w"].family_status == "not reproduced"
+    assert stats.family({"w": worse, "s": strong})["w"].family_status == "not reproduced"
 
 
 def _paired_with_p(p: float, *, margin: float = 0.0, better: str = "higher") -> tuple[np.ndarray, np.ndarray]:
@@ -316,18 +316,18 @@ def test_a_family_between_the_one_sided_and_the_two_sided_thresholds_reads_as_ho
 def test_family_never_decides_what_the_registered_rule_leaves_open():
     few = compare([95.0, 96.0], [10.0, 11.0])                                # tiny p, but fewer than min_n pairs
     assert few.status == "inconclusive" and few.p_value < 1e-3
-    assert verdicts.family({"few": few})["few"].family_status == "inconclusive"
+    assert stats.family({"few": few})["few"].family_status == "inconclusive"
     with pytest.raises(ValueError, match="share one level"):
-        verdicts.family({"a": compare([1, 2, 3], [0, 0, 0]), "b": compare([1, 2, 3], [0, 0, 0], level=0.9)})
+        stats.family({"a": compare([1, 2, 3], [0, 0, 0]), "b": compare([1, 2, 3], [0, 0, 0], level=0.9)})
 
 
 def test_the_simultaneous_interval_is_the_t_interval_at_level_one_minus_alpha_over_m():
     a, b = _gain(0.7, seeds=4)
     for m in (1, 3, 19):
-        v = verdicts.family({i: compare(a, b) for i in range(m)})[0]
-        mean, low, high = verdicts.mean_interval(a - b, 1 - 0.05 / m)      # from the data, directly
+        v = stats.family({i: compare(a, b) for i in range(m)})[0]
+        mean, low, high = stats.mean_interval(a - b, 1 - 0.05 / m)      # from the data, directly
         assert (v.sim_low, v.sim_high) == pytest.approx((low, high), rel=1e-12)
-    assert all(math.isnan(x) for x in verdicts.simultaneous_interval(compare([1.0], [0.0]), 3))
+    assert all(math.isnan(x) for x in stats.simultaneous_interval(compare([1.0], [0.0]), 3))
 
 
 def test_non_inferiority_to_sam_with_sam_no_better_than_sgd_reads_premise_not_shown():
@@ -337,19 +337,19 @@ def test_non_inferiority_to_sam_with_sam_no_better_than_sgd_reads_premise_not_sh
     verdict = decide("accuracy_ssam_vs_sam", ssam, sam)
     premise = decide("accuracy_sam_vs_sgd", sam, sgd)
     assert verdict.status == "reproduced" and premise.status == "inconclusive"
-    read = verdicts.family({"ssam vs sam": verdict, "sam vs sgd": premise}, {"ssam vs sam": "sam vs sgd"})
+    read = stats.family({"ssam vs sam": verdict, "sam vs sgd": premise}, {"ssam vs sam": "sam vs sgd"})
     assert read["ssam vs sam"].status == "reproduced"                        # the registered status is kept
-    assert read["ssam vs sam"].family_status == verdicts.PREMISE_NOT_SHOWN == "inconclusive (premise not shown)"
-    assert verdicts.family({"x": verdict}, {"x": None})["x"].family_status == verdicts.PREMISE_NOT_SHOWN
+    assert read["ssam vs sam"].family_status == stats.PREMISE_NOT_SHOWN == "inconclusive (premise not shown)"
+    assert stats.family({"x": verdict}, {"x": None})["x"].family_status == stats.PREMISE_NOT_SHOWN
     shown = decide("accuracy_sam_vs_sgd", sgd + 2 + (sam - sgd) / 10, sgd)   # SAM clearly above SGD
-    read = verdicts.family({"ssam vs sam": verdict, "sam vs sgd": shown}, {"ssam vs sam": "sam vs sgd"})
+    read = stats.family({"ssam vs sam": verdict, "sam vs sgd": shown}, {"ssam vs sam": "sam vs sgd"})
     assert read["ssam vs sam"].family_status == "reproduced"
     far_below = decide("accuracy_ssam_vs_sam", sam - 3 + (ssam - sam), sam)  # worse than the margin: no premise needed
-    read = verdicts.family({"low": far_below, "sam vs sgd": premise}, {"low": "sam vs sgd"})
+    read = stats.family({"low": far_below, "sam vs sgd": premise}, {"low": "sam vs sgd"})
     assert read["low"].family_status == "not reproduced"
-    assert verdicts.combine([verdicts.PREMISE_NOT_SHOWN, "reproduced"]) == "inconclusive"
+    assert stats.combine([stats.PREMISE_NOT_SHOWN, "reproduced"]) == "inconclusive"
     with pytest.raises(ValueError, match="premise of 'x' must be one of"):
-        verdicts.family({"x": verdict}, {"x": "nowhere"})
+        stats.family({"x": verdict}, {"x": "nowhere"})
 
 
 def test_the_declared_premises_and_the_half_gain_claim():
@@ -387,14 +387,14 @@ def test_the_half_gain_contrast_equals_an_independent_computation():
     contrast = (ssam - sgd) - 0.5 * (sam - sgd)                            # per seed, as the claim states it
     mean, se = contrast.mean(), contrast.std(ddof=1) / math.sqrt(5)
     low, high = scipy_stats.t.interval(0.95, 4, loc=mean, scale=se)
-    v = decide("accuracy_ssam_keeps_half_gain", *verdicts.half_gain(ssam, sam, sgd))
+    v = decide("accuracy_ssam_keeps_half_gain", *stats.half_gain(ssam, sam, sgd))
     assert (v.diff, v.low, v.high) == pytest.approx((mean, low, high), rel=1e-12)
     assert v.p_value == pytest.approx(scipy_stats.ttest_1samp(contrast, 0.0, alternative="greater").pvalue, rel=1e-9)
     assert v.status == ("reproduced" if low > 0 else "inconclusive")
-    like_sgd = decide("accuracy_ssam_keeps_half_gain", *verdicts.half_gain(sgd + 0.01, sgd + 0.02, sgd))
+    like_sgd = decide("accuracy_ssam_keeps_half_gain", *stats.half_gain(sgd + 0.01, sgd + 0.02, sgd))
     assert like_sgd.status != "reproduced"                                 # SAM ≈ SGD: nothing to keep
     with pytest.raises(ValueError, match="method, reference and baseline must pair"):
-        verdicts.half_gain([1, 2, 3], [1, 2], [1, 2, 3])
+        stats.half_gain([1, 2, 3], [1, 2], [1, 2, 3])
 
 
 # ---- power of the registered rule ----
@@ -403,7 +403,7 @@ def test_power_agrees_with_a_simulation_of_the_registered_rule():
     rng = np.random.default_rng(5)
     draws = 4000
     for n, distance, sd in ((5, 0.5, 1.15), (5, 1.5, 1.0), (8, 0.8, 0.6)):
-        expected = verdicts.power(n, distance, sd)
+        expected = stats.power(n, distance, sd)
         d = rng.normal(distance - 0.5, sd, size=(draws, n))               # true gain: distance beyond -0.5
         decided = np.mean([compare(x, np.zeros(n), margin=0.5, test="non-inferiority").status == "reproduced"
                            for x in d])
@@ -413,18 +413,18 @@ def test_power_agrees_with_a_simulation_of_the_registered_rule():
 
 def test_seeds_for_power_is_the_fewest_seeds_and_detectable_difference_inverts_power():
     for distance, sd in ((0.5, 1.15), (0.5, 0.4), (1.0, 1.0)):
-        n = verdicts.seeds_for_power(distance, sd)
-        assert verdicts.power(n, distance, sd) >= 0.8 > verdicts.power(n - 1, distance, sd) if n > 2 else True
-    assert verdicts.seeds_for_power(0.5, 0.01, min_n=3) == 3
+        n = stats.seeds_for_power(distance, sd)
+        assert stats.power(n, distance, sd) >= 0.8 > stats.power(n - 1, distance, sd) if n > 2 else True
+    assert stats.seeds_for_power(0.5, 0.01, min_n=3) == 3
     for n in (3, 5, 20):
-        d = verdicts.detectable_difference(n, 1.15)
-        assert verdicts.power(n, d, 1.15) == pytest.approx(0.8, abs=1e-9)
-        assert verdicts.detectable_difference(n, 2.3) == pytest.approx(2 * d, rel=1e-6)   # scales with the SD
-    assert verdicts.detectable_difference(5, 1.15) > verdicts.detectable_difference(10, 1.15)
-    assert verdicts.power(5, 0.0, 1.0) == pytest.approx(0.025)              # at the threshold: the test's level
+        d = stats.detectable_difference(n, 1.15)
+        assert stats.power(n, d, 1.15) == pytest.approx(0.8, abs=1e-9)
+        assert stats.detectable_difference(n, 2.3) == pytest.approx(2 * d, rel=1e-6)   # scales with the SD
+    assert stats.detectable_difference(5, 1.15) > stats.detectable_difference(10, 1.15)
+    assert stats.power(5, 0.0, 1.0) == pytest.approx(0.025)              # at the threshold: the test's level
     with pytest.raises(ValueError, match="sd must be in"):
-        verdicts.power(5, 0.5, 0.0)
+        stats.power(5, 0.5, 0.0)
     with pytest.raises(ValueError, match="n must be an integer >= 2"):
-        verdicts.power(1, 0.5, 1.0)
+        stats.power(1, 0.5, 1.0)
     with pytest.raises(ValueError, match="more than max_n=50 seeds"):
-        verdicts.seeds_for_power(0.01, 1.0, max_n=50)
+        stats.seeds_for_power(0.01, 1.0, max_n=50)

@@ -22,12 +22,13 @@ import yaml
 
 from conftest import REPO, data_file
 from sparsam import cli
-from sparsam.experiment import store as runs
+from sparsam.experiment import provenance as code
 from sparsam.experiment.chunk import STARTUP_SECONDS, chunk_file, run_chunk
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.grid import run_missing
 from sparsam.experiment.results import load_all, record_path
-from sparsam.experiment.store import atomic_write_json, provenance, read_json
+from sparsam.experiment.provenance import provenance
+from sparsam.experiment.store import atomic_write_json, read_json
 
 TINY = dict(model="resnet-small", width=4, n_train=64, n_test=32, epochs=1, batch_size=32)
 TINY_IMAGENET = dict(TINY, dataset="imagenette-tiny")
@@ -95,7 +96,7 @@ def test_chunk_options_are_checked_before_anything_runs(tmp_path, capsys, monkey
         assert cli.main(["train-grid", str(grid), *where, *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and re.search(message, err), (argv, err)
-    monkeypatch.setattr(runs, "code_root", lambda: None)  # a copy of the code without git
+    monkeypatch.setattr(code, "code_root", lambda: None)  # a copy of the code without git
     monkeypatch.setenv("SPARSAM_GIT_COMMIT", "not-a-hash")
     assert cli.main(["train-grid", str(grid), *where, "--budget-minutes", "5", "--run-minutes", "1"]) == 2
     assert "SPARSAM_GIT_COMMIT must be a git commit hash" in capsys.readouterr().err
@@ -157,7 +158,7 @@ def test_a_copy_without_git_trains_two_runs_at_once_on_the_imagenet_path_and_pac
     copy = tmp_path / "copy"
     shutil.copytree(REPO / "sparsam", copy / "sparsam", ignore=shutil.ignore_patterns("__pycache__"))
     grid = _grid(copy, TINY_IMAGENET, {"seed": [0, 1]})
-    commit = runs.code_commit()[0] or "0123456789abcdef0123456789abcdef01234567"
+    commit = code.code_commit()[0] or "0123456789abcdef0123456789abcdef01234567"
     env = {**os.environ, "PYTHONPATH": str(copy), "SPARSAM_GIT_COMMIT": commit, "CUDA_VISIBLE_DEVICES": "0"}
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "sparsam", "train-grid", "grid.yaml", "--store", "results/runs",
@@ -220,7 +221,7 @@ def test_provenance_takes_the_commit_from_git_else_from_the_environment(monkeypa
     found = provenance(torch.device("cpu"))
     assert found["git_commit"] == head.stdout.strip() and isinstance(found["git_dirty"], bool)
 
-    monkeypatch.setattr(runs, "code_root", lambda: None)  # no work tree: the code was copied without .git
+    monkeypatch.setattr(code, "code_root", lambda: None)  # no work tree: the code was copied without .git
     found = provenance(torch.device("cpu"))
     assert (found["git_commit"], found["git_dirty"]) == ("abcdef1", None)
     monkeypatch.delenv("SPARSAM_GIT_COMMIT")

@@ -1,0 +1,244 @@
+"""The claims table and the chapters' verdicts computed from the committed records, as plain JSON: the guard of
+the book layer's redesign (issue 29). ``tests/book/test_claims_snapshot.py`` recomputes :func:`compute` and
+compares it with ``tests/book/claims_snapshot.json``, written by this script before the redesign began; a change
+of the code that changes a status, a number or a staleness flag the book shows fails that test.
+
+What it holds, read only (nothing is trained or measured):
+
+- ``scales``: every scale of the book (the GPU, CPU and ImageNet studies) as its chapter decides it: where it
+  stands, and for one with records every comparison (registered and family-wise status, the numbers of
+  ``python -m sparsam study``) and its claims' statuses;
+- ``chapters``: the quick profile's verdict rows of chapters 3, 5 and 6 from the committed records
+  (``results/runs``, ``results/flatness``); chapter 4 measures its own timings and is left out;
+- ``cpu_study``: chapter 8's readings (the claims' statuses in both readings, the answer to its question, the
+  flatness family added after the runs);
+- ``claims_table``: the claims table of chapter 7 from the above (its quick-profile column as chapter 7 reads
+  it when chapter 4 has not run).
+
+    python scripts/snapshot_claims.py          # rewrites tests/book/claims_snapshot.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = ROOT / "tests" / "book" / "claims_snapshot.json"
+ROW_FIELDS = ("claim", "rule", "status", "family_status", "n", "diff", "low", "high", "p_value", "sim_low",
+              "sim_high", "boot_low", "boot_high", "commits", "stale")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON: floats rounded to 10 significant digits, NaN as None, numpy scalars as Python's."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: plain(row[k]) for k in ROW_FIELDS if k in frame.columns} for _, row in frame.iterrows()]
+
+
+def chapter_3(root: Path) -> pd.DataFrame:
+    """Notebook 3's verdict rows in the quick profile, as its verdict cell computes them."""
+    from sparsam.book import claims, profiles
+    from sparsam.book.records import records_frame
+    from sparsam.experiment.config import TrainConfig
+    from sparsam.experiment.grid import run_missing
+
+    p = profiles.parameters("03_cifar_accuracy", "quick", {})
+    base = TrainConfig(model=p.model, width=p.width, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test,
+                       epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
+                       device=p.device, amp=p.amp, eval_every=p.eval_every)
+    ssam_f = dict(optimizer="ssam-f", rho=p.rho, num_samples=p.num_samples, update_every=p.update_every,
+                  update_unit="epochs")
+    ssam_d = dict(optimizer="ssam-d", rho=p.rho, update_every=p.update_every, update_unit="epochs")
+    main = [base.replace(optimizer="sgd", seed=seed) for seed in p.seeds]
+    main += [base.replace(optimizer="sam", rho=p.rho, seed=seed) for seed in p.seeds]
+    main += [base.replace(**kind, sparsity=s, seed=seed) for seed in p.seeds for s in p.sparsities
+             for kind in (ssam_f, ssam_d)]
+    radius = [base.replace(**ssam_f, sparsity=0.5, normalize="masked", seed=seed) for seed in p.seeds]
+    cost = [base.replace(**ssam_f, sparsity=s, pattern="layer", seed=seed, **rule) for seed in p.seeds
+            for s in p.cost_sparsities for rule in ({}, {"mask_rule": "cost-aware", "ascent_budget": p.ascent_budget})]
+    configs = list(dict.fromkeys(main + radius + cost))
+    tpami = [base.replace(**ssam_f, sparsity=0.5, pattern=pattern, seed=seed) for seed in p.seeds
+             for pattern in p.patterns]
+    tpami += [base.replace(**ssam_f, sparsity=0.5, pattern=p.implicit_pattern, form=form, seed=seed)
+              for seed in p.seeds for form in ("explicit", "implicit")]
+    tpami = [c for c in dict.fromkeys(tpami) if c not in configs]
+    records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
+    records += run_missing(tpami, store=root / p.store, runs_dir=root / "runs", train_missing=False)
+    frame = records_frame(records)
+    ssam_f_half = {"optimizer": "ssam-f", "sparsity": 0.5, "num_samples": p.num_samples, "pattern": "unstructured",
+                   "mask_rule": "fisher", "form": "explicit", "normalize": "full"}
+    sam = {"optimizer": "sam", "rho": p.rho}
+    evidence = "notebook 3, accuracy-vs-sparsity figure, results and claims tables"
+    out = [
+        claims.accuracy(frame, records, "SSAM-F (s = 0.5) vs SAM", "accuracy_ssam_vs_sam", ssam_f_half, sam,
+                        evidence=evidence),
+        claims.accuracy(frame, records, "SSAM-D (s = 0.5) vs SAM", "accuracy_ssam_vs_sam",
+                        {"optimizer": "ssam-d", "sparsity": 0.5}, sam, evidence=evidence),
+        claims.accuracy(frame, records, "SAM vs SGD", "accuracy_sam_vs_sgd", sam, {"optimizer": "sgd"},
+                        evidence=evidence),
+        claims.accuracy(frame, records, "radius control: SSAM-F (s = 0.5, ‖ε‖ = ρ) vs SAM", "accuracy_ssam_vs_sam",
+                        {**ssam_f_half, "normalize": "masked"}, sam, evidence=evidence),
+    ]
+    out += [claims.accuracy(frame, records, f"TPAMI: SSAM-F {pattern} (s = 0.5) vs SAM", "accuracy_pattern_vs_sam",
+                            {**ssam_f_half, "pattern": pattern}, sam, evidence=evidence) for pattern in p.patterns]
+    out.append(claims.accuracy(frame, records, "TPAMI: SSAM-F implicit vs explicit form",
+                               "accuracy_implicit_vs_explicit", {**ssam_f_half, "pattern": p.implicit_pattern,
+                                                                 "form": "implicit"},
+                               {**ssam_f_half, "pattern": p.implicit_pattern, "form": "explicit"}, evidence=evidence))
+    return claims.claims_frame(out)
+
+
+def chapter_5(root: Path) -> pd.DataFrame:
+    """Notebook 5's verdict rows in the quick profile, as its verdict cell computes them."""
+    from sparsam.book import claims, profiles, tables
+    from sparsam.book.records import records_frame
+    from sparsam.experiment.config import TrainConfig
+    from sparsam.experiment.grid import run_missing
+
+    p = profiles.parameters("05_imagenet", "quick", {})
+    base = TrainConfig(model=p.model, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test, epochs=p.epochs,
+                       batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, device=p.device, amp=p.amp,
+                       eval_every=p.eval_every)
+    configs = []
+    for seed in p.seeds:
+        configs.append(base.replace(optimizer="sgd", seed=seed))
+        configs.append(base.replace(optimizer="sam", rho=p.rho, seed=seed))
+        configs.append(base.replace(optimizer="ssam-f", rho=p.rho, sparsity=p.sparsity, num_samples=p.num_samples,
+                                    update_every=p.update_every, update_unit="epochs", seed=seed))
+    records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
+    frame = tables.with_methods(records_frame(records))
+    evidence = "notebook 5, accuracy figure, results and claims tables"
+    ssam = {"optimizer": "ssam-f", "sparsity": p.sparsity, "num_samples": p.num_samples}
+    sam = {"optimizer": "sam", "rho": p.rho}
+    return claims.claims_frame([
+        claims.accuracy(frame, records, f"ImageNet proxy: SSAM-F (s = {p.sparsity:g}) vs SAM", "accuracy_ssam_vs_sam",
+                        ssam, sam, evidence=evidence),
+        claims.accuracy(frame, records, "ImageNet proxy: SAM vs SGD", "accuracy_sam_vs_sgd", sam, {"optimizer": "sgd"},
+                        evidence=evidence),
+    ])
+
+
+def chapter_6(root: Path) -> pd.DataFrame:
+    """Notebook 6's verdict rows in the quick profile (curvature from its committed flatness records), as its
+    verdict cell computes them."""
+    from sparsam.book import claims, curvature, flatness, profiles
+    from sparsam.book.records import records_frame
+    from sparsam.experiment.grid import run_missing
+
+    p = profiles.parameters("06_landscape", "quick", {})
+    names = flatness.NETWORK_NAMES
+    configs = curvature.networks(p)
+    kinds = list(dict.fromkeys(key for key, _ in configs))
+    stored = {r["summary"]["run_id"]: r for r in run_missing(configs.values(), store=root / p.store,
+                                                             runs_dir=root / p.runs_dir, train_missing=False)}
+    records = {pair: stored[c.run_id()] for pair, c in configs.items() if c.run_id() in stored}
+    record_frame = records_frame(records.values())
+    curv = curvature.flatness_frame({(names[key], seed): c for (key, seed), c in configs.items()},
+                                    curvature.Settings.of(p), root / p.flatness_store)
+    evidence = "notebook 6, Hessian figure and table, claims table" + (
+        "" if p.flatness_store is None else f", flatness records in {p.flatness_store}/")
+    flat_rows = []
+    for method in [names[key] for key in kinds if key.startswith("ssam")]:
+        for name, verdict in flatness.flatness_verdicts(curv, method=method).items():
+            reference = name.split(" vs ")[1].split(":")[0]
+            used = record_frame[record_frame["optimizer"].isin(sorted({c.optimizer for (k, _), c in configs.items()
+                                                                        if names[k] in (method, reference)}))
+                                & record_frame["seed"].isin(curv["seed"])]
+            flat_rows.append(claims.row(name, flatness.CLAIMS[reference], verdict, used=used, evidence=evidence))
+    if {"SAM", "SGD"} <= set(curv["method"]):
+        used = record_frame[record_frame["optimizer"].isin(["sam", "sgd"]) & record_frame["seed"].isin(curv["seed"])]
+        flat_rows += [claims.row(name, flatness.PREMISE["SGD"], verdict, used=used, evidence=evidence)
+                      for name, verdict in flatness.premise_verdicts(curv).items()]
+    return claims.claims_frame(flat_rows)
+
+
+def cpu_study(root: Path) -> dict[str, Any]:
+    """Chapter 8's readings of the CPU study, as its cells compute them (the bootstrap left out)."""
+    from sparsam.book import claims, curvature, flatness, layout, profiles, study, study_cost
+    from sparsam.book import stats
+    from sparsam.experiment.results import load_all
+
+    p = profiles.parameters("08_cpu_study", "quick", {})
+    registered = study.load_study(root / p.study_file)
+    records = load_all(root / p.store)
+    frame = study.study_frame(registered, records)
+    registration = study_cost.load_registration(root / layout.COST_REGISTRATION, study=registered)
+    decided = study.decide_comparisons_interleaved(
+        registered, frame, records, study_cost.cost_rows(registration, study_cost.read(registration.record)),
+        resamples=0)
+    landscape = profiles.parameters("06_landscape", "cpu-study", {})
+    measured = curvature.flatness_frame(
+        {(flatness.NETWORK_NAMES[kind], seed): config for (kind, seed), config in curvature.networks(landscape).items()},
+        curvature.Settings.of(landscape), root / landscape.flatness_store)
+    flat_claim = [claims.row(name, claim, verdict)
+                  for method in ("SSAM-F", "SSAM-D") for reference, claim in flatness.CLAIMS.items()
+                  for name, verdict in flatness.flatness_verdicts(measured, method=method,
+                                                                  claims={reference: claim}).items()]
+    flat_premise = [claims.row(name, flatness.PREMISE["SGD"], verdict)
+                    for name, verdict in flatness.premise_verdicts(measured).items()]
+    flat_table = claims.family_wise(claims.claims_frame(flat_claim + flat_premise))
+    return {"records": len(records), "runs": len(frame),
+            "statuses": study.book_statuses(registered, decided, reading="family-wise"),
+            "statuses_registered": study.book_statuses(registered, decided, reading="registered"),
+            "answer": study.answer(registered, decided, reading="family-wise"),
+            "answer_registered": study.answer(registered, decided, reading="registered"),
+            "flatness": rows(flat_table),
+            "flatness_status": stats.combine(list(flat_table["family_status"][:len(flat_claim)])),
+            "flatness_status_registered": stats.combine(list(flat_table["status"][:len(flat_claim)]))}
+
+
+def compute(root: Path = ROOT) -> dict[str, Any]:
+    """Everything the snapshot holds, computed from the committed records of the book at ``root``."""
+    from sparsam.book import claims, scales
+
+    states = scales.survey(root, scales.BOOK_SCALES)
+    by_scale, out_scales = [], {}
+    for state in states:
+        entry: dict[str, Any] = {"cell": state.cell(), "registered": state.registered, "planned": state.planned,
+                                 "records": state.records}
+        if state.has_records:
+            registered, records, frame = scales.load(state.scale, root)
+            decided = scales.decide(state.scale, registered, frame, records, resamples=0, root=root)
+            statuses = scales.scale_statuses(state, registered, decided)
+            entry["comparisons"] = rows(decided)
+        else:
+            statuses = scales.scale_statuses(state)
+        entry["statuses"] = statuses
+        by_scale.append(statuses)
+        out_scales[state.scale.name] = entry
+    chapters = {"03_cifar_accuracy": chapter_3(root), "05_imagenet": chapter_5(root), "06_landscape": chapter_6(root)}
+    with tempfile.TemporaryDirectory() as folder:  # saved and read back as chapters 3 to 6 and 7 do
+        for name, frame in chapters.items():
+            claims.save_verdicts(frame, name, "quick", folder)
+        saved = claims.load_verdicts(folder, profile="quick")
+    table = scales.claims_table(by_scale, scales.profile_statuses(saved), profile="quick", scales=scales.BOOK_SCALES)
+    return {"scales": out_scales,
+            "chapters": {name: rows(frame) for name, frame in chapters.items()},
+            "chapters_family": rows(saved),
+            "cpu_study": cpu_study(root),
+            "claims_table": [{k: plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]}
+
+
+def main() -> None:
+    SNAPSHOT.write_text(json.dumps(compute(), indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {SNAPSHOT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
