@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_train import batches, cosine, first_pass  # noqa: E402
 from sparsam.experiment.config import TrainConfig  # noqa: E402
-from sparsam.experiment.store import provenance, read_metrics  # noqa: E402
+from sparsam.experiment.provenance import provenance  # noqa: E402
+from sparsam.experiment.store import read_metrics  # noqa: E402
 from sparsam.experiment.train import Trainer, train  # noqa: E402
 
 OPTIMIZERS = {"SGD": dict(optimizer="sgd"), "SAM": dict(optimizer="sam"),
