@@ -303,14 +303,14 @@ def test_a_family_between_the_one_sided_and_the_two_sided_thresholds_reads_as_ho
     two_sided = multipletests(2 * one_sided, alpha=0.05, method="holm")[0]
     assert list(two_sided) == [True, False, False, False]
     assert multipletests(one_sided, alpha=0.05, method="holm")[0].all()   # the construction discriminates
-    read = verdicts.family(family)
+    read = stats.family(family)
     assert [v.family_status for v in read.values()] == [
         v.status if rejected else "inconclusive" for v, rejected in zip(family.values(), two_sided)]
     assert [v.status for v in read.values()] == [v.status for v in family.values()]   # registered kept
     # a family of two at one-sided p = 0.016 each: decided alone (< 0.025), not together (2p > 0.025)
     pair = compare(*_paired_with_p(0.016))
     assert pair.status == "reproduced" and multipletests([0.032, 0.032], alpha=0.05, method="holm")[0].sum() == 0
-    assert {v.family_status for v in verdicts.family({"x": pair, "y": pair}).values()} == {"inconclusive"}
+    assert {v.family_status for v in stats.family({"x": pair, "y": pair}).values()} == {"inconclusive"}
 
 
 def test_family_never_decides_what_the_registered_rule_leaves_open():
