@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     curve = curves(args, Path(args.runs_dir))
     checks = {rung: passes(rung, first, curve) for rung in RUNGS}
     chosen = fastest_faithful(rows, checks)
-    record = {"provenance": provenance(torch.device("cpu")), "args": vars(args), "checks_rule": CHECKS,
+    measured = {k: v for k, v in vars(args).items() if k not in ("runs_dir", "out")}  # no machine paths in a record
+    record = {"provenance": provenance(torch.device("cpu")), "args": measured, "checks_rule": CHECKS,
               "throughput": rows, "first_pass": first, "curves": curve, "checks": checks, "fastest_faithful": chosen,
               "fastest_faithful_config": RUNGS[chosen], "load_average_start": load[0]}
     if args.compile:
