@@ -11,6 +11,7 @@ that the registration applies exactly what was declared before the pilot ran.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -84,8 +85,7 @@ def plan(name: str, sgd: Sequence[float], sam: Sequence[float], sgd_run: float, 
     run of SGD and of SAM."""
     verdict = compare(sam, sgd, test="superiority")
     diffs = [a - b for a, b in zip(sam, sgd)]
-    mean = sum(diffs) / len(diffs)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
     n, p_premise, p_half = (seeds_for_both(mean, sd, comparisons, least=least, most=most) if mean > 0
                             else (most, 0.0, 0.0))
     return CandidatePlan(name, verdict, sd, n, p_premise, p_half,
