@@ -10,7 +10,10 @@ rules to the pilot's records and returns what the registration adds: the regime 
 fast-path rule turned off), the seeds (``power``: as many as the seed rule gives, from 0), the configurations,
 the comparisons, the margins of ``book/margins.yaml`` they use, ``correction: holm`` and the pilot's result.
 :func:`write_registration` appends it to the file, once, and only if the result reads as a valid study
-(:func:`sparsam.book.study.load_study`); nothing planned is changed on the way.
+(:func:`sparsam.book.study.load_study`); nothing planned is changed on the way. A candidates file whose
+``selection`` declares its rules in words, with no ``rules`` mapping (the label-noise study,
+``results/noise_study/noise_study.yaml``), is registered by the fixed-margin rules of
+:mod:`sparsam.book.fixed_margin` (:func:`write_fixed_margin_registration`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from . import fixed_margin
 from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
 from .stats import margins as declared_margins
 from .study import MARGIN_FIELDS, load_study
@@ -117,18 +121,39 @@ def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]],
     ``summary`` parts, from the folder ``store``), the regime taking the fast-path rule's ``changes``; the text
     appended. An error, and nothing written, if the file is already a registration or the result does not read
     as a valid study (:func:`sparsam.book.study.load_study`); ``dry_run``: the text only."""
-    path = Path(path)
-    declared = path.read_text()
-    spec = yaml.safe_load(declared)
+    spec = _unregistered(path)
+    return _append(path, registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store), dry_run,
+                   None)
+
+
+def write_fixed_margin_registration(path: str | Path, records: Sequence[Mapping[str, Any]], *, store: str,
+                                    margins_path: str | Path | None = None, dry_run: bool = False) -> str:
+    """As :func:`write_registration`, by the fixed-margin rules of :mod:`sparsam.book.fixed_margin` (a candidates
+    file whose ``selection`` declares its rules in words: the label-noise study), from the pilot's whole
+    ``records``."""
+    spec = _unregistered(path)
+    return _append(path, fixed_margin.registration(spec, records, declared_margins(margins_path), store=store),
+                   dry_run, margins_path)
+
+
+def _unregistered(path: str | Path) -> dict[str, Any]:
+    spec = yaml.safe_load(Path(path).read_text())
     present = [k for k in ADDED_KEYS if k in spec]
     if present:
         raise ValueError(f"{path} already holds {present}: it is registered, or declares what a registration adds")
-    appended = registration_text(registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store))
-    text = declared.rstrip("\n") + "\n" + appended
+    return spec
+
+
+def _append(path: str | Path, added: Mapping[str, Any], dry_run: bool, margins_path: str | Path | None) -> str:
+    """Append ``added`` to the file at ``path`` if the result reads as a valid study (its claims those of
+    ``margins_path``, default the book's); the text appended."""
+    path = Path(path)
+    appended = registration_text(added)
+    text = path.read_text().rstrip("\n") + "\n" + appended
     trial = path.with_name(f".{path.name}.trial")
     trial.write_text(text)
     try:
-        load_study(trial)  # a registration that does not read as a study is not written
+        load_study(trial, margins_path)  # a registration that does not read as a study is not written
     finally:
         trial.unlink()
     if not dry_run:
@@ -143,8 +168,15 @@ def fast_path_changes(path: str | Path | None) -> dict[str, Any]:
 
 def register_command(path: str | Path, store: str | Path, fast_path: str | Path | None = None,
                      dry_run: bool = False) -> str:
-    """:func:`write_registration` from the records in ``store`` (validated on load) and ``fast_path``."""
+    """Register the candidates file ``path`` from the records in ``store`` (validated on load): by the rules its
+    ``selection.rules`` names (:func:`write_registration`, with ``fast_path``'s changes), or, where its selection
+    declares its rules in words only, by the fixed-margin rules (:func:`write_fixed_margin_registration`)."""
     if not Path(store).is_dir():
         raise ValueError(f"--store {store} is not a folder of pilot records")
-    return write_registration(path, [r["summary"] for r in load_all(store)], store=Path(store).as_posix(),
+    records = load_all(store)
+    if "rules" not in yaml.safe_load(Path(path).read_text()).get("selection", {}):
+        if fast_path is not None:
+            raise ValueError("--fast-path: a fixed-margin study states its fast path in its file; give none")
+        return write_fixed_margin_registration(path, records, store=Path(store).as_posix(), dry_run=dry_run)
+    return write_registration(path, [r["summary"] for r in records], store=Path(store).as_posix(),
                               changes=fast_path_changes(fast_path), dry_run=dry_run)

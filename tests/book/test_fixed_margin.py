@@ -80,3 +80,94 @@ def test_sam_on_radius_and_matched_density():
     assert int((1 - s) * 78002) == 720
     with pytest.raises(ValueError, match="kept must be in"):
         rules.matched_sparsity(0, 10)
+
+
+# --- the registration: the declared rules applied to constructed pilot records -------------------------------
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from sparsam.book.registration import write_fixed_margin_registration
+from sparsam.book.study import load_study
+from sparsam.experiment.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+DECLARATION = ROOT / "results" / "noise_study" / "noise_study.yaml"
+SGD, SAM = [40.0, 41.0, 39.5], [46.0, 49.0, 47.5]
+
+
+def _record(config: TrainConfig, accuracy: float, cpu_per_step: float) -> dict:
+    return {"summary": {"config": config.to_dict(), "final_test_acc": accuracy / 100, "data": {"num_classes": 10}},
+            "metrics": [{"cpu_seconds_per_step": cpu_per_step, "steps": 50}, {"cpu_seconds_per_step": cpu_per_step,
+                                                                                "steps": 30}]}
+
+
+def _pilot(sam_on: bool = True) -> list[dict]:
+    spec = yaml.safe_load(DECLARATION.read_text())
+    records = []
+    for candidate, cost in (("A", 1.0), ("B", 4.0)):
+        base = TrainConfig(**{**spec["common"], **spec["candidates"][candidate]})
+        for seed, sgd, sam in zip(spec["pilot"]["seeds"], SGD, SAM):
+            records += [_record(base.replace(optimizer="sgd", seed=seed), sgd, cost),
+                        _record(base.replace(optimizer="sam", seed=seed), sam, 2 * cost)]
+            if sam_on and candidate == "A":  # gains +2 at rho 0.5, +3 at rho 2.0
+                records += [_record(base.replace(optimizer="sam-on", rho=rho, seed=seed), sgd + gain, 2 * cost)
+                            for rho, gain in ((0.5, 2.0), (2.0, 3.0))]
+    return records
+
+
+def _margins(tmp_path: Path, m2: float) -> Path:
+    content = yaml.safe_load((ROOT / "book" / "margins.yaml").read_text())
+    content["claims"]["accuracy_noise_ssam_vs_sam"] = {
+        "test": "non-inferiority", "unit": "pp", "better": "higher", "margin": m2,
+        "premise": "accuracy_sam_vs_sgd", "reason": "constructed"}
+    content["claims"]["accuracy_norm_only_vs_fisher"] = {
+        "test": "superiority", "unit": "pp", "better": "higher", "margin": 0.0, "reason": "constructed"}
+    path = tmp_path / "margins.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+def _expected_m2() -> float:
+    diffs = np.subtract(SAM, SGD)
+    low = diffs.mean() - stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    return math.floor(math.floor(low * 100) / 2) / 100
+
+
+def test_the_registration_applies_the_declared_rules_to_the_pilot(tmp_path):
+    study_file = tmp_path / "noise_study.yaml"
+    shutil.copy(DECLARATION, study_file)
+    m2 = _expected_m2()
+    margins = _margins(tmp_path, m2)
+    write_fixed_margin_registration(study_file, _pilot(), store="pilot", margins_path=margins)
+    assert study_file.read_text().startswith(DECLARATION.read_text().rstrip("\n"))  # the declaration unchanged
+    study = load_study(study_file, margins)
+    assert study.regime["width"] == 8 and study.correction == "holm"  # A: same gain, a quarter of B's CPU time
+    n = rules.seeds_for_both(float(np.mean(np.subtract(SAM, SGD))), float(np.std(np.subtract(SAM, SGD), ddof=1)),
+                             comparisons=11)[0]
+    assert study.configurations["sam"][1] == tuple(range(n))
+    assert study.configurations["sam-on"][0]["rho"] == 2.0  # the larger mean gain over SGD
+    matched = study.configurations["ssam-f-matched"][0]["sparsity"]
+    assert int((1 - matched) * 78002) == 720  # keeps exactly SAM-ON's 720 normalisation weights of width 8
+    assert study.margins["accuracy_noise_ssam_vs_sam"]["margin"] == pytest.approx(m2)
+    assert len(study.comparisons) == 11
+    result = yaml.safe_load(study_file.read_text())["pilot_result"]
+    assert result["chosen"] == "A" and result["fixed_margins_pp"]["M2"] == pytest.approx(m2)
+    run = 80 * 1.0, 80 * 2.0  # SGD's and SAM's CPU seconds per run (50 + 30 steps)
+    assert result["candidates"]["A"]["study_cpu_hours"] == pytest.approx(round(n * (run[0] + 7 * run[1]) / 3600, 1))
+    with pytest.raises(ValueError, match="already holds"):
+        write_fixed_margin_registration(study_file, _pilot(), store="pilot", margins_path=margins)
+
+
+def test_the_registration_needs_sam_ons_radius_pilot_and_the_rules_margin(tmp_path):
+    study_file = tmp_path / "noise_study.yaml"
+    shutil.copy(DECLARATION, study_file)
+    with pytest.raises(ValueError, match="pilot_sam_on_A.yaml"):
+        write_fixed_margin_registration(study_file, _pilot(sam_on=False), store="pilot",
+                                        margins_path=_margins(tmp_path, _expected_m2()))
+    with pytest.raises(ValueError, match=f"must be M2 = {_expected_m2():.2f} pp"):
+        write_fixed_margin_registration(study_file, _pilot(), store="pilot",
+                                        margins_path=_margins(tmp_path, _expected_m2() + 0.5))
+    assert study_file.read_text() == DECLARATION.read_text()  # nothing written
