@@ -109,7 +109,7 @@ def test_help_describes_every_option_and_lists_its_choices():
     for f in fields(TrainConfig):
         text = options[f.name].help
         assert text.startswith(helps[f.name]) and "default:" in text, f.name
-        for choice in cli._CHOICES.get(f.name, ()):
+        for choice in cli.command_module("train").choices().get(f.name, ()):
             assert choice in text, (f.name, choice)
     for name in ("runs_dir", "run_id", "wait", "data_root", "download", "no_progress"):
         assert options[name].help, name
@@ -261,3 +261,104 @@ def test_help_names_the_layers_and_where_output_goes(capsys):
     for package in ("sparsam.optim", "sparsam.masks", "sparsam.experiment", "sparsam.book", "sparsam.cli"):
         assert package in out
     assert "$SPARSAM_RUNS" in out and "$SPARSAM_STORE" in out
+
+
+def _study_copy(folder, cost: bool = True):
+    """A copy of the CPU study's folder (its file, records and, with ``cost``, its cost registration and record)
+    outside the book."""
+    import shutil
+
+    source = REPO / "results" / "study"
+    folder.mkdir()
+    shutil.copy(source / "cpu_study.yaml", folder)
+    shutil.copytree(source / "runs", folder / "runs")
+    if cost:
+        for name in ("cost_registration.yaml", "cost_interleaved.json"):
+            shutil.copy(source / name, folder)
+    return folder / "cpu_study.yaml"
+
+
+def test_study_runs_from_an_empty_folder_on_a_copy_of_the_cpu_study(tmp_path, capsys):
+    """Issue 30: no book root needed; the study file's own margins decide as the book's margins.yaml does."""
+    copy = _study_copy(tmp_path / "copy")
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "sparsam", "study", str(copy), "--csv"], capture_output=True,
+                         text=True, cwd=tmp_path / "empty", env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert cli.main(["study", str(REPO / "results" / "study" / "cpu_study.yaml"), "--csv",
+                     "--margins", str(REPO / "book" / "margins.yaml")]) == 0
+    assert out.stdout == capsys.readouterr().out  # the same comparisons, numbers and statuses as the book's
+    assert list(os.scandir(tmp_path / "empty")) == []  # it writes nothing
+    text = subprocess.run([sys.executable, "-m", "sparsam", "study", str(copy)], capture_output=True, text=True,
+                          cwd=tmp_path / "empty", env=env, timeout=600).stdout.splitlines()
+    assert text[1] == f"cost: the registered interleaved measurement ({(tmp_path / 'copy' / 'cost_registration.yaml').resolve().as_posix()})"
+    bare = _study_copy(tmp_path / "bare", cost=False)
+    assert cli.main(["study", str(bare)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[1].startswith("cost: not decided: no registered interleaved measurement")
+
+
+def test_study_margins_are_the_files_own_or_the_ones_named(tmp_path, capsys):
+    import yaml
+
+    path = str(REPO / "results" / "study" / "cpu_study.yaml")
+    assert "margins: no file" in one_line_error(capsys, ["study", path, "--margins", str(tmp_path / "none.yaml")])
+    changed = yaml.safe_load((REPO / "book" / "margins.yaml").read_text())
+    changed["claims"]["accuracy_ssam_vs_sam"]["margin"] = 1.0
+    (tmp_path / "margins.yaml").write_text(yaml.safe_dump(changed))
+    line = one_line_error(capsys, ["study", path, "--margins", str(tmp_path / "margins.yaml")])
+    assert "claim 'accuracy_ssam_vs_sam': the study's pinned margin (margin) differs from" in line
+
+
+def test_no_help_text_doubles_a_percent_sign():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    texts = [parser.format_help(), *(sub.format_help() for sub in commands.values())]
+    assert all("%%" not in text for text in texts) and "95%" in commands["study"].format_help()
+
+
+BLOCK = """
+import sys
+sys.modules.update(dict.fromkeys(sys.argv[1].split(",")))  # as if not installed: importing them raises
+from sparsam.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("blocked, argv, extra", [
+    ("pandas,torchvision", ["train", "--help"], "experiment"),
+    ("torchvision", ["train", "--epochs", "1"], "experiment"),
+    ("torchvision", ["train-grid", "grid.yaml"], "experiment"),
+    ("scipy,statsmodels", ["study", "results/study/cpu_study.yaml"], "book"),
+    ("pandas", ["study", "results/study/cpu_study.yaml"], "book"),  # the book extra brings pandas too
+    ("papermill", ["sweep", "sweep.yaml"], "book"),
+    ("pandas", ["flatness"], "book"),
+])
+def test_a_command_whose_extra_is_missing_ends_in_one_line_naming_it(blocked, argv, extra, tmp_path):
+    (tmp_path / "grid.yaml").write_text("parameters: {epochs: 1}\ngrid: {seed: [0]}\n")
+    (tmp_path / "sweep.yaml").write_text("notebook: x.ipynb\nparameters: {}\ngrid: {seed: [0]}\n")
+    (tmp_path / "x.ipynb").write_text("{}")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", BLOCK, blocked, *argv], capture_output=True, text=True,
+                         cwd=REPO if argv[0] in ("study", "flatness") else tmp_path, env=env, timeout=300)
+    assert (out.returncode, out.stderr) == (2, f"error: 'sparsam {argv[0]}' needs the {extra} extra: "
+                                               f"pip install 'sparsam[{extra}]'\n"), out.stderr
+    listed = subprocess.run([sys.executable, "-c", BLOCK, blocked, "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=300)
+    assert listed.returncode == 0 and argv[0] in listed.stdout, listed.stderr  # the commands are still listed
+
+
+def test_the_extras_modules_are_those_of_pyproject():
+    """Each extra's packages (pyproject.toml) are named by the modules the command line maps to that extra."""
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    imported = {"pyyaml": "yaml", "pillow": "PIL", "jupyter-book": "myst_nb", "sphinx-mathjax-offline": None}
+    for extra, modules in cli.EXTRA_MODULES.items():
+        for requirement in declared[extra]:
+            name = re.split(r"[<>=\[; ]", requirement)[0].lower()
+            if name == "sparsam":
+                continue
+            module = imported.get(name, name.replace("-", "_"))
+            assert module is None or module in modules, (extra, name)

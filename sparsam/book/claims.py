@@ -27,7 +27,7 @@ from .._checks import check_choice
 from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
-from .stats import Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
+from .stats import Margins, Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
 # The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
@@ -41,12 +41,13 @@ def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
 
 
 def row(label: str, rule: str, verdict: Verdict, *, used: pd.DataFrame | None = None,
-        boot: tuple[float, float] = (math.nan, math.nan), evidence: str = "") -> dict[str, Any]:
+        boot: tuple[float, float] = (math.nan, math.nan), evidence: str = "",
+        declared: Margins | None = None) -> dict[str, Any]:
     """One row of the claims table: the columns of :func:`sparsam.book.stats.verdicts_frame` for
-    ``verdict`` (decided by the claim ``rule`` of ``book/margins.yaml``) and :data:`EXTRA_COLUMNS`.
-    ``used`` are the rows of :func:`sparsam.book.records.records_frame` the verdict rests on (None: not
-    run records, e.g. a measurement made by the notebook itself)."""
-    check_choice("rule", rule, tuple(margins()))
+    ``verdict`` (decided by the claim ``rule`` of the ``declared`` claims, default ``book/margins.yaml``'s) and
+    :data:`EXTRA_COLUMNS`. ``used`` are the rows of :func:`sparsam.book.records.records_frame` the verdict rests
+    on (None: not run records, e.g. a measurement made by the notebook itself)."""
+    check_choice("rule", rule, tuple(margins() if declared is None else declared))
     commits, stale = _provenance(used) if used is not None else ("measured by the notebook", False)
     return {**verdicts_frame({label: verdict}).iloc[0].to_dict(), "rule": rule, "boot_low": boot[0],
             "boot_high": boot[1], "commits": commits, "stale": stale, "evidence": evidence}
@@ -54,15 +55,16 @@ def row(label: str, rule: str, verdict: Verdict, *, used: pd.DataFrame | None = 
 
 def paired_claim(label: str, rule: str, a: Sequence[float], b: Sequence[float], used: pd.DataFrame, *,
                  correct: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None, resamples: int = 2000,
-                 evidence: str = "") -> dict[str, Any]:
+                 evidence: str = "", declared: Margins | None = None) -> dict[str, Any]:
     """The row of a claim decided from per-seed values ``a`` and ``b`` (paired by position) of the runs
-    ``used``; ``correct``: the per-example test correctness of the same runs, for the paired bootstrap."""
-    verdict = decide(rule, a, b)
+    ``used`` by the ``declared`` claims (default: the book's); ``correct``: the per-example test correctness of
+    the same runs, for the paired bootstrap."""
+    verdict = decide(rule, a, b, declared=declared)
     boot = (math.nan, math.nan)
     if correct is not None and len(a):
         _, low, high = paired_bootstrap(correct[0], correct[1], resamples=resamples)
         boot = (low, high)
-    return row(label, rule, verdict, used=used, boot=boot, evidence=evidence)
+    return row(label, rule, verdict, used=used, boot=boot, evidence=evidence, declared=declared)
 
 
 def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: str, rule: str,

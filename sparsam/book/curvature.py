@@ -17,7 +17,6 @@ flatness``); :func:`flatness_frame` reads the records back into the frame :mod:`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -228,49 +227,21 @@ def flatness_frame(networks: Mapping[tuple[str, int], TrainConfig], settings: Se
     return pd.DataFrame(rows, columns=list(ROW))
 
 
-def add_command(commands: Any) -> None:
-    """The ``flatness`` subcommand of ``python -m sparsam``."""
-    parser = commands.add_parser(
-        "flatness", help="measure the curvature of finished runs into flatness records (notebook 6)",
-        description="Measure notebook 6's networks (its profile's configurations, e.g. the CPU study's SGD, SAM, "
-                    "SSAM-F and SSAM-D) whose run in RUNS_DIR is finished and whose flatness record is missing, "
-                    "was made with other settings or lacks the scale-free measures (the Hessian in normalised "
-                    "weights); the settings come from notebooks/profiles.yaml.")
-    parser.add_argument("--runs-dir", default=None, help="folder of the finished runs (<run id>/checkpoint.pt; "
-                                                         "default: $SPARSAM_RUNS, else runs/ under the current "
-                                                         "directory)")
-    parser.add_argument("--profile", default="cpu-study", choices=profiles.PROFILES,
-                        help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
-    parser.add_argument("--train-missing", action="store_true",
-                        help="train (or resume) into RUNS_DIR each run a missing or incomplete record needs and "
-                             "RUNS_DIR lacks, then measure it (the CPU study's: 15-30 CPU-minutes each)")
-    parser.add_argument("--store", default=None, help="folder of the flatness records (default: the profile's "
-                                                      "`flatness_store`, e.g. results/study/flatness, under the "
-                                                      "current directory)")
-    parser.add_argument("--shard", default="0/1", type=_shard,
-                        help="K/N: only the networks K, K+N, K+2N, ... of the profile's list (0 <= K < N), so that N "
-                             "processes can share the work (default: 0/1, all of them)")
-
-
-def _shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` as ``(K, N)`` with ``0 <= K < N``; anything else is an argparse error naming the option."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be K/N with integers 0 <= K < N, got {text!r}") from None
+def measure_profile(profile: str = "cpu-study", runs_dir: str | Path | None = None, store: str | Path | None = None,
+                    shard: tuple[int, int] = (0, 1), train_missing: bool = False) -> dict[str, str]:
+    """:func:`measure_missing` of notebook 6's networks under ``profile`` (its configurations and settings,
+    :func:`networks`, :meth:`Settings.of`): those of ``shard`` ``(k, n)`` only, the networks k, k + n, ... of the
+    profile's list, so that n processes can share the work. ``runs_dir``: the finished runs (default: the
+    :class:`~sparsam.experiment.store.Workspace`'s); ``store``: the flatness records (default: the profile's
+    ``flatness_store`` under the current directory)."""
+    p = profiles.parameters("06_landscape", profile, {})
+    if store is None and p.flatness_store is None:
+        raise ValueError(f"store is needed: profile {profile!r} keeps no flatness records")
+    k, n = shard
     if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"must be K/N with integers 0 <= K < N, got {text!r}")
-    return k, n
-
-
-def run_command(args: argparse.Namespace) -> int:
-    p = profiles.parameters("06_landscape", args.profile, {})
-    if args.store is None and p.flatness_store is None:
-        raise ValueError(f"--store is needed: profile {args.profile!r} keeps no flatness records")
-    store = Path(args.store if args.store is not None else p.flatness_store).absolute()
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
     if p.cpu_threads is not None:
         torch.set_num_threads(p.cpu_threads)
-    k, n = args.shard
-    measure_missing(list(networks(p).values())[k::n], Workspace.resolve(runs=args.runs_dir).runs, Settings.of(p), store,
-                    torch.device(p.device), train_missing=args.train_missing)
-    return 0
+    return measure_missing(list(networks(p).values())[k::n], Workspace.resolve(runs=runs_dir).runs, Settings.of(p),
+                           Path(store if store is not None else p.flatness_store).absolute(), torch.device(p.device),
+                           train_missing=train_missing)

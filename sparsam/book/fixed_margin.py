@@ -25,6 +25,7 @@ from ..experiment.config import TrainConfig
 from ..experiment.models import build_model
 from .pilot import run_key
 from .stats import Verdict, compare, power
+from .study import pinned_rule
 
 HALF_GAIN_SD_FACTOR = math.sqrt(0.75)  # SD of SSAM - SAM/2 - SGD/2 over that of a paired difference
 
@@ -242,10 +243,8 @@ def registration(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], 
             raise ValueError(f"book/margins.yaml: {claim}.margin must be M2 = {m2:.2f} pp, the fixed-margin rule's "
                              f"(M1 = {m1:.2f} pp, the pilot's lower 95% bound of SAM - SGD on candidate "
                              f"{chosen.name}), got {declared[claim]['margin']}")
-    fields = ("test", "unit", "better", "margin")
     first = declared[claims[0]]
-    margins = {"level": first["level"], "min_n": first["min_n"],
-               **{c: {k: declared[c][k] for k in fields} for c in claims}}
+    margins = {"level": first["level"], "min_n": first["min_n"], **{c: pinned_rule(declared[c], claims) for c in claims}}
     seeds = {k: list(range(chosen.seeds)) if v == "power" else [int(s) for s in v]
              for k, v in spec["seeds_planned"].items()}
     configurations = {k: _resolve(v, rho, sparsity) for k, v in spec["configurations_planned"].items()}

@@ -29,8 +29,8 @@ import yaml
 
 from . import fixed_margin
 from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
-from .stats import margins as declared_margins
-from .study import MARGIN_FIELDS, load_study
+from .stats import Margins, margins as declared_margins
+from .study import MARGIN_FIELDS, load_study, pinned_rule
 from ..experiment.results import load_all
 
 REGIME_RULES = ("sam-gain", "stem")
@@ -76,13 +76,16 @@ def _pilot_result(name: str, reason: str, pilots: Mapping[str, CandidatePilot], 
 
 def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], *,
                  changes: Mapping[str, Any] | None = None, store: str = "",
-                 margins_path: str | Path | None = None) -> dict[str, Any]:
+                 declared: Margins | None = None) -> dict[str, Any]:
     """What the registration of the candidates file ``spec`` adds, from the candidates' ``pilots`` by its declared
-    rules; ``changes``: the settings the fast-path rule turned off (its outcome's ``changes``)."""
+    rules; ``changes``: the settings the fast-path rule turned off (its outcome's ``changes``); ``declared``: the
+    claims whose margins it pins (default: the book's). It pins each claim's :data:`sparsam.book.study.MARGIN_FIELDS`
+    and, where declared, its premise (when the study makes that claim too) and its contrast, so that the file
+    decides its comparisons on its own (:func:`sparsam.book.study.own_margins`)."""
     for key in ("configurations_planned", "comparisons_planned", "seeds_planned", "selection"):
         if key not in spec:
             raise ValueError(f"the candidates file must declare {key} before the pilot (see sparsam.book.registration)")
-    declared = declared_margins(margins_path)
+    declared = declared_margins() if declared is None else declared
     name, reason = _choose(spec, pilots)
     chosen = pilots[name]
     least_n = int(declared["accuracy_sam_vs_sgd"]["min_n"])  # the fewest paired seeds a comparison decides on
@@ -101,7 +104,7 @@ def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], 
         raise ValueError(f"comparisons_planned: claims {unknown} are not declared in book/margins.yaml")
     first = declared[claims[0]]
     margins = {"level": first["level"], "min_n": first["min_n"],
-               **{c: {k: declared[c][k] for k in MARGIN_FIELDS} for c in claims}}
+               **{c: pinned_rule(declared[c], claims) for c in claims}}
     return {"regime": regime, "seeds": seeds, "configurations": configurations, "comparisons": comparisons,
             "margins": margins, "correction": "holm",
             "pilot_result": _pilot_result(name, reason, pilots, n, power, store)}
@@ -153,7 +156,7 @@ def _append(path: str | Path, added: Mapping[str, Any], dry_run: bool, margins_p
     trial = path.with_name(f".{path.name}.trial")
     trial.write_text(text)
     try:
-        load_study(trial, margins_path)  # a registration that does not read as a study is not written
+        load_study(trial, margins=declared_margins(margins_path))  # one that does not read as a study is not written
     finally:
         trial.unlink()
     if not dry_run:

@@ -45,11 +45,11 @@ from ..experiment.grid import is_study_file
 from ..experiment.results import load_all
 from .claims import CHAPTERS
 from .layout import (COST_REGISTRATION, GPU_COST_REGISTRATION, GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE,
-                     IMAGENET_STUDY_STORE, STUDY_FILE, STUDY_STORE, book_root)
+                     IMAGENET_STUDY_STORE, MARGINS, STUDY_FILE, STUDY_STORE, book_root)
 from .profiles import PROFILES
 from .pilot import run_key
 from .records import metrics_frame, pareto_front, summarize
-from .stats import STATUSES, combine, margins as declared_margins
+from .stats import STATUSES, combine
 
 Time = Literal["cpu_seconds_per_step", "seconds_per_step"]
 # A scale's claims: (claim key of CLAIMS, the (rule, a, b) comparisons of its study the claim needs), in order.
@@ -156,7 +156,7 @@ def survey(root: str | Path | None = None, scales: Sequence[Scale] = SCALES) -> 
         registered = exists and is_study_file(yaml.safe_load(path.read_text()))
         planned = records = 0
         if registered:
-            run_ids = {config.run_id() for config in studies.load_study(path).configs()}
+            run_ids = {config.run_id() for config in studies.load_study(path, margins=folder / MARGINS).configs()}
             store = folder / scale.store
             planned = len(run_ids)
             records = sum(1 for p in store.glob("*.json") if p.stem in run_ids) if store.is_dir() else 0
@@ -180,7 +180,7 @@ def survey_frame(states: Sequence[ScaleState]) -> pd.DataFrame:
 def load(scale: Scale, root: str | Path | None = None) -> tuple[studies.Study, list[dict[str, Any]], pd.DataFrame]:
     """A scale's registration, the records of its store and their :func:`sparsam.book.study.study_frame`."""
     folder = _root(root)
-    registered = studies.load_study(folder / scale.study_file)
+    registered = studies.load_study(folder / scale.study_file, margins=folder / MARGINS)
     records = load_all(folder / scale.store)
     return registered, records, studies.study_frame(registered, records)
 
@@ -254,10 +254,10 @@ def cost_note(scale: Scale, points: pd.DataFrame, frame: pd.DataFrame) -> str:
 
 def cost_budget(registered: studies.Study) -> float | None:
     """The cost budget of the study's question in SGD steps (the margin of
-    :data:`sparsam.book.study.COST_RULE`) where one of its comparisons has that claim, else None."""
+    :data:`sparsam.book.study.COST_RULE` it decides by) where one of its comparisons has that claim, else None."""
     if not any(c.claim == studies.COST_RULE for c in registered.comparisons):
         return None
-    return float(declared_margins()[studies.COST_RULE]["margin"])
+    return float(registered.declared[studies.COST_RULE]["margin"])
 
 
 SPARSITY_FIELDS = frozenset({"optimizer", "sparsity"})  # what a configuration of the sparsity figure may set
@@ -432,7 +432,7 @@ def report(scale: Scale, root: str | Path | None = None, resamples: int = 2000) 
                 declared.seed_rule)
             return Report(state, f"{state.text()}. {declared.text()}", table, statuses,
                           scale_sentence(scale, statuses), declaration=declared)
-        registered = studies.load_study(folder / scale.study_file)
+        registered = studies.load_study(folder / scale.study_file, margins=folder / MARGINS)
         table = deviations.regime_deviation_table({"registered regime": TrainConfig.from_dict(registered.regime)},
                                                   scale.paper, _seed_counts(registered))
         return Report(state, f"{state.text()}.", table, statuses, scale_sentence(scale, statuses),

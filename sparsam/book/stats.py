@@ -210,24 +210,31 @@ def combine(statuses: Sequence[str]) -> str:
     return "reproduced" if statuses and set(statuses) == {"reproduced"} else "inconclusive"
 
 
+Margins = Mapping[str, Mapping[str, Any]]  # claim -> its declared rule, as margins() gives them
+
+
 def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The declared claims of ``path`` (default: the book's ``book/margins.yaml``): name -> ``margin, unit, test,
-    better, level, min_n, reason``.
+    better, level, min_n, reason``, as :func:`declared_claims` reads them."""
+    path = book_root() / MARGINS if path is None else Path(path)
+    return declared_claims(yaml.safe_load(Path(path).read_text()), str(path))
+
+
+def declared_claims(content: Mapping[str, Any], source: str = "the margins") -> dict[str, dict[str, Any]]:
+    """The claims of a parsed margins file (``defaults`` and ``claims``), checked; ``source`` names it in errors.
 
     Every claim takes ``level`` and ``min_n`` from the file's ``defaults`` unless it sets its own. A
     non-inferiority claim may name a ``premise``: the superiority claim that must be reproduced in the
     same family for its "reproduced" to stand (:func:`family`); ``contrast`` says what is compared per
     seed: ``"difference"`` (default) or ``"half-gain"`` (:func:`half_gain`).
     """
-    path = book_root() / MARGINS if path is None else Path(path)
-    content = yaml.safe_load(Path(path).read_text())
     defaults = content.get("defaults", {})
     claims: dict[str, dict[str, Any]] = {}
     for name, entry in content["claims"].items():
         claim = {"better": "higher", "contrast": "difference", **defaults, **entry}
         missing = sorted({"margin", "unit", "test", "reason", "level", "min_n"} - set(claim))
         if missing:
-            raise ValueError(f"claim {name!r} in {path} lacks {missing}")
+            raise ValueError(f"claim {name!r} in {source} lacks {missing}")
         check_choice(f"{name}.test", claim["test"], TESTS)
         check_choice(f"{name}.unit", claim["unit"], UNITS)
         check_choice(f"{name}.better", claim["better"], BETTER)
@@ -272,13 +279,14 @@ def half_gain(method: Sequence[float], reference: Sequence[float], baseline: Seq
     return x, (r + z) / 2
 
 
-def decide(claim: str, a: Sequence[float], b: Sequence[float], *, path: str | Path | None = None) -> Verdict:
-    """:func:`compare` with the margin, test, direction, level and ``min_n`` declared for ``claim``.
+def decide(claim: str, a: Sequence[float], b: Sequence[float], *, declared: Margins | None = None) -> Verdict:
+    """:func:`compare` with the margin, test, direction, level and ``min_n`` of ``claim`` in the ``declared``
+    claims (default: the book's, :func:`margins`).
 
     For a claim in unit ``"ratio"`` the values must be positive; their logarithms are compared, with
     the margin ``log(ratio)``, and :meth:`Verdict.text` shows ratios.
     """
-    declared = margins(path)
+    declared = margins() if declared is None else declared
     check_choice("claim", claim, tuple(declared))
     spec = declared[claim]
     margin = float(spec["margin"])

@@ -20,7 +20,7 @@ also for a study that makes only some of their comparisons), and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -33,8 +33,8 @@ from . import claims, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import load_all
 from ..experiment.provenance import git
-from .layout import MARGINS, PILOT_STORE, STUDY_FILE, book_root
-from .stats import Verdict, combine, compare, half_gain, margins as declared_margins
+from .layout import PILOT_STORE, STUDY_FILE, book_root
+from .stats import Margins, Verdict, combine, compare, declared_claims, half_gain, margins as declared_margins
 from .records import cost_summary, pareto_front, records_frame, summarize
 
 MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of each claim of book/margins.yaml
@@ -58,6 +58,17 @@ ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_2
 CORRECTIONS = ("none", "holm")  # what a registration names for its family: no correction, or Holm's step-down
 READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
 ADDED = "added after the runs"
+
+
+def pinned_rule(rule: Mapping[str, Any], claims: Sequence[str]) -> dict[str, Any]:
+    """What a registration pins of a claim's ``rule`` (one of :func:`sparsam.book.stats.margins`): its margin fields,
+    its premise where the study makes that claim too (one of ``claims``), and a contrast other than the difference."""
+    pinned = {k: rule[k] for k in MARGIN_FIELDS}
+    if rule.get("premise") in claims:
+        pinned["premise"] = rule["premise"]
+    if rule.get("contrast", "difference") != "difference":
+        pinned["contrast"] = rule["contrast"]
+    return pinned
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class Study:
     correction: str = "none"             # what the registration named for its family (CORRECTIONS)
     added: tuple[Comparison, ...] = ()   # comparisons added after the runs, read in the same family
     reading_note: str = ""               # why and when the family-wise reading was added
+    # the rule of each claim it decides by (sparsam.book.stats.declared_claims): its own margins, or a margins file's
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def family(self) -> tuple[Comparison, ...]:
@@ -118,10 +131,12 @@ class Study:
         return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
 
 
-def load_study(path: str | Path | None = None, margins_path: str | Path | None = None) -> Study:
-    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``) against
-    ``margins_path`` (default: ``book/margins.yaml`` of the book holding the study file, else of the book around
-    the current directory); any inconsistency is a ``ValueError`` naming it."""
+def load_study(path: str | Path | None = None, margins: str | Path | Margins | None = None) -> Study:
+    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``); any
+    inconsistency is a ``ValueError`` naming it. Its comparisons are decided by ``margins`` (:attr:`Study.declared`):
+    a margins file (e.g. the book's ``book/margins.yaml``) or its claims (:func:`sparsam.book.stats.margins`), against
+    which every margin the study pins must agree; None: the study's own, :func:`own_margins` (what its registration
+    pinned and what its ``added_after_the_runs`` adds), so that a study file decides its comparisons anywhere."""
     path = book_root() / STUDY_FILE if path is None else Path(path)
     spec = yaml.safe_load(path.read_text())
     seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
@@ -137,34 +152,66 @@ def load_study(path: str | Path | None = None, margins_path: str | Path | None =
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     reading = dict(spec.get("added_after_the_runs") or {})
-    unknown = sorted(set(reading) - {"note", "comparisons"})
+    unknown = sorted(set(reading) - {"note", "comparisons", "margins"})
     if unknown:
-        raise ValueError(f"added_after_the_runs may hold note and comparisons only, got {unknown}")
+        raise ValueError(f"added_after_the_runs may hold note, comparisons and margins only, got {unknown}")
     added = tuple(_comparison(c) for c in reading.get("comparisons", []))
+    if margins is None:
+        declared, source = own_margins(spec, path.name), f"{path.name} (its own margins)"
+    else:
+        declared = dict(margins) if isinstance(margins, Mapping) else declared_margins(margins)
+        source = "the margins given" if isinstance(margins, Mapping) else str(margins)
+        for claim, rule in _pinned_rules(spec).items():  # what the file sets itself, not the defaults
+            given = declared.get(claim)
+            differs = [k for k in rule if given is None or given.get(k) != rule[k]]
+            if differs:
+                raise ValueError(f"claim {claim!r}: the study's pinned margin ({', '.join(differs)}) differs from "
+                                 f"{source}")
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
-                  correction, added, " ".join(str(reading.get("note", "")).split()))
+                  correction, added, " ".join(str(reading.get("note", "")).split()), declared)
     study.configs()  # every configuration must be valid
-    declared = declared_margins(_margins_file(path) if margins_path is None else margins_path)
     for c in study.family:
         for name in c.names:
             if name not in configurations:
                 raise ValueError(f"comparison {c}: {name!r} is not a configuration of the study")
         if c.claim not in declared:
-            raise ValueError(f"comparison {c}: claim {c.claim!r} is not declared in book/margins.yaml")
+            raise ValueError(f"comparison {c}: claim {c.claim!r} is not declared in {source}")
         if (c.over is not None) != (declared[c.claim]["contrast"] == "half-gain"):
             raise ValueError(f"comparison {c}: 'over' goes with a half-gain claim and only with one")
-        if c in comparisons:
-            pinned = study.margins.get(c.claim)
-            if pinned is None:
-                raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in "
-                                 "book/margins.yaml")
-            if {k: pinned[k] for k in MARGIN_FIELDS} != {k: declared[c.claim][k] for k in MARGIN_FIELDS}:
-                raise ValueError(f"claim {c.claim!r}: the study's pinned margin {pinned} differs from "
-                                 "book/margins.yaml")
+        if c in comparisons and c.claim not in study.margins:
+            raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in {source}")
     twice = sorted({comparison_label(c) for c in study.family if study.family.count(c) > 1})
     if twice:
         raise ValueError(f"each comparison is made once, got twice: {', '.join(twice)}")
     return study
+
+
+def _pinned_rules(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a study file sets of each claim's rule itself: the registration's ``margins`` (with its ``level`` and
+    ``min_n`` in each), then what ``added_after_the_runs.margins`` adds, which may be a claim, or a premise of a
+    pinned one, but never a change to what the registration pinned."""
+    pinned = dict(spec.get("margins") or {})
+    defaults = {k: pinned.pop(k) for k in ("level", "min_n") if k in pinned}
+    rules = {claim: {**defaults, **dict(rule)} for claim, rule in pinned.items()}
+    added = dict((spec.get("added_after_the_runs") or {}).get("margins") or {})
+    for claim, rule in added.items():
+        changed = [k for k in dict(rule) if k in MARGIN_FIELDS and claim in pinned]
+        if changed:
+            raise ValueError(f"added_after_the_runs.margins: {claim} may not change the registered "
+                             f"{', '.join(changed)}")
+        rules[claim] = {**rules.get(claim, defaults), **dict(rule)}
+    return rules
+
+
+def own_margins(spec: Mapping[str, Any], name: str = "the study") -> dict[str, dict[str, Any]]:
+    """The claims a study file (parsed, ``spec``; ``name`` names it in errors) declares for itself
+    (:func:`_pinned_rules`: the registration's margins, the :data:`MARGIN_FIELDS`, ``level`` and ``min_n`` with
+    the premise and contrast a registration copies, and what ``added_after_the_runs.margins`` adds), checked as a
+    margins file is (:func:`sparsam.book.stats.declared_claims`)."""
+    pinned = set(dict(spec.get("margins") or {}))
+    claims = {claim: {**rule, "reason": f"{'pinned' if claim in pinned else 'added after the runs'} in {name}"}
+              for claim, rule in _pinned_rules(spec).items()}
+    return declared_claims({"claims": claims}, name)
 
 
 def _comparison(entry: dict[str, Any]) -> Comparison:
@@ -173,13 +220,6 @@ def _comparison(entry: dict[str, Any]) -> Comparison:
         raise ValueError(f"a comparison holds claim, a, b and (for a half-gain claim) over, got {unknown} in {entry}")
     over = entry.get("over")
     return Comparison(str(entry["claim"]), str(entry["a"]), str(entry["b"]), None if over is None else str(over))
-
-
-def _margins_file(study_file: Path) -> Path:
-    try:
-        return book_root(study_file.parent) / MARGINS
-    except FileNotFoundError:  # a study file outside the book (e.g. a changed copy)
-        return book_root() / MARGINS
 
 
 def _pilot_pairs(study: Study, store: str | Path | None) -> dict[str, tuple[list[float], list[float]]]:
@@ -266,10 +306,10 @@ def _sides(frame: pd.DataFrame, comparison: Comparison) -> list[pd.DataFrame]:
 
 
 def premises(study: Study, frame: pd.DataFrame) -> dict[str, str | None]:
-    """For each comparison whose claim declares a premise in ``book/margins.yaml``: the label of the
+    """For each comparison whose claim declares a premise (:attr:`Study.declared`): the label of the
     comparison of the study that shows it (the premise claim, its reference as method, on every seed the
     comparison pairs), or None when the study makes none."""
-    declared = declared_margins()
+    declared = study.declared
     out: dict[str, str | None] = {}
     for c in study.family:
         premise = declared[c.claim].get("premise")
@@ -300,7 +340,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
         raise ValueError(f"time must be one of {', '.join(TIMES)}, got {time!r}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise ValueError(f"resamples must be an integer >= 0 (0: no bootstrap), got {resamples!r}")
-    units = declared_margins()
+    units = study.declared
     by_label = None if cost is None else cost.set_index("claim")
     if by_label is not None:
         missing = [comparison_label(c) for c in study.family
@@ -326,7 +366,8 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                                         for r, z in zip(correct[1], over[0])]) if over is not None else None
         rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
                                         resamples=max(resamples, 1),
-                                        evidence=evidence + ("" if study.registered(c) else f", {ADDED}")))
+                                        evidence=evidence + ("" if study.registered(c) else f", {ADDED}"),
+                                        declared=study.declared))
     return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
 
 
@@ -363,7 +404,7 @@ def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] =
     the root of the mean variance weighted by degrees of freedom, the SD a power calculation assumes."""
     if unit not in VALUES:
         raise ValueError(f"unit must be one of {', '.join(VALUES)}, got {unit!r}")
-    declared = declared_margins()
+    declared = study.declared
     rows = []
     for c in study.comparisons:
         if declared[c.claim]["unit"] != unit:
@@ -418,7 +459,7 @@ def answer(study: Study, decided: pd.DataFrame, reading: Literal["registered", "
     if not candidates:
         raise ValueError(f"the study must compare some configuration by both {ACCURACY_RULE} and {COST_RULE}")
     both = {name: (status[ACCURACY_RULE, name], status[COST_RULE, name]) for name in candidates}
-    margins = declared_margins()
+    margins = study.declared
     within = (f"within {margins[ACCURACY_RULE]['margin']:g} pp of SAM's accuracy at a CPU cost of at most "
               f"{margins[COST_RULE]['margin']:g} SGD steps per step")
     yes = [name for name, pair in both.items() if pair == ("reproduced", "reproduced")]

@@ -44,7 +44,7 @@ from .study import Comparison, Study, comparison_label, load_study
 from ..experiment.provenance import git
 from .layout import COST_REGISTRATION, book_root
 from ..experiment.train import Trainer
-from .stats import Verdict, decide, margins as declared_margins, mean_interval
+from .stats import Margins, Verdict, decide, margins as declared_margins, mean_interval
 from .records import stale_reason as record_stale_reason
 
 REFERENCE = "sgd"
@@ -203,13 +203,13 @@ def rounds_needed(sd: float, distance: float, *, level: float = 0.95, target: fl
 
 
 def plan(pilot: pd.DataFrame, comparisons: Sequence[Comparison], *, level: float = 0.95, target: float = 0.8,
-         min_rounds: int = 3, max_rounds: int = 1000, margins_path: str | Path | None = None) -> pd.DataFrame:
+         min_rounds: int = 3, max_rounds: int = 1000, declared: Margins | None = None) -> pd.DataFrame:
     """Per comparison, from a pilot measurement (:func:`measure`'s long format): the pilot's rounds, its
     ratio ``a / b`` (geometric mean over rounds), the standard deviation of the per-round log ratio,
     the claim's threshold (its margin as a ratio), the distance of the pilot's log ratio from the log
     threshold, and the :func:`rounds_needed` to decide it with that spread and distance (None: more than
-    ``max_rounds``)."""
-    declared = declared_margins(margins_path)
+    ``max_rounds``). ``declared``: the claims' rules (default: the book's)."""
+    declared = declared_margins() if declared is None else declared
     wide = pilot.pivot(index="round", columns="configuration", values=value_column(pilot))
     rows = []
     for c in comparisons:
@@ -262,33 +262,40 @@ class Registration:
     pilot: dict[str, Any]
 
 
-def cost_comparisons(study: Study, margins_path: str | Path | None = None) -> tuple[Comparison, ...]:
-    """The study's comparisons of cost: those whose claim is in unit "ratio" in ``book/margins.yaml``."""
-    declared = declared_margins(margins_path)
-    return tuple(c for c in study.comparisons if declared[c.claim]["unit"] == "ratio")
+def cost_comparisons(study: Study) -> tuple[Comparison, ...]:
+    """The study's comparisons of cost: those whose claim is in unit "ratio" (:attr:`Study.declared`)."""
+    return tuple(c for c in study.comparisons if study.declared[c.claim]["unit"] == "ratio")
 
 
-def _book_of(path: Path) -> Path:
-    """The book holding ``path``, else (a changed copy outside it) the book around the current directory."""
+def in_book(path: Path, named: str | Path) -> Path:
+    """Where a file that the file at ``path`` names (``named``, relative to the book's root) lies: in the book
+    holding ``path``; outside any book, beside ``path`` where it is there by its name (a copy of a study's
+    folder), else in the book around the current directory (a changed copy of one of the book's files)."""
     try:
-        return book_root(path.parent)
+        return book_root(path.parent) / named
     except FileNotFoundError:
-        return book_root()
+        pass
+    beside = path.parent / Path(named).name
+    if beside.exists():
+        return beside
+    try:
+        return book_root() / named
+    except FileNotFoundError:
+        return beside
 
 
-def load_registration(path: str | Path | None = None, study: Study | None = None,
-                      margins_path: str | Path | None = None) -> Registration:
-    """Read and check the registration (default: the book's :data:`sparsam.book.layout.COST_REGISTRATION`; the paths inside it are
-    relative to the book holding it): its comparisons are every cost comparison of its study (in the
-    study's order), its configurations exactly those they name and SGD, all registered at its seed;
-    ``rounds`` at least the margins' ``min_n``; one thread; the unit is process-CPU time per step."""
+def load_registration(path: str | Path | None = None, study: Study | None = None) -> Registration:
+    """Read and check the registration (default: the book's :data:`sparsam.book.layout.COST_REGISTRATION`; the
+    paths inside it are relative to the book holding it, :func:`in_book`): its comparisons are every cost
+    comparison of its study (``study``, else the file it names, read with its own margins) in the study's order,
+    its configurations exactly those they name and SGD, all registered at its seed; ``rounds`` at least the
+    margins' ``min_n``; one thread; the unit is process-CPU time per step."""
     path = book_root() / COST_REGISTRATION if path is None else Path(path)
-    root = _book_of(path)
     spec = yaml.safe_load(path.read_text())
-    study_path = root / spec["study"]
+    study_path = in_book(path, spec["study"])
     study = load_study(study_path) if study is None else study
     comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
-    expected = cost_comparisons(study, margins_path)
+    expected = cost_comparisons(study)
     if comparisons != expected:
         raise ValueError(f"{path.name}: comparisons must be the study's cost comparisons "
                          f"{[comparison_label(c) for c in expected]}, got {[comparison_label(c) for c in comparisons]}")
@@ -302,7 +309,7 @@ def load_registration(path: str | Path | None = None, study: Study | None = None
     for name in configurations:
         if seed not in study.configurations[name][1]:
             raise ValueError(f"{path.name}: seed must be registered for every configuration, {name!r} lacks {seed!r}")
-    min_n = int(next(iter(declared_margins(margins_path).values()))["min_n"])
+    min_n = int(next(iter(study.declared.values()))["min_n"])
     rounds = check_int("rounds", measurement["rounds"], min_n)
     device = study_device(study, configurations)
     if device == "cpu" and measurement["threads"] != 1:
@@ -313,7 +320,7 @@ def load_registration(path: str | Path | None = None, study: Study | None = None
         raise ValueError(f"{path.name}: unit must be {CLOCKS[device].unit!r} (the study trains on {device}), "
                          f"got {measurement['unit']!r}")
     return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), threads,
-                        root / measurement["record"], dict(spec["pilot"]))
+                        in_book(path, measurement["record"]), dict(spec["pilot"]))
 
 
 def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, record: str | Path, *, seed: int = 0,
@@ -330,7 +337,7 @@ def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, re
         raise ValueError(f"{study_file} makes no comparison of cost: there is nothing to register")
     names = list(dict.fromkeys([REFERENCE, *(n for c in comparisons for n in (c.a, c.b))]))
     table = plan(read(pilot_record)["measured"], comparisons, level=level, target=target, min_rounds=min_rounds,
-                 max_rounds=max_rounds)
+                 max_rounds=max_rounds, declared=study.declared)
     needed = [None if n is None or n != n else int(n) for n in table["rounds_needed"]]
     if all(n is None for n in needed):
         raise ValueError(f"no cost comparison can be decided within max_rounds={max_rounds} rounds at the "
@@ -352,8 +359,7 @@ def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, re
                       "min_rounds": min_rounds, "max_rounds": max_rounds, "plan": rows}}
 
 
-def decide_costs(registration: Registration, measured: pd.DataFrame,
-                 margins_path: str | Path | None = None) -> dict[Comparison, Verdict]:
+def decide_costs(registration: Registration, measured: pd.DataFrame) -> dict[Comparison, Verdict]:
     """Every registered comparison decided from an interleaved measurement (:func:`measure`'s long format)
     by its claim's rule (:func:`sparsam.book.stats.decide`): a's CPU time per step against b's in the same
     round, paired by round on the log scale; the rounds are the replicates. The measurement must be
@@ -367,31 +373,38 @@ def decide_costs(registration: Registration, measured: pd.DataFrame,
     wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
     if len(wide) != registration.rounds:
         raise ValueError(f"measured must hold the {registration.rounds} registered rounds, got {len(wide)}")
-    return {c: decide(c.claim, wide[c.a].to_numpy(float), wide[c.b].to_numpy(float), path=margins_path)
+    return {c: decide(c.claim, wide[c.a].to_numpy(float), wide[c.b].to_numpy(float),
+                      declared=registration.study.declared)
             for c in registration.comparisons}
 
 
 def registration_problem(check: Mapping[str, Any], registration: Registration) -> str | None:
-    """Why a record of the benchmark is not the registered measurement, or None: it must name the
-    registration, be made in a clean tree at a commit that holds the registration as it is now (so the
-    registration was committed before the measurement ran). A tree sent to a GPU machine without ``.git``
-    names its commit (``SPARSAM_GIT_COMMIT``) and cannot tell whether it is clean (``git_dirty`` None): it is
-    taken as sent, from a clean checkout of that commit."""
+    """Why a record of the benchmark is not the registered measurement, or None: it must name the registration
+    (the path relative to the book's root, or outside any book a file of its name), be made in a clean tree at a
+    commit that holds the registration as it is now (so the registration was committed before the measurement
+    ran), as the code's git history says. A tree sent to a GPU machine without ``.git`` names its commit
+    (``SPARSAM_GIT_COMMIT``) and cannot tell whether it is clean (``git_dirty`` None): it is taken as sent, from a
+    clean checkout of that commit."""
     named = (check.get("args") or {}).get("registration")
-    root = _book_of(registration.path).resolve()
-    wanted = str(registration.path.resolve().relative_to(root)) if registration.path.resolve().is_relative_to(root) \
-        else registration.path.name
-    if named != wanted:
+    path = registration.path.resolve()
+    try:
+        root = book_root(path.parent).resolve()
+        wanted = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        fits = named == wanted
+    except FileNotFoundError:  # a copy of the study's folder: the file of the name the record gives
+        wanted = path.name
+        fits = isinstance(named, str) and Path(named).name == wanted
+    if not fits:
         return f"it names registration {named!r}, not {wanted!r}"
     made = check.get("provenance") or {}
     commit = made.get("git_commit")
     if not commit or made.get("git_dirty") is True:  # None: a tree sent without .git, its commit named
         return "it was not made in a clean tree at a known commit"
-    last = git("log", "-1", "--format=%H", "--", wanted)
-    if not last:
-        return f"{wanted} is not committed"
-    if git("merge-base", "--is-ancestor", last, commit) is None:
-        return f"the registration's last change ({last[:7]}) is not in the record's commit {commit[:7]}"
+    committed = git("show", f"{commit}:{named}")
+    if committed is None:
+        return f"{named} is not in the record's commit {commit[:7]} (or there is no git history to read)"
+    if committed != path.read_text().strip():
+        return f"{named} differs from the registration in the record's commit {commit[:7]}"
     return None
 
 
@@ -407,7 +420,8 @@ def cost_rows(registration: Registration, check: Mapping[str, Any]) -> pd.DataFr
     used = pd.DataFrame({"commit": [str(check["provenance"]["git_commit"])[:7]],
                          "stale": [stale_reason(check) is not None]})
     evidence = f"interleaved measurement ({registration.record.name}, {registration.rounds} rounds)"
-    return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence)
+    return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence,
+                                           declared=registration.study.declared)
                                 for c, verdict in decide_costs(registration, measured).items()])
 
 
@@ -419,8 +433,9 @@ def unmeasured_rows(study: Study, evidence: str = NOT_SIDE_BY_SIDE) -> pd.DataFr
     """Rows that leave every cost comparison (unit "ratio") of ``study`` inconclusive, with no seeds, for a study
     whose cost no registered interleaved measurement decides (the runs' timings, made at different times, do not);
     None when the study makes no cost comparison. Labelled as :func:`cost_rows` labels its rows."""
-    units = declared_margins()
-    rows = [claims.row(comparison_label(c), c.claim, decide(c.claim, [], []), evidence=evidence)
+    units = study.declared
+    rows = [claims.row(comparison_label(c), c.claim, decide(c.claim, [], [], declared=units), evidence=evidence,
+                       declared=units)
             for c in study.family if units[c.claim]["unit"] == "ratio"]
     return claims.claims_frame(rows) if rows else None
 

@@ -20,7 +20,6 @@ estimate, the device, torch and the commit (:func:`sparsam.experiment.provenance
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import platform
@@ -354,53 +353,3 @@ def print_table(runs: Sequence[Run], elapsed: float, budget_minutes: float, stre
               f"{run.detail}", file=stream)
     counts = ", ".join(f"{sum(run.status == s for run in runs)} {s}" for s in ("finished", "skipped", "failed"))
     print(f"{counts}, in {elapsed / 60:.1f} of {budget_minutes:g} min", file=stream)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of a time-boxed chunk on ``train-grid``'s parser."""
-    group = parser.add_argument_group(
-        "time-boxed chunk", "train what fits into a few minutes, e.g. on a borrowed GPU machine (plain processes, "
-                            "no submitit; --jobs N at a time, all sharing CUDA_VISIBLE_DEVICES). Sent to a machine "
-                            "whose copy of the code has no .git: SPARSAM_GIT_COMMIT=<hash> SPARSAM_DATA=shared/data "
-                            "python -m sparsam train-grid STUDY.yaml --store results/gpu_study/runs --runs-dir "
-                            "/tmp/runs --budget-minutes 9 --jobs 2 --pack $OUT/records.tar.gz")
-    group.add_argument("--budget-minutes", type=float, default=None, metavar="M",
-                       help="train the configurations without a record, in grid order, and start each only if its "
-                            "estimated wall time fits into what is left of M minutes from the command's start; runs "
-                            "still going at the end are stopped (resumable). The estimate: the largest "
-                            "wall_seconds_this_process among the store's records of the same configuration with "
-                            "another seed, else --run-minutes, plus %g s to start a process; a run without one is "
-                            "not started. With --jobs N, a record's time is the one measured beside the runs of its "
-                            "own chunk: use records made N at a time" % STARTUP_SECONDS)
-    group.add_argument("--run-minutes", type=float, default=None, metavar="X",
-                       help="with --budget-minutes: the wall time of a run whose configuration has no record with "
-                            "another seed in the store (an explicit estimate, e.g. from a pilot)")
-    group.add_argument("--pack", default=None, metavar="PATH.tar.gz",
-                       help="with --budget-minutes: write the records this chunk finished into one gzip'd tar, named "
-                            "relative to the store (tar xzf PATH.tar.gz -C STORE restores them), and a summary of "
-                            "the chunk (budget, runs, device, torch, commit) beside it as PATH.chunk.json")
-
-
-_NOT_IN_A_CHUNK: dict[str, Any] = {"executor": "inline", "partition": None, "gpus_per_job": 0, "cpus_per_job": None, "mem": None,
-                   "time": None, "slurm_arg": [], "no_wait": False}
-
-
-def run_command(args: argparse.Namespace, configs: Sequence[TrainConfig] | None = None) -> int:
-    """``train-grid --budget-minutes``: ``configs`` are those of a study the caller read (None: ``args.grid``
-    is a grid)."""
-    started = time.monotonic()
-    given = [name for name, default in _NOT_IN_A_CHUNK.items() if getattr(args, name) != default]
-    if given:
-        options = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ValueError(f"budget-minutes trains plain processes on this machine, --jobs N at a time; not with "
-                         f"{options}")
-    configs = load_train_grid(args.grid) if configs is None else list(configs)
-    return run_chunk(configs, args.budget_minutes, store=args.store, runs_dir=args.runs_dir, jobs=args.jobs,
-                     run_minutes=args.run_minutes, archive=args.pack, dry_run=args.dry_run, started=started)
-
-
-def check_no_chunk_options(args: argparse.Namespace) -> None:
-    """Raise ``ValueError`` when ``--run-minutes`` or ``--pack`` is given without ``--budget-minutes``."""
-    given = [f"--{name.replace('_', '-')}" for name in ("run_minutes", "pack") if getattr(args, name) is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)}: for --budget-minutes only (a time-boxed chunk)")

@@ -17,7 +17,6 @@ running the same command again resumes what was interrupted or failed and collec
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import subprocess
 import sys
@@ -28,8 +27,7 @@ from typing import Any, Iterable, Sequence, TextIO
 import yaml
 
 from .config import TrainConfig
-from .jobs import (ExecutorOptions, Outcome, Point, add_executor_arguments, is_alive, options_from_args,
-                        print_summary, run_points, slurm_script, update_status)
+from .jobs import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status
 from .results import load_record, record_path
 from .store import Workspace, atomic_write_json, holder as lock_holder, now, read_json, read_metrics
 from .train import train
@@ -181,31 +179,3 @@ def run_train_grid(grid_file: str | Path, options: ExecutorOptions = ExecutorOpt
     outcomes = run_points(points, options, wait=wait)
     print_summary(outcomes, _describe, stream)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
-
-
-def add_command(commands: Any) -> argparse.ArgumentParser:
-    """The ``train-grid`` subcommand of ``python -m sparsam``; returns its parser (the command line adds the
-    options of a time-boxed chunk, :mod:`sparsam.experiment.chunk`)."""
-    parser = commands.add_parser(
-        "train-grid", help="train a grid of configurations into the results store (no notebook)",
-        description="Train every configuration of a YAML grid that has no record in the store yet, here, as local "
-                    "processes or as Slurm jobs, or, with --budget-minutes, what fits into a time box; the "
-                    "notebooks then read the records.")
-    parser.add_argument("grid", help="YAML file: parameters (TrainConfig values fixed for every point) and grid "
-                                     "(lists of values, combined as a product)")
-    parser.add_argument("--store", default=None,
-                        help="where the records go (default: $SPARSAM_STORE, else results/runs/ under the current "
-                             "directory; the book reads results/runs/ at its root)")
-    parser.add_argument("--runs-dir", default=None,
-                        help="where the run folders (checkpoints, job status and logs) go (default: $SPARSAM_RUNS, "
-                             "else runs/ under the current directory); on a cluster, a folder every node sees")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list each configuration's status; with --executor slurm, show the sbatch script")
-    add_executor_arguments(parser)
-    return parser
-
-
-def run_command(args: argparse.Namespace, configs: Sequence[TrainConfig] | None = None) -> int:
-    """``train-grid``: ``configs`` are those of a study the caller read (None: ``args.grid`` is a grid)."""
-    return run_train_grid(args.grid, options_from_args(args), store=args.store, runs_dir=args.runs_dir,
-                          dry_run=args.dry_run, wait=not args.no_wait, configs=configs)

@@ -151,7 +151,7 @@ def test_cli_flatness_lists_the_profile_networks_and_needs_a_store_where_the_pro
     assert lines == [f"not finished: {c.run_id()}" for c in curvature.networks(p).values()]
     assert not (tmp_path / "out").exists()
     assert cli.main(["flatness", "--runs-dir", str(tmp_path), "--profile", "paper"]) == 2
-    assert "error: --store is needed: profile 'paper' keeps no flatness records" in capsys.readouterr().err
+    assert "error: store is needed: profile 'paper' keeps no flatness records" in capsys.readouterr().err
 
 
 def test_cli_flatness_shards_split_the_networks_without_overlap(tmp_path, capsys):

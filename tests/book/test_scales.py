@@ -327,7 +327,7 @@ IMAGENET_ACCURACY = {"sgd": [0.700, 0.702, 0.699, 0.701], "sam": [0.730, 0.731, 
 def imagenet_registration() -> dict:
     """A registration of the ImageNet study in the CPU study's format: the declared regime (candidate A), the four
     planned configurations on four seeds, the comparisons of chapter 3 with the half-gain contrast, the margins of
-    book/margins.yaml pinned, read as one family (Holm)."""
+    book/margins.yaml pinned (with the premise and the contrast), read as one family (Holm)."""
     declared = studies.declared_margins(REPO / MARGINS)
     comparisons = [{"claim": "accuracy_sam_vs_sgd", "a": "sam", "b": "sgd"},
                    {"claim": "accuracy_ssam_vs_sam", "a": "ssam-f-0.5", "b": "sam"},
@@ -336,6 +336,8 @@ def imagenet_registration() -> dict:
                    {"claim": "accuracy_ssam_keeps_half_gain", "a": "ssam-d-0.5", "b": "sam", "over": "sgd"}]
     pinned = {c["claim"]: {k: declared[c["claim"]][k] for k in ("test", "unit", "better", "margin")}
               for c in comparisons}
+    pinned["accuracy_ssam_vs_sam"]["premise"] = "accuracy_sam_vs_sgd"  # as sparsam.book.registration pins them
+    pinned["accuracy_ssam_keeps_half_gain"]["contrast"] = "half-gain"
     return {"question": IMAGENET_DECLARED["question"], "regime": IMAGENET_COMMON, "seeds": {"core": IMAGENET_SEEDS},
             "configurations": {"sgd": {"seeds": "core", "optimizer": "sgd"},
                                "sam": {"seeds": "core", "optimizer": "sam"},

@@ -34,8 +34,9 @@ def test_a_margin_that_differs_from_book_margins_is_rejected(tmp_path):
     spec["margins"]["accuracy_ssam_vs_sam"]["margin"] = 1.0
     changed = tmp_path / "study.yaml"
     changed.write_text(yaml.safe_dump(spec))
-    with pytest.raises(ValueError, match="accuracy_ssam_vs_sam"):
-        load_study(changed)
+    with pytest.raises(ValueError, match="claim 'accuracy_ssam_vs_sam': the study's pinned margin .margin. differs"):
+        load_study(changed, margins=REPO / layout.MARGINS)
+    assert load_study(changed).declared["accuracy_ssam_vs_sam"]["margin"] == 1.0  # its own margins: as it says
     spec["margins"]["accuracy_ssam_vs_sam"]["margin"] = 0.5
     spec["comparisons"].append({"claim": "accuracy_ssam_vs_sam", "a": "ssam-f-0.7", "b": "sam"})
     changed.write_text(yaml.safe_dump(spec))
@@ -140,7 +141,11 @@ def _first_commit() -> str:
      "'over' goes with a half-gain claim"),
     (lambda s: s["added_after_the_runs"]["comparisons"].append(dict(s["added_after_the_runs"]["comparisons"][0])),
      "each comparison is made once"),
-    (lambda s: s["added_after_the_runs"].update(margins={}), "added_after_the_runs may hold note and comparisons"),
+    (lambda s: s["added_after_the_runs"].update(more={}), "added_after_the_runs may hold note, comparisons and margins"),
+    (lambda s: s["added_after_the_runs"]["margins"].update(accuracy_sam_vs_sgd={"margin": 0.5}),
+     "accuracy_sam_vs_sgd may not change the registered margin"),
+    (lambda s: s["added_after_the_runs"]["margins"].pop("accuracy_ssam_keeps_half_gain"),
+     "claim 'accuracy_ssam_keeps_half_gain' is not declared in study.yaml .its own margins."),
     (lambda s: s.update(correction="bonferroni"), "correction must be one of none, holm"),
     (lambda s: s["comparisons"].append({"claim": "accuracy_sam_vs_sgd", "a": "sam", "b": "sgd", "c": "x"}),
      "a comparison holds claim, a, b"),
@@ -152,3 +157,17 @@ def test_a_bad_family_reading_is_rejected(tmp_path, change, message):
     changed.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=message):
         load_study(changed)
+
+
+def test_the_studys_own_margins_are_the_books_for_every_claim_it_decides():
+    """What the file pins, and what its added reading adds, equal book/margins.yaml in every field that decides
+    (so `python -m sparsam study` decides anywhere as the book does); the premises of the family reading too."""
+    from sparsam.book.stats import margins
+
+    book = margins(REPO / layout.MARGINS)
+    own = load_study(STUDY).declared
+    assert set(own) == {c.claim for c in load_study(STUDY).family}
+    for claim, rule in own.items():
+        assert {k: v for k, v in rule.items() if k != "reason"} == \
+            {k: v for k, v in book[claim].items() if k != "reason"}, claim
+    assert own["accuracy_ssam_vs_sam"]["premise"] == "accuracy_sam_vs_sgd"

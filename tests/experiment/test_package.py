@@ -136,6 +136,29 @@ print(json.dumps({{"file": sparsam.__file__, "path": sys.path, "stepped": steppe
     assert result["stepped"] == here["stepped"]
 
 
+def test_the_bare_wheels_command_line_lists_its_commands_and_names_a_missing_extra(tmp_path, wheel):
+    """Installed with torch and numpy only (no extra), ``python -m sparsam --help`` lists the commands, and a
+    command ends in one line naming the extra it needs (issue 29), not in a traceback."""
+    site = _install(wheel, tmp_path / "site")
+    links = _links(tmp_path / "links", _requirement_closure(("torch", "numpy")))
+    code = f"import runpy, sys; sys.path[:0] = [{str(site)!r}, {str(links)!r}]; " \
+           "sys.argv = ['sparsam', *sys.argv[1:]]; runpy.run_module('sparsam', run_name='__main__')"
+
+    def sparsam(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-I", "-S", "-c", code, *argv], capture_output=True, text=True,
+                              cwd=tmp_path, env={"PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1"},
+                              timeout=300)
+
+    listed = sparsam("--help")
+    assert listed.returncode == 0, listed.stderr
+    assert all(name in listed.stdout for name in ("train", "train-grid", "sweep", "flatness", "study", "register"))
+    for argv, extra in ((["train", "--help"], "experiment"), (["train", "--epochs", "1"], "experiment"),
+                        (["study", "x.yaml"], "book"), (["train-grid", "grid.yaml"], "experiment")):
+        out = sparsam(*argv)
+        assert (out.returncode, out.stderr) == (2, f"error: 'sparsam {argv[0]}' needs the {extra} extra: "
+                                                   f"pip install 'sparsam[{extra}]'\n"), (argv, out.stderr)
+
+
 def _snapshot(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
 
