@@ -8,9 +8,6 @@ One place for the tests that decide which fast path a layer or a mask may take:
 * :func:`kept_rows_layer`: a layer whose weight gradient can be formed for some output rows only;
 * :func:`full_rows`: whether a mask is made of whole rows along dim 0, and which;
 * :func:`norm_parameters`: the affine parameters of a network's normalisation layers (SAM-ON's mask).
-
-(:func:`sparsam.masks.fisher.fisher_scores` keeps its own copy of the first test inline, so that the
-records of the explicit-form SSAM runs, which stale when the Fisher code changes, stay current.)
 """
 
 from __future__ import annotations

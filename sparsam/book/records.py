@@ -2,11 +2,10 @@
 
 - :func:`records_frame`: one row per record (config fields, summary metrics, short commit, staleness);
   :func:`metrics_frame`: one row per record and epoch.
-- :func:`stale_reason` / :func:`is_stale` / :func:`stale_records`: a record is stale when the code of
-  its optimizer changed between the commit it was made at and ``HEAD`` (the files' syntax trees
-  without docstrings and type annotations differ, so a documentation or typing fix keeps the records
-  current), when that commit is not in ``HEAD``'s history ("unknown commit"), or when it was made in a
-  dirty tree.
+- :func:`stale_reason` / :func:`is_stale` / :func:`stale_records`: a record is stale when the numerics
+  version of an algorithm it ran (:func:`sparsam.experiment.optimizers.numerics`, declared by each
+  algorithm and fingerprinted by tests/optim/test_numerics.py) differs from the one it stores, when the
+  commit it was made at is not in ``HEAD``'s history ("unknown commit"), or when it was made in a dirty tree.
 - :func:`paired`: the per-seed values of two configurations that differ only as given.
 - :func:`summarize`: mean and 95% t-interval over seeds per group, for tables and plots;
   :func:`method_label` names a run's method; :func:`cost_summary` puts accuracy beside cost in SGD steps,
@@ -15,8 +14,6 @@
 
 from __future__ import annotations
 
-import ast
-import functools
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -25,38 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.config import OPTIMIZER_NAMES, TrainConfig, acts_on
+from ..experiment.optimizers import numerics
 from ..experiment.results import load_all
 from ..experiment.provenance import git
-from .equivalences import EQUIVALENCES
 from .stats import mean_interval
 
-# The optimizer modules a configuration runs; a change to the code of any of them after a record was
-# made makes the record stale. Compared by definition, not by file: moving a definition to another
-# module, or changing only imports and docstrings, leaves the records current.
-_SAM_MODULES = ("sparsam.optim.sam", "sparsam.optim.bn_guard")
-_SSAM_MODULES = _SAM_MODULES + ("sparsam.optim.ssam", "sparsam.masks.patterns", "sparsam.masks.strategies",
-                                "sparsam.masks.fisher")
-
-
-def optimizer_modules(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The library modules whose code the optimizer of ``config`` (a config dict) runs."""
-    optimizer = config.get("optimizer", "")
-    if optimizer == "sgd":
-        return ()
-    if optimizer in ("sam", "asam"):
-        return _SAM_MODULES
-    modules = _SSAM_MODULES
-    if config.get("form") == "implicit" or config.get("ascent") == "sparse":
-        modules += ("sparsam.optim.masked_layer",)
-    if config.get("form") == "implicit":
-        modules += ("sparsam.optim.implicit",)
-    if config.get("ascent") == "sparse":
-        modules += ("sparsam.optim.sparse_ascent",)
-    if config.get("ascent") == "sparse" or config.get("mask_rule") == "cost-aware":
-        modules += ("sparsam.masks.cost",)
-    if config.get("form") == "implicit" or config.get("ascent") == "sparse" or config.get("mask_rule") == "cost-aware":
-        modules += ("sparsam._layers",)
-    return modules
+# The version of every algorithm in a record made before records kept them (all were at 1 when versions began).
+FIRST_NUMERICS = 1
 
 
 # Summary fields copied into the frame (NaN where a record predates the field).
@@ -72,155 +44,12 @@ def _summary(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return record.get("summary", record)
 
 
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-class _WithoutAnnotations(ast.NodeTransformer):
-    """Drops what type annotations add to a syntax tree: those of arguments and return values (never
-    evaluated under ``from __future__ import annotations``, which every library module has) and those of
-    local variables (never evaluated at all: ``x: T = v`` in a function is ``x = v``). Annotations at
-    module and class level stay: they fill ``__annotations__``, which dataclasses read."""
-
-    def __init__(self) -> None:
-        self.depth = 0  # function nesting
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> ast.AST:
-        arguments = node.args
-        for arg in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg,
-                    arguments.kwarg):
-            if arg is not None:
-                arg.annotation = None
-        if not isinstance(node, ast.Lambda):
-            node.returns = None
-        self.depth += 1
-        self.generic_visit(node)
-        self.depth -= 1
-        return node
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
-        depth, self.depth = self.depth, 0  # a class body, even inside a function, keeps its annotations
-        self.generic_visit(node)
-        self.depth = depth
-        return node
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
-        if self.depth == 0:
-            return node
-        return None if node.value is None else ast.Assign(targets=[node.target], value=node.value)
-
-
-def _code_tree(source: str) -> ast.Module:
-    """The syntax tree of ``source`` without docstrings and type annotations (see :class:`_WithoutAnnotations`)."""
-    tree = _without_docstrings(_WithoutAnnotations().visit(ast.parse(source)))
-    for node in ast.walk(tree):  # a body emptied of its local annotations
-        if isinstance(getattr(node, "body", None), list) and not node.body:  # type: ignore[attr-defined]
-            node.body = [ast.Pass()]  # type: ignore[attr-defined]
-    assert isinstance(tree, ast.Module)
-    return tree
-
-
-def code_of(source: str) -> str:
-    """The code of a Python file as its syntax tree without docstrings and type annotations (comments are not
-    in it)."""
-    return ast.dump(_code_tree(source))
-
-
-def definitions(source: str) -> dict[str, str]:
-    """The top-level definitions of a Python file (functions, classes, assigned names), each as its syntax
-    tree without docstrings and type annotations; imports (and ``__all__``) are left out: they name code,
-    they do not run it."""
-    out: dict[str, str] = {}
-    for node in _code_tree(source).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) or (isinstance(node, ast.Expr)
-                                                              and isinstance(node.value, ast.Constant)):
-            continue
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names = [node.name]
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-        else:
-            names = [ast.dump(node)]  # e.g. a top-level if: its own code is its name
-        for name in names:
-            if name != "__all__":
-                out[name] = ast.dump(node)
-    return out
-
-
-def _module_path(module: str) -> str:
-    return module.replace(".", "/") + ".py"
-
-
-@functools.lru_cache(maxsize=None)
-def _definitions_at(commit: str, paths: tuple[str, ...] | None = None) -> dict[str, frozenset[str]]:
-    """Every definition of the package at ``commit`` (or of ``paths`` only), by name; a name defined in
-    several modules keeps each of its versions."""
-    explicit = paths is not None
-    if paths is None:
-        listing = git("ls-tree", "-r", "--name-only", commit, "--", "sparsam")
-        paths = tuple(p for p in (listing or "").split() if p.endswith(".py"))
-    found: dict[str, set[str]] = {}
-    for path in paths:
-        source = git("show", f"{commit}:{path}")
-        if source is None:
-            if explicit:
-                raise ValueError(f"{path} is not in commit {commit[:7]} (a module named in optimizer_modules)")
-            continue
-        for name, code in definitions(source).items():
-            found.setdefault(name, set()).add(code)
-    return {name: frozenset(codes) for name, codes in found.items()}
-
-
-@functools.lru_cache(maxsize=None)
-def changed_definitions(commit: str, head: str, modules: tuple[str, ...]) -> tuple[str, ...] | None:
-    """``module.name`` of each definition of ``modules`` at ``head`` that is not at ``commit`` with the same
-    code (anywhere in the package), nor with code declared to compute the same
-    (:data:`sparsam.book.equivalences.EQUIVALENCES`); None if ``commit`` is not an ancestor of ``head``.
-
-    A name defined nowhere in the package at ``commit`` is new: the record's run cannot have called it, and
-    a definition it ran that calls it now has changed itself, so a new name alone leaves records current."""
-    if git("merge-base", "--is-ancestor", commit, head) is None:
-        return None
-    before = _definitions_at(commit)
-    changed = []
-    for module in modules:
-        for name, codes in _definitions_at(head, (_module_path(module),)).items():
-            if name not in before:
-                continue
-            if not codes <= _equivalent(f"{module}.{name}", before.get(name, frozenset())):
-                changed.append(f"{module}.{name}")
-    return tuple(changed)
-
-
-def _equivalent(definition: str, codes: frozenset[str]) -> frozenset[str]:
-    """``codes`` and every version of ``definition`` declared to compute the same as one of them (transitively)."""
-    pairs = []
-    for e in EQUIVALENCES:
-        if e.definition == definition:
-            path = (_module_path(e.module),)
-            pairs.append(_definitions_at(e.before, path).get(e.name, frozenset())
-                         | _definitions_at(e.after, path).get(e.name, frozenset()))
-    found, grew = set(codes), True
-    while grew:
-        grew = False
-        for versions in pairs:
-            if found & versions and not versions <= found:
-                found |= versions
-                grew = True
-    return frozenset(found)
-
-
 def stale_reason(record: Mapping[str, Any]) -> str | None:
-    """Why ``record`` no longer describes the optimizer code at HEAD, or None if it still does."""
+    """Why ``record`` no longer describes what the code at HEAD computes, or None if it still does: a version of
+    an algorithm its configuration runs (:func:`sparsam.experiment.optimizers.numerics`) differs from the one it
+    stores (a record made before records stored them ran version :data:`FIRST_NUMERICS` of each); or its provenance
+    cannot vouch for it: no commit, a dirty tree, a commit that is not in HEAD's history. Where the code sits does
+    not matter: moving or rewriting it without changing its numbers leaves every record current."""
     summary = _summary(record)
     provenance = summary.get("provenance") or {}
     commit = provenance.get("git_commit")
@@ -231,12 +60,13 @@ def stale_reason(record: Mapping[str, Any]) -> str | None:
     head = git("rev-parse", "HEAD")
     if head is None:
         return "no git history to check against"
-    changed = changed_definitions(commit, head, optimizer_modules(summary.get("config", {})))
-    if changed is None:
+    if git("merge-base", "--is-ancestor", commit, head) is None:
         return f"unknown commit {commit[:7]} (not an ancestor of HEAD)"
-    if changed:
-        return f"{', '.join(changed)} changed since {commit[:7]}"
-    return None
+    current = numerics(summary.get("config", {}))
+    recorded = summary.get("numerics") or {name: FIRST_NUMERICS for name in current}
+    changed = [f"{name} {recorded.get(name, 'none')} -> {version}" for name, version in current.items()
+               if recorded.get(name) != version]
+    return f"numerics changed since {commit[:7]}: {', '.join(changed)}" if changed else None
 
 
 def is_stale(record: Mapping[str, Any]) -> bool:

@@ -12,14 +12,16 @@ ignored, or rejected when the configuration rejects them too.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Sequence, cast
+from typing import Any, Iterable, Literal, Mapping, Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice
 from .._types import Form, Normalize
+from ..masks import cost, fisher, patterns
 from ..masks.strategies import DynamicMask, FisherMask, MaskStrategy, NormMask
+from ..optim import implicit
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
 from ..optim.ssam import SSAM
@@ -27,6 +29,31 @@ from .config import ACTS_ON, OPTIMIZERS, Optimizer, acts_on
 
 # The mask strategy each masked optimizer perturbs through (the optimizers that take a mask).
 MASKS: dict[Optimizer, type[MaskStrategy]] = {"ssam-f": FisherMask, "ssam-d": DynamicMask, "sam-on": NormMask}
+MASK_NAMES = {FisherMask: "fisher_mask", DynamicMask: "dynamic_mask", NormMask: "norm_mask"}
+
+
+def numerics(config: Mapping[str, Any]) -> dict[str, int]:
+    """The algorithms a training configuration (a config dict, :meth:`TrainConfig.to_dict`; missing fields take
+    their defaults) runs, each with the version of its numbers (the ``NUMERICS`` it carries): what a run record
+    stores, and what makes it stale when a version changes (:func:`sparsam.book.records.stale_reason`), whatever
+    module the code sits in. SGD is torch's and runs none of them."""
+    optimizer = config.get("optimizer", "sgd")
+    if not acts_on("rho", optimizer):
+        return {}
+    found = {"sam": SAM.NUMERICS}
+    mask = MASKS.get(optimizer)
+    if mask is None:
+        return found
+    found |= {"ssam": SSAM.NUMERICS, MASK_NAMES[mask]: mask.NUMERICS, "patterns": patterns.NUMERICS}
+    if mask is FisherMask:
+        found["fisher_scores"] = fisher.NUMERICS
+    if config.get("form", "explicit") == "implicit":
+        found["implicit"] = implicit.NUMERICS
+    if config.get("ascent", "dense") == "sparse":
+        found["sparse_ascent"] = SparseAscentSAM.NUMERICS
+    if config.get("ascent", "dense") == "sparse" or config.get("mask_rule", "fisher") == "cost-aware":
+        found["cost_model"] = cost.NUMERICS
+    return dict(sorted(found.items()))
 
 
 def build_optimizer(name: Optimizer, params: Iterable[Tensor], *, lr: float, momentum: float = 0.0,

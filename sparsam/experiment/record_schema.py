@@ -57,7 +57,7 @@ SUMMARY: Spec = {
 # Summary fields that records made before they existed lack.
 SUMMARY_LATER: Spec = {"test_correct": "object", "seconds_per_step": "number|null",
                        "cpu_seconds_per_step": "number|null", "mean_eps_norm": "number|null",
-                       "sparse_step_flops_vs_sgd": "number|null"}
+                       "sparse_step_flops_vs_sgd": "number|null", "numerics": "object"}
 DATA: Spec = {"name": "string", "num_classes": "integer"}
 PACKED_BITS: Spec = {"n": "integer", "bits": "string"}
 METRIC: Spec = {"epoch": "integer", "lr": "number", "train_loss": "number", "train_acc": "number",

@@ -424,7 +424,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
         "sparse_step_flops_vs_sgd": metrics[-1].get("sparse_step_flops_vs_sgd"),  # absent in older runs
         "epochs_run": len(metrics), "world_size": world,
         **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
-        "provenance": provenance.provenance(trainer.device), "started": started, "finished": store.now(),
+        "provenance": provenance.provenance(trainer.device), "numerics": optimizers.numerics(config.to_dict()),
+        "started": started, "finished": store.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,
         "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,
         "seconds_per_step": _per_step(metrics, "seconds_per_step"),

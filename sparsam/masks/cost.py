@@ -36,14 +36,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_choice, check_int
 from .._layers import full_rows
-# The shared device wait; _measure keeps its own loop: its code decides the staleness of cost-aware and
-# sparse-ascent records (sparsam.book.records.optimizer_modules), and a rewrite would make them stale.
-from .._timing import sync as _sync
+from .._timing import timed
 from .._types import CostUnit, StepMethod
 from .patterns import cost_aware as cost_aware_mask
 
 __all__ = ["LayerCost", "layer_costs", "tensor_costs", "step_cost", "mask_fractions",
            "cost_aware_mask"]
+# The version of what this module computes (stored in every run record that uses it,
+# sparsam.experiment.optimizers.numerics): raise it when a change alters any number it produces;
+# tests/optim/test_numerics.py fingerprints each version.
+NUMERICS = 1
 
 
 @dataclass
@@ -90,14 +92,7 @@ def _measure(fn: Callable[[], None], unit: str, repeats: int, device: torch.devi
             fn()
         return float(counter.get_total_flops())
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = timer()
-        fn()
-        _sync(device)
-        times.append(timer() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn, device, timer)[0] for _ in range(repeats))
 
 
 def layer_costs(stages: Sequence[nn.Module], x: Tensor, unit: CostUnit = "flops", repeats: int = 5,

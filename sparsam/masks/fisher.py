@@ -32,9 +32,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.func import functional_call, grad, vmap
 
 from .._checks import check_choice, check_int
+from .._layers import pads_inside
 from .._types import FisherMethod, LossFn
 
 Batches = Iterable[tuple[Tensor, Tensor]]
+# The version of what this module computes (stored in every run record that uses it,
+# sparsam.experiment.optimizers.numerics): raise it when a change alters any number it produces;
+# tests/optim/test_numerics.py fingerprints each version.
+NUMERICS = 1
 
 
 def _named(model: nn.Module, params: Sequence[Tensor]) -> list[str]:
@@ -126,7 +131,7 @@ def _per_layer_ok(module: nn.Module) -> bool:
     if isinstance(module, nn.Linear):
         return True
     if isinstance(module, nn.Conv2d):
-        return module.padding_mode == "zeros" and not isinstance(module.padding, str)
+        return pads_inside(module)
     if isinstance(module, _BatchNorm):
         return module.running_mean is not None and module.running_var is not None
     return False

@@ -22,6 +22,10 @@ __all__ = ["unstructured", "structured", "n_m", "n_m_official", "cost_aware", "n
            "parse_pattern", "from_pattern", "PATTERNS"]
 
 PATTERNS = ("unstructured", "layer", "filter", "N:M (e.g. '2:4')")
+# The version of what this module computes (stored in every run record that uses it,
+# sparsam.experiment.optimizers.numerics): raise it when a change alters any number it produces;
+# tests/optim/test_numerics.py fingerprints each version.
+NUMERICS = 1
 
 
 def _check_sparsity(sparsity: float) -> float:

@@ -19,7 +19,7 @@ criterion are reduced across ranks, and random choices come from a generator see
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +128,10 @@ class FisherMask(MaskStrategy):
         max_cost: with ``costs``, the most the ascent pass may cost (same unit as ``costs``).
     """
 
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
+
     def __init__(self, model: nn.Module, data: Batches, sparsity: float | None = None, num_samples: int = 128,
                  update_every: int = 1, update_unit: UpdateUnit = "epochs", steps_per_epoch: int | None = None,
                  pattern: str = "unstructured", nm_dim: NMDim = "in", loss_fn: LossFn = F.cross_entropy,
@@ -199,6 +203,10 @@ class DynamicMask(MaskStrategy):
             masks identical under torch.distributed.
     """
 
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
+
     needs_gradient = True
     CRITERIA = ("gradient", "weight", "random")
 
@@ -264,6 +272,10 @@ class NormMask(MaskStrategy):
     Args:
         model: the network whose parameters the optimizer trains (the plain module, not a DDP wrapper).
     """
+
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
 
     pattern = "norm-only"
 

@@ -35,6 +35,10 @@ from .masked_layer import masked_conv2d, masked_linear, patched_forwards, warn_d
 __all__ = ["check_pattern", "semi_structured_ok", "implicit_linear", "implicit_conv2d", "implicit_ascent"]
 
 SERVED = ("layer", "filter", "N:M")
+# The version of what this module computes (stored in every run record that uses it,
+# sparsam.experiment.optimizers.numerics): raise it when a change alters any number it produces;
+# tests/optim/test_numerics.py fingerprints each version.
+NUMERICS = 1
 
 
 def check_pattern(pattern: str) -> str:

@@ -11,7 +11,7 @@ optimizer step with that gradient. :class:`sparsam.SSAM` multiplies ``ε`` by a 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Iterable
+from typing import Any, Callable, ClassVar, ContextManager, Iterable
 
 import torch
 from torch import Tensor
@@ -48,6 +48,10 @@ class SAM(torch.optim.Optimizer):
     ``param_groups``). If your own loop raises between the passes, call :meth:`restore` before going
     on; :meth:`step` does that itself.
     """
+
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
                  adaptive: bool = False, eta: float = 0.01, bn_guard: bool = True, **base_kwargs: Any):

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -210,6 +210,10 @@ class SparseAscentSAM(SAM):
     The BatchNorm modules of the prefix see one forward per step; those of the suffix see two, the
     second one guarded (running statistics move once).
     """
+
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
 
     def __init__(self, stages: Sequence[nn.Module], base_optimizer: type[torch.optim.Optimizer],
                  rho: float = 0.05, *, mask: MaskStrategy | Sequence[Tensor],

@@ -9,7 +9,7 @@ gradient is not masked again. This is the form sparse kernels can accelerate.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,10 @@ class SSAM(SAM):
             "N:M"; wrap the first forward in :meth:`ascent_pass`, as :meth:`step` does).
         model: the trained module, required by the implicit form.
     """
+
+    # The version of what it computes (stored in every run record, sparsam.experiment.optimizers.numerics): raise it
+    # when a change alters any number it produces; tests/optim/test_numerics.py fingerprints each version.
+    NUMERICS: ClassVar[int] = 1
 
     def __init__(self, params: Iterable, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, *,
                  mask: MaskStrategy, normalize: Normalize = "full", form: Form = "explicit",

@@ -40,6 +40,8 @@ def test_the_book_shows_the_statuses_and_numbers_of_the_snapshot():
     found = json.loads(json.dumps(script.compute(), ensure_ascii=False))  # as the snapshot was written
     assert differences(expected, found) == []
     assert found["scales"]["CPU study"]["records"] == 53
+    assert not any(row["stale"] for row in found["scales"]["CPU study"]["comparisons"])  # numerics unchanged
+    assert not any(row["stale"] for rows in found["chapters"].values() for row in rows)
 
 
 def test_differences_finds_a_changed_status_number_or_entry():

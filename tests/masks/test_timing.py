@@ -54,11 +54,10 @@ def test_on_a_cpu_nothing_waits_and_timed_gives_one_clock_and_the_result(log):
 
 
 def test_the_cost_model_waits_with_the_shared_sync_around_each_timed_repeat(monkeypatch):
-    """layer_costs in seconds: every repeat of every piece between two waits of the shared sync (its own
-    loop stays: see sparsam.masks.cost), the timer read inside them."""
-    assert cost._sync is _timing.sync
+    """layer_costs in seconds: every repeat of every piece timed by the shared sparsam._timing.timed, between two
+    waits of its sync, the timer read inside them."""
     events: list = []
-    monkeypatch.setattr(cost, "_sync", lambda device: events.append(("sync", str(device))))
+    monkeypatch.setattr(_timing, "sync", lambda device: events.append(("sync", str(device))))
     torch.manual_seed(0)
     model = models.build_model("resnet-small", 10, width=4)
     ticks = itertools.count()
