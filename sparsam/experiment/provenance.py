@@ -111,8 +111,8 @@ def processor() -> dict[str, Any]:
             "mkl": mkl.group(1) if mkl else None, "onednn": onednn.group(1) if onednn else None}
 
 
-def provenance(device: torch.device) -> dict[str, Any]:
-    """Code, software and hardware a run was made with: ``git_commit`` and ``git_dirty`` (:func:`code_commit`),
-    then :func:`machine`."""
-    commit, dirty = code_commit()
+def provenance(device: torch.device, code: tuple[str | None, bool | None] | None = None) -> dict[str, Any]:
+    """Code, software and hardware a run was made with: ``git_commit`` and ``git_dirty`` (``code``, the
+    :func:`code_commit` taken when the run's process started; default: now), then :func:`machine`."""
+    commit, dirty = code_commit() if code is None else code
     return {"git_commit": commit, "git_dirty": dirty, **machine(device)}

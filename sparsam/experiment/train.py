@@ -339,10 +339,12 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, run_id: str |
     if config.device.startswith("cuda") and torch.cuda.device_count() <= (torch.device(config.device).index or 0):
         raise ValueError(f"device={config.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s) here; "
                          "use device='cpu'")
-    provenance.code_commit()  # a bad $SPARSAM_GIT_COMMIT is an error now, not after the training
+    # the code this process runs, taken now (a bad $SPARSAM_GIT_COMMIT is an error now, not after the training):
+    # a commit or an edit made in the tree while the run trains is not the code that made its record
+    code = provenance.code_commit()
     say = _teller(verbose and rank == 0)
     with store.lock(run_dir, wait=wait) if rank == 0 else contextlib.nullcontext():
-        return _train_locked(config, run_dir, rank, world, progress, stop_after, say, data_root, download)
+        return _train_locked(config, run_dir, rank, world, progress, stop_after, say, data_root, download, code)
 
 
 def _teller(on: bool) -> Any:
@@ -370,8 +372,10 @@ def _load_checkpoint(checkpoint: Path, device: str) -> dict[str, Any] | None:
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, progress: bool,
-                  stop_after: int | None, say: Any, data_root: str | Path | None, download: bool) -> dict[str, Any]:
-    """The body of :func:`train`, run while holding the run folder's lock."""
+                  stop_after: int | None, say: Any, data_root: str | Path | None, download: bool,
+                  code: tuple[str | None, bool | None]) -> dict[str, Any]:
+    """The body of :func:`train`, run while holding the run folder's lock; ``code``: the process's
+    :func:`sparsam.experiment.provenance.code_commit` at its start."""
     stored = run_dir / "config.json"
     if stored.exists() and TrainConfig.from_dict(store.read_json(stored)) != config:
         raise FileExistsError(f"{run_dir} holds a run with another config; choose another run id or remove it")
@@ -424,7 +428,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
         "sparse_step_flops_vs_sgd": metrics[-1].get("sparse_step_flops_vs_sgd"),  # absent in older runs
         "epochs_run": len(metrics), "world_size": world,
         **flops, "data": trainer.source.as_dict(), "seeds": {"seed": config.seed},
-        "provenance": provenance.provenance(trainer.device), "numerics": optimizers.numerics(config.to_dict()),
+        "provenance": provenance.provenance(trainer.device, code), "numerics": optimizers.numerics(config.to_dict()),
         "started": started, "finished": store.now(),
         "wall_seconds_this_process": time.perf_counter() - wall_start,
         "train_seconds": sum(m["seconds"] for m in metrics), "resumed_from_epoch": first_epoch,

@@ -182,6 +182,19 @@ def test_cost_aware_rule_trains_within_its_ascent_budget(tmp_path):
         "sparse_step_flops_vs_sgd"] is None
 
 
+def test_a_record_names_the_code_its_run_started_with(tmp_path, monkeypatch):
+    """A commit or an edit made while a run trains is not the code that made it: the record keeps the commit and
+    dirty flag taken when the run's process started."""
+    from sparsam.experiment import provenance
+    from sparsam.experiment.train import train
+
+    calls = iter([("a" * 40, False)])
+    monkeypatch.setattr(provenance, "code_commit", lambda: next(calls, ("b" * 40, True)))
+    small = dict(QUICK, n_train=64, n_test=32, epochs=1, batch_size=32)
+    summary = train(TrainConfig(optimizer="sgd", **small), runs_dir=tmp_path, progress=False)
+    assert (summary["provenance"]["git_commit"], summary["provenance"]["git_dirty"]) == ("a" * 40, False)
+
+
 @pytest.mark.slow
 def test_imagenette_resnet50_family_runs_end_to_end(tmp_path, monkeypatch):
     data_file("imagenette-72px.tar.gz")
