@@ -50,26 +50,26 @@ def test_cifar10_pack():
 def test_decoded_pixels_are_cached_once_per_machine_and_read_back_unchanged(tmp_path, monkeypatch):
     path = str(pack("cifar10-jpeg.npz"))
     monkeypatch.setenv("SPARSAM_CACHE", str(tmp_path))
-    data._decode_cifar10_pack.cache_clear()
+    data.sources._decode_cifar10_pack.cache_clear()
     try:
-        images, labels = data._decode_cifar10_pack(path, "test")  # decodes, writes the cache
+        images, labels = data.sources._decode_cifar10_pack(path, "test")  # decodes, writes the cache
         [cached] = (tmp_path / "decoded").glob("cifar10-jpeg-*-test.npy")
         assert cached.name.startswith(f"cifar10-jpeg-{data.CHECKSUMS['cifar10-jpeg.npz'][:16]}")
         assert not list((tmp_path / "decoded").glob("*.partial"))
-        data._decode_cifar10_pack.cache_clear()
+        data.sources._decode_cifar10_pack.cache_clear()
 
         def no_decoding(*args, **kwargs):
             raise AssertionError("decoded again instead of reading the cache")
         with monkeypatch.context() as m:
-            m.setattr(data.Image, "open", no_decoding)
-            again, labels_again = data._decode_cifar10_pack(path, "test")
+            m.setattr(data.sources.Image, "open", no_decoding)
+            again, labels_again = data.sources._decode_cifar10_pack(path, "test")
         assert torch.equal(images, again) and torch.equal(labels, labels_again)
         np.save(cached, np.zeros((3, 32, 32, 3), np.uint8))  # a cache of another shape is not trusted
-        data._decode_cifar10_pack.cache_clear()
-        assert torch.equal(data._decode_cifar10_pack(path, "test")[0], images)
+        data.sources._decode_cifar10_pack.cache_clear()
+        assert torch.equal(data.sources._decode_cifar10_pack(path, "test")[0], images)
         assert np.load(cached).shape == (10_000, 32, 32, 3), "and is written again"
     finally:
-        data._decode_cifar10_pack.cache_clear()
+        data.sources._decode_cifar10_pack.cache_clear()
 
 
 def test_make_loaders_cifar10_subsets():
@@ -355,7 +355,7 @@ def test_the_declared_sizes_and_pack_notes_are_what_loading_gives():
     for split in ("train", "test"):
         dataset, source = data.load_dataset("imagenette-tiny", split)
         assert dataset[0][0].shape == (3, crop, crop) and source.note == data.pack_note("imagenette-tiny")
-    assert data.pack_note("imagenette") == data._NOTES[data.PACKS["imagenette"]] and "72 px" in data.pack_note(
+    assert data.pack_note("imagenette") == data.sources._NOTES[data.PACKS["imagenette"]] and "72 px" in data.pack_note(
         "imagenette")
     assert data.pack_note("cifar100") is None and data.pack_note("imagefolder:/x") is None
     with pytest.raises(ValueError, match="name must be one of"):

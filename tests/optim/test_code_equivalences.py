@@ -8,10 +8,6 @@ Needs the repository's history (CI runs in a full clone); a shallow clone skips 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import types
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,16 +16,11 @@ from torch import nn
 from sparsam import SAM, DynamicMask, FisherMask
 from sparsam.masks.strategies import MaskStrategy
 
-from conftest import REPO
+from history import SHALLOW, module_at
 from nets import batches, make
 
 
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-
-
-pytestmark = pytest.mark.skipif(_git("rev-parse", "--is-shallow-repository").stdout.strip() != "false",
-                                reason="the proofs read earlier versions from the full git history")
+pytestmark = pytest.mark.skipif(SHALLOW, reason="the proofs read earlier versions from the full git history")
 
 
 # SSAM's mask multipliers became persistent buffers overwritten in place at each mask rebuild (for CUDA graphs), and
@@ -40,19 +31,6 @@ SSAM_BEFORE, SSAM_AFTER = "58866c55018826739d01618a5c088e83da25a9a8", "127cf71ab
 # commit before that change beside today's, while today's still declares version 1 (a later change that raises it
 # pins the last version-1 commit here instead of today's code).
 ACCUMULATION_BEFORE = "9908cca980d3f522c196e3a9d2118d4509ee4853"
-
-
-def module_at(commit: str, module: str) -> types.ModuleType:
-    """``module`` (e.g. ``sparsam.optim.ssam``) as it was at ``commit``, its relative imports resolved in
-    today's package."""
-    path = module.replace(".", "/") + ".py"
-    shown = _git("show", f"{commit}:{path}")
-    assert shown.returncode == 0, shown.stderr
-    old = types.ModuleType(f"{module}_at_{commit[:7]}")
-    old.__package__ = module.rsplit(".", 1)[0]
-    sys.modules[old.__name__] = old  # a dataclass in it looks its module up while it is defined
-    exec(compile(shown.stdout, f"{path}@{commit[:7]}", "exec"), old.__dict__)
-    return old
 
 
 class EveryStepRandom(MaskStrategy):
