@@ -29,6 +29,7 @@ from .._checks import check_choice
 from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
+from .intervals import bounds_text, number_text, precision
 from .stats import Margins, Verdict, combine, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
@@ -172,10 +173,17 @@ def _measure(label: str) -> str:
     return re.split(r"[,:]", label.split(": ", 1)[1])[0].strip() if ": " in label else ""
 
 
-def _shown(value: float, unit: str) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"×{math.exp(value):.3g}" if unit == "ratio" else f"{value:+.2f}"
+DIFFERENCE_DIGITS, RATIO_DIGITS = 2, 3  # decimals of a difference or a ratio that has no interval
+
+
+def _shown(value: float, unit: str) -> float:
+    """A difference as a reader reads it: a ratio claim's difference of logarithms as the ratio."""
+    return math.exp(value) if unit == "ratio" else value
+
+
+def _options(unit: str) -> dict[str, Any]:
+    return ({"digits": RATIO_DIGITS, "prefix": "×"} if unit == "ratio" else {"digits": DIFFERENCE_DIGITS,
+                                                                            "sign": True})
 
 
 def _margin(margin: float, unit: str) -> str:
@@ -186,9 +194,18 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
     "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit,
     the one-sided p-value against the margin, the registered status and, where the frame was read as a
-    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise)."""
+    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise). Each
+    interval is printed to its own precision (:func:`sparsam.book.intervals.precision`), the mean difference to the
+    t-interval's (without one: 2 decimals, ratios 3)."""
     def interval(low: float, high: float, unit: str) -> str:
-        return "–" if math.isnan(low) else f"[{_shown(low, unit)}, {_shown(high, unit)}]"
+        return bounds_text(_shown(low, unit), _shown(high, unit), **_options(unit))
+
+    def mean(diff: float, low: float, high: float, unit: str) -> str:
+        if math.isnan(diff):
+            return "–"
+        options = _options(unit)
+        digits = precision(_shown(low, unit), _shown(high, unit), options.pop("digits"))
+        return number_text(_shown(diff, unit), digits, **options)
 
     def p_text(p: float) -> str:
         return "–" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
@@ -198,7 +215,8 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         "claim": claims["claim"],
         "test (margin)": [f"{t} ({_margin(m, u)})" if t == "non-inferiority" else t
                           for t, m, u in zip(claims["test"], claims["margin"], units)],
-        "mean difference": [_shown(d, u) for d, u in zip(claims["diff"], units)],
+        "mean difference": [mean(d, lo, hi, u) for d, lo, hi, u in zip(claims["diff"], claims["low"], claims["high"],
+                                                                          units)],
         "95% t-interval": [interval(lo, hi, u) for lo, hi, u in zip(claims["low"], claims["high"], units)],
         "95% paired bootstrap": [interval(lo, hi, u) for lo, hi, u in zip(claims["boot_low"], claims["boot_high"],
                                                                            units)],
