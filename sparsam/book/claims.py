@@ -307,7 +307,8 @@ class Published:
 
 def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, glue: Callable[[str, Any], None],
             scale: str, used: pd.DataFrame | None = None, evidence: str | None = None,
-            texts: Mapping[str, str] | None = None, folder: str | Path | None = None) -> Published:
+            texts: Mapping[str, str] | None = None, folder: str | Path | None = None,
+            source: str | None = None) -> Published:
     """A chapter's closing block: its claims ``rows`` as a frame, saved for notebook 7 (:func:`save_verdicts` under
     ``profile``), its table and figure, and what its pages read, glued with ``glue`` (``myst_nb.glue``, or any
     function of a name and a value): ``claims_<glue>_table`` and ``fig_claims_<glue>`` (the chapter's ``glue`` name
@@ -315,10 +316,10 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     (the statuses of its rows combined, family-wise where a row was read in a family), ``claim_<first>_evidence``
     (``evidence``, default the chapter's, then the commits of the records ``used`` and whether any is stale) and
     ``claim_<first>_scale`` (``scale``), and each verdict text of ``texts`` (glue key -> row label, e.g. the
-    chapter's declared ones, :func:`sparsam.book.registry.texts`)."""
-    import matplotlib.pyplot as plt
-
-    from . import plots
+    chapter's declared ones, :func:`sparsam.book.registry.texts`). The figure's line (``fig_claims_<glue>_source``,
+    :func:`sparsam.book.captions.glue_figure`) names its comparisons (:func:`sparsam.book.captions.claims_source`),
+    then ``source``, by default the records ``used`` (:func:`sparsam.book.captions.figure_source`)."""
+    from . import captions, plots
 
     declared = registry.chapter(chapter)
     keys = [c.key for c in registry.claims() if c.chapter == chapter and c.rows]
@@ -345,7 +346,8 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     for key, label in (texts or {}).items():
         glue(key, by_label[label])
     glue(f"claims_{declared.glue}_table", table)
-    figure = plots.claims_figure(frame)
-    glue(f"fig_claims_{declared.glue}", figure)
-    plt.close(figure)
+    if source is None and used is not None:
+        source = captions.figure_source(used)
+    line = captions.claims_source(frame) + ("" if source is None else f" {source}")
+    captions.glue_figure(f"fig_claims_{declared.glue}", plots.claims_figure(frame), line, glue)
     return Published(frame, table, statuses)
