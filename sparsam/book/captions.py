@@ -5,9 +5,10 @@ its ``configuration`` column): how many records, their configurations and seeds,
 (:func:`sparsam.book.deviations.scale_text`: images, network, epochs, seeds, device), the commits they were made
 at and whether any is stale, naming those that are. :func:`claims_source` does the same for a frame of claims
 (:func:`sparsam.book.claims.claims_frame`, which keeps the commits and staleness of the records each row rests
-on), and :func:`measured_source` for a figure of what the page measures as it runs (no records: the commit of
-the running code), :func:`file_source` for one of a committed measurement file. :func:`glue_figure` glues a figure and its line (``<name>_source``, which the figure's
-caption shows); :func:`show` shows a figure in place with its line printed under it.
+on), :func:`measured_source` for a figure of what the page measures as it runs (no records: the commit of the
+running code) and :func:`file_source` for one of a committed measurement file. :func:`glue_figure` glues a figure
+and its line (``<name>_source``, which the figure's caption shows); :func:`show` shows a figure in place with its
+line printed under it.
 """
 
 from __future__ import annotations
