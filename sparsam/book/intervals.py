@@ -57,4 +57,5 @@ def bounds_text(low: float, high: float, digits: int = 2, *, sign: bool = False,
     if math.isnan(low) or math.isnan(high):
         return "–"
     shown = precision(low, high, digits)
-    return f"[{number_text(low, shown, sign=sign, prefix=prefix)}, {number_text(high, shown, sign=sign, prefix=prefix)}]"
+    return (f"[{number_text(low, shown, sign=sign, prefix=prefix)}, "
+            f"{number_text(high, shown, sign=sign, prefix=prefix)}]")

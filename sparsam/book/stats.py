@@ -91,7 +91,8 @@ class Verdict:
         options = {"prefix": "×"} if ratio else {"sign": True}
         unit = f" {self.unit}" if self.unit and not ratio else ""
         if self.n < 2:
-            return f"{number_text(point, 3 if ratio else 2, **options)}{unit} (no interval), n = {self.n}: {self.status}"
+            shown = number_text(point, 3 if ratio else 2, **options)
+            return f"{shown}{unit} (no interval), n = {self.n}: {self.status}"
         shown = interval_text(point, low, high, 3 if ratio else 2, **options)
         return f"{shown}{unit}, n = {self.n}: {self.status}"
 
