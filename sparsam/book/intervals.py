@@ -4,7 +4,7 @@ The rule (:func:`precision`): a number and its interval ``[low, high]`` are prin
 half-width ``(high - low) / 2`` has two significant figures, e.g. ``36.0512 [34.1, 38.0]`` (half-width 1.95) as
 ``"36.1 [34.1, 38.0]"`` and ``0.322 [-0.892, 1.536]`` (half-width 1.21) as ``"0.3 [-0.9, 1.5]"``; never fewer
 than 0 decimals. A number without an interval (one seed; a bound that is NaN; an interval of one point, such as
-counted FLOPs that every seed shares) keeps the ``digits`` its caller states.
+counted FLOPs that every seed shares, or a width at float32 rounding) keeps the ``digits`` its caller states.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import math
 
 NOT_RECORDED = "not recorded"
 FIGURES = 2  # significant figures of the half-width
-POINT = 1e-9  # a width below this share of the bounds' size is one point (rounding of equal values), not an interval
+POINT = 1e-6  # a width below this share of the bounds' size is rounding (float32 arithmetic), not an interval
 
 
 def precision(low: float, high: float, default: int = 2) -> int:
     """The decimals at which the half-width ``(high - low) / 2`` of ``[low, high]`` shows two significant figures
     (after rounding: a half-width of 0.0996 shows as 0.10, at 2 decimals), at least 0; ``default`` where there is
-    no interval: a bound NaN or infinite, or a width of one point (below 1e-9 of the bounds' size)."""
+    no interval: a bound NaN or infinite, or a width of one point (below 1e-6 of the bounds' size: the rounding of
+    equal values, e.g. the radius ‖ε‖ = ρ of a masked normalisation computed in float32)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return default
     half = abs(high - low) / 2

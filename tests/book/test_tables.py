@@ -35,6 +35,9 @@ def test_numbers_without_an_interval_keep_the_stated_digits():
     assert tables.interval_text(math.nan, math.nan, math.nan) == "not recorded"
     assert tables.interval_text(2.0, 2.0, 2.0, digits=3) == "2.000 [2.000, 2.000]"    # one point: stated digits
     assert tables.interval_text(2.0, 2.0 - 1e-15, 2.0 + 1e-15) == "2.00 [2.00, 2.00]"  # rounding of equal values
+    # the CPU study's ‖ε‖ = ρ = 0.1 of a masked normalisation, at float32 rounding: one point, not 11 decimals
+    assert tables.interval_text(0.10000000227, 0.10000000208, 0.10000000246, 4) == "0.1000 [0.1000, 0.1000]"
+    assert tables.interval_text(0.1, 0.0999, 0.1001, 4) == "0.10000 [0.09990, 0.10010]"  # 1e-3 of it: an interval
     assert [tables.precision(low, high) for low, high in ((0, 3.9), (0, 0.39), (0, 0.039), (0, 39.0))] == [1, 2, 3, 0]
     assert tables.precision(math.nan, 1.0, default=5) == 5 and tables.precision(1.0, math.inf) == 2
 
