@@ -214,6 +214,7 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
     import io
 
     from sparsam.book import study
+    from sparsam.book.intervals import precision
     from sparsam.experiment.results import load_all
 
     path = REPO / "results" / "study" / "cpu_study.yaml"
@@ -243,7 +244,8 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
     assert len(body) == len(frame)
     for line, (_, expected) in zip(body, frame.iterrows()):
         assert line.startswith(expected["comparison"])
-        shown = f"×{expected['mean']:.3f}" if expected["unit"] == "ratio" else f"{expected['mean']:+.2f}"
+        digits = precision(expected["low"], expected["high"])  # the mean to the precision of its interval
+        shown = f"×{expected['mean']:.{digits}f}" if expected["unit"] == "ratio" else f"{expected['mean']:+.{digits}f}"
         assert f" {shown} " in line and f" {expected['p_value']:.4f} " in line
         assert line.rstrip().endswith(expected["family_status"])
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..experiment.results import load_all
 from . import study as studies
+from .intervals import bounds_text, number_text, precision
 from .study import cost as study_cost, model as study_model
 from .layout import COST_REGISTRATION, book_root
 
@@ -39,7 +41,7 @@ class Audit:
 
     def lines(self) -> list[str]:
         """The audit as a reader's text: three lines saying what was read and how it is decided, then the
-        table, one line per comparison (ratios as ×, differences in pp, intervals, p-values to 4 digits)."""
+        table, one line per comparison (:func:`audit_table`)."""
         table, m, alpha = self.table, len(self.table), 1 - self.level
         when = ("registered" if self.correction == "holm" else
                 f"{studies.ADDED}: the registration named no correction")
@@ -51,18 +53,9 @@ class Audit:
                 f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "
                 f"premise rule ({when}); one-sided p: of the claim against its margin (near 1: the data point the "
                 "other way)"]
-        shown = table.assign(
-            mean=[_number(v, u) for v, u in zip(table["mean"], table["unit"])],
-            interval=[_interval(lo, hi, u) for lo, hi, u in zip(table["low"], table["high"], table["unit"])],
-            simultaneous=[_interval(lo, hi, u) for lo, hi, u in zip(table["sim_low"], table["sim_high"],
-                                                                    table["unit"])],
-            p_value=[f"{p:.4f}" if p == p else "–" for p in table["p_value"]])
-        columns = {"comparison": "comparison", "registration": "registration", "n": "n", "mean": "mean",
-                   "interval": f"{1 - alpha:.0%} interval", "simultaneous": f"simultaneous ({1 - alpha / m:.4f})",
-                   "p_value": "one-sided p", "status": "registered status", "family_status": "family-wise status"}
+        shown = audit_table(table, self.level)
         left = {name: f"{{:<{shown[name].str.len().max()}}}".format for name in ("comparison", "registration")}
-        body = shown[list(columns)].to_string(index=False, header=list(columns.values()), formatters=left,
-                                              justify="left")
+        body = shown.to_string(index=False, formatters=left, justify="left")
         return [*head, *body.splitlines()]
 
 
@@ -76,14 +69,30 @@ def _shown(path: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
-def _number(value: float, unit: str) -> str:
-    if value != value:
-        return "–"
-    return f"×{value:.3f}" if unit == "ratio" else f"{value:+.2f}"
+def audit_table(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """An audit frame (:func:`sparsam.book.study.audit_frame`) as a reader's table: ratios as ×, differences signed
+    in pp, each interval to its own precision and the mean to its t-interval's
+    (:func:`sparsam.book.intervals.precision`; without one, 2 decimals and ratios 3), p-values to 4 digits."""
+    m, alpha = len(table), 1 - level
 
+    def options(unit: str) -> dict[str, Any]:
+        return {"digits": 3, "prefix": "×"} if unit == "ratio" else {"digits": 2, "sign": True}
 
-def _interval(low: float, high: float, unit: str) -> str:
-    return "–" if low != low else f"[{_number(low, unit)}, {_number(high, unit)}]"
+    def mean(value: float, low: float, high: float, unit: str) -> str:
+        if value != value:
+            return "–"
+        given = options(unit)
+        return number_text(value, precision(low, high, given.pop("digits")), **given)
+
+    rows = zip(table["mean"], table["low"], table["high"], table["sim_low"], table["sim_high"], table["unit"])
+    shown = [(mean(v, lo, hi, u), bounds_text(lo, hi, **options(u)), bounds_text(slo, shi, **options(u)))
+             for v, lo, hi, slo, shi, u in rows]
+    return pd.DataFrame({
+        "comparison": table["comparison"], "registration": table["registration"], "n": table["n"],
+        "mean": [s[0] for s in shown], f"{1 - alpha:.0%} interval": [s[1] for s in shown],
+        f"simultaneous ({1 - alpha / max(m, 1):.4f})": [s[2] for s in shown],
+        "one-sided p": [f"{p:.4f}" if p == p else "–" for p in table["p_value"]],
+        "registered status": table["status"], "family-wise status": table["family_status"]})
 
 
 def cost_registration_file(path: Path) -> Path:

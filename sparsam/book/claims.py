@@ -29,6 +29,7 @@ from .._checks import check_choice
 from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
+from .intervals import bounds_text, number_text, precision
 from .stats import Margins, Verdict, combine, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
@@ -172,10 +173,17 @@ def _measure(label: str) -> str:
     return re.split(r"[,:]", label.split(": ", 1)[1])[0].strip() if ": " in label else ""
 
 
-def _shown(value: float, unit: str) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"×{math.exp(value):.3g}" if unit == "ratio" else f"{value:+.2f}"
+DIFFERENCE_DIGITS, RATIO_DIGITS = 2, 3  # decimals of a difference or a ratio that has no interval
+
+
+def _shown(value: float, unit: str) -> float:
+    """A difference as a reader reads it: a ratio claim's difference of logarithms as the ratio."""
+    return math.exp(value) if unit == "ratio" else value
+
+
+def _options(unit: str) -> dict[str, Any]:
+    return ({"digits": RATIO_DIGITS, "prefix": "×"} if unit == "ratio" else {"digits": DIFFERENCE_DIGITS,
+                                                                            "sign": True})
 
 
 def _margin(margin: float, unit: str) -> str:
@@ -186,9 +194,18 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
     "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit,
     the one-sided p-value against the margin, the registered status and, where the frame was read as a
-    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise)."""
+    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise). Each
+    interval is printed to its own precision (:func:`sparsam.book.intervals.precision`), the mean difference to the
+    t-interval's (without one: 2 decimals, ratios 3)."""
     def interval(low: float, high: float, unit: str) -> str:
-        return "–" if math.isnan(low) else f"[{_shown(low, unit)}, {_shown(high, unit)}]"
+        return bounds_text(_shown(low, unit), _shown(high, unit), **_options(unit))
+
+    def mean(diff: float, low: float, high: float, unit: str) -> str:
+        if math.isnan(diff):
+            return "–"
+        options = _options(unit)
+        digits = precision(_shown(low, unit), _shown(high, unit), options.pop("digits"))
+        return number_text(_shown(diff, unit), digits, **options)
 
     def p_text(p: float) -> str:
         return "–" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
@@ -198,7 +215,8 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         "claim": claims["claim"],
         "test (margin)": [f"{t} ({_margin(m, u)})" if t == "non-inferiority" else t
                           for t, m, u in zip(claims["test"], claims["margin"], units)],
-        "mean difference": [_shown(d, u) for d, u in zip(claims["diff"], units)],
+        "mean difference": [mean(d, lo, hi, u) for d, lo, hi, u in zip(claims["diff"], claims["low"], claims["high"],
+                                                                          units)],
         "95% t-interval": [interval(lo, hi, u) for lo, hi, u in zip(claims["low"], claims["high"], units)],
         "95% paired bootstrap": [interval(lo, hi, u) for lo, hi, u in zip(claims["boot_low"], claims["boot_high"],
                                                                            units)],
@@ -289,7 +307,8 @@ class Published:
 
 def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, glue: Callable[[str, Any], None],
             scale: str, used: pd.DataFrame | None = None, evidence: str | None = None,
-            texts: Mapping[str, str] | None = None, folder: str | Path | None = None) -> Published:
+            texts: Mapping[str, str] | None = None, folder: str | Path | None = None,
+            source: str | None = None) -> Published:
     """A chapter's closing block: its claims ``rows`` as a frame, saved for notebook 7 (:func:`save_verdicts` under
     ``profile``), its table and figure, and what its pages read, glued with ``glue`` (``myst_nb.glue``, or any
     function of a name and a value): ``claims_<glue>_table`` and ``fig_claims_<glue>`` (the chapter's ``glue`` name
@@ -297,10 +316,10 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     (the statuses of its rows combined, family-wise where a row was read in a family), ``claim_<first>_evidence``
     (``evidence``, default the chapter's, then the commits of the records ``used`` and whether any is stale) and
     ``claim_<first>_scale`` (``scale``), and each verdict text of ``texts`` (glue key -> row label, e.g. the
-    chapter's declared ones, :func:`sparsam.book.registry.texts`)."""
-    import matplotlib.pyplot as plt
-
-    from . import plots
+    chapter's declared ones, :func:`sparsam.book.registry.texts`). The figure's line (``fig_claims_<glue>_source``,
+    :func:`sparsam.book.captions.glue_figure`) names its comparisons (:func:`sparsam.book.captions.claims_source`),
+    then ``source``, by default the records ``used`` (:func:`sparsam.book.captions.figure_source`)."""
+    from . import captions, plots
 
     declared = registry.chapter(chapter)
     keys = [c.key for c in registry.claims() if c.chapter == chapter and c.rows]
@@ -327,7 +346,8 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     for key, label in (texts or {}).items():
         glue(key, by_label[label])
     glue(f"claims_{declared.glue}_table", table)
-    figure = plots.claims_figure(frame)
-    glue(f"fig_claims_{declared.glue}", figure)
-    plt.close(figure)
+    if source is None and used is not None:
+        source = captions.figure_source(used)
+    line = captions.claims_source(frame) + ("" if source is None else f" {source}")
+    captions.glue_figure(f"fig_claims_{declared.glue}", plots.claims_figure(frame), line, glue)
     return Published(frame, table, statuses)

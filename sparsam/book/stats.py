@@ -37,6 +37,7 @@ import yaml
 from scipy import stats
 
 from .._checks import check_choice, check_int, check_range
+from .intervals import interval_text, number_text
 from .layout import MARGINS, book_root
 
 TESTS = ("superiority", "non-inferiority")
@@ -79,18 +80,21 @@ class Verdict:
     sim_high: float = math.nan
 
     def text(self) -> str:
-        """One line, e.g. ``"+1.23 [0.40, 2.06] pp, n = 5: reproduced"``."""
+        """One line, e.g. ``"+1.2 [+0.4, +2.1] pp, n = 5: reproduced"``: the difference and its interval to the
+        interval's precision (:func:`sparsam.book.intervals.precision`; ratios as ``×``, shown in ratio space);
+        without an interval the difference at 2 decimals, a ratio at 3."""
         if self.n == 0:
             return f"no paired runs: {self.status}"
-        if self.unit == "ratio":
-            point = f"×{math.exp(self.diff):.3g}"
-            interval = f" [{math.exp(self.low):.3g}, {math.exp(self.high):.3g}]" if self.n >= 2 else ""
-        else:
-            point = f"{self.diff:+.2f}"
-            interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.n >= 2 else ""
-        unit = f" {self.unit}" if self.unit and self.unit != "ratio" else ""
-        shown = f"{point}{interval}{unit}" if self.n >= 2 else f"{point}{unit} (no interval)"
-        return f"{shown}, n = {self.n}: {self.status}"
+        ratio = self.unit == "ratio"
+        point, low, high = ((math.exp(self.diff), math.exp(self.low), math.exp(self.high)) if ratio
+                            else (self.diff, self.low, self.high))
+        options = {"prefix": "×"} if ratio else {"sign": True}
+        unit = f" {self.unit}" if self.unit and not ratio else ""
+        if self.n < 2:
+            shown = number_text(point, 3 if ratio else 2, **options)
+            return f"{shown}{unit} (no interval), n = {self.n}: {self.status}"
+        shown = interval_text(point, low, high, 3 if ratio else 2, **options)
+        return f"{shown}{unit}, n = {self.n}: {self.status}"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,33 +1,27 @@
 """Tables of the book, built with pandas from a records frame: one row per method, 95% intervals as text.
 
-:func:`interval_text` writes "mean [low, high]" (or "mean (one seed)"); :func:`results_table` groups a
+:func:`interval_text` writes "mean [low, high]" (or "mean (one seed)") to the precision of the interval
+(:func:`precision`, :mod:`sparsam.book.intervals`); :func:`results_table` groups a
 :func:`sparsam.book.records.records_frame` by method and aggregates accuracy, loss, radius, time and the
 provenance of the records (their commits and whether any is stale).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import pandas as pd
 
+from .intervals import NOT_RECORDED, interval_text, precision  # noqa: F401 (the tables' number rule, re-exported)
 from .records import method_label, summarize
 
-NOT_RECORDED = "not recorded"
 COLUMN_NAMES = {"final_test_acc": "test accuracy (%)", "best_test_acc": "best test accuracy (%)",
                 "final_train_loss": "final training loss (nats)", "mean_eps_norm": "mean ‖ε‖",
                 "seconds_per_step": "seconds per step", "cpu_seconds_per_step": "CPU seconds per step",
                 "flops_per_step": "FLOPs per step", "images_per_s": "images per second"}
-
-
-def interval_text(mean: float, low: float, high: float, digits: int = 2) -> str:
-    """``"36.05 [34.10, 38.00]"``; ``"36.05 (one seed)"`` without an interval; "not recorded" for NaN."""
-    if math.isnan(mean):
-        return NOT_RECORDED
-    if math.isnan(low):
-        return f"{mean:.{digits}f} (one seed)"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+# Decimals of a column's mean where it has no interval (one seed); with one, the interval sets them.
+DIGITS = {"final_test_acc": 2, "best_test_acc": 2}
+OTHER_DIGITS = 3
 
 
 def with_methods(frame: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +31,8 @@ def with_methods(frame: pd.DataFrame) -> pd.DataFrame:
 
 def results_table(frame: pd.DataFrame, columns: Sequence[str] = ("final_test_acc", "final_train_loss",
                                                                  "mean_eps_norm", "seconds_per_step")) -> pd.DataFrame:
-    """One row per method of ``frame``: each of ``columns`` as mean and 95% t-interval over seeds, the
+    """One row per method of ``frame``: each of ``columns`` as mean and 95% t-interval over seeds (to the
+    precision of the interval; one seed: 2 decimals for accuracies, 3 for the rest: :data:`DIGITS`), the
     number of seeds, the commits of the records and a stale flag. Column names say the unit."""
     labelled = with_methods(frame)
     if labelled.empty:
@@ -48,7 +43,7 @@ def results_table(frame: pd.DataFrame, columns: Sequence[str] = ("final_test_acc
         stale=("stale", "any"))
     for column in columns:
         summary = summarize(labelled, "method", column).set_index("method")
-        digits = 2 if "acc" in column else 3
+        digits = DIGITS.get(column, OTHER_DIGITS)
         table[COLUMN_NAMES.get(column, column)] = [
             interval_text(*summary.loc[m, ["mean", "low", "high"]], digits=digits) for m in table.index]
     table["stale"] = table["stale"].map({True: "stale", False: ""})

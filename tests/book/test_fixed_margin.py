@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from sparsam.book.study import fixed_margin as rules
+from sparsam.book.intervals import precision
 from sparsam.book.stats import compare
 
 PLANNED = ["sgd", "sam", "ssam-f", "ssam-f", "ssam-d", "ssam-d", "sam-on", "ssam-f"]
@@ -204,7 +205,8 @@ def test_the_plans_frame_gives_each_candidates_reading_and_both_costs():
     frame = rules.plans_frame(plans, {"A": 3600.0 * 2.5, "B": 3600.0 * 4.0})
     assert list(frame.index) == ["A", "B"]
     v = plans["A"].verdict
-    assert frame.loc["A", "SAM − SGD (pp)"] == f"{v.diff:.2f} [{v.low:.2f}, {v.high:.2f}]"
+    d = precision(v.low, v.high)  # to the precision of the interval
+    assert frame.loc["A", "SAM − SGD (pp)"] == f"{v.diff:.{d}f} [{v.low:.{d}f}, {v.high:.{d}f}]"
     assert frame.loc["B", "study CPU-hours (interleaved benchmark)"] == 4.0
     assert frame.loc["B", "study CPU-hours (pilot runs: the registered rule)"] == round(plans["B"].cpu_seconds / 3600, 1)
     assert "study CPU-hours (interleaved benchmark)" not in rules.plans_frame(plans).columns

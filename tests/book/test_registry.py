@@ -105,6 +105,8 @@ def test_publish_saves_glues_and_combines_the_chapters_claims(tmp_path):
                                            "records abc1234, def5678 (stale records among them)")
     assert glued["claim_acc_scale"] == "tiny" and glued["claim_acc_text_f"] == rows[0]["text"]
     assert glued["claims_cifar_table"].equals(published.table) and "fig_claims_cifar" in glued
+    assert glued["fig_claims_cifar_source"] == ("5 comparisons; records at commit abc1234; none stale. Drawn from 2 "
+                                                "records; commits abc1234, def5678; 1 of them stale: a record.")
     saved = json.loads((tmp_path / "03_cifar_accuracy.json").read_text())
     assert saved["chapter"] == "03_cifar_accuracy" and len(saved["rows"]) == len(rows)
     # a study's row read in its family counts by its family-wise status (chapter 4's CPU-study rows)

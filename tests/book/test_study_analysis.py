@@ -175,7 +175,8 @@ def test_the_configuration_table_gives_intervals_over_seeds_cheapest_first():
     table = configuration_table(study_frame(STUDY, runs(accuracy, {"sgd": [0.05] * 3, "sam": [0.1]})))
     assert list(table["configuration"]) == ["sgd", "sam"]
     low, high = stats.mean_interval([64.0, 65.0, 66.0])[1:]
-    assert table.loc[0, "test accuracy (%)"] == f"65.00 [{low:.2f}, {high:.2f}]"
+    # half-width 2.48 pp: two significant figures at 1 decimal
+    assert table.loc[0, "test accuracy (%)"] == f"65.0 [{low:.1f}, {high:.1f}]" == "65.0 [62.5, 67.5]"
     assert table.loc[1, "test accuracy (%)"] == "67.00 (one seed)" and table.loc[1, "cost (SGD steps)"] == "2.00 (one seed)"
     assert table.loc[0, "mean ‖ε‖"] == "– (no ε)" and table.loc[1, "mean ‖ε‖"] == "not recorded"
 

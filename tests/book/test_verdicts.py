@@ -24,8 +24,9 @@ def test_compare_interval_equals_a_hand_computed_t_interval():
     assert v.n == 4 and v.diff == pytest.approx(statistics.mean(d), abs=1e-12)
     assert (v.low, v.high) == pytest.approx((statistics.mean(d) - half, statistics.mean(d) + half), abs=1e-9)
     assert v.status == "inconclusive"  # the interval [-0.23, 1.83] straddles 0
-    assert v.text() == "+0.80 [-0.23, 1.83], n = 4: inconclusive"
-    assert dataclasses.replace(v, unit="pp").text() == "+0.80 [-0.23, 1.83] pp, n = 4: inconclusive"
+    # half-width 1.03: two significant figures at 1 decimal
+    assert v.text() == "+0.8 [-0.2, +1.8], n = 4: inconclusive"
+    assert dataclasses.replace(v, unit="pp").text() == "+0.8 [-0.2, +1.8] pp, n = 4: inconclusive"
 
 
 def test_mean_interval_level_widens_the_interval():

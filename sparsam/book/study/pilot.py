@@ -21,6 +21,7 @@ import numpy as np
 
 from ...experiment.config import TrainConfig
 from ...experiment.results import load_all
+from ..intervals import number_text, precision
 from ..layout import PILOT_STORE, book_root
 from ..stats import Verdict, compare, mean_interval, power, seeds_for_power
 from .model import Candidates, Study, load_candidates
@@ -106,12 +107,13 @@ def choose_stem(pilots: Mapping[str, CandidatePilot], *, plain: str = "A", other
     if len(common) < 2 or not b.sam_wall_seconds:
         return plain, f"{other} cannot be judged: {len(common)} common SGD seed(s)"
     diff = [b.sgd[b.seeds.index(k)] - a.sgd[a.seeds.index(k)] for k in common]
-    mean, low, _ = mean_interval(diff, level)
+    mean, low, high = mean_interval(diff, level)
+    digits = precision(low, high)  # the mean and the lower end to the precision of their interval
+    shown = f"{number_text(mean, digits, sign=True)} pp (lower end {number_text(low, digits, sign=True)})"
     slowest = max(b.sam_wall_seconds) / 60
     if mean >= gain and low > 0 and slowest <= sam_minutes:
-        return other, (f"{other}'s SGD is {mean:+.2f} pp (lower end {low:+.2f}) above {plain}'s; its SAM run "
-                       f"{slowest:.1f} min")
-    return plain, (f"{other}'s SGD {mean:+.2f} pp (lower end {low:+.2f}) against {plain}'s, its SAM run "
+        return other, f"{other}'s SGD is {shown} above {plain}'s; its SAM run {slowest:.1f} min"
+    return plain, (f"{other}'s SGD {shown} against {plain}'s, its SAM run "
                    f"{slowest:.1f} min: not {gain:g} pp above with the interval above 0 within {sam_minutes:g} min")
 
 
