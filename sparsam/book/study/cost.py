@@ -2,13 +2,16 @@
 
 The study's records measure each run's process-CPU time per step while it trained, in sessions with
 different loads beside it; on a 2-core machine that moves one process's CPU time by tens of per cent.
-This module removes the load: :func:`measure` trains one run per
-configuration (:func:`sparsam.experiment.train.epoch_runner`) (as registered, one seed) and trains them an epoch at a
-time, round-robin in one process
-(:func:`sparsam.book.efficiency.time_rounds`), so neighbouring epochs share the machine's state; each
-row keeps the position of its epoch in the sequence of calls (``order``), so the alternation is
-observed, not assumed (:func:`alternation_problem`). :func:`ratios` divides every epoch's CPU time by
-SGD's in the same round, and :func:`beside_records` sets the result beside the records' cost.
+:func:`measure` puts every configuration under the same load within a round: it trains one run per
+configuration (:func:`sparsam.experiment.train.epoch_runner`; as registered, one seed) an epoch at a time, round-robin in one process (:func:`sparsam.book.efficiency.time_rounds`), so neighbouring
+epochs share the machine's state; each row keeps the position of its epoch in the sequence of calls
+(``order``), so the alternation is observed, not assumed (:func:`alternation_problem`), and the machine's
+1-minute load average when the epoch began (``load``). What it does not control is the machine's other load
+itself, which moves between rounds and between measurements: the ratios of two measurements may differ by more
+than their intervals (:func:`between_measurements`). :func:`measurement_record` keeps the load average at the
+start and the end and the processor (:func:`sparsam.experiment.provenance.processor`) with the measurement.
+:func:`ratios` divides every epoch's CPU time by SGD's in the same round, and :func:`beside_records` sets the
+result beside the records' cost.
 
 The study's cost comparisons are decided only from such a measurement, pre-registered with its number
 of rounds in ``results/study/cost_registration.yaml`` (:func:`sparsam.book.study.model.load_cost_registration`):
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +43,12 @@ import torch
 from scipy import stats
 
 from ..._checks import check_int, check_range
-from ...experiment.provenance import git
+from ...experiment.provenance import git, provenance
 from ...experiment.train import epoch_runner
 from .. import claims, tables
 from ..efficiency import time_rounds
 from ..layout import book_root
+from ..processors import processor_label
 from ..records import stale_reason as record_stale_reason
 from ..stats import Margins, Verdict, decide, margins as declared_margins, mean_interval
 from .model import (DEVICE_UNITS, REFERENCE, Comparison, CostRegistration, Study, comparison_label,
@@ -76,13 +81,15 @@ def value_column(measured: pd.DataFrame) -> str:
 
 
 def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, seed: int = 0,
-            data_root: str | Path | None = None) -> pd.DataFrame:
+            data_root: str | Path | None = None,
+            loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg) -> pd.DataFrame:
     """Seconds per training step of each configuration in ``names`` (all if None; SGD must be among them), one
     epoch per configuration per round, interleaved after one warm-up epoch each: process-CPU time for a study on
     the CPU, wall time between device synchronisations on a GPU (:data:`CLOCKS`, by :func:`study_device`).
     Long format: ``round``, ``configuration``, the clock's column (``cpu_seconds_per_step`` or
-    ``gpu_seconds_per_step``), the ``epoch`` trained (0 is the warm-up) and ``order``, the position of that
-    epoch among all the epochs the process trained."""
+    ``gpu_seconds_per_step``), the ``epoch`` trained (0 is the warm-up), ``order``, the position of that
+    epoch among all the epochs the process trained, and ``load``, the machine's 1-minute load average
+    (``loadavg``) when the epoch began."""
     names = list(study.configurations) if names is None else list(names)
     for name in names:
         if name not in study.configurations:
@@ -98,10 +105,12 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
     runners = {name: epoch_runner(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
     calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
+    loads: dict[tuple[str, int], float] = {}  # (configuration, epoch) -> 1-minute load average at its start
 
     def runner(name: str):
         def run() -> None:
             calls[name, epochs[name]] = len(calls)
+            loads[name, epochs[name]] = float(loadavg()[0])
             runners[name][0](epochs[name])
             epochs[name] += 1
         return run
@@ -112,6 +121,7 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
         id_vars="round", var_name="configuration", value_name=clock.column)
     long["epoch"] = long["round"] + 1  # the j-th timed call of a runner trains its epoch j (epoch 0: warm-up)
     long["order"] = [calls[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
+    long["load"] = [loads[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
     return long.sort_values(["round", "order"], kind="stable").reset_index(drop=True)
 
 
@@ -168,6 +178,45 @@ def beside_records(side_by_side: pd.DataFrame, points: pd.DataFrame) -> pd.DataF
                                              if at is not None else "no record"),
                      "records / side by side": round(recorded / row["cost"], 2)})
     return pd.DataFrame(rows)
+
+
+def measurement_record(study: Study, names: Sequence[str] | None, *, rounds: int, seed: int, args: Mapping[str, Any],
+                       data_root: str | Path | None = None,
+                       loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """One measurement (:func:`measure`) as ``benchmarks/bench_study_cost.py`` records it: ``machine`` (the torch
+    threads, the GPU's name, the load average at the start and at the end, the wall seconds), ``provenance``
+    (:func:`sparsam.experiment.provenance.provenance`, the processor included), the ``args`` given, ``measured``
+    (rows) and ``ratios`` (:func:`ratios`)."""
+    device = torch.device(study_device(study, names))
+    made_with = provenance(device)
+    load_start, start = loadavg(), clock()
+    measured = measure(study, names, rounds=rounds, seed=seed, data_root=data_root, loadavg=loadavg)
+    table = ratios(measured)
+    load_end, wall = loadavg(), clock() - start
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"machine": {"threads": torch.get_num_threads(), "gpu": gpu, "loadavg_start": list(load_start),
+                        "loadavg_end": list(load_end), "wall_seconds": wall},
+            "provenance": made_with, "args": dict(args),
+            "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
+
+
+def between_measurements(first: pd.DataFrame, second: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Two measurements of the same procedure (:func:`measure`'s long format) set side by side, one row per
+    configuration both timed (SGD, the unit, left out): each one's ratio to SGD with its interval (:func:`ratios`),
+    and ``within``, whether each ratio lies inside the other's interval. Where it does not, the two differ by more
+    than either's round-to-round spread allows: by what changed between them (the machine's other load, its
+    state), which neither controls."""
+    a, b = (ratios(m, level).set_index("configuration") for m in (first, second))
+    rows = []
+    for name in [n for n in a.index if n in b.index and n != REFERENCE]:
+        x, y = a.loc[name], b.loc[name]
+        rows.append({"configuration": name,
+                     "first": tables.interval_text(x["cost"], x["cost_low"], x["cost_high"]),
+                     "second": tables.interval_text(y["cost"], y["cost_low"], y["cost_high"]),
+                     "within": bool(x["cost_low"] <= y["cost"] <= x["cost_high"]
+                                    and y["cost_low"] <= x["cost"] <= y["cost_high"])})
+    return pd.DataFrame(rows, columns=["configuration", "first", "second", "within"])
 
 
 def power(rounds: int, sd: float, distance: float, level: float = 0.95) -> float:
@@ -368,7 +417,7 @@ def stale_reason(check: Mapping[str, Any]) -> str | None:
 
 
 def describe(check: Mapping[str, Any]) -> str:
-    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, commit."""
+    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, processor, commit."""
     args, machine = check["args"], check["machine"]
     commit = str((check.get("provenance") or {}).get("git_commit") or "unknown")[:7]
     reason = stale_reason(check)
@@ -376,5 +425,6 @@ def describe(check: Mapping[str, Any]) -> str:
     return (f"seed {args['seed']}, {args['rounds']} rounds after one warm-up epoch each, "
             f"{where}{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
             f"{machine['loadavg_end'][0]:.1f} at the end, {machine['wall_seconds'] / 60:.0f} minutes, "
+            f"{processor_label(check.get('provenance') or {})}, "
             f"commit {commit}" + (f" (stale: {reason})" if reason else ""))
 
