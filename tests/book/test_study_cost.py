@@ -86,12 +86,14 @@ def test_a_measurement_record_keeps_the_load_at_its_start_and_end_and_the_proces
 
 
 def test_two_measurements_disagree_where_neither_interval_holds_the_others_ratio():
-    first = _long({"sgd": [1.0, 1.0, 1.0], "sam": [1.9, 2.0, 2.1], "cheap": [1.24, 1.25, 1.26]})
+    first = _long({"sgd": [1.0, 1.0, 1.0], "sam": [1.9, 2.0, 2.1], "cheap": [1.24, 1.25, 1.26],
+                   "wide": [1.2, 1.35, 1.5]})
     second = _long({"sgd": [1.0, 1.0, 1.0], "sam": [1.95, 2.0, 2.05], "cheap": [1.34, 1.35, 1.36],
-                    "only-here": [3.0, 3.0, 3.0]})
+                    "wide": [1.44, 1.45, 1.46], "only-here": [3.0, 3.0, 3.0]})
     table = study_cost.between_measurements(first, second).set_index("configuration")
-    assert list(table.index) == ["cheap", "sam"]  # timed in both, SGD (the unit) left out
+    assert list(table.index) == ["cheap", "wide", "sam"]  # timed in both, cheapest first, SGD (the unit) left out
     assert table.loc["sam", "within"] and not table.loc["cheap", "within"]
+    assert not table.loc["wide", "within"]  # the wide interval holds the other's ratio, the narrow one not
     interval = lambda values: stats.t.interval(0.95, 2, loc=np.mean(np.log(values)), scale=stats.sem(np.log(values)))
     low, high = np.exp(interval([1.24, 1.25, 1.26]))
     mean = math.exp(np.mean(np.log([1.24, 1.25, 1.26])))

@@ -203,7 +203,7 @@ def measurement_record(study: Study, names: Sequence[str] | None, *, rounds: int
 
 def between_measurements(first: pd.DataFrame, second: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Two measurements of the same procedure (:func:`measure`'s long format) set side by side, one row per
-    configuration both timed (SGD, the unit, left out): each one's ratio to SGD with its interval (:func:`ratios`),
+    configuration both timed, cheapest first in ``first`` (SGD, the unit, left out): each one's ratio to SGD with its interval (:func:`ratios`),
     and ``within``, whether each ratio lies inside the other's interval. Where it does not, the two differ by more
     than either's round-to-round spread allows: by what changed between them (the machine's other load, its
     state), which neither controls."""
