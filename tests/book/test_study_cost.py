@@ -21,6 +21,7 @@ from sparsam.book.stats import margins
 from sparsam.book.study import comparison_label, load_study
 from sparsam.book.processors import processor_label
 from sparsam.experiment import provenance
+from sparsam.experiment.optimizers import numerics
 from sparsam.experiment.train import Trainer
 
 from conftest import REPO, data_file
@@ -78,11 +79,35 @@ def test_a_measurement_record_keeps_the_load_at_its_start_and_end_and_the_proces
     assert record["machine"]["loadavg_start"] == [3.0, 2.0, 1.0] and record["machine"]["loadavg_end"] == [9.0, 8.0, 7.0]
     assert record["machine"]["wall_seconds"] == 60.0 and record["args"] == {"rounds": 2}
     assert record["provenance"]["processor"] == provenance.processor()
+    assert record["numerics"] == {n: numerics(next(c for c in tiny.configs(n) if c.seed == 0).to_dict())
+                                  for n in ("sgd", "sam")} and record["numerics"]["sgd"] == {}
     assert [row["load"] for row in record["measured"]] == [5.0] * 4
     assert {row["configuration"] for row in record["ratios"]} == {"sgd", "sam"}
     record["measured"] = pd.DataFrame(record["measured"])
     assert processor_label(record["provenance"]) in study_cost.describe(
         {**record, "args": {"seed": 0, "rounds": 2}, "provenance": {**record["provenance"], "git_dirty": False}})
+
+
+def test_a_cost_record_is_stale_when_any_configuration_it_measured_runs_other_numerics(registration):
+    """Every configuration measured counts, not SSAM-F's alone: the sparse ascent pass and the cost model are
+    algorithms only cost-aware 0.9 runs."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    study = registration.study
+    names = ["sgd", "sam", "cost-aware-0.9"]
+    versions = {n: numerics(next(c for c in study.configs(n) if c.seed == 0).to_dict()) for n in names}
+    check = {"provenance": {"git_commit": head, "git_dirty": False}, "args": {"seed": 0}, "numerics": versions,
+             "measured": _long({n: [1.0, 1.0] for n in names})}
+    assert study_cost.stale_reason(check, study) is None
+    older = {**versions, "cost-aware-0.9": {**versions["cost-aware-0.9"], "cost_model": 0}}
+    reason = study_cost.stale_reason({**check, "numerics": older}, study)
+    assert reason.startswith("cost-aware-0.9: numerics changed since") and "cost_model 0 -> 1" in reason
+    assert study_cost.stale_reason({**check, "numerics": older}) is None  # SSAM-F's algorithms alone: blind to it
+    dirty = {**check, "provenance": {"git_commit": head, "git_dirty": True}}
+    assert study_cost.stale_reason(dirty, study).startswith("made in a dirty tree")
+    stranger = {**check, "measured": _long({"sgd": [1.0, 1.0], "adam": [1.0, 1.0]})}
+    assert study_cost.stale_reason(stranger, study) == "adam is not a configuration of the study with seed 0"
+    for path in (registration.record, REPO / "results" / "study" / "cost_side_by_side.json"):
+        assert study_cost.stale_reason(study_cost.read(path), study) is None  # the committed records are current
 
 
 def test_two_measurements_disagree_where_neither_interval_holds_the_others_ratio():

@@ -43,6 +43,7 @@ import torch
 from scipy import stats
 
 from ..._checks import check_int, check_range
+from ...experiment.optimizers import numerics
 from ...experiment.provenance import git, provenance
 from ...experiment.train import epoch_runner
 from .. import claims, tables
@@ -186,10 +187,14 @@ def measurement_record(study: Study, names: Sequence[str] | None, *, rounds: int
                        clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """One measurement (:func:`measure`) as ``benchmarks/bench_study_cost.py`` records it: ``machine`` (the torch
     threads, the GPU's name, the load average at the start and at the end, the wall seconds), ``provenance``
-    (:func:`sparsam.experiment.provenance.provenance`, the processor included), the ``args`` given, ``measured``
-    (rows) and ``ratios`` (:func:`ratios`)."""
+    (:func:`sparsam.experiment.provenance.provenance`, the processor included), ``numerics`` (each configuration's
+    versions of its algorithms, :func:`sparsam.experiment.optimizers.numerics`, which :func:`stale_reason` reads),
+    the ``args`` given, ``measured`` (rows) and ``ratios`` (:func:`ratios`)."""
     device = torch.device(study_device(study, names))
     made_with = provenance(device)
+    versions = {name: numerics(next(c for c in study.configs(name) if c.seed == seed).to_dict())
+                for name in (list(study.configurations) if names is None else names)
+                if any(c.seed == seed for c in study.configs(name))}
     load_start, start = loadavg(), clock()
     measured = measure(study, names, rounds=rounds, seed=seed, data_root=data_root, loadavg=loadavg)
     table = ratios(measured)
@@ -197,16 +202,16 @@ def measurement_record(study: Study, names: Sequence[str] | None, *, rounds: int
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {"machine": {"threads": torch.get_num_threads(), "gpu": gpu, "loadavg_start": list(load_start),
                         "loadavg_end": list(load_end), "wall_seconds": wall},
-            "provenance": made_with, "args": dict(args),
+            "provenance": made_with, "numerics": versions, "args": dict(args),
             "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
 
 
 def between_measurements(first: pd.DataFrame, second: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Two measurements of the same procedure (:func:`measure`'s long format) set side by side, one row per
     configuration both timed, cheapest first in ``first`` (SGD, the unit, left out): each one's ratio to SGD with its interval (:func:`ratios`),
-    and ``within``, whether each ratio lies inside the other's interval. Where it does not, the two differ by more
-    than either's round-to-round spread allows: by what changed between them (the machine's other load, its
-    state), which neither controls."""
+    and ``within``, whether each ratio lies inside the other's interval. Where one does not, the two differ by more
+    than that measurement's round-to-round spread allows: by what changed between them (the machine's other load,
+    its state), which neither controls."""
     a, b = (ratios(m, level).set_index("configuration") for m in (first, second))
     rows = []
     for name in [n for n in a.index if n in b.index and n != REFERENCE]:
@@ -381,7 +386,7 @@ def cost_rows(registration: CostRegistration, check: Mapping[str, Any]) -> pd.Da
         raise ValueError(f"check must be the registered measurement of {registration.path.name}: {problem}")
     measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
     used = pd.DataFrame({"commit": [str(check["provenance"]["git_commit"])[:7]],
-                         "stale": [stale_reason(check) is not None]})
+                         "stale": [stale_reason(check, registration.study) is not None]})
     evidence = f"interleaved measurement ({registration.record.name}, {registration.rounds} rounds)"
     return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence,
                                            declared=registration.study.declared)
@@ -409,18 +414,35 @@ def read(path: str | Path) -> dict[str, Any]:
     return {**check, "measured": pd.DataFrame(check["measured"])}
 
 
-def stale_reason(check: Mapping[str, Any]) -> str | None:
-    """Why a side-by-side record no longer describes the code at HEAD (the files of any optimizer of the
-    study changed since it was made, or its tree was dirty), or None; as
-    :func:`sparsam.book.records.stale_reason` for a run record."""
-    return record_stale_reason({"provenance": check.get("provenance") or {}, "config": {"optimizer": "ssam-f"}})
+def stale_reason(check: Mapping[str, Any], study: Study | None = None) -> str | None:
+    """Why a side-by-side record no longer describes the code at HEAD, or None; as
+    :func:`sparsam.book.records.stale_reason` for a run record, for every configuration it measured: with
+    ``study``, each configuration's own algorithms (its version of each as the record stores them under
+    ``numerics``, or the first for a record made before records stored them); without, SSAM-F's. A dirty tree or an
+    unknown commit make the whole record stale."""
+    made = check.get("provenance") or {}
+    if study is None:
+        return record_stale_reason({"provenance": made, "config": {"optimizer": "ssam-f"}})
+    measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
+    seed = (check.get("args") or {}).get("seed", 0)
+    for name in dict.fromkeys(measured["configuration"]):
+        config = next((c for c in study.configs(name) if c.seed == seed), None) if name in study.configurations \
+            else None
+        if config is None:
+            return f"{name} is not a configuration of the study with seed {seed}"
+        reason = record_stale_reason({"provenance": made, "config": config.to_dict(),
+                                      "numerics": (check.get("numerics") or {}).get(name)})
+        if reason:
+            return reason if reason.startswith(("made in", "unknown", "dirty", "no git")) else f"{name}: {reason}"
+    return None
 
 
-def describe(check: Mapping[str, Any]) -> str:
-    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, processor, commit."""
+def describe(check: Mapping[str, Any], study: Study | None = None) -> str:
+    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, processor, commit,
+    and whether it is stale (:func:`stale_reason`, with ``study`` for every configuration it measured)."""
     args, machine = check["args"], check["machine"]
     commit = str((check.get("provenance") or {}).get("git_commit") or "unknown")[:7]
-    reason = stale_reason(check)
+    reason = stale_reason(check, study)
     where = f"{machine['gpu']}, " if machine.get("gpu") else ""
     return (f"seed {args['seed']}, {args['rounds']} rounds after one warm-up epoch each, "
             f"{where}{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
