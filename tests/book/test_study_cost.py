@@ -119,6 +119,12 @@ def test_two_measurements_disagree_where_neither_interval_holds_the_others_ratio
     assert list(table.index) == ["cheap", "wide", "sam"]  # timed in both, cheapest first, SGD (the unit) left out
     assert table.loc["sam", "within"] and not table.loc["cheap", "within"]
     assert not table.loc["wide", "within"]  # the wide interval holds the other's ratio, the narrow one not
+    # one measurement read by a rule, paired by round: as decide on the rounds themselves
+    verdict = study_cost.decide_pair(second, "cost_time_vs_sgd_at_most_1_25", "cheap")
+    assert verdict.status == "not reproduced" and verdict.n == 3
+    assert verdict.diff == pytest.approx(np.mean(np.log([1.34, 1.35, 1.36])), rel=1e-6)  # the mean log ratio
+    with pytest.raises(ValueError, match="measured must time 'adam'"):
+        study_cost.decide_pair(second, "cost_time_vs_sgd_at_most_1_25", "adam")
     interval = lambda values: stats.t.interval(0.95, 2, loc=np.mean(np.log(values)), scale=stats.sem(np.log(values)))
     low, high = np.exp(interval([1.24, 1.25, 1.26]))
     mean = math.exp(np.mean(np.log([1.24, 1.25, 1.26])))

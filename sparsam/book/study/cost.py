@@ -224,6 +224,18 @@ def between_measurements(first: pd.DataFrame, second: pd.DataFrame, level: float
     return pd.DataFrame(rows, columns=["configuration", "first", "second", "within"])
 
 
+def decide_pair(measured: pd.DataFrame, claim: str, a: str, b: str = REFERENCE,
+                declared: Margins | None = None) -> Verdict:
+    """``a`` against ``b`` in one measurement (:func:`measure`'s long format) by ``claim``'s rule
+    (:func:`sparsam.book.stats.decide`), paired by round on the log scale, as :func:`decide_costs` decides a
+    registered comparison; for reading any measurement, registered or not, by the same rule."""
+    wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
+    for name in (a, b):
+        if name not in wide.columns:
+            raise ValueError(f"measured must time {name!r}, got {sorted(wide.columns)}")
+    return decide(claim, wide[a].to_numpy(float), wide[b].to_numpy(float), declared=declared)
+
+
 def power(rounds: int, sd: float, distance: float, level: float = 0.95) -> float:
     """The chance that the two-sided ``level`` t-interval of the mean of ``rounds`` normal paired
     differences (standard deviation ``sd``, mean ``distance`` away from the decision's threshold) lies
