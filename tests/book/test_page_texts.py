@@ -44,3 +44,26 @@ OVERTAKEN = {
 def test_no_page_says_what_the_records_overtook(phrase):
     said = [path.relative_to(REPO).as_posix() for path in PAGES if phrase.lower() in _text(path).lower()]
     assert said == [], f"{phrase!r} on {said}: {OVERTAKEN[phrase]}"
+
+
+def test_the_reproduction_page_says_which_comparisons_of_the_family_were_added_after_the_runs():
+    """Issue 32 item 3: the CPU study's family holds comparisons added after its runs (the study file's
+    ``added_after_the_runs``), so the page that shows the family must not call every comparison pre-registered,
+    and must say that some were added after the runs."""
+    from sparsam.book.study import load_study
+
+    study = load_study(REPO / "results/study/cpu_study.yaml")
+    added = [c for c in study.family if not study.registered(c)]
+    assert added, "the CPU study's family holds comparisons added after the runs"
+    page = _text(REPO / "book/reproduction.md")
+    for phrase in ("every pre-registered comparison", "pre-registered studies",
+                   "every configuration, seed, comparison and margin pre-registered"):
+        assert phrase not in page, f"{phrase!r}: {len(added)} of the family's {len(study.family)} were added after"
+    assert all(study.declared[c.claim].get("contrast") == "half-gain" for c in added)
+    assert f"the {_number(len(added))} half-gain comparisons were added after the runs" in page
+
+
+def _number(n: int) -> str:
+    return {1: "one", 2: "two", 3: "three", 4: "four"}.get(n, str(n))
+
+
