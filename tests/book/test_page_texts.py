@@ -67,3 +67,28 @@ def _number(n: int) -> str:
     return {1: "one", 2: "two", 3: "three", 4: "four"}.get(n, str(n))
 
 
+
+def _oldest_date(*log_args: str) -> str | None:
+    """The date (YYYY-MM-DD) of the oldest commit ``git log *log_args`` lists, or None without git history."""
+    import subprocess
+
+    done = subprocess.run(["git", "log", "--format=%ad", "--date=short", *log_args], cwd=REPO, capture_output=True,
+                          text=True)
+    dates = done.stdout.split()
+    return dates[-1] if done.returncode == 0 and dates else None
+
+
+def test_flatness_rules_added_after_the_runs_are_labelled_so_with_their_dates():
+    """Issue 32 item 2: the normalised flatness measure and the premise rule flatness_sam_vs_sgd came after the
+    CPU study's first flatness records; chapter 6 and the reproduction page must say so, with the dates git gives,
+    and not say that the rules were declared before the runs."""
+    measure = _oldest_date("-S", "normalizing_scales", "--", "sparsam/book/landscape.py")
+    premise = _oldest_date("-S", "flatness_sam_vs_sgd:", "--", "book/margins.yaml")
+    records = _oldest_date("--", "results/study/flatness")
+    if None in (measure, premise, records):
+        pytest.skip("no git history to date the rules by")
+    assert records < measure <= premise  # both after the records: what the pages must say
+    chapter, page = _text(REPO / "notebooks/06_landscape.ipynb"), _text(REPO / "book/reproduction.md")
+    for said in (chapter, page):
+        assert "by rules declared before the runs" not in said and "declared before the measurements" not in said
+        assert f"({measure})" in said and f"({premise})" in said and "added after the" in said
