@@ -17,11 +17,10 @@ nothing. Not part of the test suite. See sparsam.book.study.cost.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import yaml
 
@@ -83,21 +82,14 @@ def main(argv: list[str] | None = None) -> dict:
         args.rounds, args.threads = registration.rounds, registration.threads
         args.out = args.out or str(registration.record)
     study = load_study(args.study)
-    device = torch.device(study_model.study_device(study, args.names))
-    made_with = provenance(device)
+    made_with = provenance(torch.device(study_model.study_device(study, args.names)))
     if args.registration and (made_with["git_dirty"] is True or not made_with["git_commit"]):
         parser.error("--registration needs a clean tree at a known commit: commit the registration and the code "
                      "first (without .git, name the commit in SPARSAM_GIT_COMMIT)")
     torch.set_num_threads(args.threads)
-    load_start, start = os.getloadavg(), time.perf_counter()
-    measured = study_cost.measure(study, args.names, rounds=args.rounds, seed=args.seed)
-    table = study_cost.ratios(measured)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    record = {"machine": {"threads": torch.get_num_threads(), "gpu": gpu, "loadavg_start": list(load_start),
-                          "loadavg_end": list(os.getloadavg()), "wall_seconds": time.perf_counter() - start},
-              "provenance": made_with, "args": recorded_args(args),
-              "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
+    record = study_cost.measurement_record(study, args.names, rounds=args.rounds, seed=args.seed,
+                                           args=recorded_args(args))  # the load average at start and end with it
+    print(pd.DataFrame(record["ratios"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
         atomic_write_json(Path(args.out), record)
         print(f"wrote {args.out}")

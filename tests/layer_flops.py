@@ -101,3 +101,28 @@ def sparse_step(chain: Sequence[Call], params: Sequence[Tensor], masks: Sequence
         return float(sgd_step(chain))
     ascent = forward(chain[j:]) + forward(chain[j + 1:]) + sum(f * c.flops for f, c in zip(fractions, chain))
     return sgd_step(chain) + ascent
+
+
+def ideal_step(chain: Sequence[Call], params: Sequence[Tensor], masks: Sequence[Tensor], form: str) -> float:
+    """An SGD step plus the ascent pass an ideal sparse kernel runs: the forward from the lowest perturbed layer
+    ``j`` up; explicit form, the input-gradients above ``j`` and each layer's weight-gradient in proportion to
+    its kept entries; implicit form, each input-gradient above ``j`` in proportion to the kept entries of the
+    layer's weight matrix (1 for a layer without one) and every weight-gradient from ``j`` up whole."""
+    kept = {id(p): float(m.sum()) for p, m in zip(params, masks)}
+
+    def entries(ps: Sequence[Tensor]) -> float:
+        total = sum(p.numel() for p in ps)
+        return sum(kept.get(id(p), 0.0) for p in ps) / total if total else 0.0
+
+    fractions = [entries(c.params) for c in chain]
+    j = next((i for i, f in enumerate(fractions) if f > 0), None)
+    if j is None:
+        return float(sgd_step(chain))
+    ascent = forward(chain[j:])
+    if form == "explicit":
+        ascent += forward(chain[j + 1:]) + sum(f * c.flops for f, c in zip(fractions, chain))
+    else:
+        matrices = [[p for p in c.params if p.dim() >= 2] for c in chain]
+        ascent += sum((entries(m) if m else 1.0) * c.flops for m, c in zip(matrices[j + 1:], chain[j + 1:]))
+        ascent += forward(chain[j:])
+    return sgd_step(chain) + ascent

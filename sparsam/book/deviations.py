@@ -20,7 +20,7 @@ from torch import nn
 
 from .._checks import check_choice
 from ..experiment.config import TrainConfig
-from ..experiment.data import IMAGE_SIZES, pack_note
+from ..experiment.data import IMAGE_SIZES, current_note, pack_note
 from ..experiment.models import build_model
 
 Paper = Literal["cifar", "imagenet"]
@@ -158,12 +158,13 @@ def deviation_table(frame: pd.DataFrame, paper: Paper, notes: Sequence[str] = ()
     """One row per aspect of the papers' setup ``paper`` ("cifar" or "imagenet"): theirs and ours.
 
     ``notes`` are the data notes of the records (``summary["data"]["note"]``), which say how the data
-    is encoded. With no runs, "ours" reads "no runs".
+    is encoded, each shown as its pack's note is now (:func:`sparsam.experiment.data.current_note`). With no runs,
+    "ours" reads "no runs".
     """
     check_choice("paper", paper, tuple(PAPERS))
     ssam = frame[frame["optimizer"].str.startswith("ssam")] if not frame.empty else frame
     ours: Mapping[str, Any] = {} if frame.empty else _ours(
-        frame, paper, "; ".join(sorted(set(notes))) or "not recorded",
+        frame, paper, "; ".join(sorted({current_note(n) for n in notes})) or "not recorded",
         _one(ssam[ssam["optimizer"] == "ssam-f"]["num_samples"]) if not ssam.empty else "–", _seeds(frame))
     return pd.DataFrame([{"aspect": aspect, "papers": theirs, "ours": ours.get(aspect, "no runs")}
                          for aspect, theirs in PAPERS[paper].items()])

@@ -553,18 +553,28 @@ def training_curves(curves: pd.DataFrame, level: float = 0.95, title: str | None
 def flops_vs_sparsity(curves: pd.DataFrame, sam: float, title: str) -> Figure:
     """Notebook 4: FLOPs of a step per SGD step against sparsity, one series per mask rule (``curves``:
     ``mask, sparsity, mean, low, high`` as :func:`sparsam.book.records.summarize` gives them), with SAM's
-    cost (``sam``) and SGD's (1) as reference lines."""
-    fig, ax = _figure(None, (7.2, 4.8))
-    for mask, curve in curves.groupby("mask", sort=False):
-        line, = ax.plot(curve["sparsity"], curve["mean"], linewidth=1)
-        interval_errorbar(ax, curve["sparsity"], curve["mean"], curve["low"], curve["high"],
-                          label=f"sparse ascent, {mask}", color=line.get_color())
-    ax.axhline(sam, color="k", ls="--", label="SAM and explicit SSAM (any mask)")
-    ax.axhline(1.0, color="gray", ls=":", label="SGD")
-    ax.set(xlabel="sparsity s (fraction of parameters not perturbed)", ylabel="FLOPs per step / FLOPs of an SGD step")
-    ax.set_title(title, fontsize="medium")
-    ax.grid(alpha=0.3)
-    _legend_below(fig, ax, ncol=2)
+    cost (``sam``) and SGD's (1) as reference lines. With an ``accounting`` column
+    (:data:`sparsam.book.efficiency.ACCOUNTINGS`), one panel per accounting, in the order of the rows, one colour
+    per mask rule across the panels, the y axis shared."""
+    panels = list(dict.fromkeys(curves["accounting"])) if "accounting" in curves.columns else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.2 if len(panels) == 1 else 3.4 * len(panels), 4.8),
+                             sharey=True, squeeze=False, layout="constrained")
+    colours = {mask: f"C{k}" for k, mask in enumerate(dict.fromkeys(curves["mask"]))}
+    for ax, panel in zip(axes[0], panels):
+        shown = curves if panel is None else curves[curves["accounting"] == panel]
+        for mask, curve in shown.groupby("mask", sort=False):
+            ax.plot(curve["sparsity"], curve["mean"], linewidth=1, color=colours[mask])
+            interval_errorbar(ax, curve["sparsity"], curve["mean"], curve["low"], curve["high"],
+                              label=mask if panel is not None else f"sparse ascent, {mask}", color=colours[mask])
+        ax.axhline(sam, color="k", ls="--", label="SAM and explicit SSAM as the official code runs it (any mask)")
+        ax.axhline(1.0, color="gray", ls=":", label="SGD")
+        ax.set(xlabel="sparsity s (fraction not perturbed)")
+        if panel is not None:
+            ax.set_title(panel, fontsize="medium")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("FLOPs per step / FLOPs of an SGD step")
+    fig.suptitle(title, fontsize="medium")
+    _legend_below(fig, None if len(panels) > 1 else axes[0][0], ncol=2)
     return fig
 
 

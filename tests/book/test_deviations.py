@@ -26,6 +26,15 @@ def test_scale_line_names_data_network_epochs_seeds_device():
     assert deviations.scale_text(frame().iloc[:0]) == "no runs"
 
 
+def test_the_deviation_table_shows_an_earlier_records_note_as_its_pack_reads_now():
+    from sparsam.experiment.results import load_all
+    from conftest import REPO
+    notes = [r["summary"]["data"]["note"] for r in load_all(REPO / "results" / "study" / "runs")]
+    assert any("few tenths" in n for n in notes)  # the committed records keep the older note
+    table = deviations.deviation_table(frame(), "cifar", notes=notes)
+    assert dict(zip(table["aspect"], table["ours"]))["data encoding"] == data.pack_note("cifar10")
+
+
 def test_deviation_table_sets_ours_against_the_papers_row_by_row():
     table = deviations.deviation_table(frame(), "cifar", notes=["JPEG re-encoding", "JPEG re-encoding"])
     ours = dict(zip(table["aspect"], table["ours"]))

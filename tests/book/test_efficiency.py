@@ -46,7 +46,7 @@ def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_b
     sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)
     sets = {**sets, "nothing": [torch.zeros_like(p, dtype=torch.bool) for p in params],
             "everything": [torch.ones_like(p, dtype=torch.bool) for p in params]}
-    ratios = efficiency.flops_ratios(layers, params, sets)
+    ratios = efficiency.flops_ratios(layers, params, sets, "realised")
     # exactly the layer formula's counts (tests/layer_flops.py), mask by mask
     chain = layer_flops.calls(model_stages(model), x)
     sgd = layer_flops.sgd_step(chain)
@@ -57,6 +57,31 @@ def test_flops_ratios_put_sam_at_two_unstructured_with_it_and_structured_masks_b
     assert ratios["unstructured (papers' rule)"] == pytest.approx(2.0)   # scattered entries skip no layer
     for name in ("layer (papers' rule)", "filter", "layer, cost-aware (this book)"):
         assert 1.0 < ratios[name] < 2.0, name
+
+
+def test_ideal_flops_ratios_are_the_hand_count_and_below_the_realised_ones(setup):
+    """In theory (an ideal sparse kernel) every mask saves FLOPs, the unstructured one too, which today's kernels
+    run at SAM's cost; the counts are the layer formula's (tests/layer_flops.py), independent of the cost model;
+    in the explicit form no mask costs more in theory than the sparse ascent pass realises."""
+    model, x, y, params, scores, layers = setup
+    sets = efficiency.masks_for(scores, cost.tensor_costs(layers, params), 0.9)
+    sets = {**sets, "nothing": [torch.zeros_like(p, dtype=torch.bool) for p in params],
+            "everything": [torch.ones_like(p, dtype=torch.bool) for p in params]}
+    chain = layer_flops.calls(model_stages(model), x)
+    sgd = layer_flops.sgd_step(chain)
+    realised = efficiency.flops_ratios(layers, params, sets, "realised")
+    for form in ("explicit", "implicit"):
+        ideal = efficiency.flops_ratios(layers, params, sets, f"ideal {form}")
+        expected = {"SAM": 2.0, **{name: layer_flops.ideal_step(chain, params, mask, form) / sgd
+                                   for name, mask in sets.items()}}
+        assert ideal == pytest.approx(expected, rel=1e-6), form
+        assert ideal["nothing"] == pytest.approx(1.0) and ideal["everything"] == pytest.approx(2.0), form
+        assert ideal["unstructured (papers' rule)"] < 1.95, form  # a saving in theory: the papers' claim
+        if form == "explicit":  # the sparse ascent pass runs the explicit form, skipping part of what it could
+            for name in efficiency.MASK_RULES:
+                assert ideal[name] <= realised[name] + 1e-9, name
+    with pytest.raises(ValueError, match="accounting must be one of"):
+        efficiency.flops_ratios(layers, params, sets, "ideal")  # type: ignore[arg-type]
 
 
 def test_every_step_runner_moves_its_network_and_time_steps_interleaves_with_medians(setup):

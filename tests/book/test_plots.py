@@ -459,6 +459,13 @@ def test_the_cost_figures_of_notebook_4():
                                         line.get_linestyle() in ("--", ":")] == [2.0, 1.0]
     assert "sparse ascent, layer (mean, 95% interval over seeds)" in figure_legend(fig)
     assert "sparse ascent, filter (one seed: no interval)" in figure_legend(fig)
+    dearer = curves.assign(accounting="realised", **{c: curves[c] + 0.1 for c in ("mean", "low", "high")})
+    both = pd.concat([curves.assign(accounting="ideal explicit"), dearer])
+    fig = plots.flops_vs_sparsity(both, 2.0, "t")  # one panel per accounting, each with its own curves
+    assert [ax.get_title() for ax in fig.axes] == ["ideal explicit", "realised"]
+    assert [[line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "-"] for ax in fig.axes] \
+        == [[1.8, 1.7], [pytest.approx(1.9), pytest.approx(1.8)]]
+    assert "layer (mean, 95% interval over seeds)" in figure_legend(fig)
     summary = pd.DataFrame({"mean": [1.0, 2.1], "low": [0.9, 2.0], "high": [1.1, 2.2]}, index=["SGD", "SAM"])
     fig = plots.step_times(summary, "t")
     ax = fig.axes[0]

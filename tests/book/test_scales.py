@@ -219,6 +219,9 @@ def test_profile_statuses_combine_each_chapters_rows_by_rule():
         ("03_cifar_accuracy", "accuracy_pattern_vs_sam", "TPAMI: SSAM-F 2:4 (s = 0.5) vs SAM", "not reproduced"),
         ("04_efficiency", "cost_flops_ssam_vs_sam", "FLOPs: layer mask (papers' rule) vs SAM", "reproduced"),
         ("04_efficiency", "cost_time_cost_aware_vs_sam", "book's own rule: time", "reproduced"),
+        # today's kernels, which the papers never claimed: a row of its own, not folded into the FLOPs claim
+        ("04_efficiency", "cost_flops_realised_vs_sam", "FLOPs realised: unstructured mask vs SAM", "not reproduced"),
+        ("04_efficiency", "cost_time_ssam_vs_sam", "time: explicit SSAM (official form) vs SAM", "inconclusive"),
         ("05_imagenet", "accuracy_ssam_vs_sam", "ImageNet proxy: SSAM-F (s = 0.5) vs SAM", "inconclusive"),
         ("05_imagenet", "accuracy_sam_vs_sgd", "ImageNet proxy: SAM vs SGD", "not reproduced"),  # no claim's row
     ])
@@ -227,6 +230,7 @@ def test_profile_statuses_combine_each_chapters_rows_by_rule():
     assert statuses["radius"] == "reproduced" and statuses["sam_sgd"] == "reproduced"
     assert statuses["patterns"] == "not reproduced" and statuses["forms"] == "no row of chapter 3"
     assert statuses["cost"] == statuses["cost_aware"] == "reproduced" and statuses["imagenet"] == "inconclusive"
+    assert statuses["cost_realised"] == "not reproduced"
     assert statuses["flat"] == "chapter 6 not executed in this profile"
     assert statuses["convergence"].startswith("decided in chapter 1")
     with pytest.raises(ValueError, match="no claim of the table takes"):

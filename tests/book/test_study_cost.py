@@ -19,6 +19,9 @@ from sparsam.book import layout
 from sparsam.book.study import cost as study_cost, model as study_model
 from sparsam.book.stats import margins
 from sparsam.book.study import comparison_label, load_study
+from sparsam.book.processors import processor_label
+from sparsam.experiment import provenance
+from sparsam.experiment.optimizers import numerics
 from sparsam.experiment.train import Trainer
 
 from conftest import REPO, data_file
@@ -45,12 +48,14 @@ def test_measure_interleaves_the_registered_configurations_one_epoch_at_a_time(t
         return train_epoch(self, epoch, progress)
 
     monkeypatch.setattr(Trainer, "train_epoch", recording)
-    measured = study_cost.measure(tiny, names, rounds=3)
+    readings = iter(range(100))  # a load average that counts the epochs begun
+    measured = study_cost.measure(tiny, names, rounds=3, loadavg=lambda: (float(next(readings)), 0.0, 0.0))
     # one warm-up epoch each, then rounds in which every configuration trains its next epoch once, the
     # order rotated by one each round: what the trainer saw, not what the record says
     assert trained == ([(n, 0) for n in names] + [(n, 1) for n in names]
                        + [(n, 2) for n in names[1:] + names[:1]] + [(n, 3) for n in names[2:] + names[:2]])
-    assert list(measured.columns) == ["round", "configuration", "cpu_seconds_per_step", "epoch", "order"]
+    assert list(measured.columns) == ["round", "configuration", "cpu_seconds_per_step", "epoch", "order", "load"]
+    assert list(measured["load"]) == list(measured["order"])  # each epoch's load read as it began, nothing else
     assert sorted(measured["configuration"].unique()) == sorted(names)
     assert measured.groupby("configuration").size().tolist() == [3, 3, 3]
     assert (measured["cpu_seconds_per_step"] > 0).all()
@@ -64,6 +69,66 @@ def test_measure_interleaves_the_registered_configurations_one_epoch_at_a_time(t
     assert (measured["epoch"] == measured["round"] + 1).all()
     firsts = [rows.sort_values("order")["configuration"].tolist() for _, rows in measured.groupby("round")]
     assert firsts == [names, names[1:] + names[:1], names[2:] + names[:2]]
+
+
+def test_a_measurement_record_keeps_the_load_at_its_start_and_end_and_the_processor(tiny):
+    readings = iter([(3.0, 2.0, 1.0)] + [(5.0, 4.0, 3.0)] * 6 + [(9.0, 8.0, 7.0)])  # 2 warm-ups, 2 rounds of 2
+    ticks = iter([10.0, 70.0])
+    record = study_cost.measurement_record(tiny, ["sgd", "sam"], rounds=2, seed=0, args={"rounds": 2},
+                                           loadavg=lambda: next(readings), clock=lambda: next(ticks))
+    assert record["machine"]["loadavg_start"] == [3.0, 2.0, 1.0] and record["machine"]["loadavg_end"] == [9.0, 8.0, 7.0]
+    assert record["machine"]["wall_seconds"] == 60.0 and record["args"] == {"rounds": 2}
+    assert record["provenance"]["processor"] == provenance.processor()
+    assert record["numerics"] == {n: numerics(next(c for c in tiny.configs(n) if c.seed == 0).to_dict())
+                                  for n in ("sgd", "sam")} and record["numerics"]["sgd"] == {}
+    assert [row["load"] for row in record["measured"]] == [5.0] * 4
+    assert {row["configuration"] for row in record["ratios"]} == {"sgd", "sam"}
+    record["measured"] = pd.DataFrame(record["measured"])
+    assert processor_label(record["provenance"]) in study_cost.describe(
+        {**record, "args": {"seed": 0, "rounds": 2}, "provenance": {**record["provenance"], "git_dirty": False}})
+
+
+def test_a_cost_record_is_stale_when_any_configuration_it_measured_runs_other_numerics(registration):
+    """Every configuration measured counts, not SSAM-F's alone: the sparse ascent pass and the cost model are
+    algorithms only cost-aware 0.9 runs."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    study = registration.study
+    names = ["sgd", "sam", "cost-aware-0.9"]
+    versions = {n: numerics(next(c for c in study.configs(n) if c.seed == 0).to_dict()) for n in names}
+    check = {"provenance": {"git_commit": head, "git_dirty": False}, "args": {"seed": 0}, "numerics": versions,
+             "measured": _long({n: [1.0, 1.0] for n in names})}
+    assert study_cost.stale_reason(check, study) is None
+    older = {**versions, "cost-aware-0.9": {**versions["cost-aware-0.9"], "cost_model": 0}}
+    reason = study_cost.stale_reason({**check, "numerics": older}, study)
+    assert reason.startswith("cost-aware-0.9: numerics changed since") and "cost_model 0 -> 1" in reason
+    assert study_cost.stale_reason({**check, "numerics": older}) is None  # SSAM-F's algorithms alone: blind to it
+    dirty = {**check, "provenance": {"git_commit": head, "git_dirty": True}}
+    assert study_cost.stale_reason(dirty, study).startswith("made in a dirty tree")
+    stranger = {**check, "measured": _long({"sgd": [1.0, 1.0], "adam": [1.0, 1.0]})}
+    assert study_cost.stale_reason(stranger, study) == "adam is not a configuration of the study with seed 0"
+    for path in (registration.record, REPO / "results" / "study" / "cost_side_by_side.json"):
+        assert study_cost.stale_reason(study_cost.read(path), study) is None  # the committed records are current
+
+
+def test_two_measurements_disagree_where_neither_interval_holds_the_others_ratio():
+    first = _long({"sgd": [1.0, 1.0, 1.0], "sam": [1.9, 2.0, 2.1], "cheap": [1.24, 1.25, 1.26],
+                   "wide": [1.2, 1.35, 1.5]})
+    second = _long({"sgd": [1.0, 1.0, 1.0], "sam": [1.95, 2.0, 2.05], "cheap": [1.34, 1.35, 1.36],
+                    "wide": [1.44, 1.45, 1.46], "only-here": [3.0, 3.0, 3.0]})
+    table = study_cost.between_measurements(first, second).set_index("configuration")
+    assert list(table.index) == ["cheap", "wide", "sam"]  # timed in both, cheapest first, SGD (the unit) left out
+    assert table.loc["sam", "within"] and not table.loc["cheap", "within"]
+    assert not table.loc["wide", "within"]  # the wide interval holds the other's ratio, the narrow one not
+    # one measurement read by a rule, paired by round: as decide on the rounds themselves
+    verdict = study_cost.decide_pair(second, "cost_time_vs_sgd_at_most_1_25", "cheap")
+    assert verdict.status == "not reproduced" and verdict.n == 3
+    assert verdict.diff == pytest.approx(np.mean(np.log([1.34, 1.35, 1.36])), rel=1e-6)  # the mean log ratio
+    with pytest.raises(ValueError, match="measured must time 'adam'"):
+        study_cost.decide_pair(second, "cost_time_vs_sgd_at_most_1_25", "adam")
+    interval = lambda values: stats.t.interval(0.95, 2, loc=np.mean(np.log(values)), scale=stats.sem(np.log(values)))
+    low, high = np.exp(interval([1.24, 1.25, 1.26]))
+    mean = math.exp(np.mean(np.log([1.24, 1.25, 1.26])))
+    assert table.loc["cheap", "first"] == f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def test_measure_rejects_unknown_names_a_missing_sgd_and_a_seed_not_registered(tiny):
@@ -129,7 +194,11 @@ def test_read_describe_and_staleness_of_a_record(tmp_path):
     assert study_cost.ratios(check["measured"]).set_index("configuration").loc["sam", "cost"] == pytest.approx(2.0)
     assert study_cost.stale_reason(check) is None
     assert study_cost.describe(check) == (f"seed 0, 5 rounds after one warm-up epoch each, 1 thread(s), load average "
-                                          f"2.9 at the start and 3.1 at the end, 10 minutes, commit {head[:7]}")
+                                          f"2.9 at the start and 3.1 at the end, 10 minutes, no processor recorded "
+                                          f"(made before records named it), commit {head[:7]}")
+    named = {**check, "provenance": {**check["provenance"], "processor": {"model": "Zen 4", "capability": "AVX512",
+                                                                        "mkl": "2024.2", "onednn": "3.12.0"}}}
+    assert ", Zen 4 (AVX512; MKL 2024.2, oneDNN 3.12.0), commit" in study_cost.describe(named)
     dirty = {**check, "provenance": {"git_commit": head, "git_dirty": True}}
     assert "dirty" in study_cost.stale_reason(dirty) and "(stale: made in a dirty tree" in study_cost.describe(dirty)
     assert study_cost.stale_reason({**check, "provenance": {}}) == "unknown commit (not recorded)"

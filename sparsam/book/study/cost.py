@@ -2,13 +2,16 @@
 
 The study's records measure each run's process-CPU time per step while it trained, in sessions with
 different loads beside it; on a 2-core machine that moves one process's CPU time by tens of per cent.
-This module removes the load: :func:`measure` trains one run per
-configuration (:func:`sparsam.experiment.train.epoch_runner`) (as registered, one seed) and trains them an epoch at a
-time, round-robin in one process
-(:func:`sparsam.book.efficiency.time_rounds`), so neighbouring epochs share the machine's state; each
-row keeps the position of its epoch in the sequence of calls (``order``), so the alternation is
-observed, not assumed (:func:`alternation_problem`). :func:`ratios` divides every epoch's CPU time by
-SGD's in the same round, and :func:`beside_records` sets the result beside the records' cost.
+:func:`measure` puts every configuration under the same load within a round: it trains one run per
+configuration (:func:`sparsam.experiment.train.epoch_runner`; as registered, one seed) an epoch at a time, round-robin in one process (:func:`sparsam.book.efficiency.time_rounds`), so neighbouring
+epochs share the machine's state; each row keeps the position of its epoch in the sequence of calls
+(``order``), so the alternation is observed, not assumed (:func:`alternation_problem`), and the machine's
+1-minute load average when the epoch began (``load``). What it does not control is the machine's other load
+itself, which moves between rounds and between measurements: the ratios of two measurements may differ by more
+than their intervals (:func:`between_measurements`). :func:`measurement_record` keeps the load average at the
+start and the end and the processor (:func:`sparsam.experiment.provenance.processor`) with the measurement.
+:func:`ratios` divides every epoch's CPU time by SGD's in the same round, and :func:`beside_records` sets the
+result beside the records' cost.
 
 The study's cost comparisons are decided only from such a measurement, pre-registered with its number
 of rounds in ``results/study/cost_registration.yaml`` (:func:`sparsam.book.study.model.load_cost_registration`):
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +43,13 @@ import torch
 from scipy import stats
 
 from ..._checks import check_int, check_range
-from ...experiment.provenance import git
+from ...experiment.optimizers import numerics
+from ...experiment.provenance import git, provenance
 from ...experiment.train import epoch_runner
 from .. import claims, tables
 from ..efficiency import time_rounds
 from ..layout import book_root
+from ..processors import processor_label
 from ..records import stale_reason as record_stale_reason
 from ..stats import Margins, Verdict, decide, margins as declared_margins, mean_interval
 from .model import (DEVICE_UNITS, REFERENCE, Comparison, CostRegistration, Study, comparison_label,
@@ -76,13 +82,15 @@ def value_column(measured: pd.DataFrame) -> str:
 
 
 def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, seed: int = 0,
-            data_root: str | Path | None = None) -> pd.DataFrame:
+            data_root: str | Path | None = None,
+            loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg) -> pd.DataFrame:
     """Seconds per training step of each configuration in ``names`` (all if None; SGD must be among them), one
     epoch per configuration per round, interleaved after one warm-up epoch each: process-CPU time for a study on
     the CPU, wall time between device synchronisations on a GPU (:data:`CLOCKS`, by :func:`study_device`).
     Long format: ``round``, ``configuration``, the clock's column (``cpu_seconds_per_step`` or
-    ``gpu_seconds_per_step``), the ``epoch`` trained (0 is the warm-up) and ``order``, the position of that
-    epoch among all the epochs the process trained."""
+    ``gpu_seconds_per_step``), the ``epoch`` trained (0 is the warm-up), ``order``, the position of that
+    epoch among all the epochs the process trained, and ``load``, the machine's 1-minute load average
+    (``loadavg``) when the epoch began."""
     names = list(study.configurations) if names is None else list(names)
     for name in names:
         if name not in study.configurations:
@@ -98,10 +106,12 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
     runners = {name: epoch_runner(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
     calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
+    loads: dict[tuple[str, int], float] = {}  # (configuration, epoch) -> 1-minute load average at its start
 
     def runner(name: str):
         def run() -> None:
             calls[name, epochs[name]] = len(calls)
+            loads[name, epochs[name]] = float(loadavg()[0])
             runners[name][0](epochs[name])
             epochs[name] += 1
         return run
@@ -112,6 +122,7 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
         id_vars="round", var_name="configuration", value_name=clock.column)
     long["epoch"] = long["round"] + 1  # the j-th timed call of a runner trains its epoch j (epoch 0: warm-up)
     long["order"] = [calls[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
+    long["load"] = [loads[name, epoch] for name, epoch in zip(long["configuration"], long["epoch"])]
     return long.sort_values(["round", "order"], kind="stable").reset_index(drop=True)
 
 
@@ -168,6 +179,61 @@ def beside_records(side_by_side: pd.DataFrame, points: pd.DataFrame) -> pd.DataF
                                              if at is not None else "no record"),
                      "records / side by side": round(recorded / row["cost"], 2)})
     return pd.DataFrame(rows)
+
+
+def measurement_record(study: Study, names: Sequence[str] | None, *, rounds: int, seed: int, args: Mapping[str, Any],
+                       data_root: str | Path | None = None,
+                       loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """One measurement (:func:`measure`) as ``benchmarks/bench_study_cost.py`` records it: ``machine`` (the torch
+    threads, the GPU's name, the load average at the start and at the end, the wall seconds), ``provenance``
+    (:func:`sparsam.experiment.provenance.provenance`, the processor included), ``numerics`` (each configuration's
+    versions of its algorithms, :func:`sparsam.experiment.optimizers.numerics`, which :func:`stale_reason` reads),
+    the ``args`` given, ``measured`` (rows) and ``ratios`` (:func:`ratios`)."""
+    device = torch.device(study_device(study, names))
+    made_with = provenance(device)
+    versions = {name: numerics(next(c for c in study.configs(name) if c.seed == seed).to_dict())
+                for name in (list(study.configurations) if names is None else names)
+                if any(c.seed == seed for c in study.configs(name))}
+    load_start, start = loadavg(), clock()
+    measured = measure(study, names, rounds=rounds, seed=seed, data_root=data_root, loadavg=loadavg)
+    table = ratios(measured)
+    load_end, wall = loadavg(), clock() - start
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"machine": {"threads": torch.get_num_threads(), "gpu": gpu, "loadavg_start": list(load_start),
+                        "loadavg_end": list(load_end), "wall_seconds": wall},
+            "provenance": made_with, "numerics": versions, "args": dict(args),
+            "measured": measured.to_dict(orient="records"), "ratios": table.to_dict(orient="records")}
+
+
+def between_measurements(first: pd.DataFrame, second: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Two measurements of the same procedure (:func:`measure`'s long format) set side by side, one row per
+    configuration both timed, cheapest first in ``first`` (SGD, the unit, left out): each one's ratio to SGD with its interval (:func:`ratios`),
+    and ``within``, whether each ratio lies inside the other's interval. Where one does not, the two differ by more
+    than that measurement's round-to-round spread allows: by what changed between them (the machine's other load,
+    its state), which neither controls."""
+    a, b = (ratios(m, level).set_index("configuration") for m in (first, second))
+    rows = []
+    for name in [n for n in a.index if n in b.index and n != REFERENCE]:
+        x, y = a.loc[name], b.loc[name]
+        rows.append({"configuration": name,
+                     "first": tables.interval_text(x["cost"], x["cost_low"], x["cost_high"]),
+                     "second": tables.interval_text(y["cost"], y["cost_low"], y["cost_high"]),
+                     "within": bool(x["cost_low"] <= y["cost"] <= x["cost_high"]
+                                    and y["cost_low"] <= x["cost"] <= y["cost_high"])})
+    return pd.DataFrame(rows, columns=["configuration", "first", "second", "within"])
+
+
+def decide_pair(measured: pd.DataFrame, claim: str, a: str, b: str = REFERENCE,
+                declared: Margins | None = None) -> Verdict:
+    """``a`` against ``b`` in one measurement (:func:`measure`'s long format) by ``claim``'s rule
+    (:func:`sparsam.book.stats.decide`), paired by round on the log scale, as :func:`decide_costs` decides a
+    registered comparison; for reading any measurement, registered or not, by the same rule."""
+    wide = measured.pivot(index="round", columns="configuration", values=value_column(measured))
+    for name in (a, b):
+        if name not in wide.columns:
+            raise ValueError(f"measured must time {name!r}, got {sorted(wide.columns)}")
+    return decide(claim, wide[a].to_numpy(float), wide[b].to_numpy(float), declared=declared)
 
 
 def power(rounds: int, sd: float, distance: float, level: float = 0.95) -> float:
@@ -332,7 +398,7 @@ def cost_rows(registration: CostRegistration, check: Mapping[str, Any]) -> pd.Da
         raise ValueError(f"check must be the registered measurement of {registration.path.name}: {problem}")
     measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
     used = pd.DataFrame({"commit": [str(check["provenance"]["git_commit"])[:7]],
-                         "stale": [stale_reason(check) is not None]})
+                         "stale": [stale_reason(check, registration.study) is not None]})
     evidence = f"interleaved measurement ({registration.record.name}, {registration.rounds} rounds)"
     return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence,
                                            declared=registration.study.declared)
@@ -360,21 +426,39 @@ def read(path: str | Path) -> dict[str, Any]:
     return {**check, "measured": pd.DataFrame(check["measured"])}
 
 
-def stale_reason(check: Mapping[str, Any]) -> str | None:
-    """Why a side-by-side record no longer describes the code at HEAD (the files of any optimizer of the
-    study changed since it was made, or its tree was dirty), or None; as
-    :func:`sparsam.book.records.stale_reason` for a run record."""
-    return record_stale_reason({"provenance": check.get("provenance") or {}, "config": {"optimizer": "ssam-f"}})
+def stale_reason(check: Mapping[str, Any], study: Study | None = None) -> str | None:
+    """Why a side-by-side record no longer describes the code at HEAD, or None; as
+    :func:`sparsam.book.records.stale_reason` for a run record, for every configuration it measured: with
+    ``study``, each configuration's own algorithms (its version of each as the record stores them under
+    ``numerics``, or the first for a record made before records stored them); without, SSAM-F's. A dirty tree or an
+    unknown commit make the whole record stale."""
+    made = check.get("provenance") or {}
+    if study is None:
+        return record_stale_reason({"provenance": made, "config": {"optimizer": "ssam-f"}})
+    measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
+    seed = (check.get("args") or {}).get("seed", 0)
+    for name in dict.fromkeys(measured["configuration"]):
+        config = next((c for c in study.configs(name) if c.seed == seed), None) if name in study.configurations \
+            else None
+        if config is None:
+            return f"{name} is not a configuration of the study with seed {seed}"
+        reason = record_stale_reason({"provenance": made, "config": config.to_dict(),
+                                      "numerics": (check.get("numerics") or {}).get(name)})
+        if reason:
+            return reason if reason.startswith(("made in", "unknown", "dirty", "no git")) else f"{name}: {reason}"
+    return None
 
 
-def describe(check: Mapping[str, Any]) -> str:
-    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, commit."""
+def describe(check: Mapping[str, Any], study: Study | None = None) -> str:
+    """How a side-by-side record was made, in a sentence's words: seed, rounds, threads, load, processor, commit,
+    and whether it is stale (:func:`stale_reason`, with ``study`` for every configuration it measured)."""
     args, machine = check["args"], check["machine"]
     commit = str((check.get("provenance") or {}).get("git_commit") or "unknown")[:7]
-    reason = stale_reason(check)
+    reason = stale_reason(check, study)
     where = f"{machine['gpu']}, " if machine.get("gpu") else ""
     return (f"seed {args['seed']}, {args['rounds']} rounds after one warm-up epoch each, "
             f"{where}{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
             f"{machine['loadavg_end'][0]:.1f} at the end, {machine['wall_seconds'] / 60:.0f} minutes, "
+            f"{processor_label(check.get('provenance') or {})}, "
             f"commit {commit}" + (f" (stale: {reason})" if reason else ""))
 

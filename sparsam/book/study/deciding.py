@@ -63,6 +63,34 @@ def progress(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def progress_text(done: pd.DataFrame) -> str:
+    """Where the study's runs stand, in a sentence's words, from :func:`progress`: "all 53 planned runs are in", or
+    "20 of the 53 planned runs so far (the others are still to train)"."""
+    have, planned = int(done["seeds done"].sum()), int(done["seeds planned"].sum())
+    if have >= planned:
+        return f"all {planned} planned runs are in"
+    return f"{have} of the {planned} planned runs so far (the others are still to train)"
+
+
+def does_sams_work(study: Study, name: str) -> bool:
+    """Whether every run of configuration ``name`` computes at least SAM's two dense passes per step: SSAM
+    (SSAM-F or SSAM-D) in the explicit form with the dense ascent pass, SAM on every step, masks only ε."""
+    return all(c.optimizer in ("ssam-f", "ssam-d") and c.form == "explicit" and c.ascent == "dense"
+               and c.sam_every == 1 for c in study.configs(name))
+
+
+def recorded_below(study: Study, points: pd.DataFrame, reference: str = "sam") -> pd.DataFrame:
+    """The configurations that do SAM's work (:func:`does_sams_work`) whose records' mean cost
+    (:func:`pareto_points`) is below ``reference``'s: a cost no step of theirs can have, which only the load
+    beside each run gives; ``label`` and ``cost``, cheapest first."""
+    at = points.set_index("label")
+    if reference not in at.index:
+        raise ValueError(f"reference must be a configuration of points ({', '.join(at.index)}), got {reference!r}")
+    below = [name for name in at.index if name in study.configurations and does_sams_work(study, name)
+             and at.loc[name, "cost"] < at.loc[reference, "cost"]]
+    return at.loc[below, ["cost"]].sort_values("cost").reset_index()
+
+
 def rerun_estimate(study: Study, frame: pd.DataFrame, parallel: int = 2) -> dict[str, float]:
     """How long re-running the whole study takes at the pace of its records: ``runs`` planned,
     ``hours_per_run`` (mean wall-clock hours of the records trained in one process, resumed ones left

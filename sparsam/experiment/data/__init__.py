@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from .loaders import EpochLoader, GpuBatches, Loaders, balanced_subset, endless, make_loaders, with_label_noise
 from .sources import (CHECKSUMS, DATASETS, IMAGE_SIZES, PACKS, ArrayDataset, DataSource, cache_dir, check_dataset,
-                      data_root, load_dataset, pack_note, sha256, verify)
+                      current_note, data_root, load_dataset, pack_note, sha256, verify)
 from .transforms import (AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, CIFAR_STATS,
                          IMAGENET_MEAN, IMAGENET_STD, Cutout, cifar_transform, cutout_, imagenet_transform)
 
 __all__ = ["DATASETS", "CHECKSUMS", "DataSource", "ArrayDataset", "Cutout", "EpochLoader", "GpuBatches",
            "Loaders", "data_root", "cache_dir", "sha256", "verify", "load_dataset", "balanced_subset",
            "cifar_transform", "imagenet_transform", "cutout_", "make_loaders", "check_dataset", "AUGMENTATIONS",
-           "with_label_noise", "PACKS", "IMAGE_SIZES", "pack_note", "endless", "CIFAR10_MEAN", "CIFAR10_STD",
-           "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR_STATS"]
+           "with_label_noise", "PACKS", "IMAGE_SIZES", "pack_note", "current_note", "endless", "CIFAR10_MEAN",
+           "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR_STATS"]
