@@ -128,7 +128,7 @@ def test_two_measurements_disagree_where_neither_interval_holds_the_others_ratio
     interval = lambda values: stats.t.interval(0.95, 2, loc=np.mean(np.log(values)), scale=stats.sem(np.log(values)))
     low, high = np.exp(interval([1.24, 1.25, 1.26]))
     mean = math.exp(np.mean(np.log([1.24, 1.25, 1.26])))
-    assert table.loc["cheap", "first"] == f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    assert table.loc["cheap", "first"] == f"{mean:.3f} [{low:.3f}, {high:.3f}]"  # to the interval's precision
 
 
 def test_measure_rejects_unknown_names_a_missing_sgd_and_a_seed_not_registered(tiny):
