@@ -52,8 +52,9 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def chapter_3(root: Path) -> pd.DataFrame:
-    """Notebook 3's verdict rows in the quick profile, as its verdict cell computes them."""
-    from sparsam.book import claims, profiles
+    """Notebook 3's verdict rows in the quick profile, as its verdict cell computes them (the rows the registry
+    declares for it)."""
+    from sparsam.book import claims, profiles, registry
     from sparsam.book.records import records_frame
     from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
@@ -81,32 +82,13 @@ def chapter_3(root: Path) -> pd.DataFrame:
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     records += run_missing(tpami, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     frame = records_frame(records)
-    ssam_f_half = {"optimizer": "ssam-f", "sparsity": 0.5, "num_samples": p.num_samples, "pattern": "unstructured",
-                   "mask_rule": "fisher", "form": "explicit", "normalize": "full"}
-    sam = {"optimizer": "sam", "rho": p.rho}
-    evidence = "notebook 3, accuracy-vs-sparsity figure, results and claims tables"
-    out = [
-        claims.accuracy(frame, records, "SSAM-F (s = 0.5) vs SAM", "accuracy_ssam_vs_sam", ssam_f_half, sam,
-                        evidence=evidence),
-        claims.accuracy(frame, records, "SSAM-D (s = 0.5) vs SAM", "accuracy_ssam_vs_sam",
-                        {"optimizer": "ssam-d", "sparsity": 0.5}, sam, evidence=evidence),
-        claims.accuracy(frame, records, "SAM vs SGD", "accuracy_sam_vs_sgd", sam, {"optimizer": "sgd"},
-                        evidence=evidence),
-        claims.accuracy(frame, records, "radius control: SSAM-F (s = 0.5, ‖ε‖ = ρ) vs SAM", "accuracy_ssam_vs_sam",
-                        {**ssam_f_half, "normalize": "masked"}, sam, evidence=evidence),
-    ]
-    out += [claims.accuracy(frame, records, f"TPAMI: SSAM-F {pattern} (s = 0.5) vs SAM", "accuracy_pattern_vs_sam",
-                            {**ssam_f_half, "pattern": pattern}, sam, evidence=evidence) for pattern in p.patterns]
-    out.append(claims.accuracy(frame, records, "TPAMI: SSAM-F implicit vs explicit form",
-                               "accuracy_implicit_vs_explicit", {**ssam_f_half, "pattern": p.implicit_pattern,
-                                                                 "form": "implicit"},
-                               {**ssam_f_half, "pattern": p.implicit_pattern, "form": "explicit"}, evidence=evidence))
-    return claims.claims_frame(out)
+    return claims.claims_frame(claims.chapter_rows("03_cifar_accuracy", frame, records, p))
 
 
 def chapter_5(root: Path) -> pd.DataFrame:
-    """Notebook 5's verdict rows in the quick profile, as its verdict cell computes them."""
-    from sparsam.book import claims, profiles, tables
+    """Notebook 5's verdict rows in the quick profile, as its verdict cell computes them (the rows the registry
+    declares for it)."""
+    from sparsam.book import claims, profiles, registry, tables
     from sparsam.book.records import records_frame
     from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
@@ -123,15 +105,7 @@ def chapter_5(root: Path) -> pd.DataFrame:
                                     update_every=p.update_every, update_unit="epochs", seed=seed))
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     frame = tables.with_methods(records_frame(records))
-    evidence = "notebook 5, accuracy figure, results and claims tables"
-    ssam = {"optimizer": "ssam-f", "sparsity": p.sparsity, "num_samples": p.num_samples}
-    sam = {"optimizer": "sam", "rho": p.rho}
-    return claims.claims_frame([
-        claims.accuracy(frame, records, f"ImageNet proxy: SSAM-F (s = {p.sparsity:g}) vs SAM", "accuracy_ssam_vs_sam",
-                        ssam, sam, evidence=evidence),
-        claims.accuracy(frame, records, "ImageNet proxy: SAM vs SGD", "accuracy_sam_vs_sgd", sam, {"optimizer": "sgd"},
-                        evidence=evidence),
-    ])
+    return claims.claims_frame(claims.chapter_rows("05_imagenet", frame, records, p))
 
 
 def chapter_6(root: Path) -> pd.DataFrame:
@@ -160,10 +134,10 @@ def chapter_6(root: Path) -> pd.DataFrame:
             used = record_frame[record_frame["optimizer"].isin(sorted({c.optimizer for (k, _), c in configs.items()
                                                                         if names[k] in (method, reference)}))
                                 & record_frame["seed"].isin(curv["seed"])]
-            flat_rows.append(claims.row(name, flatness.CLAIMS[reference], verdict, used=used, evidence=evidence))
+            flat_rows.append(claims.row(name, flatness.rules()[reference], verdict, used=used, evidence=evidence))
     if {"SAM", "SGD"} <= set(curv["method"]):
         used = record_frame[record_frame["optimizer"].isin(["sam", "sgd"]) & record_frame["seed"].isin(curv["seed"])]
-        flat_rows += [claims.row(name, flatness.PREMISE["SGD"], verdict, used=used, evidence=evidence)
+        flat_rows += [claims.row(name, flatness.rules(premise=True)["SGD"], verdict, used=used, evidence=evidence)
                       for name, verdict in flatness.premise_verdicts(curv).items()]
     return claims.claims_frame(flat_rows)
 
@@ -187,10 +161,10 @@ def cpu_study(root: Path) -> dict[str, Any]:
         {(flatness.NETWORK_NAMES[kind], seed): config for (kind, seed), config in curvature.networks(landscape).items()},
         curvature.Settings.of(landscape), root / landscape.flatness_store)
     flat_claim = [claims.row(name, claim, verdict)
-                  for method in ("SSAM-F", "SSAM-D") for reference, claim in flatness.CLAIMS.items()
+                  for method in ("SSAM-F", "SSAM-D") for reference, claim in flatness.rules().items()
                   for name, verdict in flatness.flatness_verdicts(measured, method=method,
                                                                   claims={reference: claim}).items()]
-    flat_premise = [claims.row(name, flatness.PREMISE["SGD"], verdict)
+    flat_premise = [claims.row(name, flatness.rules(premise=True)["SGD"], verdict)
                     for name, verdict in flatness.premise_verdicts(measured).items()]
     flat_table = claims.family_wise(claims.claims_frame(flat_claim + flat_premise))
     return {"records": len(records), "runs": len(frame),

@@ -16,22 +16,22 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import profiles
+from . import profiles, registry
 from .layout import CLAIMS_DIR, book_root
 from .._checks import check_choice
 from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
-from .stats import Margins, Verdict, decide, family, margins, paired_bootstrap, verdicts_frame
+from .stats import Margins, Verdict, combine, decide, family, margins, paired_bootstrap, verdicts_frame
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
-# The chapters that decide claims by a paired difference (notebook 1's claim is a rate: it saves none).
-CHAPTERS = ("03_cifar_accuracy", "04_efficiency", "05_imagenet", "06_landscape")
 _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
 
 
@@ -83,6 +83,26 @@ def accuracy(frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], label: s
                         correct=correctness([records[i] for i in pos_a.astype(int)],
                                             [records[i] for i in pos_b.astype(int)]),
                         resamples=resamples, evidence=evidence)
+
+
+def chapter_rows(name: str, frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], p: SimpleNamespace, *,
+                 resamples: int = 2000, path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The claims rows chapter ``name`` compares (its ``compare`` entries in the book's registry,
+    :func:`sparsam.book.registry.chapter`) from its records (``frame``: their
+    :func:`sparsam.book.records.records_frame`, in the same order), final test accuracy paired by seed
+    (:func:`accuracy`), under the notebook's parameters ``p``."""
+    declared = registry.chapter(name, path)
+    rows = []
+    for entry in declared.compare:
+        eaches = [{}]
+        for field, values in dict(entry.get("each") or {}).items():
+            eaches = [{**e, field: v} for e in eaches for v in registry.resolve(values, p, {})]
+        for each in eaches:
+            rows.append(accuracy(frame, records, registry.resolve(entry["label"], p, each), entry["rule"],
+                                 registry.selection(entry["method"], declared.selectors or {}, p, each),
+                                 registry.selection(entry["reference"], declared.selectors or {}, p, each),
+                                 resamples=resamples, evidence=declared.evidence))
+    return rows
 
 
 def correctness(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]]
@@ -248,7 +268,65 @@ def load_verdicts(folder: str | Path | None = None, profile: str | None = None) 
     return pd.concat(read).loc[table.index]
 
 
-def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] = CHAPTERS) -> list[str]:
-    """The ``chapters`` with no row in ``frame`` (a frame of :func:`load_verdicts`), in their order."""
+def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] | None = None) -> list[str]:
+    """The ``chapters`` (default: those that decide claims by paired differences, :func:`sparsam.book.registry.chapters`;
+    notebook 1's claim is a rate: it saves none) with no row in ``frame`` (a frame of :func:`load_verdicts`), in their
+    order."""
     present = set(frame["chapter"])
-    return [c for c in chapters if c not in present]
+    return [c for c in (list(registry.chapters()) if chapters is None else chapters) if c not in present]
+
+
+@dataclass(frozen=True)
+class Published:
+    """A chapter's verdicts as :func:`publish` left them: the claims ``frame``, its reader's ``table``
+    (:func:`display_table`) and the status of each of the chapter's claims (``statuses``, claim key -> status)."""
+
+    frame: pd.DataFrame
+    table: pd.DataFrame
+    statuses: dict[str, str]
+
+
+def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, glue: Callable[[str, Any], None],
+            scale: str, used: pd.DataFrame | None = None, evidence: str | None = None,
+            texts: Mapping[str, str] | None = None, folder: str | Path | None = None) -> Published:
+    """A chapter's closing block: its claims ``rows`` as a frame, saved for notebook 7 (:func:`save_verdicts` under
+    ``profile``), its table and figure, and what its pages read, glued with ``glue`` (``myst_nb.glue``, or any
+    function of a name and a value): ``claims_<glue>_table`` and ``fig_claims_<glue>`` (the chapter's ``glue`` name
+    in the registry, :func:`sparsam.book.registry.chapter`), ``claim_<key>_status`` for each claim of the chapter
+    (the statuses of its rows combined, family-wise where a row was read in a family), ``claim_<first>_evidence``
+    (``evidence``, default the chapter's, then the commits of the records ``used`` and whether any is stale) and
+    ``claim_<first>_scale`` (``scale``), and each verdict text of ``texts`` (glue key -> row label, e.g. the
+    chapter's declared ones, :func:`sparsam.book.registry.texts`)."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    declared = registry.chapter(chapter)
+    keys = [c.key for c in registry.claims() if c.chapter == chapter and c.rows]
+    frame = claims_frame(rows)
+    save_verdicts(frame, chapter, profile, folder)
+    table = display_table(frame)
+    found: dict[str, list[str]] = {}
+    for rule, label, status, family_status in zip(frame["rule"], frame["claim"], frame["status"],
+                                                  frame["family_status"]):
+        key = registry.claim_of_row(chapter, rule, label)
+        if key is not None:
+            found.setdefault(key, []).append(family_status if isinstance(family_status, str) and family_status
+                                          else status)
+    statuses = {key: combine(found.get(key, [])) for key in keys}
+    for key, status in statuses.items():
+        glue(f"claim_{key}_status", status)
+    said = declared.evidence if evidence is None else evidence
+    if used is not None:
+        commits, stale = _provenance(used)
+        said += f"; records {commits}" + (" (stale records among them)" if stale else "")
+    glue(f"claim_{keys[0]}_evidence", said)
+    glue(f"claim_{keys[0]}_scale", scale)
+    by_label = frame.set_index("claim")["text"]
+    for key, label in (texts or {}).items():
+        glue(key, by_label[label])
+    glue(f"claims_{declared.glue}_table", table)
+    figure = plots.claims_figure(frame)
+    glue(f"fig_claims_{declared.glue}", figure)
+    plt.close(figure)
+    return Published(frame, table, statuses)

@@ -27,10 +27,9 @@ from scipy import stats
 
 from .._checks import check_choice, check_range
 from ..experiment.config import OPTIMIZER_NAMES
+from . import registry
 from .stats import Verdict, decide, mean_interval
 
-CLAIMS = {"SAM": "flatness_ssam_vs_sam", "SGD": "flatness_ssam_vs_sgd"}
-PREMISE = {"SGD": "flatness_sam_vs_sgd"}  # SAM flatter than SGD: the premise of "as flat as SAM"
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
 NORMALIZED = "_normalized"  # the suffix of a measure's scale-free column
 NOT_MEASURED = "inconclusive (scale-free measure not measured)"  # read in a verdict's name where it is missing
@@ -72,15 +71,23 @@ def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tu
     return mine.loc[seeds].to_numpy(dtype=float).tolist(), theirs.loc[seeds].to_numpy(dtype=float).tolist()
 
 
+def rules(premise: bool = False) -> dict[str, str]:
+    """The rule that decides a curvature comparison against each reference method, as chapter 6 declares them in
+    the book's registry (:func:`sparsam.book.registry.chapter`): "as flat as SAM" and "flatter than SGD"; with
+    ``premise``, that of the premise (SAM flatter than SGD)."""
+    declared = registry.chapter("06_landscape")
+    return dict((declared.premise_references if premise else declared.references) or {})
+
+
 def premise_verdicts(frame: pd.DataFrame, measures: Sequence[str] = ("eigenvalue", "trace"),
                      scale: Literal["normalized", "raw"] = "normalized") -> dict[str, Verdict]:
     """SAM against SGD for each measure (``flatness_sam_vs_sgd``, superiority on the ratio), decided as
     :func:`flatness_verdicts` decides: the premise of every "as flat as SAM" row, per measure."""
-    return flatness_verdicts(frame, method="SAM", measures=measures, claims=PREMISE, scale=scale)
+    return flatness_verdicts(frame, method="SAM", measures=measures, claims=rules(premise=True), scale=scale)
 
 
 def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Sequence[str] = ("eigenvalue", "trace"),
-                      claims: Mapping[str, str] = CLAIMS,
+                      claims: Mapping[str, str] | None = None,
                       scale: Literal["normalized", "raw"] = "normalized") -> dict[str, Verdict]:
     """``{"<method> vs <reference>: <measure>, <scale>": verdict}`` for each reference of ``claims``
     (reference method -> declared claim) and each measure, with the seeds both methods have, paired.
@@ -93,7 +100,7 @@ def flatness_verdicts(frame: pd.DataFrame, method: str = "SSAM-F", measures: Seq
     sharpness (for checks; the book does not decide on it)."""
     check_choice("scale", scale, ("normalized", "raw"))
     verdicts = {}
-    for reference, claim in claims.items():
+    for reference, claim in (rules() if claims is None else claims).items():
         for measure in measures:
             label = f"{method} vs {reference}: {MEASURE_NAMES.get(measure, measure)}"
             a, b = _paired(frame, method, reference, measure)

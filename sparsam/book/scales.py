@@ -3,7 +3,7 @@
 A scale is a study: a file in the format of :func:`sparsam.book.study.load_study` and a store of its records, both
 named relative to the book's root (:func:`sparsam.book.layout.book_root`), as in :data:`SCALES` (the CIFAR
 studies, largest first, which chapter 3 leads with) and :data:`IMAGENET_SCALES` (the ImageNet study, which chapter 5
-leads with; its claims are the ImageNet claim's comparisons, :data:`IMAGENET_CLAIMS`).
+leads with; its claims are those the book declares for an ImageNet study, :func:`sparsam.book.registry.study_claims`).
 :func:`survey` reads where each one stands: whether its file is a registration yet
 (:func:`sparsam.experiment.grid.is_study_file`: it has configurations) and how many of its planned runs have a
 record in its store. :func:`leading` is the first scale that has both, the one chapter 3 leads with.
@@ -20,7 +20,8 @@ and the deviation table of the declared regimes against the papers' setup
 95% intervals over seeds, the training curves, the comparisons decided family-wise (:func:`decide`) and the
 deviation table from the records.
 
-The claims table (:func:`claims_table`): one row per claim of :data:`CLAIMS`, one status column per scale in the
+The claims table (:func:`claims_table`): one row per claim of the book's registry (:mod:`sparsam.book.registry`),
+one status column per scale in the
 order of :data:`SCALES` (:func:`scale_statuses`: family-wise, or where the scale stands while it has no records),
 then the profile the book was built with (:func:`profile_statuses`, from the verdicts the chapters saved); a scale
 that fills another's column (the ImageNet study, in the GPU study's column: both are GPU studies) stands in that
@@ -38,12 +39,11 @@ from typing import Any, Literal, Mapping, Sequence
 import pandas as pd
 import yaml
 
-from . import deviations, study as studies, study_cost, tables
+from . import deviations, registry, study as studies, study_cost, tables
 from .._checks import check_choice
 from ..experiment.config import TrainConfig
 from ..experiment.grid import is_study_file
 from ..experiment.results import load_all
-from .claims import CHAPTERS
 from .layout import (COST_REGISTRATION, GPU_COST_REGISTRATION, GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE,
                      IMAGENET_STUDY_STORE, MARGINS, STUDY_FILE, STUDY_STORE, book_root)
 from .profiles import PROFILES
@@ -52,18 +52,15 @@ from .records import metrics_frame, pareto_front, summarize
 from .stats import STATUSES, combine
 
 Time = Literal["cpu_seconds_per_step", "seconds_per_step"]
-# A scale's claims: (claim key of CLAIMS, the (rule, a, b) comparisons of its study the claim needs), in order.
-ClaimMap = tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]
-
 
 @dataclass(frozen=True)
 class Scale:
     """One scale of the book: its study's file and store (relative to the book's root), the records' time per
     step that is its cost, the axis label of that cost, the registered measurement that decides its cost
     instead of the records (None: the records decide it), the chapter that reports it in full, the papers' setup
-    it is set against (:data:`sparsam.book.deviations.PAPERS`), the claims of :data:`CLAIMS` it decides with the
-    comparisons each needs (None: :data:`sparsam.book.study.BOOK_CLAIMS`, the CIFAR claims) and the claims table's
-    column it fills (None: its own, named after it)."""
+    it is set against (:data:`sparsam.book.deviations.PAPERS`; also the kind of study whose claims it decides,
+    :func:`sparsam.book.registry.study_claims`) and the claims table's column it fills (None: its own, named after
+    it)."""
 
     name: str
     slug: str  # a short name for glue keys: "gpu", "cpu", "imagenet"
@@ -74,13 +71,13 @@ class Scale:
     cost_registration: Path | None = None
     report: str | None = None
     paper: deviations.Paper = "cifar"
-    claims: ClaimMap | None = None
     column: str | None = None
 
     @property
     def claim_map(self) -> dict[str, tuple[tuple[str, str, str], ...]]:
-        """Its claims: claim key -> the (rule, a, b) comparisons the claim needs."""
-        return dict(studies.BOOK_CLAIMS if self.claims is None else self.claims)
+        """Its claims (those the book declares for a study of its paper): claim key -> the (rule, a, b) comparisons
+        the claim needs."""
+        return registry.study_claims(self.paper)
 
     def with_paths(self, study_file: str | Path, store: str | Path) -> "Scale":
         """The same scale with its study file and store elsewhere (relative to the book's root)."""
@@ -95,10 +92,8 @@ SCALES: tuple[Scale, ...] = (
           "process-CPU time per training step (one thread, the registered interleaved measurement), in SGD steps",
           cost_registration=COST_REGISTRATION, report="08_cpu_study"),
 )
-# The ImageNet claim: SSAM-F and SSAM-D at s = 0.5 non-inferior to SAM (the ImageNet study's comparisons).
-IMAGENET_CLAIMS: ClaimMap = (("imagenet", studies.BOOK_CLAIMS["acc"]),)
 IMAGENET_STUDY = Scale("ImageNet study", "imagenet", IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, "seconds_per_step",
-                       GPU_TIME_LABEL, report="05_imagenet", paper="imagenet", claims=IMAGENET_CLAIMS,
+                       GPU_TIME_LABEL, report="05_imagenet", paper="imagenet",
                        column="GPU study")
 IMAGENET_SCALES: tuple[Scale, ...] = (IMAGENET_STUDY,)
 BOOK_SCALES: tuple[Scale, ...] = SCALES + IMAGENET_SCALES  # the claims table's scales
@@ -456,66 +451,22 @@ def report(scale: Scale, root: str | Path | None = None, resamples: int = 2000) 
 
 # --- the claims table -------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Claim:
-    """One row of the claims table: its key (that of :data:`sparsam.book.study.BOOK_CLAIMS` where a study makes
-    its comparisons), its name in a sentence, and the chapter that decides it in a profile."""
-
-    key: str
-    name: str
-    chapter: str
-
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("acc", "SSAM-F and SSAM-D at s = 0.5 match SAM (CIFAR)", "03_cifar_accuracy"),
-    Claim("sam_sgd", "SAM improves on SGD (CIFAR)", "03_cifar_accuracy"),
-    Claim("radius", "radius control: SSAM-F with ‖ε‖ = ρ matches SAM", "03_cifar_accuracy"),
-    Claim("patterns", "TPAMI: layer, filter and 2:4 masks keep SSAM's accuracy", "03_cifar_accuracy"),
-    Claim("forms", "TPAMI: the implicit form keeps the explicit form's accuracy", "03_cifar_accuracy"),
-    Claim("imagenet", "SSAM-F and SSAM-D at s = 0.5 match SAM on the ImageNet proxy", "05_imagenet"),
-    Claim("convergence", "SSAM converges at SAM's rate", "01_convergence"),
-    Claim("flat", "SSAM reaches minima as flat as SAM's and flatter than SGD's", "06_landscape"),
-    Claim("cost", "sparse perturbation saves training computation", "04_efficiency"),
-    Claim("cost_aware", "the book's cost-aware rule makes a step cheaper than SAM's", "04_efficiency"),
-)
-# Which claim a chapter's saved row is part of, by its chapter and rule (sparsam.book.claims.save_verdicts);
-# None: a row of the chapter that no claim of the table needs (the premises: chapter 5's SAM against SGD,
-# chapter 6's SAM flatter than SGD).
-PROFILE_RULES: dict[tuple[str, str], str | None] = {
-    ("03_cifar_accuracy", "accuracy_ssam_vs_sam"): "acc", ("03_cifar_accuracy", "accuracy_sam_vs_sgd"): "sam_sgd",
-    ("03_cifar_accuracy", "accuracy_pattern_vs_sam"): "patterns",
-    ("03_cifar_accuracy", "accuracy_implicit_vs_explicit"): "forms",
-    ("04_efficiency", "cost_flops_ssam_vs_sam"): "cost", ("04_efficiency", "cost_time_ssam_vs_sam"): "cost",
-    ("04_efficiency", "cost_time_cost_aware_vs_sam"): "cost_aware",
-    ("05_imagenet", "accuracy_ssam_vs_sam"): "imagenet", ("05_imagenet", "accuracy_sam_vs_sgd"): None,
-    ("06_landscape", "flatness_ssam_vs_sam"): "flat", ("06_landscape", "flatness_ssam_vs_sgd"): "flat",
-    ("06_landscape", "flatness_sam_vs_sgd"): None,
-}
-RADIUS_PREFIX = "radius control"  # chapter 3 names its radius-control row so (rule accuracy_ssam_vs_sam)
-
-
-def _profile_claim(chapter: str, rule: str, claim: str) -> str | None:
-    if (chapter, rule) not in PROFILE_RULES:
-        raise ValueError(f"saved: {chapter}'s row {claim!r} has rule {rule!r}, which no claim of the table takes "
-                         "(add it to sparsam.book.scales.PROFILE_RULES)")
-    key = PROFILE_RULES[chapter, rule]
-    return "radius" if key == "acc" and claim.startswith(RADIUS_PREFIX) else key
-
-
 def profile_statuses(saved: pd.DataFrame) -> dict[str, str]:
-    """The status of each claim of :data:`CLAIMS` in one profile, from the rows the chapters saved
+    """The status of each claim of the table (:func:`sparsam.book.registry.table_claims`) in one profile, from the
+    rows the chapters saved
     (:func:`sparsam.book.claims.load_verdicts` of that profile): the registered statuses of the claim's rows
     combined (:func:`sparsam.book.stats.combine`), as the chapters combine them; where the chapter saved no
     row, that it was not executed in this profile; chapter 1 decides a rate and saves no row."""
     found: dict[str, list[str]] = {}
     for chapter, rule, claim, status in zip(saved["chapter"], saved["rule"], saved["claim"], saved["status"]):
-        key = _profile_claim(chapter, rule, claim)
+        key = registry.claim_of_row(chapter, rule, claim)
         if key is not None:
             found.setdefault(key, []).append(status)
     chapters = set(saved["chapter"])
+    deciding = registry.chapters()
     out = {}
-    for c in CLAIMS:
-        if c.chapter not in CHAPTERS:
+    for c in registry.table_claims():
+        if c.chapter not in deciding:
             out[c.key] = f"decided in chapter {int(c.chapter[:2])} (a rate, not a paired difference)"
         elif c.chapter not in chapters:
             out[c.key] = f"chapter {int(c.chapter[:2])} not executed in this profile"
@@ -526,27 +477,28 @@ def profile_statuses(saved: pd.DataFrame) -> dict[str, str]:
 
 def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
                    decided: pd.DataFrame | None = None) -> dict[str, str]:
-    """The status of each claim of :data:`CLAIMS` at one scale: while it has no records, where it stands
+    """The status of each claim of the table at one scale: while it has no records, where it stands
     (:meth:`ScaleState.cell`, for every claim); then the family-wise statuses of its ``decided`` comparisons
     (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
     :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of)."""
     if not state.has_records:
-        return {c.key: state.cell() for c in CLAIMS}
+        return {c.key: state.cell() for c in registry.table_claims()}
     if registered is None or decided is None:
         raise ValueError(f"registered and decided: the {state.scale.name} has records, pass its study and its "
                          "decided comparisons")
     statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
-    return {c.key: statuses.get(c.key, studies.NOT_IN_STUDY) for c in CLAIMS}
+    return {c.key: statuses.get(c.key, studies.NOT_IN_STUDY) for c in registry.table_claims()}
 
 
 def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str, str], profile: str = "quick",
                  scales: Sequence[Scale] = SCALES) -> pd.DataFrame:
-    """The claims table: one row per claim of :data:`CLAIMS`; its status columns are one per scale of ``scales``
+    """The claims table: one row per claim of the table (:func:`sparsam.book.registry.table_claims`); its status columns are one per scale of ``scales``
     with a column of its own, largest first (``by_scale``: :func:`scale_statuses` in the order of ``scales``),
     then the ``profile``'s (``in_profile``: :func:`profile_statuses`). A scale that fills another's column
     (:attr:`Scale.column`, e.g. the ImageNet study the GPU study's) puts its status, after its name ("ImageNet
     study: not yet registered"), in that column's cell of each claim of its own (:attr:`Scale.claim_map`)."""
     check_choice("profile", profile, PROFILES)
+    table = registry.table_claims()
     if len(by_scale) != len(scales):
         raise ValueError(f"by_scale must hold one column per scale ({', '.join(s.name for s in scales)}), "
                          f"got {len(by_scale)}")
@@ -556,11 +508,11 @@ def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str,
             raise ValueError(f"scales: the {s.name} fills the {s.column} column, which no scale of scales has "
                              f"(columns: {', '.join(own)})")
     for name, column in [*((s.name, col) for s, col in zip(scales, by_scale)), (f"{profile} profile", in_profile)]:
-        missing = [c.key for c in CLAIMS if c.key not in column]
+        missing = [c.key for c in table if c.key not in column]
         if missing:
             raise ValueError(f"the {name} column lacks the claims {missing}")
     rows = []
-    for c in CLAIMS:
+    for c in table:
         row = {"claim": c.name, **{s.name: col[c.key] for s, col in zip(scales, by_scale) if s.column is None}}
         for s, col in zip(scales, by_scale):
             if s.column is not None and c.key in s.claim_map:
@@ -593,7 +545,7 @@ def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = 
     """Which of its own claims (:attr:`Scale.claim_map`) a scale decides, in words, from its
     :func:`scale_statuses`: e.g. "The ImageNet study does not decide its claim (...: not yet registered)."; with
     ``scale_text`` (its records' :func:`sparsam.book.deviations.scale_text`) named after it."""
-    names = {c.key: c.name for c in CLAIMS}
+    names = {c.key: c.name for c in registry.table_claims()}
     keys = [key for key in scale.claim_map if key in names]
     missing = [key for key in keys if key not in statuses]
     if missing:

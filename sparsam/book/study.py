@@ -29,7 +29,7 @@ import yaml
 import numpy as np
 import pandas as pd
 
-from . import claims, tables
+from . import claims, registry, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import load_all
 from ..experiment.provenance import git
@@ -42,18 +42,6 @@ MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of eac
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
 # The records' times per step a study's cost may be read from: process-CPU time, or wall time (a GPU run's).
 TIMES = ("cpu_seconds_per_step", "seconds_per_step")
-# The claims of the reproduction page that the study decides, each by the comparisons it needs
-# (combined by sparsam.book.stats.combine: reproduced when all are, not reproduced when one is not).
-BOOK_CLAIMS = {
-    "acc": (("accuracy_ssam_vs_sam", "ssam-f-0.5", "sam"), ("accuracy_ssam_vs_sam", "ssam-d-0.5", "sam")),
-    "sam_sgd": (("accuracy_sam_vs_sgd", "sam", "sgd"),),
-    "radius": (("accuracy_ssam_vs_sam", "ssam-f-0.5-masked", "sam"),),
-    "patterns": tuple(("accuracy_pattern_vs_sam", p, "sam") for p in ("layer-0.5", "filter-0.5", "2:4-explicit")),
-    "forms": (("accuracy_implicit_vs_explicit", "2:4-implicit", "2:4-explicit"),),
-    "cost": (("cost_time_ssam_vs_sam", "ssam-f-0.5", "sam"),),
-    "cost_aware": (("cost_time_cost_aware_vs_sam", "cost-aware-0.9", "sam"),),
-    "fisher_random": (("accuracy_fisher_vs_random", "ssam-f-0.5", "random-0.5"),),
-}
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
 CORRECTIONS = ("none", "holm")  # what a registration names for its family: no correction, or Holm's step-down
 READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
@@ -482,11 +470,12 @@ def answer(study: Study, decided: pd.DataFrame, reading: Literal["registered", "
 
 def book_statuses(study: Study, decided: pd.DataFrame, reading: Literal["registered", "family-wise"] = "registered"
                   ) -> dict[str, str]:
-    """The status of each claim of :data:`BOOK_CLAIMS`, combined from the decided comparisons it needs,
+    """The status of each claim the book declares for a CIFAR study (:func:`sparsam.book.registry.study_claims`),
+    combined from the decided comparisons it needs,
     in the ``reading`` chosen (registered per-comparison statuses, or family-wise ones)."""
     status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
     out = {}
-    for key, needed in BOOK_CLAIMS.items():
+    for key, needed in registry.study_claims("cifar").items():
         missing = [n for n in needed if n not in status]
         if missing:
             raise ValueError(f"claim {key!r} needs the comparisons {missing}, which the study does not make")
@@ -499,15 +488,15 @@ NOT_IN_STUDY = "not in the study"
 
 def claim_statuses(study: Study, decided: pd.DataFrame,
                    reading: Literal["registered", "family-wise"] = "family-wise",
-                   claims: Mapping[str, Sequence[tuple[str, str, str]]] = BOOK_CLAIMS) -> dict[str, str]:
+                   claims: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, str]:
     """Like :func:`book_statuses`, for a study that need not make every comparison of ``claims`` (claim ->
-    the (rule, a, b) comparisons it needs; default :data:`BOOK_CLAIMS`, the CIFAR studies' claims): the
+    the (rule, a, b) comparisons it needs; default: the CIFAR studies' claims of the registry): the
     combined status of each claim whose comparisons the study makes, :data:`NOT_IN_STUDY` for a claim it
     makes none of, and for one it makes only some of, their combined status followed by how many of the
     claim's comparisons it makes ("inconclusive (1 of 2 comparisons in the study)")."""
     status = {(c.claim, c.a, c.b): s for c, s in zip(study.comparisons, decided[_reading(reading)])}
     out = {}
-    for key, needed in claims.items():
+    for key, needed in (registry.study_claims("cifar") if claims is None else claims).items():
         made = [status[n] for n in needed if n in status]
         if not made:
             out[key] = NOT_IN_STUDY

@@ -304,9 +304,9 @@ def test_as_flat_as_sam_stands_family_wise_only_on_the_measure_where_sam_is_flat
     assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].diff == pytest.approx(expected.diff)
     assert premise["SAM vs SGD: top Hessian eigenvalue, raw"].status == "reproduced"
     assert premise["SAM vs SGD: Hessian trace, raw"].status == "not reproduced"
-    rows = [claims.row(name, claim, verdict) for reference, claim in flatness.CLAIMS.items()
+    rows = [claims.row(name, claim, verdict) for reference, claim in flatness.rules().items()
             for name, verdict in flatness.flatness_verdicts(values, claims={reference: claim}, scale="raw").items()]
-    rows += [claims.row(name, flatness.PREMISE["SGD"], verdict) for name, verdict in premise.items()]
+    rows += [claims.row(name, flatness.rules(premise=True)["SGD"], verdict) for name, verdict in premise.items()]
     read = claims.family_wise(claims.claims_frame(rows)).set_index("claim")
     eigen, trace = "SSAM-F vs SAM: top Hessian eigenvalue, raw", "SSAM-F vs SAM: Hessian trace, raw"
     assert read.loc[eigen, "status"] == "reproduced" and read.loc[eigen, "family_status"] == "reproduced"

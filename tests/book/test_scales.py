@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import claims, deviations, layout, scales, study as studies, study_cost
+from sparsam.book import claims, deviations, layout, registry, scales, study as studies, study_cost
 from sparsam.book.layout import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE,
                                    PROFILES_FILE, STUDY_FILE, STUDY_STORE)
 from sparsam.book.layout import MARGINS
@@ -100,7 +100,7 @@ def test_a_gpu_study_file_without_configurations_is_not_a_scale_with_records(tmp
     assert list(frame["scale"]) == ["GPU study", "CPU study"] and list(frame["leads"]) == ["", "yes"]
     assert list(frame["study file"]) == [GPU_STUDY_FILE.as_posix(), STUDY_FILE.as_posix()]
     statuses = scales.scale_statuses(gpu)
-    assert set(statuses) == {c.key for c in scales.CLAIMS} and set(statuses.values()) == {"not yet registered"}
+    assert set(statuses) == {c.key for c in registry.table_claims()} and set(statuses.values()) == {"not yet registered"}
 
 
 def test_without_a_gpu_file_or_without_records_the_cpu_study_leads_and_without_any_none_does(tmp_path):
@@ -231,21 +231,32 @@ def test_profile_statuses_combine_each_chapters_rows_by_rule():
         scales.profile_statuses(saved([("04_efficiency", "accuracy_sam_vs_sgd", "x", "reproduced")]))
 
 
-def test_chapter_3_names_its_radius_row_as_the_claims_table_reads_it():
-    source = "".join("".join(c["source"]) for c in json.loads((REPO / "notebooks/03_cifar_accuracy.ipynb").read_text())
-                     ["cells"] if c["cell_type"] == "code")
-    assert re.search(r'"' + scales.RADIUS_PREFIX + r': SSAM-F', source)
-    assert set(claims.CHAPTERS) == {chapter for chapter, _ in scales.PROFILE_RULES}
+def test_every_row_a_chapter_declares_belongs_to_a_claim_or_is_a_declared_premise():
+    """The rows the registry declares for chapters 3 and 5 (their labels under the quick profile) each map to one
+    claim of the table, the radius-control row to its own (by its label's prefix), or are the chapter's premise."""
+    from sparsam.book import profiles
+
+    for name in ("03_cifar_accuracy", "05_imagenet"):
+        p = profiles.parameters(name, "quick", {})
+        declared = registry.chapter(name)
+        for entry in declared.compare:
+            label = registry.resolve(entry["label"], p, {"pattern": "layer"})
+            key = registry.claim_of_row(name, entry["rule"], label)
+            assert key in {c.key for c in registry.table_claims()} or entry["rule"] in declared.premises, label
+    assert registry.claim_of_row("03_cifar_accuracy", "accuracy_ssam_vs_sam",
+                                 "radius control: SSAM-F (s = 0.5, ‖ε‖ = ρ) vs SAM") == "radius"
+    assert registry.claim_of_row("03_cifar_accuracy", "accuracy_ssam_vs_sam", "SSAM-F (s = 0.5) vs SAM") == "acc"
+    assert set(registry.chapters()) == {c.chapter for c in registry.claims() if c.rows}
 
 
 def test_the_claims_table_has_the_gpu_study_then_the_cpu_study_then_the_profile():
-    gpu = {c.key: "not yet registered" for c in scales.CLAIMS}
-    cpu = {c.key: "inconclusive" for c in scales.CLAIMS} | {"cost_aware": "reproduced", "sam_sgd": "not reproduced"}
-    quick = {c.key: "inconclusive" for c in scales.CLAIMS} | {"cost": "reproduced"}
+    gpu = {c.key: "not yet registered" for c in registry.table_claims()}
+    cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"cost_aware": "reproduced", "sam_sgd": "not reproduced"}
+    quick = {c.key: "inconclusive" for c in registry.table_claims()} | {"cost": "reproduced"}
     table = scales.claims_table([gpu, cpu], quick, profile="quick")
     assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]
-    assert list(table["claim"]) == [c.name for c in scales.CLAIMS]
-    row = table.set_index("claim").loc[next(c.name for c in scales.CLAIMS if c.key == "cost_aware")]
+    assert list(table["claim"]) == [c.name for c in registry.table_claims()]
+    row = table.set_index("claim").loc[next(c.name for c in registry.table_claims() if c.key == "cost_aware")]
     assert list(row) == ["not yet registered", "reproduced", "inconclusive"]
     assert list(scales.claims_table([gpu, cpu], quick, profile="cpu-study").columns)[-1] == "cpu-study profile"
     with pytest.raises(ValueError, match="one column per scale"):
@@ -253,11 +264,11 @@ def test_the_claims_table_has_the_gpu_study_then_the_cpu_study_then_the_profile(
     with pytest.raises(ValueError, match="lacks the claims"):
         scales.claims_table([gpu, {"acc": "reproduced"}], quick)
     sentence = scales.decided_sentence(table, "CPU study", "2,500 images")
-    assert sentence.startswith(f"The CPU study decides 2 of the {len(scales.CLAIMS)} claims (")
+    assert sentence.startswith(f"The CPU study decides 2 of the {len(registry.table_claims())} claims (")
     assert sentence.endswith(" Its scale: 2,500 images.")
     assert "SAM improves on SGD (CIFAR): not reproduced" in sentence and "cost-aware rule" in sentence
     assert scales.decided_sentence(table, "GPU study") == (
-        f"The GPU study decides none of the {len(scales.CLAIMS)} claims (not yet registered).")
+        f"The GPU study decides none of the {len(registry.table_claims())} claims (not yet registered).")
     with pytest.raises(ValueError, match="status column"):
         scales.decided_sentence(table, "claim")
 
@@ -271,8 +282,8 @@ def test_the_reproduction_pages_claims_table_has_the_same_column_order():
     assert positions == sorted(positions) and positions[0] == 1  # the first status column is the GPU study's
     lines = page.splitlines()
     rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[lines.index(header) + 2:]))
-    assert len(rows) == len(scales.CLAIMS)
-    for row, claim in zip(rows, scales.CLAIMS):
+    assert len(rows) == len(registry.table_claims())
+    for row, claim in zip(rows, registry.table_claims()):
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert f"07_claims.ipynb::status_gpu_{claim.key}:s" in cells[positions[0]]
         assert f"07_claims.ipynb::status_cpu_{claim.key}:s" in cells[positions[1]]
@@ -387,9 +398,9 @@ def test_the_imagenet_study_is_a_scale_of_its_own_whose_claim_is_the_imagenet_cl
     assert scales.BOOK_SCALES == (*scales.SCALES, imagenet)
     assert (imagenet.study_file, imagenet.store) == (IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE)
     assert not imagenet.study_file.is_absolute() and imagenet.paper == "imagenet" and imagenet.report == "05_imagenet"
-    assert imagenet.claim_map == {"imagenet": studies.BOOK_CLAIMS["acc"]}  # SSAM-F and SSAM-D against SAM
+    assert imagenet.claim_map == {"imagenet": registry.study_claims("cifar")["acc"]}  # SSAM-F and SSAM-D against SAM
     assert imagenet.column == "GPU study" and imagenet.time == "seconds_per_step"
-    assert all(s.claim_map == studies.BOOK_CLAIMS and s.paper == "cifar" and s.column is None for s in scales.SCALES)
+    assert all(s.claim_map == registry.study_claims("cifar") and s.paper == "cifar" and s.column is None for s in scales.SCALES)
     moved = imagenet.with_paths("elsewhere/study.yaml", "elsewhere/runs")
     assert (moved.study_file, moved.store) == (Path("elsewhere/study.yaml"), Path("elsewhere/runs"))
     assert moved.claim_map == imagenet.claim_map and imagenet.study_file == IMAGENET_STUDY_FILE
@@ -431,9 +442,9 @@ def test_an_unregistered_imagenet_study_says_so_in_words_read_from_its_file(tmp_
     assert table.loc["network stem", "candidate A"].endswith("at 16 px")  # 64 px through torchvision's stem
     assert table.loc["network stem", "candidate B"].endswith("at 64 px")  # and through the CIFAR-style one
     assert table.loc["seeds", "candidate A"] == declared.seed_rule and "pilot" in declared.seed_rule
-    assert found.statuses == {c.key: "not yet registered" for c in scales.CLAIMS}
+    assert found.statuses == {c.key: "not yet registered" for c in registry.table_claims()}
     assert found.sentence == ("The ImageNet study does not decide its claim (" + next(
-        c.name for c in scales.CLAIMS if c.key == "imagenet") + ": not yet registered).")
+        c.name for c in registry.table_claims() if c.key == "imagenet") + ": not yet registered).")
     assert found.accuracy.empty and found.curves.empty and found.frame.empty
     with pytest.raises(ValueError, match="is a registration"):
         scales.declaration(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "r", imagenet_registration()))
@@ -498,14 +509,14 @@ def test_a_registered_imagenet_study_with_records_shows_intervals_curves_and_fam
 
 
 def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gpu_column():
-    gpu = {c.key: "not yet registered" for c in scales.CLAIMS}
-    cpu = {c.key: "inconclusive" for c in scales.CLAIMS} | {"imagenet": studies.NOT_IN_STUDY}
-    imagenet = {c.key: studies.NOT_IN_STUDY for c in scales.CLAIMS} | {"imagenet": "not reproduced"}
-    quick = {c.key: "inconclusive" for c in scales.CLAIMS}
+    gpu = {c.key: "not yet registered" for c in registry.table_claims()}
+    cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"imagenet": studies.NOT_IN_STUDY}
+    imagenet = {c.key: studies.NOT_IN_STUDY for c in registry.table_claims()} | {"imagenet": "not reproduced"}
+    quick = {c.key: "inconclusive" for c in registry.table_claims()}
     table = scales.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
     assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]  # no column of its own
     rows = table.set_index("claim")
-    name = next(c.name for c in scales.CLAIMS if c.key == "imagenet")
+    name = next(c.name for c in registry.table_claims() if c.key == "imagenet")
     assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY, "inconclusive"]
     assert set(rows.drop(index=name)["GPU study"]) == {"not yet registered"}  # the other rows read the GPU study
     assert table.drop(columns="GPU study").equals(scales.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
@@ -514,7 +525,7 @@ def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gp
     assert scales.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
         f"The ImageNet study decides its claim ({name}: not reproduced). Its scale: 2 epochs.")
     assert scales.scale_sentence(scales.SCALES[1], cpu).startswith(
-        f"The CPU study decides none of its {len([c for c in scales.CLAIMS if c.key in studies.BOOK_CLAIMS])} claims (")
+        f"The CPU study decides none of its {len([c for c in registry.table_claims() if c.key in registry.study_claims('cifar')])} claims (")
     with pytest.raises(ValueError, match="missing"):
         scales.scale_sentence(scales.IMAGENET_STUDY, {"acc": "reproduced"})
 

@@ -16,12 +16,12 @@ import pytest
 
 from sparsam.book.records import pareto_front
 
-from sparsam.book import stats
+from sparsam.book import registry, stats
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.results import pack_bits
 from conftest import REPO
 from sparsam.book.layout import STUDY_STORE
-from sparsam.book.study import (BOOK_CLAIMS, answer, audit_frame, book_statuses, configuration_table,
+from sparsam.book.study import (answer, audit_frame, book_statuses, configuration_table,
                                 decide_comparisons, load_study, paired_sds, pareto_points, progress, registered_at,
                                 rerun_estimate, study_frame)
 from sparsam.experiment.results import load_all
@@ -156,7 +156,7 @@ def test_book_statuses_combine_the_comparisons_each_claim_needs():
     statuses = book_statuses(STUDY, decided(runs(accuracy, cost)).reset_index())
     assert statuses["sam_sgd"] == "reproduced" and statuses["acc"] == "not reproduced"  # SSAM-D is far below SAM
     assert statuses["cost"] == "not reproduced"  # SSAM-F's step is dearer than SAM's, not cheaper
-    assert statuses["patterns"] == "inconclusive" and set(statuses) == set(BOOK_CLAIMS)
+    assert statuses["patterns"] == "inconclusive" and set(statuses) == set(registry.study_claims("cifar"))
     with pytest.raises(ValueError, match="radius"):
         book_statuses(replace(STUDY, comparisons=STUDY.comparisons[:6]), decided(runs(accuracy, cost)).reset_index())
 
@@ -203,7 +203,7 @@ def test_the_flatness_names_cover_every_network_kind_and_every_reference():
 
     kinds = {kind for kind, _ in curvature.networks(profiles.parameters("06_landscape", "cpu-study", {}))}
     assert kinds == set(flatness.NETWORK_NAMES)
-    assert set(flatness.CLAIMS) <= set(flatness.NETWORK_NAMES.values())
+    assert set(flatness.rules()) <= set(flatness.NETWORK_NAMES.values())
     configs = curvature.networks(profiles.parameters("06_landscape", "cpu-study", {})).values()
     assert {STUDY.name_of(c) for c in configs} == {"sgd", "sam", "ssam-f-0.5", "ssam-d-0.5"}  # the study's own runs
 
