@@ -1,6 +1,6 @@
 """A study's cost side by side: every registered configuration trained an epoch at a time, round-robin in
 one process, its time per step over SGD's in the same round (process-CPU time for the CPU study, wall time
-between device synchronisations for a study on a GPU, as sparsam.book.study_cost.CLOCKS says).
+between device synchronisations for a study on a GPU, as sparsam.book.study.cost.CLOCKS says).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_study_cost.py --registration results/study/cost_registration.yaml
     OMP_NUM_THREADS=1 python benchmarks/bench_study_cost.py --out results/study/cost_side_by_side.json
@@ -11,7 +11,7 @@ between device synchronisations for a study on a GPU, as sparsam.book.study_cost
 With --registration: the pre-registered measurement that decides the study's cost comparisons (its
 configurations, seed, rounds and output from the registration; refused in a dirty tree, so the record's
 commit holds the registration and the code measured). Without: an unregistered look that decides
-nothing. Not part of the test suite. See sparsam.book.study_cost.
+nothing. Not part of the test suite. See sparsam.book.study.cost.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]  # this script's checkout (the book's root)
 sys.path.insert(0, str(REPO))
 
-from sparsam.book import study_cost  # noqa: E402
+from sparsam.book.study import cost as study_cost, model as study_model  # noqa: E402
 from sparsam.book.layout import STUDY_FILE  # noqa: E402
 from sparsam.experiment.provenance import provenance  # noqa: E402
 from sparsam.experiment.store import atomic_write_json  # noqa: E402
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="write the JSON record here")
     parser.add_argument("--plan-registration", nargs=2, default=None, metavar=("PILOT.json", "OUT.yaml"),
                         help="measure nothing: write the registration of the study's cost measurement, its rounds "
-                             "planned from the unregistered look PILOT.json (sparsam.book.study_cost."
+                             "planned from the unregistered look PILOT.json (sparsam.book.study.cost."
                              "registration_from_pilot), its record beside OUT.yaml; commit it before the measurement")
     args = parser.parse_args(argv)
     if args.plan_registration:
@@ -69,21 +69,21 @@ def main(argv: list[str] | None = None) -> dict:
                                                   seed=args.seed, threads=args.threads)
         target.write_text("# Pre-registration of the interleaved cost measurement, planned from "
                           f"{_relative(pilot)} by benchmarks/bench_study_cost.py --plan-registration;\n# committed "
-                          "in its own commit BEFORE the measurement runs (sparsam.book.study_cost).\n"
+                          "in its own commit BEFORE the measurement runs (sparsam.book.study.cost).\n"
                           + yaml.safe_dump(spec, sort_keys=False, width=110, default_flow_style=None))
-        study_cost.load_registration(target)  # it must read back as a registration
+        study_model.load_cost_registration(target)  # it must read back as a registration
         print(f"wrote {target}: {spec['measurement']['rounds']} rounds of {spec['measurement']['configurations']}")
         return spec
     if args.threads < 1:
         parser.error(f"--threads must be an int >= 1, got {args.threads}")
     if args.registration:
-        registration = study_cost.load_registration(args.registration)
+        registration = study_model.load_cost_registration(args.registration)
         args.study = str(registration.study_path)
         args.names, args.seed = list(registration.configurations), registration.seed
         args.rounds, args.threads = registration.rounds, registration.threads
         args.out = args.out or str(registration.record)
     study = load_study(args.study)
-    device = torch.device(study_cost.study_device(study, args.names))
+    device = torch.device(study_model.study_device(study, args.names))
     made_with = provenance(device)
     if args.registration and (made_with["git_dirty"] is True or not made_with["git_commit"]):
         parser.error("--registration needs a clean tree at a known commit: commit the registration and the code "

@@ -144,7 +144,8 @@ def chapter_6(root: Path) -> pd.DataFrame:
 
 def cpu_study(root: Path) -> dict[str, Any]:
     """Chapter 8's readings of the CPU study, as its cells compute them (the bootstrap left out)."""
-    from sparsam.book import claims, curvature, flatness, layout, profiles, study, study_cost
+    from sparsam.book import claims, curvature, flatness, layout, profiles, study
+    from sparsam.book.study import cost as study_cost, model as study_model
     from sparsam.book import stats
     from sparsam.experiment.results import load_all
 
@@ -152,7 +153,7 @@ def cpu_study(root: Path) -> dict[str, Any]:
     registered = study.load_study(root / p.study_file)
     records = load_all(root / p.store)
     frame = study.study_frame(registered, records)
-    registration = study_cost.load_registration(root / layout.COST_REGISTRATION, study=registered)
+    registration = study_model.load_cost_registration(root / layout.COST_REGISTRATION, study=registered)
     decided = study.decide_comparisons_interleaved(
         registered, frame, records, study_cost.cost_rows(registration, study_cost.read(registration.record)),
         resamples=0)
@@ -179,20 +180,20 @@ def cpu_study(root: Path) -> dict[str, Any]:
 
 def compute(root: Path = ROOT) -> dict[str, Any]:
     """Everything the snapshot holds, computed from the committed records of the book at ``root``."""
-    from sparsam.book import claims, scales
+    from sparsam.book import claims, claims_table, scale_reports, scales
 
-    states = scales.survey(root, scales.BOOK_SCALES)
+    states = scale_reports.survey(root, scales.BOOK_SCALES)
     by_scale, out_scales = [], {}
     for state in states:
         entry: dict[str, Any] = {"cell": state.cell(), "registered": state.registered, "planned": state.planned,
                                  "records": state.records}
         if state.has_records:
-            registered, records, frame = scales.load(state.scale, root)
-            decided = scales.decide(state.scale, registered, frame, records, resamples=0, root=root)
-            statuses = scales.scale_statuses(state, registered, decided)
+            registered, records, frame = scale_reports.load(state.scale, root)
+            decided = scale_reports.decide(state.scale, registered, frame, records, resamples=0, root=root)
+            statuses = scale_reports.scale_statuses(state, registered, decided)
             entry["comparisons"] = rows(decided)
         else:
-            statuses = scales.scale_statuses(state)
+            statuses = scale_reports.scale_statuses(state)
         entry["statuses"] = statuses
         by_scale.append(statuses)
         out_scales[state.scale.name] = entry
@@ -201,7 +202,7 @@ def compute(root: Path = ROOT) -> dict[str, Any]:
         for name, frame in chapters.items():
             claims.save_verdicts(frame, name, "quick", folder)
         saved = claims.load_verdicts(folder, profile="quick")
-    table = scales.claims_table(by_scale, scales.profile_statuses(saved), profile="quick", scales=scales.BOOK_SCALES)
+    table = claims_table.claims_table(by_scale, claims_table.profile_statuses(saved), profile="quick", scales=scales.BOOK_SCALES)
     return {"scales": out_scales,
             "chapters": {name: rows(frame) for name, frame in chapters.items()},
             "chapters_family": rows(saved),

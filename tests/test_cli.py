@@ -219,9 +219,10 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
     path = REPO / "results" / "study" / "cpu_study.yaml"
     registered = study.load_study(path)
     records = load_all(REPO / "results" / "study" / "runs")
-    from sparsam.book import layout, study_cost
+    from sparsam.book import layout
+    from sparsam.book.study import cost as study_cost, model as study_model
 
-    registration = study_cost.load_registration(REPO / layout.COST_REGISTRATION, study=registered)
+    registration = study_model.load_cost_registration(REPO / layout.COST_REGISTRATION, study=registered)
     cost = study_cost.cost_rows(registration, study_cost.read(registration.record))
     frame = study.audit_frame(registered, study.decide_comparisons_interleaved(
         registered, study.study_frame(registered, records), records, cost, resamples=0))

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiment.results import load_all
-from . import study as studies, study_cost
+from . import study as studies
+from .study import cost as study_cost, model as study_model
 from .layout import COST_REGISTRATION, book_root
 
 STORE = "runs"  # a study's records, beside its file (results/study/runs, results/gpu_study/runs)
@@ -92,13 +93,13 @@ def cost_registration_file(path: Path) -> Path:
 
 def registered_cost(path: Path, registered: studies.Study) -> pd.DataFrame | None:
     """The claims rows of the registered interleaved cost measurement of the study at ``path``
-    (:func:`sparsam.book.study_cost.cost_rows`): the :func:`cost_registration_file` beside it when it names this
+    (:func:`sparsam.book.study.cost.cost_rows`): the :func:`cost_registration_file` beside it when it names this
     study and its record exists; else None, and the cost comparisons are inconclusive
-    (:func:`sparsam.book.study_cost.unmeasured_rows`)."""
+    (:func:`sparsam.book.study.cost.unmeasured_rows`)."""
     file = cost_registration_file(path)
     if not file.is_file():
         return None
-    registration = study_cost.load_registration(file, study=registered)
+    registration = study_model.load_cost_registration(file, study=registered)
     if registration.study_path.resolve() != Path(path).resolve() or not registration.record.is_file():
         return None
     return study_cost.cost_rows(registration, study_cost.read(registration.record))

@@ -269,7 +269,8 @@ def load_verdicts(folder: str | Path | None = None, profile: str | None = None) 
 
 
 def missing_chapters(frame: pd.DataFrame, chapters: Sequence[str] | None = None) -> list[str]:
-    """The ``chapters`` (default: those that decide claims by paired differences, :func:`sparsam.book.registry.chapters`;
+    """The ``chapters`` (default: those that decide claims by paired differences,
+    :func:`sparsam.book.registry.chapters`;
     notebook 1's claim is a rate: it saves none) with no row in ``frame`` (a frame of :func:`load_verdicts`), in their
     order."""
     present = set(frame["chapter"])

@@ -3,7 +3,7 @@ functions of its pilot: eligibility and the fixed-margin method's M1 and M2, the
 the half-gain contrast their power, the cheapest candidate, SAM-ON's radius and the matched density; and
 :func:`registration`, which reads the pilot's records and applies them, to the letter, to write what the
 registration adds (a candidates file whose ``selection`` declares its rules in words, with no ``rules`` mapping,
-is registered by these rules: :func:`sparsam.book.registration.register_command`).
+is registered by these rules: :func:`sparsam.book.study.registering.register_command`).
 
 The fixed-margin method of non-inferiority trials: M1 is the effect of the reference (SAM) over the baseline
 (SGD) that the pilot guarantees, the lower end of its 95% interval; M2 = M1 / 2 is the most a method may lose
@@ -23,9 +23,9 @@ from typing import Any, Mapping, Sequence
 from .._layers import norm_parameters
 from ..experiment.config import TrainConfig
 from ..experiment.models import build_model
-from .pilot import run_key
+from .study.model import Candidates, pinned_rule
+from .study.pilot import run_key
 from .stats import Verdict, compare, power
-from .study import pinned_rule
 
 HALF_GAIN_SD_FACTOR = math.sqrt(0.75)  # SD of SSAM - SAM/2 - SGD/2 over that of a paired difference
 
@@ -144,12 +144,12 @@ def run_cpu_seconds(record: Mapping[str, Any]) -> float:
     return float(sum(m["cpu_seconds_per_step"] * m["steps"] for m in record["metrics"]))
 
 
-def _runs(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], candidate: str,
+def _runs(spec: Candidates, records: Sequence[Mapping[str, Any]], candidate: str,
           **fields: Any) -> dict[int, Mapping[str, Any]]:
     """The pilot's records of ``candidate`` with ``fields`` changed, by pilot seed (the seeds that have one)."""
     keyed = {run_key(TrainConfig.from_dict(r["summary"]["config"])): r for r in records}
-    declared = TrainConfig(**{**spec["common"], **spec["candidates"][candidate]})
-    found = {seed: keyed.get(run_key(declared.replace(**fields, seed=seed))) for seed in spec["pilot"]["seeds"]}
+    declared = TrainConfig(**spec.settings(candidate))
+    found = {seed: keyed.get(run_key(declared.replace(**fields, seed=seed))) for seed in spec.pilot_seeds}
     return {seed: r for seed, r in found.items() if r is not None}
 
 
@@ -157,35 +157,35 @@ def _accuracy(runs: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]) -> li
     return [100.0 * float(runs[s]["summary"]["final_test_acc"]) for s in seeds]
 
 
-def candidate_plans(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, CandidatePlan]:
+def candidate_plans(spec: Candidates, records: Sequence[Mapping[str, Any]]) -> dict[str, CandidatePlan]:
     """Per candidate with its whole SGD and SAM pilot (every pilot seed), its :func:`plan`: the planned
     configurations' optimizers and the number of planned comparisons from ``spec``, the mean CPU time of a run
     from the records. A candidate whose pilot is incomplete is left out."""
-    optimizers = [c["optimizer"] for c in spec["configurations_planned"].values()]
-    seeds = list(spec["pilot"]["seeds"])
+    optimizers = [c["optimizer"] for c in spec.configurations_planned.values()]
+    seeds = list(spec.pilot_seeds)
     plans = {}
-    for name in spec["candidates"]:
+    for name in spec.candidates:
         sgd, sam = (_runs(spec, records, name, optimizer=o) for o in ("sgd", "sam"))
         if len(sgd) < len(seeds) or len(sam) < len(seeds):
             continue
         plans[name] = plan(name, _accuracy(sgd, seeds), _accuracy(sam, seeds),
                            statistics.mean(run_cpu_seconds(r) for r in sgd.values()),
                            statistics.mean(run_cpu_seconds(r) for r in sam.values()), optimizers,
-                           len(spec["comparisons_planned"]))
+                           len(spec.comparisons_planned))
     return plans
 
 
-def sam_on_gains(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], candidate: str) -> dict[float, float]:
+def sam_on_gains(spec: Candidates, records: Sequence[Mapping[str, Any]], candidate: str) -> dict[float, float]:
     """SAM-ON's mean paired gain over SGD (final test accuracy, pp, the pilot's seeds) at each declared radius
     on ``candidate``; ``ValueError`` naming the grid to run where a radius lacks a pilot seed."""
-    seeds = list(spec["pilot"]["seeds"])
+    seeds = list(spec.pilot_seeds)
     sgd = _runs(spec, records, candidate, optimizer="sgd")
     gains = {}
-    for rho in spec["pilot"]["sam_on"]["rhos"]:
+    for rho in spec.pilot["sam_on"]["rhos"]:
         runs = _runs(spec, records, candidate, optimizer="sam-on", rho=float(rho))
         missing = sorted(set(seeds) - set(runs) | set(seeds) - set(sgd))
         if missing:
-            grid = PurePosixPath(spec["pilot"]["grids"][candidate]).with_name(f"pilot_sam_on_{candidate}.yaml")
+            grid = PurePosixPath(spec.pilot["grids"][candidate]).with_name(f"pilot_sam_on_{candidate}.yaml")
             raise ValueError(f"pilot: SAM-ON at rho {rho} on candidate {candidate} lacks seeds {missing}: train "
                              f"its radius pilot first ({grid})")
         gains[float(rho)] = statistics.mean(a - b for a, b in zip(_accuracy(runs, seeds), _accuracy(sgd, seeds)))
@@ -209,31 +209,31 @@ def _resolve(values: Mapping[str, Any], rho: float, sparsity: float) -> dict[str
     return out
 
 
-def registration(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], declared: Mapping[str, Any], *,
+def registration(spec: Candidates, records: Sequence[Mapping[str, Any]], declared: Mapping[str, Any], *,
                  store: str = "") -> dict[str, Any]:
     """What the registration adds to the candidates file ``spec``, from the pilot's ``records`` (whole records:
     their per-epoch CPU times count) by the declared rules, with the claims of ``declared`` (book/margins.yaml,
     :func:`sparsam.book.stats.margins`). ``ValueError`` where the pilot is incomplete, no candidate is eligible,
     or book/margins.yaml does not hold the margin M2 the rule derives."""
     for key in ("configurations_planned", "comparisons_planned", "seeds_planned", "selection", "pilot"):
-        if key not in spec:
+        if not getattr(spec, key):
             raise ValueError(f"the candidates file must declare {key} before the pilot")
     plans = candidate_plans(spec, records)
-    if len(plans) < len(spec["candidates"]):
-        absent = [c for c in spec["candidates"] if c not in plans]
+    if len(plans) < len(spec.candidates):
+        absent = [c for c in spec.candidates if c not in plans]
         raise ValueError(f"pilot: candidates {absent} lack SGD or SAM runs on some of the seeds "
-                         f"{spec['pilot']['seeds']}: train their pilot grids first")
+                         f"{list(spec.pilot_seeds)}: train their pilot grids first")
     chosen, reason = choose_cheapest(list(plans.values()))
     if chosen is None:
         raise ValueError(reason)
     m1, m2 = fixed_margins(chosen.verdict)
     gains = sam_on_gains(spec, records, chosen.name)
     rho = sam_on_radius(gains)
-    regime = {**spec["common"], **spec["candidates"][chosen.name]}
+    regime = spec.settings(chosen.name)
     sgd = _runs(spec, records, chosen.name, optimizer="sgd")
     kept, total = norm_share(regime, int(next(iter(sgd.values()))["summary"]["data"]["num_classes"]))
     sparsity = matched_sparsity(kept, total)
-    comparisons = [dict(c) for c in spec["comparisons_planned"]]
+    comparisons = [dict(c) for c in spec.comparisons_planned]
     claims = list(dict.fromkeys(c["claim"] for c in comparisons))
     unknown = [c for c in claims if c not in declared]
     if unknown:
@@ -244,10 +244,11 @@ def registration(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], 
                              f"(M1 = {m1:.2f} pp, the pilot's lower 95% bound of SAM - SGD on candidate "
                              f"{chosen.name}), got {declared[claim]['margin']}")
     first = declared[claims[0]]
-    margins = {"level": first["level"], "min_n": first["min_n"], **{c: pinned_rule(declared[c], claims) for c in claims}}
+    margins = {"level": first["level"], "min_n": first["min_n"],
+               **{c: pinned_rule(declared[c], claims) for c in claims}}
     seeds = {k: list(range(chosen.seeds)) if v == "power" else [int(s) for s in v]
-             for k, v in spec["seeds_planned"].items()}
-    configurations = {k: _resolve(v, rho, sparsity) for k, v in spec["configurations_planned"].items()}
+             for k, v in spec.seeds_planned.items()}
+    configurations = {k: _resolve(v, rho, sparsity) for k, v in spec.configurations_planned.items()}
 
     def summary(p: CandidatePlan) -> dict[str, Any]:
         v = p.verdict
@@ -258,7 +259,7 @@ def registration(spec: Mapping[str, Any], records: Sequence[Mapping[str, Any]], 
 
     budget = chosen.cpu_seconds / 3600
     pilot_result = {
-        "records": store, "seeds": list(spec["pilot"]["seeds"]),
+        "records": store, "seeds": list(spec.pilot_seeds),
         "candidates": {k: summary(p) for k, p in plans.items()}, "chosen": chosen.name, "reason": reason,
         "fixed_margins_pp": {"M1": round(m1, 2), "M2": round(m2, 2)},
         "sam_on": {"mean_gain_over_sgd_pp": {r: round(g, 3) for r, g in gains.items()}, "rho": rho},

@@ -13,7 +13,7 @@ PROFILES_FILE = Path("notebooks/profiles.yaml")  # the notebooks' profiles (spar
 MARGINS = Path("book/margins.yaml")  # the claims' declared margins (sparsam.book.stats.margins)
 CLAIMS_DIR = Path("results/claims")  # the chapters' saved verdicts (a build output, sparsam.book.claims)
 # The CPU study: its pre-registration, records, pilot's records, and its interleaved cost measurement's
-# unregistered look (which sized the registration) and registration (sparsam.book.study_cost).
+# unregistered look (which sized the registration) and registration (sparsam.book.study.cost).
 STUDY_FILE = Path("results/study/cpu_study.yaml")
 STUDY_STORE = Path("results/study/runs")
 PILOT_STORE = Path("results/study/pilot")

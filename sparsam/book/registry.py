@@ -2,7 +2,8 @@
 :func:`sparsam.book.stats.margins`) the file holds the claims of the book (``book_claims``: :class:`Claim`, in the
 order of the claims table) and the chapters that decide them from their own runs (``book_chapters``:
 :class:`Chapter`, with the rows they compare as selections of the records). Everything that names a claim reads it
-here: the chapters' rows (:func:`sparsam.book.claims.chapter_rows`) and their closing block (:func:`sparsam.book.claims.publish`), the
+here: the chapters' rows (:func:`sparsam.book.claims.chapter_rows`) and their closing block
+(:func:`sparsam.book.claims.publish`), the
 claims table (:mod:`sparsam.book.scales`), the studies' claim statuses (:mod:`sparsam.book.study`) and notebook 7.
 Adding a claim is one entry of the file (and a test).
 

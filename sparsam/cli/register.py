@@ -1,5 +1,5 @@
 """``python -m sparsam register STUDY.yaml --store PILOT``: append a study's pre-registration, written from its
-pilot by the rules its file declared (:mod:`sparsam.book.registration`)."""
+pilot by the rules its file declared (:mod:`sparsam.book.study.registering`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ HELP = "append a study's pre-registration, written from its pilot by the file's 
 DESCRIPTION = ("Append to a candidates file (e.g. results/gpu_study/gpu_study.yaml) its registration: the regime its "
                "declared rule chooses from the pilot's records, the seeds its power rule gives, the planned "
                "configurations and comparisons unchanged, the margins of book/margins.yaml and correction: holm "
-               "(sparsam.book.registration). Refused, with nothing written, if the file is already registered or the "
+               "(sparsam.book.study.registering). Refused, with nothing written, if the file is already registered or the "
                "result is not a valid study. Commit it before any SSAM run.")
 EXTRA = "book"
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..book.registration import register_command
+    from ..book.study.registering import register_command
 
     if not Path(args.study_file).is_file():
         raise ValueError(f"study file {args.study_file} not found (a candidates file such as "

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -442,6 +442,18 @@ def _train_locked(config: TrainConfig, run_dir: Path, rank: int, world: int, pro
     if world > 1:
         dist.barrier()
     return summary
+
+
+def epoch_runner(config: TrainConfig, data_root: str | Path | None = None) -> tuple[Callable[[int], None], int]:
+    """One configuration's training an epoch per call, as a measurement that interleaves configurations in one
+    process needs it (:mod:`sparsam.book.study.cost`): a function that trains the epoch it is given (from 0, in
+    order), recording and checkpointing nothing, and the number of steps in an epoch."""
+    trainer = Trainer(config, data_root=data_root)
+
+    def run(epoch: int) -> None:
+        trainer.train_epoch(epoch, progress=False)
+
+    return run, trainer.steps_per_epoch
 
 
 def _per_step(metrics: list[dict[str, Any]], field: str) -> float | None:

@@ -89,7 +89,7 @@ from pathlib import Path
 
 import yaml
 
-from sparsam.book.registration import write_fixed_margin_registration
+from sparsam.book.study.registering import write_fixed_margin_registration
 from sparsam.book.study import load_study
 from sparsam.experiment.config import TrainConfig
 

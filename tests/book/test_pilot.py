@@ -1,4 +1,4 @@
-"""A study's pilot read per declared candidate, and the declared rules that decide from it (sparsam.book.pilot)."""
+"""A study's pilot read per declared candidate, and the declared rules that decide from it (sparsam.book.study.pilot)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import pilot
+from sparsam.book.study import pilot
+from sparsam.book.study.model import Candidates
 from sparsam.book.stats import power, seeds_for_power
 from sparsam.experiment.config import TrainConfig
 
@@ -36,7 +37,7 @@ def test_runs_are_paired_per_candidate_and_the_fast_path_rule_may_have_changed_t
     runs.append(summary(GPU, "A", "sgd", 0, 0.99))  # a study seed, not a pilot seed: left out
     runs.append(summary(GPU, "A", "sam", 100, 0.10, lr=0.1))  # another configuration: left out
     changed = [dict(r, config={**r["config"], "capture": "off"}) for r in runs[:2]]  # the rule turned graphs off
-    pilots = pilot.candidate_pilots(GPU, changed + runs[2:])
+    pilots = pilot.candidate_pilots(Candidates.of(GPU), changed + runs[2:])
     assert pilots["A"].seeds == (100, 101, 102) and pilots["B"].seeds == (100, 101, 102)
     assert pilots["A"].sgd == pytest.approx((90.0, 90.2, 89.8)) and pilots["A"].sam == pytest.approx((91.0, 91.3, 90.7))
     assert pilots["A"].paired_sd == pytest.approx(0.1)  # the SAM - SGD differences 1.0, 1.1, 0.9
@@ -45,11 +46,11 @@ def test_runs_are_paired_per_candidate_and_the_fast_path_rule_may_have_changed_t
 
 
 def test_the_gpu_rule_takes_the_first_candidate_where_sam_beats_sgd_else_the_papers_network():
-    assert pilot.choose_by_sam_gain(pilot.candidate_pilots(GPU, pilot_runs(GPU, {"A": 0.01, "B": 0.01})))[0] == "A"
-    assert pilot.choose_by_sam_gain(pilot.candidate_pilots(GPU, pilot_runs(GPU, {"A": 0.0, "B": 0.01})))[0] == "B"
-    name, reason = pilot.choose_by_sam_gain(pilot.candidate_pilots(GPU, pilot_runs(GPU, {"A": 0.0, "B": 0.0})))
+    assert pilot.choose_by_sam_gain(pilot.candidate_pilots(Candidates.of(GPU), pilot_runs(GPU, {"A": 0.01, "B": 0.01})))[0] == "A"
+    assert pilot.choose_by_sam_gain(pilot.candidate_pilots(Candidates.of(GPU), pilot_runs(GPU, {"A": 0.0, "B": 0.01})))[0] == "B"
+    name, reason = pilot.choose_by_sam_gain(pilot.candidate_pilots(Candidates.of(GPU), pilot_runs(GPU, {"A": 0.0, "B": 0.0})))
     assert name == "A" and "no candidate" in reason
-    empty = pilot.candidate_pilots(GPU, [])
+    empty = pilot.candidate_pilots(Candidates.of(GPU), [])
     assert empty["A"].seeds == () and pilot.choose_by_sam_gain(empty)[0] == "A"
 
 
@@ -60,7 +61,7 @@ def test_the_imagenet_rule_takes_the_cifar_stem_only_for_a_clear_sgd_gain_at_an_
             out += [summary(IMAGENET, "A", "sgd", seed, 0.80 + wobble), summary(IMAGENET, "A", "sam", seed, 0.81),
                     summary(IMAGENET, "B", "sgd", seed, sgd_b + wobble / 2),
                     summary(IMAGENET, "B", "sam", seed, 0.5, wall=wall_b)]
-        return pilot.candidate_pilots(IMAGENET, out)
+        return pilot.candidate_pilots(Candidates.of(IMAGENET), out)
 
     assert pilot.choose_stem(runs(0.83, 100.0))[0] == "B"
     assert pilot.choose_stem(runs(0.81, 100.0))[0] == "A", "1 pp: not the declared 2"

@@ -1,4 +1,4 @@
-"""A study's registration written from its pilot by the declared rules (sparsam.book.registration, ``register``)."""
+"""A study's registration written from its pilot by the declared rules (sparsam.book.study.registering, ``register``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import registration as reg
+from sparsam.book.study import registering as reg
 from sparsam.book.stats import margins as declared_margins, power, seeds_for_power
 from sparsam.book.study import load_study
 from sparsam.experiment.config import TrainConfig

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import claims, layout, registry, scales, stats
+from sparsam.book import claims, claims_table, layout, registry, scale_reports, scales, stats
 
 
 def test_the_table_the_studies_and_the_chapters_read_one_declaration():
@@ -132,9 +132,9 @@ def test_adding_a_claim_is_one_entry(tmp_path, monkeypatch):
     assert registry.table_claims()[-1].key == "ssam_sgd"
     saved = pd.DataFrame([{"chapter": "03_cifar_accuracy", "rule": "accuracy_ssam_vs_sgd", "claim": "SSAM-F vs SGD",
                            "status": "reproduced"}])
-    in_profile = scales.profile_statuses(saved)
+    in_profile = claims_table.profile_statuses(saved)
     assert in_profile["ssam_sgd"] == "reproduced"
-    states = [scales.ScaleState(s, True, False, 0, 0) for s in scales.SCALES]
-    table = scales.claims_table([scales.scale_statuses(s) for s in states], in_profile, scales=scales.SCALES)
+    states = [scale_reports.ScaleState(s, True, False, 0, 0) for s in scales.SCALES]
+    table = claims_table.claims_table([scale_reports.scale_statuses(s) for s in states], in_profile, scales=scales.SCALES)
     assert table.iloc[-1]["claim"] == "SSAM improves on SGD (CIFAR)" and table.iloc[-1]["quick profile"] == "reproduced"
     assert scales.SCALES[1].claim_map["ssam_sgd"] == (("accuracy_ssam_vs_sgd", "ssam-f-0.5", "sgd"),)

@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sparsam.book import claims, deviations, layout, registry, scales, study as studies, study_cost
+from sparsam.book import claims, claims_table, deviations, layout, registry, scale_reports, scales, stats
+from sparsam.book import study as studies
+from sparsam.book.study import cost as study_cost, model as study_model
 from sparsam.book.layout import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE,
                                    PROFILES_FILE, STUDY_FILE, STUDY_STORE)
 from sparsam.book.layout import MARGINS
@@ -83,61 +85,61 @@ def test_the_scales_are_the_gpu_study_then_the_cpu_study_with_paths_relative_to_
     assert [s.time for s in scales.SCALES] == ["seconds_per_step", "cpu_seconds_per_step"]
     assert scales.SCALES[1].cost_registration == layout.COST_REGISTRATION
     assert scales.SCALES[0].cost_registration == layout.GPU_COST_REGISTRATION  # not yet written: cost undecided
-    assert scales.has_cost_measurement(scales.SCALES[1], REPO)
-    assert scales.has_cost_measurement(scales.SCALES[0], REPO) == (REPO / layout.GPU_COST_REGISTRATION).is_file()
+    assert scale_reports.has_cost_measurement(scales.SCALES[1], REPO)
+    assert scale_reports.has_cost_measurement(scales.SCALES[0], REPO) == (REPO / layout.GPU_COST_REGISTRATION).is_file()
 
 
 def test_a_gpu_study_file_without_configurations_is_not_a_scale_with_records(tmp_path):
     root = book(tmp_path, gpu=CANDIDATES)
     gpu_record(root, 0.01)  # even a record in its store does not make the candidates a registration
-    gpu, cpu = scales.survey(root)
+    gpu, cpu = scale_reports.survey(root)
     assert gpu.exists and not gpu.registered and not gpu.has_records and gpu.records == 0
     assert gpu.cell() == "not yet registered" and "has no configurations" in gpu.text()
     assert cpu.registered and cpu.has_records and cpu.records == 1
     assert cpu.planned == len(studies.load_study(REPO / STUDY_FILE).configs())
-    assert scales.leading((gpu, cpu)) is cpu
-    frame = scales.survey_frame((gpu, cpu))
+    assert scale_reports.leading((gpu, cpu)) is cpu
+    frame = scale_reports.survey_frame((gpu, cpu))
     assert list(frame["scale"]) == ["GPU study", "CPU study"] and list(frame["leads"]) == ["", "yes"]
     assert list(frame["study file"]) == [GPU_STUDY_FILE.as_posix(), STUDY_FILE.as_posix()]
-    statuses = scales.scale_statuses(gpu)
+    statuses = scale_reports.scale_statuses(gpu)
     assert set(statuses) == {c.key for c in registry.table_claims()} and set(statuses.values()) == {"not yet registered"}
 
 
 def test_without_a_gpu_file_or_without_records_the_cpu_study_leads_and_without_any_none_does(tmp_path):
     root = book(tmp_path / "a")
-    gpu, cpu = scales.survey(root)
-    assert not gpu.exists and "there is no study file" in gpu.text() and scales.leading((gpu, cpu)) is cpu
+    gpu, cpu = scale_reports.survey(root)
+    assert not gpu.exists and "there is no study file" in gpu.text() and scale_reports.leading((gpu, cpu)) is cpu
     root = book(tmp_path / "b", gpu=gpu_registration())
-    gpu, cpu = scales.survey(root)
+    gpu, cpu = scale_reports.survey(root)
     assert gpu.registered and gpu.records == 0 and gpu.cell() == "registered, no records yet"
-    assert scales.leading((gpu, cpu)) is cpu
+    assert scale_reports.leading((gpu, cpu)) is cpu
     root = book(tmp_path / "c", cpu_records=0)
-    assert scales.leading(scales.survey(root)) is None
+    assert scale_reports.leading(scale_reports.survey(root)) is None
 
 
 def test_a_registered_gpu_study_with_a_record_leads_and_is_read_with_its_gpu_time(tmp_path):
     root = book(tmp_path, gpu=gpu_registration(), cpu_records=2)
     record = gpu_record(root, 0.0125)
-    gpu, cpu = scales.survey(root)
+    gpu, cpu = scale_reports.survey(root)
     assert gpu.has_records and gpu.records == 1 and cpu.records == 2
-    assert scales.leading((gpu, cpu)) is gpu and gpu.cell() == f"1 of {gpu.planned} runs recorded"
-    registered, records, frame = scales.load(gpu.scale, root)
+    assert scale_reports.leading((gpu, cpu)) is gpu and gpu.cell() == f"1 of {gpu.planned} runs recorded"
+    registered, records, frame = scale_reports.load(gpu.scale, root)
     assert registered.correction == "holm"
     assert [r["summary"]["run_id"] for r in records] == [record["summary"]["run_id"]]
     assert list(frame["configuration"]) == ["sgd"] and list(frame["device"]) == ["cuda"]
-    points = scales.pareto_points(gpu.scale, registered, frame, root)
+    points = scale_reports.pareto_points(gpu.scale, registered, frame, root)
     assert list(points["label"]) == ["sgd"] and points["cost"].iloc[0] == 1.0  # its own wall time is the unit
     assert points["mean"].iloc[0] == pytest.approx(100 * record["summary"]["final_test_acc"])
-    assert scales.cost_note(gpu.scale, points, frame).startswith("the records' own seconds per step")
-    decided = scales.decide(gpu.scale, registered, frame, records, resamples=0, root=root)
+    assert scale_reports.cost_note(gpu.scale, points, frame).startswith("the records' own seconds per step")
+    decided = scale_reports.decide(gpu.scale, registered, frame, records, resamples=0, root=root)
     assert list(decided["claim"]) == [studies.comparison_label(c) for c in registered.family]
     assert set(decided["status"]) == {"inconclusive"} and (decided["n"] == 0).all()  # nothing is paired yet
     assert all(e.startswith("GPU study") for e in decided["evidence"])
-    statuses = scales.scale_statuses(gpu, registered, decided)
+    statuses = scale_reports.scale_statuses(gpu, registered, decided)
     assert statuses["acc"] == "inconclusive" and statuses["cost_aware"] == "inconclusive"
     assert statuses["imagenet"] == statuses["convergence"] == statuses["flat"] == studies.NOT_IN_STUDY
     with pytest.raises(ValueError, match="registered and decided"):
-        scales.scale_statuses(gpu)
+        scale_reports.scale_statuses(gpu)
 
 
 def test_a_study_without_a_side_by_side_measurement_leaves_its_cost_undecided_whatever_its_records_time(tmp_path):
@@ -157,26 +159,26 @@ def test_a_study_without_a_side_by_side_measurement_leaves_its_cost_undecided_wh
     by_records = studies.decide_comparisons(registered, frame, rows, resamples=0, time="seconds_per_step")
     label = "ssam-f-0.9 vs sgd (cost_time_vs_sgd_at_most_1_25)"
     assert by_records.set_index("claim").loc[label, "status"] == "reproduced"  # what the timings alone would say
-    decided = scales.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
+    decided = scale_reports.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
     cost = decided[decided["rule"].str.startswith("cost_")]
     assert len(cost) == sum(1 for c in registered.family if c.claim.startswith("cost_")) > 0
     assert set(cost["status"]) == {"inconclusive"} and (cost["n"] == 0).all()
     assert all(study_cost.NOT_SIDE_BY_SIDE in e and e.startswith("GPU study") for e in cost["evidence"])
     (root / layout.GPU_COST_REGISTRATION).write_text(yaml.safe_dump({"measurement": {
         "record": "results/gpu_study/cost_interleaved.json"}}))  # registered, its measurement not yet made
-    assert not scales.has_cost_measurement(scales.SCALES[0], root)
-    again = scales.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
+    assert not scale_reports.has_cost_measurement(scales.SCALES[0], root)
+    again = scale_reports.decide(scales.SCALES[0], registered, frame, rows, resamples=0, root=root).set_index("claim")
     assert set(again.loc[cost.index, "status"]) == {"inconclusive"}
-    points = scales.pareto_points(scales.SCALES[0], registered, frame, root).set_index("label")
+    points = scale_reports.pareto_points(scales.SCALES[0], registered, frame, root).set_index("label")
     assert points.loc["ssam-f-0.9", "cost"] == pytest.approx(np.mean([0.011, 0.012, 0.0115]) / np.mean(
         [0.010, 0.011, 0.0105]), rel=0.02)  # the records' wall time, as the figure's description
 
 
 def test_the_cpu_study_reads_its_cost_from_the_registered_interleaved_measurement():
     cpu = scales.SCALES[1]
-    registered, records, frame = scales.load(cpu, REPO)
-    points = scales.pareto_points(cpu, registered, frame, REPO)
-    registration = study_cost.load_registration(REPO / layout.COST_REGISTRATION, study=registered)
+    registered, records, frame = scale_reports.load(cpu, REPO)
+    points = scale_reports.pareto_points(cpu, registered, frame, REPO)
+    registration = study_model.load_cost_registration(REPO / layout.COST_REGISTRATION, study=registered)
     ratios = study_cost.ratios(study_cost.read(registration.record)["measured"]).set_index("configuration")
     assert sorted(points["label"]) == sorted(registration.configurations)
     assert list(points["cost"]) == sorted(points["cost"])  # cheapest first
@@ -187,8 +189,8 @@ def test_the_cpu_study_reads_its_cost_from_the_registered_interleaved_measuremen
         assert row["mean"] == pytest.approx(accuracy.mean()) and row["n"] == len(accuracy)
         assert row["low"] < row["mean"] < row["high"]
     assert points.loc[points["label"] == "sgd", "on_front"].item()  # the cheapest is on the front
-    assert scales.cost_budget(registered) == studies.declared_margins()[studies.COST_RULE]["margin"]
-    note = scales.cost_note(cpu, points, frame)
+    assert scale_reports.cost_budget(registered) == stats.margins()[studies.COST_RULE]["margin"]
+    note = scale_reports.cost_note(cpu, points, frame)
     assert f"({registration.rounds} rounds" in note and f"timed {len(registration.configurations)} of the " \
         f"{frame['configuration'].nunique()} configurations" in note
     untimed = set(frame["configuration"]) - set(points["label"])
@@ -197,7 +199,7 @@ def test_the_cpu_study_reads_its_cost_from_the_registered_interleaved_measuremen
 
 def test_the_sparsity_figure_takes_the_configurations_that_set_only_optimizer_and_sparsity():
     registered = studies.load_study(REPO / STUDY_FILE)
-    names = scales.sparsity_configurations(registered)
+    names = scale_reports.sparsity_configurations(registered)
     assert names == ["sgd", "sam", "ssam-f-0.5", "ssam-f-0.9", "ssam-d-0.5"]
     left_out = [n for n in registered.configurations if n not in names]
     assert all(set(registered.configurations[n][0]) - {"optimizer", "sparsity"} for n in left_out)
@@ -220,7 +222,7 @@ def test_profile_statuses_combine_each_chapters_rows_by_rule():
         ("05_imagenet", "accuracy_ssam_vs_sam", "ImageNet proxy: SSAM-F (s = 0.5) vs SAM", "inconclusive"),
         ("05_imagenet", "accuracy_sam_vs_sgd", "ImageNet proxy: SAM vs SGD", "not reproduced"),  # no claim's row
     ])
-    statuses = scales.profile_statuses(frame)
+    statuses = claims_table.profile_statuses(frame)
     assert statuses["acc"] == combine(["reproduced", "inconclusive"]) == "inconclusive"
     assert statuses["radius"] == "reproduced" and statuses["sam_sgd"] == "reproduced"
     assert statuses["patterns"] == "not reproduced" and statuses["forms"] == "no row of chapter 3"
@@ -228,7 +230,7 @@ def test_profile_statuses_combine_each_chapters_rows_by_rule():
     assert statuses["flat"] == "chapter 6 not executed in this profile"
     assert statuses["convergence"].startswith("decided in chapter 1")
     with pytest.raises(ValueError, match="no claim of the table takes"):
-        scales.profile_statuses(saved([("04_efficiency", "accuracy_sam_vs_sgd", "x", "reproduced")]))
+        claims_table.profile_statuses(saved([("04_efficiency", "accuracy_sam_vs_sgd", "x", "reproduced")]))
 
 
 def test_every_row_a_chapter_declares_belongs_to_a_claim_or_is_a_declared_premise():
@@ -253,24 +255,24 @@ def test_the_claims_table_has_the_gpu_study_then_the_cpu_study_then_the_profile(
     gpu = {c.key: "not yet registered" for c in registry.table_claims()}
     cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"cost_aware": "reproduced", "sam_sgd": "not reproduced"}
     quick = {c.key: "inconclusive" for c in registry.table_claims()} | {"cost": "reproduced"}
-    table = scales.claims_table([gpu, cpu], quick, profile="quick")
+    table = claims_table.claims_table([gpu, cpu], quick, profile="quick")
     assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]
     assert list(table["claim"]) == [c.name for c in registry.table_claims()]
     row = table.set_index("claim").loc[next(c.name for c in registry.table_claims() if c.key == "cost_aware")]
     assert list(row) == ["not yet registered", "reproduced", "inconclusive"]
-    assert list(scales.claims_table([gpu, cpu], quick, profile="cpu-study").columns)[-1] == "cpu-study profile"
+    assert list(claims_table.claims_table([gpu, cpu], quick, profile="cpu-study").columns)[-1] == "cpu-study profile"
     with pytest.raises(ValueError, match="one column per scale"):
-        scales.claims_table([cpu], quick)
+        claims_table.claims_table([cpu], quick)
     with pytest.raises(ValueError, match="lacks the claims"):
-        scales.claims_table([gpu, {"acc": "reproduced"}], quick)
-    sentence = scales.decided_sentence(table, "CPU study", "2,500 images")
+        claims_table.claims_table([gpu, {"acc": "reproduced"}], quick)
+    sentence = claims_table.decided_sentence(table, "CPU study", "2,500 images")
     assert sentence.startswith(f"The CPU study decides 2 of the {len(registry.table_claims())} claims (")
     assert sentence.endswith(" Its scale: 2,500 images.")
     assert "SAM improves on SGD (CIFAR): not reproduced" in sentence and "cost-aware rule" in sentence
-    assert scales.decided_sentence(table, "GPU study") == (
+    assert claims_table.decided_sentence(table, "GPU study") == (
         f"The GPU study decides none of the {len(registry.table_claims())} claims (not yet registered).")
     with pytest.raises(ValueError, match="status column"):
-        scales.decided_sentence(table, "claim")
+        claims_table.decided_sentence(table, "claim")
 
 
 def test_the_reproduction_pages_claims_table_has_the_same_column_order():
@@ -292,7 +294,7 @@ def test_the_reproduction_pages_claims_table_has_the_same_column_order():
 def test_a_real_gpu_study_file_of_this_book_is_read_as_what_it_is():
     """Whatever the GPU study's file holds today, the survey reads it without error and calls it a registration
     only when it has configurations."""
-    gpu, cpu = scales.survey(REPO)
+    gpu, cpu = scale_reports.survey(REPO)
     path = REPO / GPU_STUDY_FILE
     assert gpu.exists == path.is_file()
     assert gpu.registered == (path.is_file() and "configurations" in (yaml.safe_load(path.read_text()) or {}))
@@ -339,7 +341,7 @@ def imagenet_registration() -> dict:
     """A registration of the ImageNet study in the CPU study's format: the declared regime (candidate A), the four
     planned configurations on four seeds, the comparisons of chapter 3 with the half-gain contrast, the margins of
     book/margins.yaml pinned (with the premise and the contrast), read as one family (Holm)."""
-    declared = studies.declared_margins(REPO / MARGINS)
+    declared = stats.margins(REPO / MARGINS)
     comparisons = [{"claim": "accuracy_sam_vs_sgd", "a": "sam", "b": "sgd"},
                    {"claim": "accuracy_ssam_vs_sam", "a": "ssam-f-0.5", "b": "sam"},
                    {"claim": "accuracy_ssam_vs_sam", "a": "ssam-d-0.5", "b": "sam"},
@@ -347,7 +349,7 @@ def imagenet_registration() -> dict:
                    {"claim": "accuracy_ssam_keeps_half_gain", "a": "ssam-d-0.5", "b": "sam", "over": "sgd"}]
     pinned = {c["claim"]: {k: declared[c["claim"]][k] for k in ("test", "unit", "better", "margin")}
               for c in comparisons}
-    pinned["accuracy_ssam_vs_sam"]["premise"] = "accuracy_sam_vs_sgd"  # as sparsam.book.registration pins them
+    pinned["accuracy_ssam_vs_sam"]["premise"] = "accuracy_sam_vs_sgd"  # as sparsam.book.study.registering pins them
     pinned["accuracy_ssam_keeps_half_gain"]["contrast"] = "half-gain"
     return {"question": IMAGENET_DECLARED["question"], "regime": IMAGENET_COMMON, "seeds": {"core": IMAGENET_SEEDS},
             "configurations": {"sgd": {"seeds": "core", "optimizer": "sgd"},
@@ -418,7 +420,7 @@ def test_an_unregistered_imagenet_study_says_so_in_words_read_from_its_file(tmp_
         pilot = TrainConfig.from_dict({**IMAGENET_COMMON, **changes})
         (root / "results/imagenet_study/pilot" / f"{pilot.run_id()}.json").write_text(
             json.dumps(imagenet_record(pilot, 0.5)))
-    found = scales.report(scales.IMAGENET_STUDY, root)
+    found = scale_reports.report(scales.IMAGENET_STUDY, root)
     assert not found.state.registered and not found.state.has_records and found.decided is None
     assert found.text.startswith("not yet registered: results/imagenet_study/imagenet_study.yaml has no "
                                  "configurations yet")
@@ -447,14 +449,14 @@ def test_an_unregistered_imagenet_study_says_so_in_words_read_from_its_file(tmp_
         c.name for c in registry.table_claims() if c.key == "imagenet") + ": not yet registered).")
     assert found.accuracy.empty and found.curves.empty and found.frame.empty
     with pytest.raises(ValueError, match="is a registration"):
-        scales.declaration(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "r", imagenet_registration()))
+        scale_reports.declaration(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "r", imagenet_registration()))
 
 
 def test_without_a_file_or_without_records_the_imagenet_report_says_where_it_stands(tmp_path):
-    found = scales.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "none", None))
+    found = scale_reports.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "none", None))
     assert found.text.startswith("not yet registered: there is no study file results/imagenet_study/")
     assert set(found.deviations["ours"]) == {"no runs"} and found.declaration is None
-    found = scales.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "empty", imagenet_registration()))
+    found = scale_reports.report(scales.IMAGENET_STUDY, imagenet_book(tmp_path / "empty", imagenet_registration()))
     assert found.state.registered and not found.state.has_records and found.decided is None
     assert found.text == "registered in results/imagenet_study/imagenet_study.yaml, no records yet in " \
                          "results/imagenet_study/runs/."
@@ -465,7 +467,7 @@ def test_without_a_file_or_without_records_the_imagenet_report_says_where_it_sta
 
 def test_a_registered_imagenet_study_with_records_shows_intervals_curves_and_family_wise_verdicts(tmp_path):
     root = imagenet_book(tmp_path, imagenet_registration(), IMAGENET_ACCURACY)
-    found = scales.report(scales.IMAGENET_STUDY, root, resamples=0)
+    found = scale_reports.report(scales.IMAGENET_STUDY, root, resamples=0)
     assert found.state.has_records and found.state.records == found.state.planned == 16
     assert found.registered is not None and found.registered.correction == "holm"
     # accuracy per configuration: the mean over its seeds with the 95% t-interval over seeds, in the file's order
@@ -513,27 +515,27 @@ def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gp
     cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"imagenet": studies.NOT_IN_STUDY}
     imagenet = {c.key: studies.NOT_IN_STUDY for c in registry.table_claims()} | {"imagenet": "not reproduced"}
     quick = {c.key: "inconclusive" for c in registry.table_claims()}
-    table = scales.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
+    table = claims_table.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
     assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]  # no column of its own
     rows = table.set_index("claim")
     name = next(c.name for c in registry.table_claims() if c.key == "imagenet")
     assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY, "inconclusive"]
     assert set(rows.drop(index=name)["GPU study"]) == {"not yet registered"}  # the other rows read the GPU study
-    assert table.drop(columns="GPU study").equals(scales.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
+    assert table.drop(columns="GPU study").equals(claims_table.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
     with pytest.raises(ValueError, match="fills the GPU study column, which no scale of scales has"):
-        scales.claims_table([imagenet], quick, scales=scales.IMAGENET_SCALES)
-    assert scales.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
+        claims_table.claims_table([imagenet], quick, scales=scales.IMAGENET_SCALES)
+    assert scale_reports.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
         f"The ImageNet study decides its claim ({name}: not reproduced). Its scale: 2 epochs.")
-    assert scales.scale_sentence(scales.SCALES[1], cpu).startswith(
+    assert scale_reports.scale_sentence(scales.SCALES[1], cpu).startswith(
         f"The CPU study decides none of its {len([c for c in registry.table_claims() if c.key in registry.study_claims('cifar')])} claims (")
     with pytest.raises(ValueError, match="missing"):
-        scales.scale_sentence(scales.IMAGENET_STUDY, {"acc": "reproduced"})
+        scale_reports.scale_sentence(scales.IMAGENET_STUDY, {"acc": "reproduced"})
 
 
 def test_the_imagenet_study_file_of_this_book_is_read_as_what_it_is():
     """Whatever the ImageNet study's file holds today, chapter 5's report reads it without error: its candidates
     in words while it is no registration, its records once it is one."""
-    found = scales.report(scales.IMAGENET_STUDY, REPO, resamples=0)
+    found = scale_reports.report(scales.IMAGENET_STUDY, REPO, resamples=0)
     spec = yaml.safe_load((REPO / IMAGENET_STUDY_FILE).read_text())
     assert found.state.registered == ("configurations" in spec)
     if not found.state.registered:

@@ -326,7 +326,7 @@ def test_the_committed_study_read_as_a_family_is_holm_on_the_two_sided_p_values(
 def test_the_cost_and_curvature_numbers_the_reasons_cite_follow_from_the_records():
     import json
 
-    from sparsam.book import study_cost
+    from sparsam.book.study import cost as study_cost
     ROOT = REPO
 
     points = pareto_points(study_frame(STUDY, COMMITTED)).set_index("label")

@@ -1,4 +1,4 @@
-"""The study's cost side by side (sparsam.book.study_cost): real trainers at a tiny scale, exact ratios on
+"""The study's cost side by side (sparsam.book.study.cost): real trainers at a tiny scale, exact ratios on
 constructed times, the registration of the interleaved measurement and the decisions taken from it."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 import yaml
 from scipy import stats
 
-from sparsam.book import layout, study_cost
+from sparsam.book import layout
+from sparsam.book.study import cost as study_cost, model as study_model
 from sparsam.book.stats import margins
 from sparsam.book.study import comparison_label, load_study
 from sparsam.experiment.train import Trainer
@@ -141,7 +142,7 @@ REGISTERED = ["sgd", "sam", "sam-every-2", "cost-aware-0.9", "ssam-f-0.9", "ssam
 
 @pytest.fixture(scope="module")
 def registration():
-    return study_cost.load_registration()
+    return study_model.load_cost_registration()
 
 
 def _write_changed(tmp_path, **changes) -> str:
@@ -168,21 +169,21 @@ def test_the_registration_names_every_cost_comparison_of_the_study_and_its_confi
                for name in registration.configurations)
     assert registration.record == REPO / "results" / "study" / "cost_interleaved.json"
     with pytest.raises(ValueError, match="comparisons must be the study's cost comparisons"):
-        study_cost.load_registration(_write_changed(tmp_path, comparisons=[
+        study_model.load_cost_registration(_write_changed(tmp_path, comparisons=[
             {"claim": "cost_time_ssam_vs_sam", "a": "ssam-f-0.5", "b": "sam"}]), study)
     with pytest.raises(ValueError, match="configurations must be"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED[:-1]), study)
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED[:-1]), study)
     with pytest.raises(ValueError, match="configurations must be"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED + ["sgd"]),
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__configurations=REGISTERED + ["sgd"]),
                                      study)
     with pytest.raises(ValueError, match="rounds must be an integer >= 3"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__rounds=2), study)
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__rounds=2), study)
     with pytest.raises(ValueError, match="threads must be 1"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__threads=2), study)
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__threads=2), study)
     with pytest.raises(ValueError, match="seed must be registered for every configuration"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__seed=4), study)  # rest: seeds 0-2
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__seed=4), study)  # rest: seeds 0-2
     with pytest.raises(ValueError, match="unit must be"):
-        study_cost.load_registration(_write_changed(tmp_path, measurement__unit="wall seconds"), study)
+        study_model.load_cost_registration(_write_changed(tmp_path, measurement__unit="wall seconds"), study)
 
 
 def test_the_registered_rounds_follow_from_the_pilots_spread(registration):
@@ -375,8 +376,8 @@ def test_the_committed_measurement_is_the_registered_one_and_was_alternated(regi
 # --- a study on a GPU: the same measurement, timed on the GPU's clock -----------------------------------------
 
 def _gpu_study(tmp_path):
-    """The GPU study registered from a constructed pilot (sparsam.book.registration) in a copy of its file."""
-    from sparsam.book.registration import write_registration
+    """The GPU study registered from a constructed pilot (sparsam.book.study.registering) in a copy of its file."""
+    from sparsam.book.study.registering import write_registration
     from test_pilot import GPU, summary
 
     path = tmp_path / "gpu_study.yaml"
@@ -403,13 +404,13 @@ def test_a_gpu_measurement_is_decided_like_a_cpu_one_from_its_own_column():
 
 def test_the_gpu_studys_cost_registration_names_the_gpu_unit(tmp_path):
     path, study = _gpu_study(tmp_path)
-    assert study_cost.study_device(study) == "cuda" and study_cost.study_device(load_study()) == "cpu"
+    assert study_model.study_device(study) == "cuda" and study_model.study_device(load_study()) == "cpu"
     mixed = dataclasses.replace(study, configurations={**study.configurations,
                                                        "sgd-cpu": ({"optimizer": "sgd", "device": "cpu", "amp": "off",
                                                                     "capture": "off"}, (0,))})
     with pytest.raises(ValueError, match="one of cpu, cuda"):
-        study_cost.study_device(mixed)
-    comparisons = [{"claim": c.claim, "a": c.a, "b": c.b} for c in study_cost.cost_comparisons(study)]
+        study_model.study_device(mixed)
+    comparisons = [{"claim": c.claim, "a": c.a, "b": c.b} for c in study_model.cost_comparisons(study)]
     assert [(c["a"], c["b"]) for c in comparisons] == [("ssam-f-0.5", "sam"), ("cost-aware-0.9", "sam")]
     spec = {"study": "gpu_study.yaml", "comparisons": comparisons, "pilot": {},
             "measurement": {"record": "cost_interleaved.json", "configurations": ["sgd", "sam", "ssam-f-0.5",
@@ -417,11 +418,11 @@ def test_the_gpu_studys_cost_registration_names_the_gpu_unit(tmp_path):
                             "seed": 0, "threads": 4, "unit": study_cost.CLOCKS["cuda"].unit, "rounds": 12}}
     file = tmp_path / "cost_registration.yaml"
     file.write_text(yaml.safe_dump(spec))
-    registration = study_cost.load_registration(file, study)
+    registration = study_model.load_cost_registration(file, study)
     assert registration.threads == 4 and registration.rounds == 12  # threads are the CPU study's constraint only
     file.write_text(yaml.safe_dump({**spec, "measurement": {**spec["measurement"], "unit": study_cost.UNIT}}))
     with pytest.raises(ValueError, match="unit must be 'GPU wall seconds.*the study trains on cuda"):
-        study_cost.load_registration(file, study)
+        study_model.load_cost_registration(file, study)
 
 
 def test_the_registration_planned_from_a_pilot_reproduces_the_cpu_studys_written_one(tmp_path, monkeypatch):
@@ -438,7 +439,7 @@ def test_the_registration_planned_from_a_pilot_reproduces_the_cpu_studys_written
         assert mine["pilot_ratio"] == pytest.approx(theirs["pilot_ratio"], abs=1e-3)
     path = tmp_path / "cost_registration.yaml"
     path.write_text(yaml.safe_dump(spec))
-    assert study_cost.load_registration(path).rounds == 30
+    assert study_model.load_cost_registration(path).rounds == 30
 
 
 def test_a_gpu_pilot_look_plans_a_registration_in_the_gpu_unit(tmp_path):
@@ -454,7 +455,7 @@ def test_a_gpu_pilot_look_plans_a_registration_in_the_gpu_unit(tmp_path):
     needed = [row["rounds_needed"] for row in spec["pilot"]["plan"]]
     assert spec["measurement"]["rounds"] == study_cost.choose_rounds(needed, 4) and spec["measurement"]["rounds"] % 4 == 0
     (tmp_path / "cost_registration.yaml").write_text(yaml.safe_dump(spec))
-    assert study_cost.load_registration(tmp_path / "cost_registration.yaml", study).rounds == spec["measurement"]["rounds"]
+    assert study_model.load_cost_registration(tmp_path / "cost_registration.yaml", study).rounds == spec["measurement"]["rounds"]
     # both SSAM variants as costly as SAM, within the pilot's noise: no budget of 5 rounds decides either
     even = _long({name: list(0.019 * np.exp(rng.normal(0, 0.02, 5))) if name != "sgd" else [0.01] * 5
                   for name in times}).rename(columns={"cpu_seconds_per_step": "gpu_seconds_per_step"})
@@ -471,4 +472,4 @@ def test_the_benchmark_writes_a_planned_registration_that_reads_back(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"wrote {target}: 30 rounds of ")
     assert target.read_text().startswith("# Pre-registration of the interleaved cost measurement")
-    assert study_cost.load_registration(target).rounds == 30
+    assert study_model.load_cost_registration(target).rounds == 30

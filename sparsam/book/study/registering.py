@@ -4,13 +4,13 @@ A candidates file (``results/gpu_study/gpu_study.yaml``, ``results/imagenet_stud
 declares, before any run: the common settings and the candidate regimes, the pilot, the planned
 configurations (``configurations_planned``, each naming a list of ``seeds_planned``), the planned comparisons
 (``comparisons_planned``) and, under ``selection.rules``, the rule that picks the regime (``sam-gain``:
-:func:`sparsam.book.pilot.choose_by_sam_gain`; ``stem``: :func:`sparsam.book.pilot.choose_stem`) and the
-parameters of the seed rule (:func:`sparsam.book.pilot.seeds_needed`). :func:`registration` applies those
+:func:`sparsam.book.study.pilot.choose_by_sam_gain`; ``stem``: :func:`sparsam.book.study.pilot.choose_stem`) and the
+parameters of the seed rule (:func:`sparsam.book.study.pilot.seeds_needed`). :func:`registration` applies those
 rules to the pilot's records and returns what the registration adds: the regime (with the settings the
 fast-path rule turned off), the seeds (``power``: as many as the seed rule gives, from 0), the configurations,
 the comparisons, the margins of ``book/margins.yaml`` they use, ``correction: holm`` and the pilot's result.
 :func:`write_registration` appends it to the file, once, and only if the result reads as a valid study
-(:func:`sparsam.book.study.load_study`); nothing planned is changed on the way. A candidates file whose
+(:func:`sparsam.book.study.model.load_study`); nothing planned is changed on the way. A candidates file whose
 ``selection`` declares its rules in words, with no ``rules`` mapping (the label-noise study,
 ``results/noise_study/noise_study.yaml``), is registered by the fixed-margin rules of
 :mod:`sparsam.book.fixed_margin` (:func:`write_fixed_margin_registration`).
@@ -27,22 +27,21 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from . import fixed_margin
+from ...experiment.results import load_all
+from .. import fixed_margin
+from ..stats import Margins, margins as declared_margins
+from .model import Candidates, load_candidates, load_study, pinned_rule
 from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
-from .stats import Margins, margins as declared_margins
-from .study import MARGIN_FIELDS, load_study, pinned_rule
-from ..experiment.results import load_all
 
 REGIME_RULES = ("sam-gain", "stem")
-ADDED_KEYS = ("regime", "seeds", "configurations", "comparisons", "margins", "correction", "pilot_result")
 _TIMES_REGIME = re.compile(r"(\d+) x regime")  # "2 x regime": a multiple of the regime's value (e.g. epochs)
 
 
-def _choose(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot]) -> tuple[str, str]:
-    rules = spec["selection"]["rules"]
+def _choose(declared: Candidates, pilots: Mapping[str, CandidatePilot]) -> tuple[str, str]:
+    rules = declared.rules or {}
     rule = rules.get("regime")
     if rule == "sam-gain":
-        return choose_by_sam_gain(pilots, order=tuple(spec["candidates"]))
+        return choose_by_sam_gain(pilots, order=tuple(declared.candidates))
     if rule == "stem":
         return choose_stem(pilots, **dict(rules.get("stem") or {}))
     raise ValueError(f"selection.rules.regime must be one of {', '.join(REGIME_RULES)}, got {rule!r}")
@@ -74,17 +73,19 @@ def _pilot_result(name: str, reason: str, pilots: Mapping[str, CandidatePilot], 
             "written": datetime.date.today().isoformat()}
 
 
-def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], *,
+def registration(spec: Candidates, pilots: Mapping[str, CandidatePilot], *,
                  changes: Mapping[str, Any] | None = None, store: str = "",
                  declared: Margins | None = None) -> dict[str, Any]:
-    """What the registration of the candidates file ``spec`` adds, from the candidates' ``pilots`` by its declared
+    """What the registration of the candidates file ``spec`` (:class:`sparsam.book.study.model.Candidates`) adds,
+    from the candidates' ``pilots`` by its declared
     rules; ``changes``: the settings the fast-path rule turned off (its outcome's ``changes``); ``declared``: the
     claims whose margins it pins (default: the book's). It pins each claim's :data:`sparsam.book.study.MARGIN_FIELDS`
     and, where declared, its premise (when the study makes that claim too) and its contrast, so that the file
     decides its comparisons on its own (:func:`sparsam.book.study.own_margins`)."""
     for key in ("configurations_planned", "comparisons_planned", "seeds_planned", "selection"):
-        if key not in spec:
-            raise ValueError(f"the candidates file must declare {key} before the pilot (see sparsam.book.registration)")
+        if not getattr(spec, key):
+            raise ValueError(f"the candidates file must declare {key} before the pilot "
+                             "(see sparsam.book.study.registering)")
     declared = declared_margins() if declared is None else declared
     name, reason = _choose(spec, pilots)
     chosen = pilots[name]
@@ -92,12 +93,12 @@ def registration(spec: Mapping[str, Any], pilots: Mapping[str, CandidatePilot], 
     if len(chosen.seeds) < least_n or not math.isfinite(chosen.paired_sd):
         raise ValueError(f"pilot: candidate {name} has {len(chosen.seeds)} seeds with both SGD and SAM; the seed "
                          f"rule needs at least {least_n}")
-    seed_rule = dict(spec["selection"]["rules"].get("seeds") or {})
+    seed_rule = dict((spec.rules or {}).get("seeds") or {})
     n, power = seeds_needed(chosen.paired_sd, **seed_rule)
-    regime = {**spec["common"], **spec["candidates"][name], **dict(changes or {})}
-    seeds = {k: list(range(n)) if v == "power" else [int(s) for s in v] for k, v in spec["seeds_planned"].items()}
-    configurations = {k: _resolve(v, regime) for k, v in spec["configurations_planned"].items()}
-    comparisons = [dict(c) for c in spec["comparisons_planned"]]
+    regime = {**spec.settings(name), **dict(changes or {})}
+    seeds = {k: list(range(n)) if v == "power" else [int(s) for s in v] for k, v in spec.seeds_planned.items()}
+    configurations = {k: _resolve(v, regime) for k, v in spec.configurations_planned.items()}
+    comparisons = [dict(c) for c in spec.comparisons_planned]
     claims = list(dict.fromkeys(c["claim"] for c in comparisons))
     unknown = [c for c in claims if c not in declared]
     if unknown:
@@ -125,8 +126,8 @@ def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]],
     appended. An error, and nothing written, if the file is already a registration or the result does not read
     as a valid study (:func:`sparsam.book.study.load_study`); ``dry_run``: the text only."""
     spec = _unregistered(path)
-    return _append(path, registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store), dry_run,
-                   None)
+    return _append(spec, registration(spec, candidate_pilots(spec, summaries), changes=changes, store=store),
+                   dry_run, None)
 
 
 def write_fixed_margin_registration(path: str | Path, records: Sequence[Mapping[str, Any]], *, store: str,
@@ -135,24 +136,25 @@ def write_fixed_margin_registration(path: str | Path, records: Sequence[Mapping[
     file whose ``selection`` declares its rules in words: the label-noise study), from the pilot's whole
     ``records``."""
     spec = _unregistered(path)
-    return _append(path, fixed_margin.registration(spec, records, declared_margins(margins_path), store=store),
+    return _append(spec, fixed_margin.registration(spec, records, declared_margins(margins_path), store=store),
                    dry_run, margins_path)
 
 
-def _unregistered(path: str | Path) -> dict[str, Any]:
-    spec = yaml.safe_load(Path(path).read_text())
-    present = [k for k in ADDED_KEYS if k in spec]
-    if present:
-        raise ValueError(f"{path} already holds {present}: it is registered, or declares what a registration adds")
+def _unregistered(path: str | Path) -> Candidates:
+    spec = load_candidates(path)
+    if spec.registered:
+        raise ValueError(f"{path} already holds {list(spec.registered)}: it is registered, or declares what a "
+                         "registration adds")
     return spec
 
 
-def _append(path: str | Path, added: Mapping[str, Any], dry_run: bool, margins_path: str | Path | None) -> str:
-    """Append ``added`` to the file at ``path`` if the result reads as a valid study (its claims those of
+def _append(spec: Candidates, added: Mapping[str, Any], dry_run: bool, margins_path: str | Path | None) -> str:
+    """Append ``added`` to the candidates file ``spec`` if the result reads as a valid study (its claims those of
     ``margins_path``, default the book's); the text appended."""
-    path = Path(path)
+    assert spec.path is not None
+    path = spec.path
     appended = registration_text(added)
-    text = path.read_text().rstrip("\n") + "\n" + appended
+    text = spec.text.rstrip("\n") + "\n" + appended
     trial = path.with_name(f".{path.name}.trial")
     trial.write_text(text)
     try:
@@ -177,9 +179,10 @@ def register_command(path: str | Path, store: str | Path, fast_path: str | Path 
     if not Path(store).is_dir():
         raise ValueError(f"--store {store} is not a folder of pilot records")
     records = load_all(store)
-    if "rules" not in yaml.safe_load(Path(path).read_text()).get("selection", {}):
+    if load_candidates(path).rules is None:
         if fast_path is not None:
             raise ValueError("--fast-path: a fixed-margin study states its fast path in its file; give none")
         return write_fixed_margin_registration(path, records, store=Path(store).as_posix(), dry_run=dry_run)
     return write_registration(path, [r["summary"] for r in records], store=Path(store).as_posix(),
                               changes=fast_path_changes(fast_path), dry_run=dry_run)
+

@@ -2,15 +2,17 @@
 
 The study's records measure each run's process-CPU time per step while it trained, in sessions with
 different loads beside it; on a 2-core machine that moves one process's CPU time by tens of per cent.
-This module removes the load: :func:`measure` builds one :class:`sparsam.experiment.train.Trainer` per
-configuration (as registered, one seed) and trains them an epoch at a time, round-robin in one process
+This module removes the load: :func:`measure` trains one run per
+configuration (:func:`sparsam.experiment.train.epoch_runner`) (as registered, one seed) and trains them an epoch at a
+time, round-robin in one process
 (:func:`sparsam.book.efficiency.time_rounds`), so neighbouring epochs share the machine's state; each
 row keeps the position of its epoch in the sequence of calls (``order``), so the alternation is
 observed, not assumed (:func:`alternation_problem`). :func:`ratios` divides every epoch's CPU time by
 SGD's in the same round, and :func:`beside_records` sets the result beside the records' cost.
 
 The study's cost comparisons are decided only from such a measurement, pre-registered with its number
-of rounds in ``results/study/cost_registration.yaml`` (:func:`load_registration`): :func:`power` and
+of rounds in ``results/study/cost_registration.yaml`` (:func:`sparsam.book.study.model.load_cost_registration`):
+:func:`power` and
 :func:`rounds_needed` size it from a pilot's round-to-round spread (:func:`plan`), :func:`decide_costs`
 decides every registered comparison paired by round on the log scale (rounds are the replicates) with
 its claim's margin of ``book/margins.yaml``, and :func:`cost_rows` gives those verdicts as rows of the
@@ -34,21 +36,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from scipy import stats
 
-from . import claims, tables
-from .._checks import check_int, check_range
-from .efficiency import time_rounds
-from .study import Comparison, Study, comparison_label, load_study
-from ..experiment.provenance import git
-from .layout import COST_REGISTRATION, book_root
-from ..experiment.train import Trainer
-from .stats import Margins, Verdict, decide, margins as declared_margins, mean_interval
-from .records import stale_reason as record_stale_reason
-
-REFERENCE = "sgd"
-
+from ..._checks import check_int, check_range
+from ...experiment.provenance import git
+from ...experiment.train import epoch_runner
+from .. import claims, tables
+from ..efficiency import time_rounds
+from ..layout import book_root
+from ..records import stale_reason as record_stale_reason
+from ..stats import Margins, Verdict, decide, margins as declared_margins, mean_interval
+from .model import (DEVICE_UNITS, REFERENCE, Comparison, CostRegistration, Study, comparison_label,
+                    cost_comparisons, load_study, study_device)
 
 @dataclass(frozen=True)
 class Clock:
@@ -60,18 +59,11 @@ class Clock:
     read: Callable[[], float]
 
 
-CLOCKS = {"cpu": Clock("cpu_seconds_per_step", "process-CPU seconds per training step, one thread", time.process_time),
-          "cuda": Clock("gpu_seconds_per_step", "GPU wall seconds per training step, the device synchronised "
-                        "around each epoch", time.perf_counter)}
+CLOCKS = {"cpu": Clock("cpu_seconds_per_step", DEVICE_UNITS["cpu"], time.process_time),
+          "cuda": Clock("gpu_seconds_per_step", DEVICE_UNITS["cuda"], time.perf_counter)}
+
+
 UNIT = CLOCKS["cpu"].unit  # the CPU study's
-
-
-def study_device(study: Study, names: Sequence[str] | None = None) -> str:
-    """The one kind of device ("cpu" or "cuda") the configurations ``names`` (all if None) of ``study`` train on."""
-    kinds = {str(c.device).split(":")[0] for name in (names or study.configurations) for c in study.configs(name)}
-    if len(kinds) != 1 or not kinds <= set(CLOCKS):
-        raise ValueError(f"the configurations must all train on one of {', '.join(CLOCKS)}, got {sorted(kinds)}")
-    return kinds.pop()
 
 
 def value_column(measured: pd.DataFrame) -> str:
@@ -103,19 +95,19 @@ def measure(study: Study, names: Sequence[str] | None = None, rounds: int = 5, s
         raise ValueError(f"seed must be one every configuration of names has, got {seed!r}")
     device = study_device(study, names)  # one kind of device, checked before any trainer is built
     clock = CLOCKS[device]
-    trainers = {name: Trainer(config, data_root=data_root) for name, config in configs.items()}
+    runners = {name: epoch_runner(config, data_root=data_root) for name, config in configs.items()}
     epochs = {name: 0 for name in names}
     calls: dict[tuple[str, int], int] = {}  # (configuration, epoch) -> position among all calls
 
     def runner(name: str):
         def run() -> None:
             calls[name, epochs[name]] = len(calls)
-            trainers[name].train_epoch(epochs[name], progress=False)
+            runners[name][0](epochs[name])
             epochs[name] += 1
         return run
 
     seconds = time_rounds({name: runner(name) for name in names}, rounds, torch.device(device), clock=clock.read)
-    per_step = seconds / pd.Series({name: trainers[name].steps_per_epoch for name in names})
+    per_step = seconds / pd.Series({name: runners[name][1] for name in names})
     long = per_step.rename_axis("round").reset_index().melt(
         id_vars="round", var_name="configuration", value_name=clock.column)
     long["epoch"] = long["round"] + 1  # the j-th timed call of a runner trains its epoch j (epoch 0: warm-up)
@@ -176,7 +168,6 @@ def beside_records(side_by_side: pd.DataFrame, points: pd.DataFrame) -> pd.DataF
                                              if at is not None else "no record"),
                      "records / side by side": round(recorded / row["cost"], 2)})
     return pd.DataFrame(rows)
-
 
 
 def power(rounds: int, sd: float, distance: float, level: float = 0.95) -> float:
@@ -246,83 +237,6 @@ def choose_rounds(needed: Sequence[int | None], cycle: int) -> int:
     return int(math.ceil(max(known) / cycle) * cycle)
 
 
-@dataclass(frozen=True)
-class Registration:
-    """The parsed pre-registration of the interleaved cost measurement (``results/study/cost_registration.yaml``)."""
-
-    path: Path
-    study_path: Path
-    study: Study
-    comparisons: tuple[Comparison, ...]
-    configurations: tuple[str, ...]
-    rounds: int
-    seed: int
-    threads: int
-    record: Path
-    pilot: dict[str, Any]
-
-
-def cost_comparisons(study: Study) -> tuple[Comparison, ...]:
-    """The study's comparisons of cost: those whose claim is in unit "ratio" (:attr:`Study.declared`)."""
-    return tuple(c for c in study.comparisons if study.declared[c.claim]["unit"] == "ratio")
-
-
-def in_book(path: Path, named: str | Path) -> Path:
-    """Where a file that the file at ``path`` names (``named``, relative to the book's root) lies: in the book
-    holding ``path``; outside any book, beside ``path`` where it is there by its name (a copy of a study's
-    folder), else in the book around the current directory (a changed copy of one of the book's files)."""
-    try:
-        return book_root(path.parent) / named
-    except FileNotFoundError:
-        pass
-    beside = path.parent / Path(named).name
-    if beside.exists():
-        return beside
-    try:
-        return book_root() / named
-    except FileNotFoundError:
-        return beside
-
-
-def load_registration(path: str | Path | None = None, study: Study | None = None) -> Registration:
-    """Read and check the registration (default: the book's :data:`sparsam.book.layout.COST_REGISTRATION`; the
-    paths inside it are relative to the book holding it, :func:`in_book`): its comparisons are every cost
-    comparison of its study (``study``, else the file it names, read with its own margins) in the study's order,
-    its configurations exactly those they name and SGD, all registered at its seed; ``rounds`` at least the
-    margins' ``min_n``; one thread; the unit is process-CPU time per step."""
-    path = book_root() / COST_REGISTRATION if path is None else Path(path)
-    spec = yaml.safe_load(path.read_text())
-    study_path = in_book(path, spec["study"])
-    study = load_study(study_path) if study is None else study
-    comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
-    expected = cost_comparisons(study)
-    if comparisons != expected:
-        raise ValueError(f"{path.name}: comparisons must be the study's cost comparisons "
-                         f"{[comparison_label(c) for c in expected]}, got {[comparison_label(c) for c in comparisons]}")
-    measurement = spec["measurement"]
-    configurations = tuple(str(n) for n in measurement["configurations"])
-    needed = {REFERENCE, *(name for c in comparisons for name in (c.a, c.b))}
-    if sorted(configurations) != sorted(needed) or len(set(configurations)) != len(configurations):
-        raise ValueError(f"{path.name}: configurations must be {sorted(needed)} (the comparisons' and "
-                         f"{REFERENCE!r}), each once, got {list(configurations)}")
-    seed = measurement["seed"]
-    for name in configurations:
-        if seed not in study.configurations[name][1]:
-            raise ValueError(f"{path.name}: seed must be registered for every configuration, {name!r} lacks {seed!r}")
-    min_n = int(next(iter(study.declared.values()))["min_n"])
-    rounds = check_int("rounds", measurement["rounds"], min_n)
-    device = study_device(study, configurations)
-    if device == "cpu" and measurement["threads"] != 1:
-        raise ValueError(f"{path.name}: threads must be 1 (the study's runs use one thread), "
-                         f"got {measurement['threads']!r}")
-    threads = check_int("threads", measurement["threads"], 1)
-    if measurement["unit"] != CLOCKS[device].unit:
-        raise ValueError(f"{path.name}: unit must be {CLOCKS[device].unit!r} (the study trains on {device}), "
-                         f"got {measurement['unit']!r}")
-    return Registration(path, study_path, study, comparisons, configurations, rounds, int(seed), threads,
-                        in_book(path, measurement["record"]), dict(spec["pilot"]))
-
-
 def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, record: str | Path, *, seed: int = 0,
                             threads: int = 1, level: float = 0.95, target: float = 0.8, min_rounds: int = 3,
                             max_rounds: int = 40) -> dict[str, Any]:
@@ -330,7 +244,7 @@ def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, re
     (``pilot_record``, a record of ``benchmarks/bench_study_cost.py``) as the CPU study's was: every cost
     comparison of the study, the configurations they name and SGD, the rounds of :func:`choose_rounds` over
     :func:`plan` (``max_rounds``: the budget), the unit of the study's device and the plan itself. Paths as given
-    (relative to the book's root); :func:`load_registration` reads the result."""
+    (relative to the book's root); :func:`sparsam.book.study.model.load_cost_registration` reads the result."""
     study = load_study(study_file)
     comparisons = cost_comparisons(study)
     if not comparisons:
@@ -359,7 +273,7 @@ def registration_from_pilot(study_file: str | Path, pilot_record: str | Path, re
                       "min_rounds": min_rounds, "max_rounds": max_rounds, "plan": rows}}
 
 
-def decide_costs(registration: Registration, measured: pd.DataFrame) -> dict[Comparison, Verdict]:
+def decide_costs(registration: CostRegistration, measured: pd.DataFrame) -> dict[Comparison, Verdict]:
     """Every registered comparison decided from an interleaved measurement (:func:`measure`'s long format)
     by its claim's rule (:func:`sparsam.book.stats.decide`): a's CPU time per step against b's in the same
     round, paired by round on the log scale; the rounds are the replicates. The measurement must be
@@ -378,7 +292,7 @@ def decide_costs(registration: Registration, measured: pd.DataFrame) -> dict[Com
             for c in registration.comparisons}
 
 
-def registration_problem(check: Mapping[str, Any], registration: Registration) -> str | None:
+def registration_problem(check: Mapping[str, Any], registration: CostRegistration) -> str | None:
     """Why a record of the benchmark is not the registered measurement, or None: it must name the registration
     (the path relative to the book's root, or outside any book a file of its name), be made in a clean tree at a
     commit that holds the registration as it is now (so the registration was committed before the measurement
@@ -408,7 +322,7 @@ def registration_problem(check: Mapping[str, Any], registration: Registration) -
     return None
 
 
-def cost_rows(registration: Registration, check: Mapping[str, Any]) -> pd.DataFrame:
+def cost_rows(registration: CostRegistration, check: Mapping[str, Any]) -> pd.DataFrame:
     """:func:`decide_costs` of a registered record as rows of the claims table
     (:func:`sparsam.book.claims.claims_frame`, labelled as :func:`sparsam.book.study.decide_comparisons`
     labels them), with the record's commit and staleness; a record that is not the registered
@@ -463,3 +377,4 @@ def describe(check: Mapping[str, Any]) -> str:
             f"{where}{machine['threads']} thread(s), load average {machine['loadavg_start'][0]:.1f} at the start and "
             f"{machine['loadavg_end'][0]:.1f} at the end, {machine['wall_seconds'] / 60:.0f} minutes, "
             f"commit {commit}" + (f" (stale: {reason})" if reason else ""))
+

@@ -1,13 +1,13 @@
-"""The pilot of a study declared by its candidates (``results/gpu_study/gpu_study.yaml``,
-``results/imagenet_study/imagenet_study.yaml``), and what the declared rules decide from its records.
+"""The pilots of the studies, and what their declared rules decide from the pilot's records.
 
-Such a file, before its registration, holds ``common`` (the settings every candidate shares),
-``candidates`` (what each changes), ``pilot`` (its configurations and seeds) and ``selection`` (the rules,
-in words). :func:`candidate_pilots` reads, per candidate, the pilot's SGD and SAM runs paired by seed;
+A candidates file (:class:`sparsam.book.study.model.Candidates`: ``results/gpu_study/gpu_study.yaml``,
+``results/imagenet_study/imagenet_study.yaml``) declares its pilot and its selection rules before the pilot runs.
+:func:`candidate_pilots` reads, per candidate, the pilot's SGD and SAM runs paired by seed;
 :func:`choose_by_sam_gain` and :func:`choose_stem` are the two selection rules those files declare, and
 :func:`seeds_needed` the seed count of their power rule. The fast-path rule of the GPU study may have turned
 parts of the fast path off for the pilot (:data:`FAST_PATH_FIELDS`), so records are matched to a candidate
-on every other field.
+on every other field (:func:`run_key`). The CPU study's pilot (its registration's ``pilot``: SAM against SGD in
+each pilot regime) is recomputed from its records by :func:`pilot_verdicts` and :func:`pilot_paired_sd`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..experiment.config import TrainConfig
-from ..experiment.results import load_all
-from .stats import Verdict, compare, mean_interval, power, seeds_for_power
+from ...experiment.config import TrainConfig
+from ...experiment.results import load_all
+from ..layout import PILOT_STORE, book_root
+from ..stats import Verdict, compare, mean_interval, power, seeds_for_power
+from .model import Candidates, Study, load_candidates
 
 # the settings the declared fast-path rule may change for a pilot (results/gpu_study/gpu_study.yaml, fast_path)
 FAST_PATH_FIELDS = ("amp", "capture", "channels_last", "cudnn_benchmark")
@@ -53,17 +55,17 @@ def run_key(config: TrainConfig) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in config.to_dict().items() if k not in FAST_PATH_FIELDS)
 
 
-def candidate_pilots(spec: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], *, level: float = 0.95,
+def candidate_pilots(declared: Candidates, summaries: Sequence[Mapping[str, Any]], *, level: float = 0.95,
                      min_n: int = 3) -> dict[str, CandidatePilot]:
-    """Per candidate of ``spec`` (a parsed candidates file), its pilot read from run ``summaries`` (the records'
+    """Per candidate of the ``declared`` candidates file, its pilot read from run ``summaries`` (the records'
     ``summary`` parts): the SGD and SAM runs of the pilot's seeds whose configuration is the candidate's."""
     keyed = {run_key(TrainConfig.from_dict(s["config"])): s for s in summaries}
     out = {}
-    for name, changes in spec["candidates"].items():
-        candidate = TrainConfig(**{**spec["common"], **changes})
+    for name in declared.candidates:
+        candidate = TrainConfig(**declared.settings(name))
         runs: dict[str, dict[int, Mapping[str, Any]]] = {"sgd": {}, "sam": {}}
         for optimizer in runs:
-            for seed in spec["pilot"]["seeds"]:
+            for seed in declared.pilot_seeds:
                 found = keyed.get(run_key(candidate.replace(optimizer=optimizer, seed=seed)))
                 if found is not None:
                     runs[optimizer][seed] = found
@@ -80,10 +82,7 @@ def candidate_pilots(spec: Mapping[str, Any], summaries: Sequence[Mapping[str, A
 
 def load_candidate_pilots(spec_file: str | Path, store: str | Path) -> dict[str, CandidatePilot]:
     """:func:`candidate_pilots` of a candidates file and the records in ``store`` (validated on load)."""
-    import yaml
-
-    spec = yaml.safe_load(Path(spec_file).read_text())
-    return candidate_pilots(spec, [r["summary"] for r in load_all(store)])
+    return candidate_pilots(load_candidates(spec_file), [r["summary"] for r in load_all(store)])
 
 
 def choose_by_sam_gain(pilots: Mapping[str, CandidatePilot], order: Sequence[str] = ("A", "B")) -> tuple[str, str]:
@@ -126,3 +125,42 @@ def seeds_needed(sd: float, *, margin: float = 0.5, target: float = 0.8, least: 
         n = most
     n = min(n, most)
     return n, power(n, margin, sd)
+
+
+
+def _pilot_pairs(study: Study, store: str | Path | None) -> dict[str, tuple[list[float], list[float]]]:
+    """Per pilot regime: SAM's and SGD's final test accuracy (%) over the seeds both have, in seed order."""
+    records = [r["summary"] for r in load_all(book_root() / PILOT_STORE if store is None else Path(store))]
+    out = {}
+    for regime, changes in study.pilot["regimes"].items():
+        wanted = {**study.regime, **changes, "device": "cuda"}
+        accuracy: dict[str, dict[int, float]] = {"sgd": {}, "sam": {}}
+        for s in records:
+            config = TrainConfig.from_dict(s["config"])
+            if config.optimizer in accuracy and config == TrainConfig.from_dict(
+                    {**wanted, "optimizer": config.optimizer, "seed": config.seed}):
+                accuracy[config.optimizer][config.seed] = 100 * s["final_test_acc"]
+        seeds = sorted(set(accuracy["sgd"]) & set(accuracy["sam"]))
+        out[regime] = ([accuracy["sam"][k] for k in seeds], [accuracy["sgd"][k] for k in seeds])
+    return out
+
+
+def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
+    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
+    book's ``results/study/pilot/``; superiority, paired by seed)."""
+    return {regime: compare(sam, sgd, test="superiority", level=study.margins["level"], min_n=study.margins["min_n"])
+            for regime, (sam, sgd) in _pilot_pairs(study, store).items()}
+
+
+def pilot_paired_sd(study: Study, store: str | Path | None = None) -> tuple[int, float]:
+    """The seeds and the standard deviation (pp) of the paired SAM − SGD differences of final test accuracy
+    in the pilot regime that is the study's own (no changes to ``regime``): the spread a power calculation
+    could have assumed before the study ran."""
+    own = [regime for regime, changes in study.pilot["regimes"].items() if not changes]
+    if len(own) != 1:
+        raise ValueError(f"the pilot must hold exactly one regime without changes (the study's), got {own}")
+    sam, sgd = _pilot_pairs(study, store)[own[0]]
+    if len(sam) < 2:
+        raise ValueError(f"the pilot's regime {own[0]} pairs {len(sam)} seeds: an SD needs two")
+    return len(sam), float(np.std(np.subtract(sam, sgd), ddof=1))
+

@@ -1,250 +1,45 @@
-"""The CPU study's pre-registration (``results/study/cpu_study.yaml``): its configurations and comparisons.
+"""A registered study decided from its records.
 
-:func:`load_study` reads and checks the file: every configuration is a valid :class:`TrainConfig`
-(the ``regime`` plus the configuration's own fields, once per seed of its seed list), every comparison
-names two configurations and a claim whose pinned margin equals ``book/margins.yaml``'s.
-:meth:`Study.configs` gives what ``python -m sparsam train-grid`` trains; :func:`pilot_verdicts`
-recomputes the pilot's decisions from its records.
-
-The study's records (``results/study/runs/``) are read by :func:`study_frame`; :func:`progress` counts
-them, :func:`decide_comparisons` decides every pre-registered comparison (and those added after the
-runs) and reads them as one family (Holm's step-down, the premise rule: :func:`sparsam.book.stats.family`);
-:func:`decide_comparisons_interleaved` takes the cost comparisons from the registered interleaved
-measurement of :mod:`sparsam.book.study_cost` instead of the records' timings. :func:`pareto_points` puts
-accuracy beside measured cost per step, :func:`answer` answers the study's question from the decisions,
-:func:`book_statuses` combines them into the statuses of the reproduction page's claims (:func:`claim_statuses`
-also for a study that makes only some of their comparisons), and
-:func:`paired_sds` gives the spread of the paired differences that a power calculation needs.
+:func:`study_frame` reads the records of the study's configurations; :func:`progress` counts them and
+:func:`rerun_estimate` says how long re-running it takes; :func:`decide_comparisons` decides every registered
+comparison (and those added after the runs) and reads them as one family (Holm's step-down, the premise rule:
+:func:`sparsam.book.stats.family`), cost from a registered interleaved measurement where one is given
+(:func:`decide_comparisons_interleaved`, :mod:`sparsam.book.study.cost`); :func:`audit_frame` shows the family as
+numbers a reader can check; :func:`pareto_points` puts accuracy beside measured cost per step, :func:`answer`
+answers the CPU study's question from the decisions, :func:`book_statuses` combines them into the statuses of the
+reproduction page's claims (:func:`claim_statuses` also for a study that makes only some of their comparisons),
+and :func:`paired_sds` gives the spread of the paired differences that a power calculation needs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
-
-import yaml
 
 import numpy as np
 import pandas as pd
 
-from . import claims, registry, tables
-from ..experiment.config import TrainConfig
-from ..experiment.results import load_all
-from ..experiment.provenance import git
-from .layout import PILOT_STORE, STUDY_FILE, book_root
-from .stats import Margins, Verdict, combine, compare, declared_claims, half_gain, margins as declared_margins
-from .records import cost_summary, pareto_front, records_frame, summarize
+from .. import claims, registry, tables
+from ...experiment.config import TrainConfig
+from ..records import cost_summary, pareto_front, records_frame, summarize
+from ..stats import combine, half_gain
+from .model import Comparison, Study, comparison_label
 
-MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of each claim of book/margins.yaml
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
+
+
 # The records' times per step a study's cost may be read from: process-CPU time, or wall time (a GPU run's).
 TIMES = ("cpu_seconds_per_step", "seconds_per_step")
+
+
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
-CORRECTIONS = ("none", "holm")  # what a registration names for its family: no correction, or Holm's step-down
+
+
 READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
+
+
 ADDED = "added after the runs"
-
-
-def pinned_rule(rule: Mapping[str, Any], claims: Sequence[str]) -> dict[str, Any]:
-    """What a registration pins of a claim's ``rule`` (one of :func:`sparsam.book.stats.margins`): its margin fields,
-    its premise where the study makes that claim too (one of ``claims``), and a contrast other than the difference."""
-    pinned = {k: rule[k] for k in MARGIN_FIELDS}
-    if rule.get("premise") in claims:
-        pinned["premise"] = rule["premise"]
-    if rule.get("contrast", "difference") != "difference":
-        pinned["contrast"] = rule["contrast"]
-    return pinned
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One pre-registered decision: configuration ``a`` against ``b`` by the rule of ``claim``; with
-    ``over``, the half-gain contrast "``a`` keeps at least half of ``b``'s gain over ``over``"."""
-
-    claim: str
-    a: str
-    b: str
-    over: str | None = None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The configurations it compares."""
-        return (self.a, self.b) if self.over is None else (self.a, self.b, self.over)
-
-
-@dataclass(frozen=True)
-class Study:
-    """The parsed pre-registration."""
-
-    regime: dict[str, Any]
-    configurations: dict[str, tuple[dict[str, Any], tuple[int, ...]]]  # name -> (fields, seeds)
-    comparisons: tuple[Comparison, ...]
-    margins: dict[str, Any]
-    pilot: dict[str, Any]
-    correction: str = "none"             # what the registration named for its family (CORRECTIONS)
-    added: tuple[Comparison, ...] = ()   # comparisons added after the runs, read in the same family
-    reading_note: str = ""               # why and when the family-wise reading was added
-    # the rule of each claim it decides by (sparsam.book.stats.declared_claims): its own margins, or a margins file's
-    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def family(self) -> tuple[Comparison, ...]:
-        """Every comparison the study decides: the registered ones, then those added after the runs."""
-        return (*self.comparisons, *self.added)
-
-    def configs(self, name: str | None = None) -> list[TrainConfig]:
-        """The training configurations of ``name`` (every configuration if None), one per seed."""
-        names = list(self.configurations) if name is None else [name]
-        for n in names:
-            if n not in self.configurations:
-                raise ValueError(f"configuration must be one of {', '.join(self.configurations)}, got {n!r}")
-        return [self._config(n, seed) for n in names for seed in self.configurations[n][1]]
-
-    def paired_seeds(self, a: str, b: str) -> int:
-        """How many seeds a comparison of ``a`` with ``b`` pairs once every planned run is in."""
-        return len(set(self.configurations[a][1]) & set(self.configurations[b][1]))
-
-    def registered(self, comparison: Comparison) -> bool:
-        """Whether ``comparison`` is one of the pre-registration's (not added after the runs)."""
-        return comparison in self.comparisons
-
-    def name_of(self, config: TrainConfig) -> str | None:
-        """The configuration a training config belongs to (None if it is not part of the study)."""
-        return next((n for n in self.configurations if self._config(n, config.seed) == config), None)
-
-    def _config(self, name: str, seed: int) -> TrainConfig:
-        return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
-
-
-def load_study(path: str | Path | None = None, margins: str | Path | Margins | None = None) -> Study:
-    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``); any
-    inconsistency is a ``ValueError`` naming it. Its comparisons are decided by ``margins`` (:attr:`Study.declared`):
-    a margins file (e.g. the book's ``book/margins.yaml``) or its claims (:func:`sparsam.book.stats.margins`), against
-    which every margin the study pins must agree; None: the study's own, :func:`own_margins` (what its registration
-    pinned and what its ``added_after_the_runs`` adds), so that a study file decides its comparisons anywhere."""
-    path = book_root() / STUDY_FILE if path is None else Path(path)
-    spec = yaml.safe_load(path.read_text())
-    seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
-    configurations = {}
-    for name, values in spec["configurations"].items():
-        values = dict(values)
-        seeds = values.pop("seeds")
-        if seeds not in seed_lists:
-            raise ValueError(f"configuration {name!r}: seeds must be one of {sorted(seed_lists)}, got {seeds!r}")
-        configurations[str(name)] = (values, seed_lists[seeds])
-    comparisons = tuple(_comparison(c) for c in spec["comparisons"])
-    correction = str(spec.get("correction", "none"))
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    reading = dict(spec.get("added_after_the_runs") or {})
-    unknown = sorted(set(reading) - {"note", "comparisons", "margins"})
-    if unknown:
-        raise ValueError(f"added_after_the_runs may hold note, comparisons and margins only, got {unknown}")
-    added = tuple(_comparison(c) for c in reading.get("comparisons", []))
-    if margins is None:
-        declared, source = own_margins(spec, path.name), f"{path.name} (its own margins)"
-    else:
-        declared = dict(margins) if isinstance(margins, Mapping) else declared_margins(margins)
-        source = "the margins given" if isinstance(margins, Mapping) else str(margins)
-        for claim, rule in _pinned_rules(spec).items():  # what the file sets itself, not the defaults
-            given = declared.get(claim)
-            differs = [k for k in rule if given is None or given.get(k) != rule[k]]
-            if differs:
-                raise ValueError(f"claim {claim!r}: the study's pinned margin ({', '.join(differs)}) differs from "
-                                 f"{source}")
-    study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
-                  correction, added, " ".join(str(reading.get("note", "")).split()), declared)
-    study.configs()  # every configuration must be valid
-    for c in study.family:
-        for name in c.names:
-            if name not in configurations:
-                raise ValueError(f"comparison {c}: {name!r} is not a configuration of the study")
-        if c.claim not in declared:
-            raise ValueError(f"comparison {c}: claim {c.claim!r} is not declared in {source}")
-        if (c.over is not None) != (declared[c.claim]["contrast"] == "half-gain"):
-            raise ValueError(f"comparison {c}: 'over' goes with a half-gain claim and only with one")
-        if c in comparisons and c.claim not in study.margins:
-            raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in {source}")
-    twice = sorted({comparison_label(c) for c in study.family if study.family.count(c) > 1})
-    if twice:
-        raise ValueError(f"each comparison is made once, got twice: {', '.join(twice)}")
-    return study
-
-
-def _pinned_rules(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """What a study file sets of each claim's rule itself: the registration's ``margins`` (with its ``level`` and
-    ``min_n`` in each), then what ``added_after_the_runs.margins`` adds, which may be a claim, or a premise of a
-    pinned one, but never a change to what the registration pinned."""
-    pinned = dict(spec.get("margins") or {})
-    defaults = {k: pinned.pop(k) for k in ("level", "min_n") if k in pinned}
-    rules = {claim: {**defaults, **dict(rule)} for claim, rule in pinned.items()}
-    added = dict((spec.get("added_after_the_runs") or {}).get("margins") or {})
-    for claim, rule in added.items():
-        changed = [k for k in dict(rule) if k in MARGIN_FIELDS and claim in pinned]
-        if changed:
-            raise ValueError(f"added_after_the_runs.margins: {claim} may not change the registered "
-                             f"{', '.join(changed)}")
-        rules[claim] = {**rules.get(claim, defaults), **dict(rule)}
-    return rules
-
-
-def own_margins(spec: Mapping[str, Any], name: str = "the study") -> dict[str, dict[str, Any]]:
-    """The claims a study file (parsed, ``spec``; ``name`` names it in errors) declares for itself
-    (:func:`_pinned_rules`: the registration's margins, the :data:`MARGIN_FIELDS`, ``level`` and ``min_n`` with
-    the premise and contrast a registration copies, and what ``added_after_the_runs.margins`` adds), checked as a
-    margins file is (:func:`sparsam.book.stats.declared_claims`)."""
-    pinned = set(dict(spec.get("margins") or {}))
-    claims = {claim: {**rule, "reason": f"{'pinned' if claim in pinned else 'added after the runs'} in {name}"}
-              for claim, rule in _pinned_rules(spec).items()}
-    return declared_claims({"claims": claims}, name)
-
-
-def _comparison(entry: dict[str, Any]) -> Comparison:
-    unknown = sorted(set(entry) - {"claim", "a", "b", "over"})
-    if unknown:
-        raise ValueError(f"a comparison holds claim, a, b and (for a half-gain claim) over, got {unknown} in {entry}")
-    over = entry.get("over")
-    return Comparison(str(entry["claim"]), str(entry["a"]), str(entry["b"]), None if over is None else str(over))
-
-
-def _pilot_pairs(study: Study, store: str | Path | None) -> dict[str, tuple[list[float], list[float]]]:
-    """Per pilot regime: SAM's and SGD's final test accuracy (%) over the seeds both have, in seed order."""
-    records = [r["summary"] for r in load_all(book_root() / PILOT_STORE if store is None else Path(store))]
-    out = {}
-    for regime, changes in study.pilot["regimes"].items():
-        wanted = {**study.regime, **changes, "device": "cuda"}
-        accuracy: dict[str, dict[int, float]] = {"sgd": {}, "sam": {}}
-        for s in records:
-            config = TrainConfig.from_dict(s["config"])
-            if config.optimizer in accuracy and config == TrainConfig.from_dict(
-                    {**wanted, "optimizer": config.optimizer, "seed": config.seed}):
-                accuracy[config.optimizer][config.seed] = 100 * s["final_test_acc"]
-        seeds = sorted(set(accuracy["sgd"]) & set(accuracy["sam"]))
-        out[regime] = ([accuracy["sam"][k] for k in seeds], [accuracy["sgd"][k] for k in seeds])
-    return out
-
-
-def pilot_verdicts(study: Study, store: str | Path | None = None) -> dict[str, Verdict]:
-    """SAM against SGD in each pilot regime, recomputed from the pilot's records in ``store`` (default: the
-    book's ``results/study/pilot/``; superiority, paired by seed)."""
-    return {regime: compare(sam, sgd, test="superiority", level=study.margins["level"], min_n=study.margins["min_n"])
-            for regime, (sam, sgd) in _pilot_pairs(study, store).items()}
-
-
-def pilot_paired_sd(study: Study, store: str | Path | None = None) -> tuple[int, float]:
-    """The seeds and the standard deviation (pp) of the paired SAM − SGD differences of final test accuracy
-    in the pilot regime that is the study's own (no changes to ``regime``): the spread a power calculation
-    could have assumed before the study ran."""
-    own = [regime for regime, changes in study.pilot["regimes"].items() if not changes]
-    if len(own) != 1:
-        raise ValueError(f"the pilot must hold exactly one regime without changes (the study's), got {own}")
-    sam, sgd = _pilot_pairs(study, store)[own[0]]
-    if len(sam) < 2:
-        raise ValueError(f"the pilot's regime {own[0]} pairs {len(sam)} seeds: an SD needs two")
-    return len(sam), float(np.std(np.subtract(sam, sgd), ddof=1))
 
 
 def study_frame(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -276,14 +71,6 @@ def rerun_estimate(study: Study, frame: pd.DataFrame, parallel: int = 2) -> dict
     runs = sum(len(seeds) for _, seeds in study.configurations.values())
     per_run = float(whole.mean() / 3600) if len(whole) else float("nan")
     return {"runs": runs, "hours_per_run": per_run, "hours": per_run * math.ceil(runs / parallel)}
-
-
-def comparison_label(comparison: Comparison) -> str:
-    """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"`` or
-    ``"ssam-f-0.5 keeps half of sam's gain over sgd (accuracy_ssam_keeps_half_gain)"``."""
-    if comparison.over is not None:
-        return f"{comparison.a} keeps half of {comparison.b}'s gain over {comparison.over} ({comparison.claim})"
-    return f"{comparison.a} vs {comparison.b} ({comparison.claim})"
 
 
 def _sides(frame: pd.DataFrame, comparison: Comparison) -> list[pd.DataFrame]:
@@ -321,7 +108,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
     (its columns NaN). ``cost``: rows (``claim`` = the comparison's label) that decide every comparison of
     cost (unit "ratio") instead of the records' own timings, e.g. the registered interleaved measurement
-    (:func:`sparsam.book.study_cost.cost_rows`); they join the family like any other row. Without ``cost``, a
+    (:func:`sparsam.book.study.cost.cost_rows`); they join the family like any other row. Without ``cost``, a
     comparison of cost compares the records' ``time`` per step (process-CPU time, or the wall time of a GPU
     run, synchronised once per epoch). ``evidence`` names the study in each row."""
     if time not in TIMES:
@@ -412,7 +199,7 @@ def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] =
 def decide_comparisons_interleaved(study: Study, frame: pd.DataFrame, records: list[dict[str, Any]],
                                    cost: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
     """:func:`decide_comparisons` with every comparison of cost (unit "ratio") taken from ``cost``, the rows
-    of the registered interleaved measurement (:func:`sparsam.book.study_cost.cost_rows`), not from the
+    of the registered interleaved measurement (:func:`sparsam.book.study.cost.cost_rows`), not from the
     records' own timings (which stay descriptive), and the whole family read with them; a cost comparison
     missing from ``cost`` is an error."""
     return decide_comparisons(study, frame, records, resamples=resamples, cost=cost)
@@ -530,10 +317,3 @@ def configuration_table(frame: pd.DataFrame,
                      "on the Pareto front": "yes" if at["on_front"] else ""})
     return pd.DataFrame(rows)
 
-
-def registered_at(path: str | Path | None = None) -> str:
-    """The commit that added the pre-registration (default: the book's), as ``"<short hash> (<date>)"``, from the
-    history of the repository holding the file; "unknown" outside git."""
-    path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
-    added = git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
-    return added.splitlines()[-1] if added else "unknown"

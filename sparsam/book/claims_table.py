@@ -1,0 +1,96 @@
+"""The claims table: one row per claim of the book's registry (:mod:`sparsam.book.registry`), one status column per
+scale in the order of :data:`sparsam.book.scales.SCALES` (:func:`sparsam.book.scale_reports.scale_statuses`:
+family-wise, or where the scale stands while it has no records), then the profile the book was built with
+(:func:`profile_statuses`, from the
+verdicts the chapters saved); a scale that fills another's column (the ImageNet study, in the GPU study's column:
+both are GPU studies) stands in that column's cells of its own claims, named; :func:`decided_sentence` says in words
+which claims a column decides
+(:func:`sparsam.book.scale_reports.scale_sentence`: a scale).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from . import registry
+from .._checks import check_choice
+from .profiles import PROFILES
+from .scales import SCALES, Scale
+from .stats import STATUSES, combine
+
+def profile_statuses(saved: pd.DataFrame) -> dict[str, str]:
+    """The status of each claim of the table (:func:`sparsam.book.registry.table_claims`) in one profile, from the
+    rows the chapters saved
+    (:func:`sparsam.book.claims.load_verdicts` of that profile): the registered statuses of the claim's rows
+    combined (:func:`sparsam.book.stats.combine`), as the chapters combine them; where the chapter saved no
+    row, that it was not executed in this profile; chapter 1 decides a rate and saves no row."""
+    found: dict[str, list[str]] = {}
+    for chapter, rule, claim, status in zip(saved["chapter"], saved["rule"], saved["claim"], saved["status"]):
+        key = registry.claim_of_row(chapter, rule, claim)
+        if key is not None:
+            found.setdefault(key, []).append(status)
+    chapters = set(saved["chapter"])
+    deciding = registry.chapters()
+    out = {}
+    for c in registry.table_claims():
+        if c.chapter not in deciding:
+            out[c.key] = f"decided in chapter {int(c.chapter[:2])} (a rate, not a paired difference)"
+        elif c.chapter not in chapters:
+            out[c.key] = f"chapter {int(c.chapter[:2])} not executed in this profile"
+        else:
+            out[c.key] = combine(found[c.key]) if c.key in found else f"no row of chapter {int(c.chapter[:2])}"
+    return out
+
+
+def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str, str], profile: str = "quick",
+                 scales: Sequence[Scale] = SCALES) -> pd.DataFrame:
+    """The claims table: one row per claim of the table (:func:`sparsam.book.registry.table_claims`); its status
+    columns are one per scale of ``scales`` with a column of its own, largest first (``by_scale``:
+    :func:`sparsam.book.scale_reports.scale_statuses` in the order of ``scales``),
+    then the ``profile``'s (``in_profile``: :func:`profile_statuses`). A scale that fills another's column
+    (:attr:`Scale.column`, e.g. the ImageNet study the GPU study's) puts its status, after its name ("ImageNet
+    study: not yet registered"), in that column's cell of each claim of its own (:attr:`Scale.claim_map`)."""
+    check_choice("profile", profile, PROFILES)
+    table = registry.table_claims()
+    if len(by_scale) != len(scales):
+        raise ValueError(f"by_scale must hold one column per scale ({', '.join(s.name for s in scales)}), "
+                         f"got {len(by_scale)}")
+    own = [s.name for s in scales if s.column is None]
+    for s in scales:
+        if s.column is not None and s.column not in own:
+            raise ValueError(f"scales: the {s.name} fills the {s.column} column, which no scale of scales has "
+                             f"(columns: {', '.join(own)})")
+    for name, column in [*((s.name, col) for s, col in zip(scales, by_scale)), (f"{profile} profile", in_profile)]:
+        missing = [c.key for c in table if c.key not in column]
+        if missing:
+            raise ValueError(f"the {name} column lacks the claims {missing}")
+    rows = []
+    for c in table:
+        row = {"claim": c.name, **{s.name: col[c.key] for s, col in zip(scales, by_scale) if s.column is None}}
+        for s, col in zip(scales, by_scale):
+            if s.column is not None and c.key in s.claim_map:
+                row[s.column] = f"{s.name}: {col[c.key]}"
+        rows.append({**row, f"{profile} profile": in_profile[c.key]})
+    return pd.DataFrame(rows)
+
+
+DECIDED = tuple(s for s in STATUSES if s != "inconclusive")  # "reproduced", "not reproduced"
+
+
+def decided_sentence(table: pd.DataFrame, column: str, scale: str = "") -> str:
+    """Which claims a status column of :func:`claims_table` decides, in words: each claim whose status there is
+    "reproduced" or "not reproduced", with it, or that it decides none (with the column's statuses); ``scale``
+    (e.g. the runs' :func:`sparsam.book.deviations.scale_text`) is named after it."""
+    if column not in table.columns or column == "claim":
+        raise ValueError(f"column must be a status column of the table ({', '.join(table.columns[1:])}), "
+                         f"got {column!r}")
+    statuses = table.set_index("claim")[column]
+    decided = [f"{claim}: {status}" for claim, status in statuses.items() if status in DECIDED]
+    if decided:
+        text = (f"The {column} decides {len(decided)} of the {len(statuses)} claims ({'; '.join(decided)}); the "
+                "others are inconclusive there or not tested.")
+    else:
+        text = f"The {column} decides none of the {len(statuses)} claims ({'; '.join(sorted(set(statuses)))})."
+    return text + (f" Its scale: {scale}." if scale else "")

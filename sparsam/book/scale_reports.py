@@ -1,0 +1,414 @@
+"""What a chapter shows of a scale (:mod:`sparsam.book.scales`), in the state its study file and store are in.
+
+:func:`survey` reads where each scale stands: whether its file is a registration yet
+(:func:`sparsam.book.study.is_registration`: it has configurations) and how many of its planned runs have a
+record in its store. :func:`leading` is the first scale that has both, the one chapter 3 leads with.
+:func:`load` reads a scale's records, :func:`decide` decides its comparisons as its report does (a registered
+cost measurement decides its cost where it has one, the CPU study's interleaved measurement; otherwise they are
+inconclusive, the records' own time per step, a GPU run's wall time, descriptive), :func:`pareto_points` sets its
+accuracy beside that cost (:func:`cost_note` says which) and :func:`sparsity_configurations` names the
+configurations of its accuracy-against-sparsity figure.
+
+A chapter's report of a scale (:func:`report`) gathers what it shows, in each state: while the file is not a
+registration, what it declares (:func:`declaration`: the candidate regimes and the pilot, :meth:`Declaration.text`)
+and the deviation table of the declared regimes against the papers' setup
+(:func:`sparsam.book.deviations.regime_deviation_table`); once it has records, accuracy per configuration with
+95% intervals over seeds, the training curves, the comparisons decided family-wise (:func:`decide`) and the
+deviation table from the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from . import deviations, registry, study as studies, tables
+from ..experiment.config import TrainConfig
+from ..experiment.results import load_all
+from .claims_table import DECIDED
+from .layout import MARGINS, book_root
+from .records import metrics_frame, pareto_front, summarize
+from .scales import SCALES, Scale
+from .study import cost as study_cost, model as study_model
+from .study.pilot import run_key
+
+@dataclass(frozen=True)
+class ScaleState:
+    """Where a scale stands: whether its file exists and is a registration, how many runs it plans and how
+    many of them have a record in its store."""
+
+    scale: Scale
+    exists: bool
+    registered: bool
+    planned: int
+    records: int
+
+    @property
+    def has_records(self) -> bool:
+        """Whether it is a registration with at least one record of its runs."""
+        return self.registered and self.records > 0
+
+    def cell(self) -> str:
+        """Where it stands in a few words, for a cell of the claims table."""
+        if not self.registered:
+            return "not yet registered"
+        if not self.records:
+            return "registered, no records yet"
+        return f"{self.records} of {self.planned} runs recorded"
+
+    def text(self) -> str:
+        """Where it stands in a sentence's words, naming its file and store."""
+        file, store = self.scale.study_file.as_posix(), self.scale.store.as_posix()
+        if not self.exists:
+            return f"not yet registered: there is no study file {file}"
+        if not self.registered:
+            return f"not yet registered: {file} has no configurations yet, so it is not a registration"
+        if not self.records:
+            return f"registered in {file}, no records yet in {store}/"
+        return f"registered in {file}; {self.records} of its {self.planned} planned runs have a record in {store}/"
+
+
+def _root(root: str | Path | None) -> Path:
+    return book_root() if root is None else Path(root)
+
+
+def survey(root: str | Path | None = None, scales: Sequence[Scale] = SCALES) -> tuple[ScaleState, ...]:
+    """Where each of ``scales`` stands in the book at ``root`` (default: the book around the current directory),
+    in their order. A file that is a registration is read and checked (:func:`sparsam.book.study.load_study`);
+    its records are the files of its store named after one of its planned runs."""
+    folder = _root(root)
+    states = []
+    for scale in scales:
+        path = folder / scale.study_file
+        exists = path.is_file()
+        registered = exists and studies.is_registration(path)
+        planned = records = 0
+        if registered:
+            run_ids = {config.run_id() for config in studies.load_study(path, margins=folder / MARGINS).configs()}
+            store = folder / scale.store
+            planned = len(run_ids)
+            records = sum(1 for p in store.glob("*.json") if p.stem in run_ids) if store.is_dir() else 0
+        states.append(ScaleState(scale, exists, registered, planned, records))
+    return tuple(states)
+
+
+def leading(states: Sequence[ScaleState]) -> ScaleState | None:
+    """The first (largest) scale of ``states`` that is registered and has records; None if none has."""
+    return next((state for state in states if state.has_records), None)
+
+
+def survey_frame(states: Sequence[ScaleState]) -> pd.DataFrame:
+    """One row per scale, largest first: its study file, its store, where it stands and whether it leads."""
+    lead = leading(states)
+    return pd.DataFrame([{"scale": s.scale.name, "study file": s.scale.study_file.as_posix(),
+                          "records in": f"{s.scale.store.as_posix()}/", "where it stands": s.text(),
+                          "leads": "yes" if s is lead else ""} for s in states])
+
+
+def load(scale: Scale, root: str | Path | None = None) -> tuple[studies.Study, list[dict[str, Any]], pd.DataFrame]:
+    """A scale's registration, the records of its store and their :func:`sparsam.book.study.study_frame`."""
+    folder = _root(root)
+    registered = studies.load_study(folder / scale.study_file, margins=folder / MARGINS)
+    records = load_all(folder / scale.store)
+    return registered, records, studies.study_frame(registered, records)
+
+
+def has_cost_measurement(scale: Scale, root: str | Path | None = None) -> bool:
+    """Whether the scale's cost is decided by a registered side-by-side measurement: it names a registration
+    (``cost_registration``) and both that file and the record it names exist in the book at ``root``."""
+    if scale.cost_registration is None or not (_root(root) / scale.cost_registration).is_file():
+        return False
+    return (_root(root) / study_model.cost_record_named(_root(root) / scale.cost_registration)).is_file()
+
+
+def _cost_record(scale: Scale, registered: studies.Study, root: Path) -> tuple[study_model.CostRegistration,
+                                                                                 dict[str, Any]]:
+    assert scale.cost_registration is not None
+    registration = study_model.load_cost_registration(root / scale.cost_registration, study=registered)
+    return registration, study_cost.read(registration.record)
+
+
+def decide(scale: Scale, registered: studies.Study, frame: pd.DataFrame, records: list[dict[str, Any]], *,
+           resamples: int = 2000, root: str | Path | None = None) -> pd.DataFrame:
+    """Every comparison of the scale's study decided and read as one family, as its report decides them
+    (:func:`sparsam.book.study.decide_comparisons`): cost from its registered cost measurement where it has one
+    (the CPU study's interleaved measurement, :func:`sparsam.book.study.cost.cost_rows`); without one, its cost
+    comparisons are inconclusive (:func:`sparsam.book.study.cost.unmeasured_rows`): the records' time per step
+    stays descriptive."""
+    evidence = scale.name + (f" (notebook {int(scale.report[:2])})" if scale.report else "")
+    if has_cost_measurement(scale, root):
+        cost = study_cost.cost_rows(*_cost_record(scale, registered, _root(root)))
+    else:
+        cost = study_cost.unmeasured_rows(registered, f"{evidence}: {study_cost.NOT_SIDE_BY_SIDE}")
+    return studies.decide_comparisons(registered, frame, records, resamples=resamples, cost=cost, time=scale.time,
+                                      evidence=evidence)
+
+
+def pareto_points(scale: Scale, registered: studies.Study, frame: pd.DataFrame,
+                  root: str | Path | None = None) -> pd.DataFrame:
+    """Per configuration: test accuracy (mean, 95% interval over the seeds of the records) and the scale's cost of
+    a step in SGD steps, with ``on_front`` marking the Pareto front of the means (the input of
+    :func:`sparsam.book.plots.pareto`). The cost is the registered measurement's where the scale has one (its
+    ratios to SGD in the same round, geometric mean and 95% interval over rounds, for the configurations it
+    measured, cheapest first; a record that is not the registered measurement is an error), otherwise the
+    records' time per step (:func:`sparsam.book.study.pareto_points`)."""
+    if not has_cost_measurement(scale, root):
+        return studies.pareto_points(frame, scale.time)
+    registration, check = _cost_record(scale, registered, _root(root))
+    problem = study_cost.registration_problem(check, registration)
+    if problem:
+        raise ValueError(f"{registration.record.name} must be the registered measurement of "
+                         f"{registration.path.name}: {problem}")
+    cost = study_cost.ratios(check["measured"]).rename(columns={"configuration": "label"})
+    accuracy = summarize(frame, "configuration", "final_test_acc").rename(columns={"configuration": "label"})
+    points = accuracy.merge(cost[["label", "cost", "cost_low", "cost_high", "rounds"]], on="label")
+    points = points.sort_values("cost", kind="stable").reset_index(drop=True)
+    return points.assign(on_front=pareto_front(points))
+
+
+def cost_note(scale: Scale, points: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """Where the cost of :func:`pareto_points` comes from, in a sentence's words: the registered measurement,
+    its rounds and the configurations of ``frame`` (the scale's records) it did not time; or the records."""
+    if "rounds" not in points.columns:  # not from a registered measurement (pareto_points)
+        return (f"the records' own {tables.COLUMN_NAMES[scale.time]} (a GPU run's wall time, synchronised per epoch), "
+                "descriptive only: no side-by-side measurement is registered, so the study's cost comparisons are "
+                "not decided")
+    left_out = sorted(set(frame["configuration"]) - set(points["label"]))
+    return (f"the registered measurement of {scale.cost_registration.as_posix()} ({int(points['rounds'].min())} "
+            f"rounds, interleaved in one process), which timed {len(points)} of the {frame['configuration'].nunique()} "
+            "configurations" + (f"; not timed there: {', '.join(left_out)}" if left_out else ""))
+
+
+def cost_budget(registered: studies.Study) -> float | None:
+    """The cost budget of the study's question in SGD steps (the margin of
+    :data:`sparsam.book.study.COST_RULE` it decides by) where one of its comparisons has that claim, else None."""
+    if not any(c.claim == studies.COST_RULE for c in registered.comparisons):
+        return None
+    return float(registered.declared[studies.COST_RULE]["margin"])
+
+
+SPARSITY_FIELDS = frozenset({"optimizer", "sparsity"})  # what a configuration of the sparsity figure may set
+
+
+SPARSITY_OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d")
+
+
+def sparsity_configurations(registered: studies.Study) -> list[str]:
+    """The configurations of the study that set nothing but their optimizer (SGD, SAM, SSAM-F, SSAM-D) and a
+    sparsity on top of the regime: the lines of the accuracy-against-sparsity figure, in the file's order
+    (a control that changes the normalisation, the mask's pattern or rule, the drop rate, ... is left out)."""
+    return [name for name, (fields, _) in registered.configurations.items()
+            if set(fields) <= SPARSITY_FIELDS and fields.get("optimizer") in SPARSITY_OPTIMIZERS]
+
+
+def _listed(values: Sequence[Any]) -> str:
+    items = [str(v) for v in values]
+    return " and ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a study file declares while it is not a registration (it has no configurations): its question, the
+    settings common to its candidate regimes and each candidate's own, its pilot (configurations, each an
+    optimizer's name, its seeds and its store), the configurations it plans and its rule for the study's seeds;
+    with how many of the pilot's runs have a record in the pilot's store (matched on every setting but those of
+    :data:`sparsam.book.study.pilot.FAST_PATH_FIELDS`), and how many records the scale's own store holds (none before
+    the registration)."""
+
+    path: Path  # the study file, relative to the book's root
+    store: Path  # the scale's store of study runs, relative to the book's root
+    question: str
+    common: dict[str, Any]
+    candidates: dict[str, dict[str, Any]]
+    pilot_configurations: tuple[str, ...]
+    pilot_seeds: tuple[int, ...]
+    pilot_store: Path | None
+    planned: tuple[str, ...]
+    seed_rule: str
+    pilot_recorded: int
+    store_records: int
+
+    def regimes(self) -> dict[str, TrainConfig]:
+        """Each candidate regime as a training configuration: the common settings, then the candidate's own."""
+        return {name: TrainConfig.from_dict({**self.common, **own}) for name, own in self.candidates.items()}
+
+    def pilot_runs(self) -> dict[str, list[TrainConfig]]:
+        """Per candidate, the pilot's runs: each pilot configuration (its optimizer) at each pilot seed."""
+        return {name: [config.replace(optimizer=o, seed=seed) for o in self.pilot_configurations
+                       for seed in self.pilot_seeds] for name, config in self.regimes().items()}
+
+    def frame(self) -> pd.DataFrame:
+        """The declared settings: one row per setting (the common ones, then those a candidate sets), one column
+        per candidate with its value, and whether the setting is common or the candidate's own."""
+        names = list(dict.fromkeys([*self.common, *(k for own in self.candidates.values() for k in own)]))
+        varied = {k for settings in self.candidates.values() for k in settings}
+        return pd.DataFrame([{"setting": name, "declared": "per candidate" if name in varied else "common",
+                              **{f"candidate {c}": {**self.common, **own}.get(name, "–")
+                                 for c, own in self.candidates.items()}} for name in names])
+
+    def text(self) -> str:
+        """What the file declares ("The file declares ..."), in words read from it: the question, the candidate
+        regimes, the pilot with its records so far, the planned configurations, and whether a run of the study
+        exists."""
+        runs = sum(len(r) for r in self.pilot_runs().values())
+        candidates = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in own.items())
+                               for name, own in self.candidates.items())
+        where = (f"{self.pilot_recorded} of its {runs} runs have a record in {self.pilot_store.as_posix()}/"
+                 if self.pilot_store is not None else "the file names no store for its records")
+        store = self.store.as_posix()
+        runs_text = (f"No run of the study exists yet: {store}/ holds no record" if not self.store_records else
+                     f"{store}/ holds {self.store_records} records, which the book reads as the study's only once "
+                     "the file is a registration")
+        return (f"The file declares the study's question (\u201c{self.question}\u201d), "
+                f"{len(self.candidates)} candidate regime{'s' if len(self.candidates) != 1 else ''} on common "
+                f"settings ({candidates}), a pilot of {_listed(self.pilot_configurations)} over seeds "
+                f"{_listed(self.pilot_seeds)} in each candidate ({where}) and the configurations it plans, "
+                f"{_listed(self.planned) or 'none named'}; the study's seeds are {self.seed_rule}. {runs_text}.")
+
+
+def declaration(scale: Scale, root: str | Path | None = None) -> Declaration:
+    """What the scale's study file declares before its registration (:class:`Declaration`), read from the file of
+    the book at ``root`` (default: the book around the current directory); a file that is a registration, or that
+    declares no candidates, is an error."""
+    folder = _root(root)
+    if studies.is_registration(folder / scale.study_file):
+        raise ValueError(f"study_file: {scale.study_file.as_posix()} is a registration; read it with load()")
+    try:
+        declared = studies.load_candidates(folder / scale.study_file)
+    except ValueError:
+        raise ValueError(f"study_file: {scale.study_file.as_posix()} must declare candidates (name -> settings)"
+                         ) from None
+    found = Declaration(
+        path=scale.study_file, store=scale.store, question=declared.question, common=declared.common,
+        candidates=declared.candidates, pilot_configurations=declared.pilot_configurations,
+        pilot_seeds=declared.pilot_seeds, pilot_store=declared.pilot_store,
+        planned=tuple(declared.configurations_planned),
+        seed_rule=("chosen after the pilot, by the file's rule (selection: seeds)" if declared.selection.get("seeds")
+                   else "not yet chosen"),
+        pilot_recorded=0, store_records=0)
+    wanted = [run_key(c) for runs in found.pilot_runs().values() for c in runs]
+    pilot_store = None if found.pilot_store is None else folder / found.pilot_store
+    recorded = 0
+    if pilot_store is not None and pilot_store.is_dir():
+        keys = [run_key(TrainConfig.from_dict(r["summary"]["config"])) for r in load_all(pilot_store)]
+        recorded = sum(1 for key in wanted if key in keys)
+    store = folder / scale.store
+    return dataclasses.replace(found, pilot_recorded=recorded,
+                               store_records=len(list(store.glob("*.json"))) if store.is_dir() else 0)
+
+
+def _seed_counts(registered: studies.Study) -> str:
+    counts = sorted({len(seeds) for _, seeds in registered.configurations.values()})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} per configuration"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a chapter shows of a scale, in the state it is in (:func:`report`). Without records: ``text`` says
+    where it stands (and, while its file is no registration, what the file declares, ``declaration``) and
+    ``deviations`` sets the declared or registered regimes against the papers' setup; the frames of records are
+    empty and ``decided`` is None. With records (``records``: its store's, which ``frame``'s ``position`` indexes;
+    ``frame``: :func:`sparsam.book.study.study_frame`): ``accuracy`` per configuration (mean, 95% t-interval over its
+    seeds, ``n`` seeds; in the registration's order), ``configurations``
+    (:func:`sparsam.book.study.configuration_table`), ``curves`` (per epoch, ``method`` = configuration),
+    ``decided`` (:func:`decide`: every comparison, read as one family) with its ``audit``
+    (:func:`sparsam.book.study.audit_frame`), and ``deviations`` from the records. ``statuses``: its
+    :func:`scale_statuses`; ``sentence``: its :func:`scale_sentence`."""
+
+    state: ScaleState
+    text: str
+    deviations: pd.DataFrame
+    statuses: dict[str, str]
+    sentence: str
+    scale_text: str = "no runs"
+    declaration: Declaration | None = None
+    registered: studies.Study | None = None
+    records: tuple[dict[str, Any], ...] = ()
+    frame: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    accuracy: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["configuration", "mean", "low", "high", "n"]))
+    configurations: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "epoch", "train_loss", "test_acc", "method"]))
+    decided: pd.DataFrame | None = None
+    audit: pd.DataFrame | None = None
+    chance: float | None = None
+
+
+def report(scale: Scale, root: str | Path | None = None, resamples: int = 2000) -> Report:
+    """What a chapter shows of ``scale`` in the book at ``root`` (default: the book around the current directory),
+    in the state its file and store are in (:class:`Report`): read only, nothing is trained. ``resamples``: of
+    the paired bootstrap of its accuracy comparisons (0: none)."""
+    folder = _root(root)
+    state = survey(folder, (scale,))[0]
+    if not state.has_records:
+        statuses = scale_statuses(state)
+        if not state.exists:
+            table = deviations.deviation_table(pd.DataFrame(), scale.paper)
+            return Report(state, state.text(), table, statuses, scale_sentence(scale, statuses))
+        if not state.registered:
+            declared = declaration(scale, folder)
+            table = deviations.regime_deviation_table(
+                {f"candidate {name}": config for name, config in declared.regimes().items()}, scale.paper,
+                declared.seed_rule)
+            return Report(state, f"{state.text()}. {declared.text()}", table, statuses,
+                          scale_sentence(scale, statuses), declaration=declared)
+        registered = studies.load_study(folder / scale.study_file, margins=folder / MARGINS)
+        table = deviations.regime_deviation_table({"registered regime": TrainConfig.from_dict(registered.regime)},
+                                                  scale.paper, _seed_counts(registered))
+        return Report(state, f"{state.text()}.", table, statuses, scale_sentence(scale, statuses),
+                      registered=registered)
+    registered, records, frame = load(scale, folder)
+    used = [records[i] for i in frame["position"]]
+    order = [name for name in registered.configurations if name in set(frame["configuration"])]
+    accuracy = summarize(frame, "configuration", "final_test_acc").set_index("configuration").loc[order]
+    curves = metrics_frame(used)
+    curves["method"] = curves["run_id"].map(frame.set_index("run_id")["configuration"])
+    decided = decide(scale, registered, frame, records, resamples=resamples, root=folder)
+    statuses = scale_statuses(state, registered, decided)
+    scale_text = deviations.scale_text(frame)
+    table = deviations.deviation_table(frame, scale.paper, [r["summary"]["data"]["note"] for r in used])
+    return Report(state, f"{state.text()}.", table, statuses, scale_sentence(scale, statuses, scale_text),
+                  scale_text=scale_text, registered=registered, records=tuple(records), frame=frame,
+                  accuracy=accuracy.reset_index(), configurations=studies.configuration_table(frame, scale.time),
+                  curves=curves, decided=decided, audit=studies.audit_frame(registered, decided),
+                  chance=100 / used[0]["summary"]["data"]["num_classes"])
+
+
+def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
+                   decided: pd.DataFrame | None = None) -> dict[str, str]:
+    """The status of each claim of the table at one scale: while it has no records, where it stands
+    (:meth:`ScaleState.cell`, for every claim); then the family-wise statuses of its ``decided`` comparisons
+    (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
+    :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of)."""
+    if not state.has_records:
+        return {c.key: state.cell() for c in registry.table_claims()}
+    if registered is None or decided is None:
+        raise ValueError(f"registered and decided: the {state.scale.name} has records, pass its study and its "
+                         "decided comparisons")
+    statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
+    return {c.key: statuses.get(c.key, studies.NOT_IN_STUDY) for c in registry.table_claims()}
+
+
+def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = "") -> str:
+    """Which of its own claims (:attr:`Scale.claim_map`) a scale decides, in words, from its
+    :func:`scale_statuses`: e.g. "The ImageNet study does not decide its claim (...: not yet registered)."; with
+    ``scale_text`` (its records' :func:`sparsam.book.deviations.scale_text`) named after it."""
+    names = {c.key: c.name for c in registry.table_claims()}
+    keys = [key for key in scale.claim_map if key in names]
+    missing = [key for key in keys if key not in statuses]
+    if missing:
+        raise ValueError(f"statuses must hold the {scale.name}'s claims, missing {missing}")
+    read = [f"{names[key]}: {statuses[key]}" for key in keys]
+    decided = [text for key, text in zip(keys, read) if statuses[key] in DECIDED]
+    if len(keys) == 1:
+        text = f"The {scale.name} {'decides' if decided else 'does not decide'} its claim ({read[0]})."
+    elif decided:
+        text = f"The {scale.name} decides {len(decided)} of its {len(keys)} claims ({'; '.join(decided)})."
+    else:
+        text = f"The {scale.name} decides none of its {len(keys)} claims ({'; '.join(read)})."
+    return text + (f" Its scale: {scale_text}." if scale_text else "")

@@ -1,0 +1,30 @@
+"""The book's studies: each file format parsed once into dataclasses, and what is decided from them.
+
+- :mod:`~sparsam.book.study.model`: the files (a candidates file, a registration, a cost registration) and their
+  dataclasses (:class:`Candidates`, :class:`Study`, :class:`CostRegistration`), the only place they are parsed;
+- :mod:`~sparsam.book.study.deciding`: a registered study decided from its records, read as one family;
+- :mod:`~sparsam.book.study.pilot`: the pilots and the selection and seed rules their files declare;
+- :mod:`~sparsam.book.study.registering`: a registration written from the pilot by those rules
+  (``python -m sparsam register``);
+- :mod:`~sparsam.book.study.cost`: the interleaved cost measurement and its decisions.
+
+The names a chapter reads a registered study with are here too: ``from sparsam.book import study``, then
+``study.load_study(...)``, ``study.decide_comparisons(...)``.
+"""
+
+from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_STUDY, READINGS, TIMES, VALUES, answer,
+                       audit_frame, book_statuses, claim_statuses, configuration_table, decide_comparisons,
+                       decide_comparisons_interleaved, paired_sds, pareto_points, premises, progress, rerun_estimate,
+                       study_frame)
+from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Study, comparison_label,
+                    is_registration, load_candidates, load_cost_registration, load_study, own_margins, pinned_rule,
+                    registered_at)
+from .pilot import pilot_paired_sd, pilot_verdicts
+
+__all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS", "MARGIN_FIELDS", "NOT_IN_STUDY",
+           "READINGS", "TIMES", "VALUES", "Candidates", "Comparison", "CostRegistration", "Study", "answer",
+           "audit_frame", "book_statuses", "claim_statuses", "comparison_label", "configuration_table",
+           "decide_comparisons", "decide_comparisons_interleaved", "is_registration", "load_candidates",
+           "load_cost_registration", "load_study", "own_margins", "paired_sds", "pareto_points", "pilot_paired_sd",
+           "pinned_rule",
+           "pilot_verdicts", "premises", "progress", "registered_at", "rerun_estimate", "study_frame"]

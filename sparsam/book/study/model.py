@@ -1,0 +1,395 @@
+"""The study files, each format parsed once (:func:`parse`) into its dataclass.
+
+- A **candidates file** (``results/gpu_study/gpu_study.yaml``, ``results/imagenet_study/imagenet_study.yaml``,
+  ``results/noise_study/noise_study.yaml``) declares, before any run, the common settings, the candidate regimes,
+  the pilot and what the study plans; :func:`load_candidates` reads it (:class:`Candidates`).
+- A **registration** (``results/study/cpu_study.yaml``; a candidates file once its registration is appended) names
+  the regime, the configurations with their seeds and the comparisons with the margins it pins;
+  :func:`load_study` reads and checks it (:class:`Study`): every configuration is a valid :class:`TrainConfig`
+  (the ``regime`` plus the configuration's own fields, once per seed of its seed list), every comparison names
+  configurations of the study and a claim whose pinned margin agrees with the margins it is decided by.
+- A **cost registration** (``results/study/cost_registration.yaml``) pre-registers a study's interleaved cost
+  measurement; :func:`load_cost_registration` reads and checks it against its study (:class:`CostRegistration`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from ..._checks import check_int
+from ...experiment.config import TrainConfig
+from ...experiment.grid import is_study_file
+from ...experiment.provenance import git
+from ..layout import COST_REGISTRATION, STUDY_FILE, book_root
+from ..stats import Margins, declared_claims, margins as declared_margins
+
+MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of each claim of book/margins.yaml
+CORRECTIONS = ("none", "holm")  # what a registration names for its family: no correction, or Holm's step-down
+# what a registration adds below a candidates file
+ADDED_KEYS = ("regime", "seeds", "configurations", "comparisons", "margins", "correction", "pilot_result")
+REFERENCE = "sgd"  # the configuration a cost is measured in units of
+# the unit a cost registration names for a study on each kind of device (sparsam.book.study.cost.CLOCKS)
+DEVICE_UNITS = {"cpu": "process-CPU seconds per training step, one thread",
+                "cuda": "GPU wall seconds per training step, the device synchronised around each epoch"}
+
+
+def parse(path: str | Path) -> tuple[str, Any]:
+    """A study file's text and its YAML: the one place a study file is parsed."""
+    text = Path(path).read_text()
+    return text, yaml.safe_load(text)
+
+
+def is_registration(path: str | Path) -> bool:
+    """Whether the study file at ``path`` is a registration (it has a regime and configurations)."""
+    return is_study_file(parse(path)[1])
+
+def pinned_rule(rule: Mapping[str, Any], claims: Sequence[str]) -> dict[str, Any]:
+    """What a registration pins of a claim's ``rule`` (one of :func:`sparsam.book.stats.margins`): its margin fields,
+    its premise where the study makes that claim too (one of ``claims``), and a contrast other than the difference."""
+    pinned = {k: rule[k] for k in MARGIN_FIELDS}
+    if rule.get("premise") in claims:
+        pinned["premise"] = rule["premise"]
+    if rule.get("contrast", "difference") != "difference":
+        pinned["contrast"] = rule["contrast"]
+    return pinned
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One pre-registered decision: configuration ``a`` against ``b`` by the rule of ``claim``; with
+    ``over``, the half-gain contrast "``a`` keeps at least half of ``b``'s gain over ``over``"."""
+
+    claim: str
+    a: str
+    b: str
+    over: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configurations it compares."""
+        return (self.a, self.b) if self.over is None else (self.a, self.b, self.over)
+
+
+@dataclass(frozen=True)
+class Study:
+    """The parsed pre-registration."""
+
+    regime: dict[str, Any]
+    configurations: dict[str, tuple[dict[str, Any], tuple[int, ...]]]  # name -> (fields, seeds)
+    comparisons: tuple[Comparison, ...]
+    margins: dict[str, Any]
+    pilot: dict[str, Any]
+    correction: str = "none"             # what the registration named for its family (CORRECTIONS)
+    added: tuple[Comparison, ...] = ()   # comparisons added after the runs, read in the same family
+    reading_note: str = ""               # why and when the family-wise reading was added
+    # the rule of each claim it decides by (sparsam.book.stats.declared_claims): its own margins, or a margins file's
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def family(self) -> tuple[Comparison, ...]:
+        """Every comparison the study decides: the registered ones, then those added after the runs."""
+        return (*self.comparisons, *self.added)
+
+    def configs(self, name: str | None = None) -> list[TrainConfig]:
+        """The training configurations of ``name`` (every configuration if None), one per seed."""
+        names = list(self.configurations) if name is None else [name]
+        for n in names:
+            if n not in self.configurations:
+                raise ValueError(f"configuration must be one of {', '.join(self.configurations)}, got {n!r}")
+        return [self._config(n, seed) for n in names for seed in self.configurations[n][1]]
+
+    def paired_seeds(self, a: str, b: str) -> int:
+        """How many seeds a comparison of ``a`` with ``b`` pairs once every planned run is in."""
+        return len(set(self.configurations[a][1]) & set(self.configurations[b][1]))
+
+    def registered(self, comparison: Comparison) -> bool:
+        """Whether ``comparison`` is one of the pre-registration's (not added after the runs)."""
+        return comparison in self.comparisons
+
+    def name_of(self, config: TrainConfig) -> str | None:
+        """The configuration a training config belongs to (None if it is not part of the study)."""
+        return next((n for n in self.configurations if self._config(n, config.seed) == config), None)
+
+    def _config(self, name: str, seed: int) -> TrainConfig:
+        return TrainConfig.from_dict({**self.regime, **self.configurations[name][0], "seed": seed})
+
+
+def load_study(path: str | Path | None = None, margins: str | Path | Margins | None = None) -> Study:
+    """Read and check the pre-registration (default: the book's ``results/study/cpu_study.yaml``); any
+    inconsistency is a ``ValueError`` naming it. Its comparisons are decided by ``margins`` (:attr:`Study.declared`):
+    a margins file (e.g. the book's ``book/margins.yaml``) or its claims (:func:`sparsam.book.stats.margins`), against
+    which every margin the study pins must agree; None: the study's own, :func:`own_margins` (what its registration
+    pinned and what its ``added_after_the_runs`` adds), so that a study file decides its comparisons anywhere."""
+    path = book_root() / STUDY_FILE if path is None else Path(path)
+    _, spec = parse(path)
+    seed_lists = {k: tuple(int(s) for s in v) for k, v in spec["seeds"].items()}
+    configurations = {}
+    for name, values in spec["configurations"].items():
+        values = dict(values)
+        seeds = values.pop("seeds")
+        if seeds not in seed_lists:
+            raise ValueError(f"configuration {name!r}: seeds must be one of {sorted(seed_lists)}, got {seeds!r}")
+        configurations[str(name)] = (values, seed_lists[seeds])
+    comparisons = tuple(_comparison(c) for c in spec["comparisons"])
+    correction = str(spec.get("correction", "none"))
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    reading = dict(spec.get("added_after_the_runs") or {})
+    unknown = sorted(set(reading) - {"note", "comparisons", "margins"})
+    if unknown:
+        raise ValueError(f"added_after_the_runs may hold note, comparisons and margins only, got {unknown}")
+    added = tuple(_comparison(c) for c in reading.get("comparisons", []))
+    if margins is None:
+        declared, source = own_margins(spec, path.name), f"{path.name} (its own margins)"
+    else:
+        declared = dict(margins) if isinstance(margins, Mapping) else declared_margins(margins)
+        source = "the margins given" if isinstance(margins, Mapping) else str(margins)
+        for claim, rule in _pinned_rules(spec).items():  # what the file sets itself, not the defaults
+            given = declared.get(claim)
+            differs = [k for k in rule if given is None or given.get(k) != rule[k]]
+            if differs:
+                raise ValueError(f"claim {claim!r}: the study's pinned margin ({', '.join(differs)}) differs from "
+                                 f"{source}")
+    study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
+                  correction, added, " ".join(str(reading.get("note", "")).split()), declared)
+    study.configs()  # every configuration must be valid
+    for c in study.family:
+        for name in c.names:
+            if name not in configurations:
+                raise ValueError(f"comparison {c}: {name!r} is not a configuration of the study")
+        if c.claim not in declared:
+            raise ValueError(f"comparison {c}: claim {c.claim!r} is not declared in {source}")
+        if (c.over is not None) != (declared[c.claim]["contrast"] == "half-gain"):
+            raise ValueError(f"comparison {c}: 'over' goes with a half-gain claim and only with one")
+        if c in comparisons and c.claim not in study.margins:
+            raise ValueError(f"comparison {c}: claim {c.claim!r} needs a margin in the study and in {source}")
+    twice = sorted({comparison_label(c) for c in study.family if study.family.count(c) > 1})
+    if twice:
+        raise ValueError(f"each comparison is made once, got twice: {', '.join(twice)}")
+    return study
+
+
+def _pinned_rules(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a study file sets of each claim's rule itself: the registration's ``margins`` (with its ``level`` and
+    ``min_n`` in each), then what ``added_after_the_runs.margins`` adds, which may be a claim, or a premise of a
+    pinned one, but never a change to what the registration pinned."""
+    pinned = dict(spec.get("margins") or {})
+    defaults = {k: pinned.pop(k) for k in ("level", "min_n") if k in pinned}
+    rules = {claim: {**defaults, **dict(rule)} for claim, rule in pinned.items()}
+    added = dict((spec.get("added_after_the_runs") or {}).get("margins") or {})
+    for claim, rule in added.items():
+        changed = [k for k in dict(rule) if k in MARGIN_FIELDS and claim in pinned]
+        if changed:
+            raise ValueError(f"added_after_the_runs.margins: {claim} may not change the registered "
+                             f"{', '.join(changed)}")
+        rules[claim] = {**rules.get(claim, defaults), **dict(rule)}
+    return rules
+
+
+def own_margins(spec: Mapping[str, Any], name: str = "the study") -> dict[str, dict[str, Any]]:
+    """The claims a study file (parsed, ``spec``; ``name`` names it in errors) declares for itself
+    (:func:`_pinned_rules`: the registration's margins, the :data:`MARGIN_FIELDS`, ``level`` and ``min_n`` with
+    the premise and contrast a registration copies, and what ``added_after_the_runs.margins`` adds), checked as a
+    margins file is (:func:`sparsam.book.stats.declared_claims`)."""
+    pinned = set(dict(spec.get("margins") or {}))
+    claims = {claim: {**rule, "reason": f"{'pinned' if claim in pinned else 'added after the runs'} in {name}"}
+              for claim, rule in _pinned_rules(spec).items()}
+    return declared_claims({"claims": claims}, name)
+
+
+def _comparison(entry: dict[str, Any]) -> Comparison:
+    unknown = sorted(set(entry) - {"claim", "a", "b", "over"})
+    if unknown:
+        raise ValueError(f"a comparison holds claim, a, b and (for a half-gain claim) over, got {unknown} in {entry}")
+    over = entry.get("over")
+    return Comparison(str(entry["claim"]), str(entry["a"]), str(entry["b"]), None if over is None else str(over))
+
+
+def comparison_label(comparison: Comparison) -> str:
+    """How a comparison is named in the tables, e.g. ``"ssam-f-0.5 vs sam (accuracy_ssam_vs_sam)"`` or
+    ``"ssam-f-0.5 keeps half of sam's gain over sgd (accuracy_ssam_keeps_half_gain)"``."""
+    if comparison.over is not None:
+        return f"{comparison.a} keeps half of {comparison.b}'s gain over {comparison.over} ({comparison.claim})"
+    return f"{comparison.a} vs {comparison.b} ({comparison.claim})"
+
+
+def registered_at(path: str | Path | None = None) -> str:
+    """The commit that added the pre-registration (default: the book's), as ``"<short hash> (<date>)"``, from the
+    history of the repository holding the file; "unknown" outside git."""
+    path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
+    added = git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
+    return added.splitlines()[-1] if added else "unknown"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A candidates file as declared before its pilot: the ``question``, the ``common`` settings, the
+    ``candidates`` (what each regime changes), the ``pilot`` (as declared: its ``configurations``, ``seeds``,
+    ``store`` and whatever else it names), the ``selection`` (its rules: ``rules`` where the file names them,
+    else in words), what it plans (``configurations_planned``, ``seeds_planned``, ``comparisons_planned``), the
+    keys of a registration it already holds (``registered``, of :data:`ADDED_KEYS`) and its ``text``."""
+
+    path: Path | None
+    question: str
+    common: dict[str, Any]
+    candidates: dict[str, dict[str, Any]]
+    pilot: dict[str, Any]
+    selection: dict[str, Any]
+    configurations_planned: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> fields (none yet: {})
+    seeds_planned: dict[str, Any] = field(default_factory=dict)
+    comparisons_planned: tuple[dict[str, Any], ...] = ()
+    registered: tuple[str, ...] = ()
+    text: str = ""
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any], path: str | Path | None = None, text: str = "") -> "Candidates":
+        """The candidates file parsed as ``spec``; an error naming ``path`` where it declares no candidates."""
+        where = "the candidates file" if path is None else Path(path).as_posix()
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("candidates"), Mapping) or not spec["candidates"]:
+            raise ValueError(f"study_file: {where} must declare candidates (name -> settings)")
+        return cls(None if path is None else Path(path), " ".join(str(spec.get("question", "not stated")).split()),
+                   dict(spec.get("common") or {}), {str(k): dict(v or {}) for k, v in spec["candidates"].items()},
+                   dict(spec.get("pilot") or {}), dict(spec.get("selection") or {}),
+                   _planned(spec.get("configurations_planned")),
+                   dict(spec.get("seeds_planned") or {}), tuple(dict(c) for c in spec.get("comparisons_planned") or ()),
+                   tuple(k for k in ADDED_KEYS if k in spec), text)
+
+    @property
+    def pilot_seeds(self) -> tuple[int, ...]:
+        """The pilot's seeds."""
+        return tuple(int(s) for s in self.pilot.get("seeds", ()))
+
+    @property
+    def pilot_configurations(self) -> tuple[str, ...]:
+        """The pilot's configurations (the optimizers it trains in each candidate)."""
+        return tuple(str(c) for c in self.pilot.get("configurations", ()))
+
+    @property
+    def pilot_store(self) -> Path | None:
+        """Where the pilot's records are (relative to the book's root); None where the file names no store."""
+        return Path(self.pilot["store"]) if self.pilot.get("store") else None
+
+    @property
+    def rules(self) -> dict[str, Any] | None:
+        """The selection's rules where the file names them (``selection.rules``); None: declared in words only."""
+        return dict(self.selection["rules"]) if "rules" in self.selection else None
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """The settings of candidate ``name``: the common ones, then its own."""
+        if name not in self.candidates:
+            raise ValueError(f"candidate must be one of {', '.join(self.candidates)}, got {name!r}")
+        return {**self.common, **self.candidates[name]}
+
+    def regimes(self) -> dict[str, TrainConfig]:
+        """Each candidate regime as a training configuration."""
+        return {name: TrainConfig.from_dict(self.settings(name)) for name in self.candidates}
+
+
+def _planned(value: Any) -> dict[str, dict[str, Any]]:
+    """The planned configurations: a mapping of name -> fields, or a list of names only (fields not yet chosen)."""
+    if isinstance(value, Mapping):
+        return {str(k): dict(v or {}) for k, v in value.items()}
+    return {str(name): {} for name in value or ()}
+
+
+def load_candidates(path: str | Path) -> Candidates:
+    """The candidates file at ``path`` (a registration's too: it keeps what it declared before its pilot)."""
+    text, spec = parse(path)
+    return Candidates.of(spec, path, text)
+
+
+def cost_record_named(path: str | Path) -> Path:
+    """The record the cost registration at ``path`` names (relative to the book's root), unchecked: whether a
+    measurement exists to be checked (:func:`load_cost_registration` checks it)."""
+    return Path(parse(path)[1]["measurement"]["record"])
+
+
+def study_device(study: Study, names: Sequence[str] | None = None) -> str:
+    """The one kind of device ("cpu" or "cuda") the configurations ``names`` (all if None) of ``study`` train on."""
+    kinds = {str(c.device).split(":")[0] for name in (names or study.configurations) for c in study.configs(name)}
+    if len(kinds) != 1 or not kinds <= set(DEVICE_UNITS):
+        raise ValueError(f"the configurations must all train on one of {', '.join(DEVICE_UNITS)}, got {sorted(kinds)}")
+    return kinds.pop()
+
+
+@dataclass(frozen=True)
+class CostRegistration:
+    """The parsed pre-registration of a study's interleaved cost measurement
+    (``results/study/cost_registration.yaml``)."""
+
+    path: Path
+    study_path: Path
+    study: Study
+    comparisons: tuple[Comparison, ...]
+    configurations: tuple[str, ...]
+    rounds: int
+    seed: int
+    threads: int
+    record: Path
+    pilot: dict[str, Any]
+
+
+def cost_comparisons(study: Study) -> tuple[Comparison, ...]:
+    """The study's comparisons of cost: those whose claim is in unit "ratio" (:attr:`Study.declared`)."""
+    return tuple(c for c in study.comparisons if study.declared[c.claim]["unit"] == "ratio")
+
+
+def in_book(path: Path, named: str | Path) -> Path:
+    """Where a file that the file at ``path`` names (``named``, relative to the book's root) lies: in the book
+    holding ``path``; outside any book, beside ``path`` where it is there by its name (a copy of a study's
+    folder), else in the book around the current directory (a changed copy of one of the book's files)."""
+    try:
+        return book_root(path.parent) / named
+    except FileNotFoundError:
+        pass
+    beside = path.parent / Path(named).name
+    if beside.exists():
+        return beside
+    try:
+        return book_root() / named
+    except FileNotFoundError:
+        return beside
+
+
+def load_cost_registration(path: str | Path | None = None, study: Study | None = None) -> CostRegistration:
+    """Read and check the registration (default: the book's :data:`sparsam.book.layout.COST_REGISTRATION`; the
+    paths inside it are relative to the book holding it, :func:`in_book`): its comparisons are every cost
+    comparison of its study (``study``, else the file it names, read with its own margins) in the study's order,
+    its configurations exactly those they name and SGD, all registered at its seed; ``rounds`` at least the
+    margins' ``min_n``; one thread; the unit is process-CPU time per step."""
+    path = book_root() / COST_REGISTRATION if path is None else Path(path)
+    _, spec = parse(path)
+    study_path = in_book(path, spec["study"])
+    study = load_study(study_path) if study is None else study
+    comparisons = tuple(Comparison(str(c["claim"]), str(c["a"]), str(c["b"])) for c in spec["comparisons"])
+    expected = cost_comparisons(study)
+    if comparisons != expected:
+        raise ValueError(f"{path.name}: comparisons must be the study's cost comparisons "
+                         f"{[comparison_label(c) for c in expected]}, got {[comparison_label(c) for c in comparisons]}")
+    measurement = spec["measurement"]
+    configurations = tuple(str(n) for n in measurement["configurations"])
+    needed = {REFERENCE, *(name for c in comparisons for name in (c.a, c.b))}
+    if sorted(configurations) != sorted(needed) or len(set(configurations)) != len(configurations):
+        raise ValueError(f"{path.name}: configurations must be {sorted(needed)} (the comparisons' and "
+                         f"{REFERENCE!r}), each once, got {list(configurations)}")
+    seed = measurement["seed"]
+    for name in configurations:
+        if seed not in study.configurations[name][1]:
+            raise ValueError(f"{path.name}: seed must be registered for every configuration, {name!r} lacks {seed!r}")
+    min_n = int(next(iter(study.declared.values()))["min_n"])
+    rounds = check_int("rounds", measurement["rounds"], min_n)
+    device = study_device(study, configurations)
+    if device == "cpu" and measurement["threads"] != 1:
+        raise ValueError(f"{path.name}: threads must be 1 (the study's runs use one thread), "
+                         f"got {measurement['threads']!r}")
+    threads = check_int("threads", measurement["threads"], 1)
+    if measurement["unit"] != DEVICE_UNITS[device]:
+        raise ValueError(f"{path.name}: unit must be {DEVICE_UNITS[device]!r} (the study trains on {device}), "
+                         f"got {measurement['unit']!r}")
+    return CostRegistration(path, study_path, study, comparisons, configurations, rounds, int(seed), threads,
+                        in_book(path, measurement["record"]), dict(spec["pilot"]))
+
