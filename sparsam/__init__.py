@@ -11,7 +11,8 @@ from . import masks
 from .masks.fisher import fisher_scores
 from .optim.sam import SAM
 from .optim.ssam import SSAM
+from .optim.sparse_ascent import SparseAscentSAM
 from .masks.strategies import DynamicMask, FisherMask, MaskStrategy, NormMask
 
-__all__ = ["SAM", "SSAM", "FisherMask", "DynamicMask", "NormMask", "MaskStrategy", "masks", "implicit", "fisher_scores"]
+__all__ = ["SAM", "SSAM", "SparseAscentSAM", "FisherMask", "DynamicMask", "NormMask", "MaskStrategy", "masks", "implicit", "fisher_scores"]
 __version__ = "0.1.0"

@@ -54,9 +54,10 @@ class FisherBatches:
             yield torch.stack([s[0] for s in samples]), torch.as_tensor([int(s[1]) for s in samples])
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
-                    steps_per_epoch: int, layers: list[cost.LayerCost] | None = None) -> torch.optim.Optimizer:
-    """The optimizer of ``config.optimizer`` over ``model`` (SGD base with momentum and weight decay).
+def config_optimizer(config: TrainConfig, model: nn.Module, fisher_data: FisherBatches | None,
+                     steps_per_epoch: int, layers: list[cost.LayerCost] | None = None) -> torch.optim.Optimizer:
+    """The optimizer a run of ``config`` trains ``model`` with: its mask built from the configuration, then
+    :func:`sparsam.experiment.optimizers.build_optimizer` (the one builder of an optimizer by name).
 
     ``layers``: ``model``'s per-layer costs (:func:`sparsam.masks.cost.layer_costs`), which the
     cost-aware mask rule needs. The sparse ascent pass (``config.ascent="sparse"``) gets the stages of
@@ -124,7 +125,7 @@ class Trainer:
             example = next(iter(self.train_loader))[0][:2].to(self.device)
             self.layers = cost.layer_costs(model_stages(self.model), example, unit="flops")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = build_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
+        self.optimizer = config_optimizer(config, self.model, self.fisher_data, self.steps_per_epoch, self.layers)
         if isinstance(self.optimizer, SparseAscentSAM) and world > 1:
             raise ValueError("ascent='sparse' runs on one process (no DistributedDataParallel); use ascent='dense'")
         self.is_sam = isinstance(self.optimizer, SAM)
@@ -273,7 +274,7 @@ class Trainer:
         copies = dict(zip(map(id, self.model.parameters()), model.parameters()))
         layers = None if self.layers is None else [
             dataclasses.replace(layer, params=[copies[id(p)] for p in layer.params]) for layer in self.layers]
-        opt = build_optimizer(self.config, model, copy.deepcopy(self.fisher_data), self.steps_per_epoch, layers)
+        opt = config_optimizer(self.config, model, copy.deepcopy(self.fisher_data), self.steps_per_epoch, layers)
         mask = getattr(opt, "mask", None)
         if mask is not None and not mask.needs_gradient:
             mask.update(0)  # the mask's own cost is not part of a step

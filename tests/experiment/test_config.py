@@ -41,13 +41,13 @@ def test_acts_on_names_real_fields_and_some_optimizers_only():
 
 
 def _trained(config: TrainConfig, steps: int = 4) -> list[Tensor]:
-    """The parameters of nets.Net after ``steps`` steps of the optimizer that train.build_optimizer makes of
+    """The parameters of nets.Net after ``steps`` steps of the optimizer that train.config_optimizer makes of
     ``config`` (two batches an epoch, Fisher samples of ``config.num_samples`` of 128 examples)."""
     model = nets.make(0)
     data = nets.batches(steps, seed=1, size=4)
     pool = torch.utils.data.TensorDataset(*nets.batches(1, seed=2, size=DEFAULTS.num_samples)[0])
     fisher = train.FisherBatches(pool, config.num_samples, 32, seed=0)
-    opt = train.build_optimizer(config, model, fisher, steps_per_epoch=2)
+    opt = train.config_optimizer(config, model, fisher, steps_per_epoch=2)
     for x, y in data:
         def closure() -> Tensor:
             loss = F.cross_entropy(model(x), y)

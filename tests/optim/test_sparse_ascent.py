@@ -500,3 +500,11 @@ def test_sparse_ascent_refuses_new_parameter_groups():
     opt = sparse(stages, layer_masks(stages, TOP), lr=0.1)
     with pytest.raises(RuntimeError, match="every parameter"):
         opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)]})
+
+
+def test_the_sparse_ascent_optimizer_is_exported_at_the_top_level_as_sam_and_ssam_are():
+    import sparsam
+    from sparsam.optim import sparse_ascent
+
+    assert sparsam.SparseAscentSAM is sparse_ascent.SparseAscentSAM and "SparseAscentSAM" in sparsam.__all__
+    assert all(hasattr(sparsam, name) for name in sparsam.__all__)
