@@ -9,10 +9,12 @@ shared by the layers (the loss signature, the string options as ``Literal`` type
 from .optim import implicit
 from . import masks
 from .masks.fisher import fisher_scores
+from .optim.accumulate import micro_batches
 from .optim.sam import SAM
 from .optim.ssam import SSAM
 from .optim.sparse_ascent import SparseAscentSAM
 from .masks.strategies import DynamicMask, FisherMask, MaskStrategy, NormMask
 
-__all__ = ["SAM", "SSAM", "SparseAscentSAM", "FisherMask", "DynamicMask", "NormMask", "MaskStrategy", "masks", "implicit", "fisher_scores"]
+__all__ = ["SAM", "SSAM", "SparseAscentSAM", "FisherMask", "DynamicMask", "NormMask", "MaskStrategy", "masks", "implicit",
+           "fisher_scores", "micro_batches"]
 __version__ = "0.1.0"

@@ -5,7 +5,8 @@ into the running mean and variance. While the guard is active, every BatchNorm m
 affine parameters belong to the optimizer runs with ``track_running_stats=False`` (it normalises
 with batch statistics exactly as in the first pass, but updates no buffer). A global forward
 pre-hook finds the modules, so the guard needs no reference to the model and works through
-DistributedDataParallel. BatchNorm without affine parameters cannot be matched and is not guarded.
+DistributedDataParallel and ``torch.compile``. BatchNorm without affine parameters cannot be matched
+and is not guarded.
 
 The guard holds only weak references (to the parameters, the frozen modules, and the hook to the
 guard itself): a guard left active by an exception keeps no model alive, and once the guard is
@@ -28,6 +29,7 @@ class BatchNormGuard:
     def __init__(self) -> None:
         self._params: dict[int, weakref.ref] = {}  # id(parameter) -> weak reference to it
         self._frozen: list[weakref.ref] = []  # the modules switched off, weakly
+        self._seen: set[int] = set()  # ids of the modules whose subtree was visited while active
         self._handle: list[torch.utils.hooks.RemovableHandle] = []  # shared with the finalizer
         weakref.finalize(self, _release, self._handle, self._frozen)
 
@@ -53,15 +55,24 @@ class BatchNormGuard:
         """Stop guarding and give every frozen module its running statistics back."""
         _release(self._handle, self._frozen)
         self._params = {}
+        self._seen = set()
 
     def _freeze(self, module: nn.Module) -> None:
-        if not (isinstance(module, _BatchNorm) and module.training and module.track_running_stats
-                and module.weight is not None):
+        """Switch off the BatchNorm modules in ``module``'s subtree, once per subtree while active.
+
+        The whole subtree, before any of it runs: a ``torch.compile``'d model runs its submodules
+        inside the compiled graph, without calling this hook for them, and recompiles for the
+        switched-off statistics (it guards on ``track_running_stats``)."""
+        if id(module) in self._seen:
             return
-        owned = self._params.get(id(module.weight))
-        if owned is not None and owned() is module.weight:
-            module.track_running_stats = False
-            self._frozen.append(weakref.ref(module))
+        for m in module.modules():
+            self._seen.add(id(m))
+            if not (isinstance(m, _BatchNorm) and m.training and m.track_running_stats and m.weight is not None):
+                continue
+            owned = self._params.get(id(m.weight))
+            if owned is not None and owned() is m.weight:
+                m.track_running_stats = False
+                self._frozen.append(weakref.ref(m))
 
 
 def _release(handle: list[torch.utils.hooks.RemovableHandle], frozen: list[weakref.ref]) -> None:

@@ -23,7 +23,12 @@ The step protocol is SAM's: :meth:`SparseAscentSAM.ascent_pass` around the first
 :meth:`~sparsam.SAM.first_step`, the second forward and backward, :meth:`~sparsam.SAM.second_step`; or
 ``step(closure)``. The forwards call the model (or the stages) as usual: inside :meth:`ascent_pass` the
 output of the last prefix stage is detached (and kept); between ``first_step`` and ``second_step`` the
-prefix stages do no work and the last one returns the kept output.
+prefix stages do no work and the last one returns the kept output. With gradient accumulation
+(:mod:`sparsam.optim.accumulate`) each micro-batch of the ascent runs in its own :meth:`ascent_pass`
+(one forward per context, checked) and the descent pass runs the same micro-batches in the same order:
+the last prefix stage returns their kept outputs one after another (another count is an error).
+The prefix's graph of every micro-batch stays alive until its descent backward, so accumulation saves
+the memory of the suffix's activations only.
 
 Normalisation: the sparse pass never forms the full gradient, so ``ε = ρ m⊙g/‖g‖`` (the official
 code's ``normalize="full"``) is NOT computable here. ε uses ``normalize="masked"`` semantics,
@@ -37,7 +42,9 @@ chain of stages in which every stage but the last is a module that the model's f
 its output the next stage's input (the last, e.g. a pooling-and-classifier head, may be a new
 ``nn.Sequential`` of the model's modules); the first stage of the suffix must not modify its input in
 place (checked); mask strategies that read the clean full gradient (``DynamicMask``) are rejected; no
-``GradScaler`` and no DistributedDataParallel support (bf16 autocast around the forwards works). The
+``GradScaler`` and no DistributedDataParallel support (bf16 autocast around the forwards works;
+``torch.compile`` of the model or of its stages too: a compiled graph ends at the kept prefix output,
+so the ascent backward leaves the prefix's backward to the descent). The
 prefix is shared at stage granularity: finer stages (one per residual block) share more. A mask that
 perturbs nothing gives ε = 0 and a plain gradient step (the second pass takes the gradient at ``w``).
 
@@ -229,7 +236,8 @@ class SparseAscentSAM(SAM):
         self._plan_key: tuple | None = None
         self._mask_of: dict[int, Tensor] | None = None
         self._ascent_at: int | None = None  # step whose first pass ran inside ascent_pass()
-        self._prefix_out: Tensor | None = None  # output of the last prefix stage, attached, kept for the descent
+        self._prefix_outs: list[Tensor] = []  # outputs of the last prefix stage, attached, one per micro-batch
+        self._served = 0  # how many of them the descent pass has used
         self._descent: contextlib.ExitStack | None = None  # the prefix stages' descent forwards, while patched
         if isinstance(mask, MaskStrategy):
             if mask.needs_gradient:
@@ -284,14 +292,21 @@ class SparseAscentSAM(SAM):
     def ascent_pass(self) -> Iterator[None]:
         """First-pass context: refreshes the mask, clears ``.grad``; inside it the forward shares the prefix
         (its output is kept and the suffix runs on it detached) and the backward forms the gradients of
-        the perturbed tensors only, of the kept rows only for filter masks."""
+        the perturbed tensors only, of the kept rows only for filter masks.
+
+        One forward (and its backward) per context. Gradient accumulation enters it once per
+        micro-batch: the later contexts of a step keep the gradients of the earlier ones and add their
+        prefix outputs, which the descent pass uses in the same order.
+        """
         if self._perturbed is not None:
             raise RuntimeError("ascent_pass() between first_step() and second_step(): finish the step first")
         if self.mask is not None:
             self.mask.update(self.steps)
         plan = self.plan()
-        self.zero_grad()
-        self._prefix_out = None
+        if self._ascent_at != self.steps:  # the step's first micro-batch
+            self.zero_grad()
+            self._prefix_outs = []
+        self._ascent_at = None  # set again when this context ends without an error
         if not plan.perturbed:  # ε = 0: a dense pass whose gradient first_step() drops
             yield
             self._ascent_at = self.steps
@@ -299,30 +314,38 @@ class SparseAscentSAM(SAM):
         kept: list[tuple[Tensor, int]] = []
 
         def detach(module: nn.Module, args: Any, out: Tensor) -> Tensor:
+            if torch.compiler.is_compiling():  # a compiled model: the prefix ends its graph here, so that the
+                torch._dynamo.graph_break()     # ascent backward leaves the prefix's backward to the descent
             kept.append((out, out._version))
             return out.detach()
         handle = self.stages[plan.start - 1].register_forward_hook(detach) if plan.start > 0 else None
         try:
             with _ascent_graph(self.stages[plan.start:], plan):
                 yield
+        except BaseException:
+            self._prefix_outs = []  # the step starts over at the next ascent_pass()
+            raise
         finally:
             if handle is not None:
                 handle.remove()
         if handle is not None:
             if len(kept) != 1:
+                self._prefix_outs = []
                 raise RuntimeError(f"stage {plan.start - 1} (the last of the shared prefix) ran {len(kept)} times "
                                    "in the ascent pass, not once: every stage but the last must be a module that "
-                                   "the model's forward calls once")
+                                   "the model's forward calls once, and with gradient accumulation each "
+                                   "micro-batch runs in its own `with opt.ascent_pass():`")
             out, version = kept[0]
             if out._version != version:
+                self._prefix_outs = []
                 raise RuntimeError(f"stage {plan.start} modified its input in place; the prefix output is "
                                    "shared between the two passes, so the first suffix stage must not do that")
-            self._prefix_out = out
+            self._prefix_outs.append(out)
         self._ascent_at = self.steps
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
-        """Move the perturbed tensors from ``w`` to ``w + ε``; the prefix stages then serve the kept output."""
+        """Move the perturbed tensors from ``w`` to ``w + ε``; the prefix stages then serve the kept outputs."""
         if self._perturbed is None and self._ascent_at != self.steps:  # (a second call: SAM's error)
             raise RuntimeError("SparseAscentSAM: run the first forward and backward inside `with "
                                "opt.ascent_pass():` (step(closure) does it)")
@@ -330,20 +353,39 @@ class SparseAscentSAM(SAM):
             self.zero_grad()  # nothing perturbed: ε = 0, and the second pass takes the gradient at w
         super().first_step(zero_grad)
         self._ascent_at = None
-        if self._prefix_out is not None:
-            out, start = self._prefix_out, self.plan().start
+        if self._prefix_outs:
+            start = self.plan().start
             forwards: dict[nn.Module, Callable[..., Any]] = {stage: _skipped for stage in self.stages[:start - 1]}
-            forwards[self.stages[start - 1]] = lambda *args, **kwargs: out
+            forwards[self.stages[start - 1]] = self._serve_prefix_out
+            self._served = 0
             self._descent = contextlib.ExitStack()
             self._descent.enter_context(patched_forwards(forwards))
 
+    def _serve_prefix_out(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The forward of the last prefix stage in the descent pass: the ascent's outputs, in their order."""
+        if self._served == len(self._prefix_outs):
+            raise RuntimeError(f"the descent pass ran more forwards than the ascent pass ({len(self._prefix_outs)}):"
+                               " run the same micro-batches, in the same order, in both passes")
+        self._served += 1
+        return self._prefix_outs[self._served - 1]
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False, scaler: "torch.amp.GradScaler | None" = None) -> None:
+        """As :meth:`sparsam.SAM.second_step`, after checking that the descent used every kept prefix output."""
+        if self._prefix_outs and self._served != len(self._prefix_outs):
+            ran, kept = self._served, len(self._prefix_outs)
+            self.restore()
+            raise RuntimeError(f"the descent pass ran {ran} forwards, the ascent pass {kept}: run the same "
+                               "micro-batches, in the same order, in both passes (weights restored, no step taken)")
+        super().second_step(zero_grad, scaler)
+
     @torch.no_grad()
     def restore(self) -> None:
-        """As :meth:`sparsam.SAM.restore`; the prefix stages compute again and the kept output is dropped."""
+        """As :meth:`sparsam.SAM.restore`; the prefix stages compute again and the kept outputs are dropped."""
         if self._descent is not None:
             self._descent.close()
             self._descent = None
-        self._prefix_out = None
+        self._prefix_outs = []
         super().restore()
 
     def state_dict(self) -> dict[str, Any]:
