@@ -45,7 +45,8 @@ CHOICES = {"optimizer": OPTIMIZERS, "mask_rule": ("fisher", "cost-aware"), "upda
 # something other than their default, so the ids (and the stored records) of older runs stay valid.
 _LATER_FIELDS = {"mask_rule": "fisher", "ascent_budget": None, "augment": "crop-flip-cutout", "label_noise": 0.0,
                  "eval_every": 1, "drop_rate": 0.5, "sam_every": 1, "ascent": "dense", "channels_last": False,
-                 "cudnn_benchmark": False, "capture": "off", "eval_batch_size": None}
+                 "cudnn_benchmark": False, "capture": "off", "eval_batch_size": None,
+                 "accumulate": 1}
 
 
 def acts_on(field: str, optimizer: str) -> bool:
@@ -80,6 +81,8 @@ class TrainConfig:
     n_test: int | None = _field(None, "test images, a seeded class-balanced subset (none: all)")
     epochs: int = _field(200, "training epochs")
     batch_size: int = _field(128, "mini-batch size")
+    accumulate: int = _field(1, "micro-batches per optimizer step (gradient accumulation): each batch of batch_size "
+                                "runs forward and backward in this many parts, which must divide batch_size")
     lr: float = _field(0.05, "initial learning rate (cosine decay to 0)")
     momentum: float = _field(0.9, "SGD momentum")
     weight_decay: float | None = _field(None, "weight decay (none: the papers' choice, 5e-4 for sgd, 1e-3 for the "
@@ -141,6 +144,10 @@ class TrainConfig:
                 check_int(name, getattr(self, name), 1)
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
+        check_int("accumulate", self.accumulate, 1)
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size={self.batch_size} must be divisible by accumulate={self.accumulate} "
+                             "(batch_size is the optimizer step's batch, run in accumulate micro-batches)")
         check_range("lr", self.lr, 0.0, low_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0)
         if self.weight_decay is not None:

@@ -33,6 +33,7 @@ from . import models, optimizers, provenance, results, store
 from .models import model_stages
 from .config import TrainConfig
 from .graphed import GraphedStep
+from ..optim.accumulate import micro_batches
 from ..optim.sam import SAM
 from ..optim.sparse_ascent import SparseAscentSAM
 from ..masks.strategies import DynamicMask, FisherMask, NormMask
@@ -144,28 +145,43 @@ class Trainer:
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=self.graphs is None)
 
-    def _pass(self, net: nn.Module, x: Tensor, y: Tensor, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor]:
-        with self.autocast():
-            out = net(x)
-            loss = self.criterion(out, y)
-        (loss if scaler is None else scaler.scale(loss)).backward()
-        return loss.detach(), out.detach()
+    def _passes(self, net: nn.Module, x: Tensor, y: Tensor, scaler: torch.amp.GradScaler | None,
+                ascent: SAM | None = None) -> tuple[Tensor, Tensor]:
+        """Forward and backward of the batch in ``config.accumulate`` micro-batches, the gradients summed (each
+        loss weighted by its share of the batch, :func:`sparsam.optim.accumulate.micro_batches`); returns the
+        whole batch's mean loss and logits. ``ascent``: the optimizer whose ascent pass this is (each micro-batch
+        inside its ``ascent_pass()``, forward and backward under DDP's ``no_sync``); otherwise only the last
+        micro-batch's backward all-reduces under DDP."""
+        parts = micro_batches(x, y, self.config.accumulate)
+        losses, outs = [], []
+        for i, (xb, yb, weight) in enumerate(parts):
+            quiet = ascent is not None or i < len(parts) - 1
+            no_sync = net.no_sync() if quiet and isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
+            with no_sync, ascent.ascent_pass() if ascent is not None else contextlib.nullcontext():
+                with self.autocast():
+                    out = net(xb)
+                    loss = self.criterion(out, yb) if len(parts) == 1 else weight * self.criterion(out, yb)
+                (loss if scaler is None else scaler.scale(loss)).backward()
+            losses.append(loss.detach())
+            outs.append(out.detach())
+        if len(parts) == 1:
+            return losses[0], outs[0]
+        return torch.stack(losses).sum(), torch.cat(outs)
 
     def _step(self, opt: torch.optim.Optimizer, net: nn.Module, x: Tensor, y: Tensor, two_pass: bool,
               scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One step of ``opt`` over ``net`` on a batch: both passes of a SAM-type optimizer when ``two_pass``,
         else a plain step of the base optimizer; returns the first-pass loss and logits, and ‖ε‖ (two passes)."""
         if two_pass:  # SAM, SSAM (either form) and SparseAscentSAM alike
-            no_sync = net.no_sync() if isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
-            with no_sync, opt.ascent_pass():
-                loss, out = self._pass(net, x, y, scaler)
+            assert isinstance(opt, SAM)
+            loss, out = self._passes(net, x, y, scaler, ascent=opt)
             opt.first_step(zero_grad=True)
             eps_norm = opt.perturbation_norm()
-            self._pass(net, x, y, scaler)
+            self._passes(net, x, y, scaler)
             opt.second_step(zero_grad=True, scaler=scaler)
         else:
             base = opt.base_optimizer if isinstance(opt, SAM) else opt
-            loss, out = self._pass(net, x, y, scaler)
+            loss, out = self._passes(net, x, y, scaler)
             if scaler is None:
                 base.step()
             else:
