@@ -10,8 +10,8 @@ those of the whole batch (to rounding, for a network whose output for a sample d
 other samples of its batch; BatchNorm in training mode normalises each micro-batch by its own
 statistics, so there the step is that of k smaller batches). Masks count optimizer steps, not
 micro-batches: SSAM-F draws its Fisher samples and SSAM-D updates its mask (from the accumulated
-ascent gradient) once per step, as without accumulation. ``step`` takes a sequence of closures, one
-per micro-batch, for the same step::
+ascent gradient) once per step, as without accumulation. With ``SAM`` and ``SSAM``, ``step(closure)``
+takes the same step when the closure loops over the micro-batches::
 
     for x, y in loader:
         parts = micro_batches(x, y, k)

@@ -11,15 +11,13 @@ optimizer step with that gradient. :class:`sparsam.SSAM` multiplies ``ε`` by a 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ClassVar, ContextManager, Iterable, Sequence
+from typing import Any, Callable, ClassVar, ContextManager, Iterable
 
 import torch
 from torch import Tensor
 
 from .._checks import check_range
 from .bn_guard import BatchNormGuard
-
-Closure = Callable[[], Tensor]  # forward + backward of one (micro-)batch, returning its loss
 
 
 class SAM(torch.optim.Optimizer):
@@ -187,39 +185,32 @@ class SAM(torch.optim.Optimizer):
         if grad is not None:
             grad.mul_(torch.where(self._ascent_finite, 1.0, float("nan")).to(grad.dtype))
 
-    def step(self, closure: Closure | Sequence[Closure] | None = None) -> Tensor:  # type: ignore[override]
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
         """Run both passes: ``closure`` does forward + backward and returns the loss; returns the first loss.
 
         As with any optimizer, gradients are left in ``.grad`` after the step: call ``zero_grad()``
         before the next one (or inside the closure before its backward).
 
-        Gradient accumulation (:mod:`sparsam.optim.accumulate`): a sequence of closures, one per
-        micro-batch, each back-propagating its loss times its share of the batch. The ascent pass runs
-        each inside its own :meth:`ascent_pass`, the descent pass runs them again in the same order;
-        returns the sum of their first-pass results. Zero the gradients before the step, not inside
-        these closures (they accumulate).
+        Gradient accumulation (:mod:`sparsam.optim.accumulate`): a closure that loops over the
+        micro-batches, back-propagating each loss times its share of the batch (zeroing the gradients
+        before the loop, not inside it), takes the step of the whole batch with ``SAM`` and ``SSAM``;
+        :class:`~sparsam.optim.sparse_ascent.SparseAscentSAM` takes one :meth:`ascent_pass` per
+        micro-batch, so with it call the passes yourself.
         """
         if closure is None:
             raise RuntimeError("SAM.step() needs a closure that runs forward + backward and returns the "
                                "loss (it is called twice); or call first_step() and second_step() yourself")
-        closures = [closure] if callable(closure) else list(closure)
-        if not closures:
-            raise ValueError("closure must be a callable or a non-empty sequence of callables, got an empty "
-                             "sequence")
-        closures = [torch.enable_grad()(c) for c in closures]
-        losses = []
-        for c in closures:
-            with self.ascent_pass():
-                losses.append(c())
+        closure = torch.enable_grad()(closure)
+        with self.ascent_pass():
+            loss = closure()
         self.first_step(zero_grad=True)
         try:
-            for c in closures:
-                c()
+            closure()
         except BaseException:
             self.restore()
             raise
         self.second_step()
-        return sum(losses[1:], losses[0])
+        return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none)

@@ -218,29 +218,32 @@ def test_with_batchnorm_micro_batches_take_the_ghost_batchnorm_step(kind):
     assert float((a - b).norm() / (b - start).norm()) < 1e-12
 
 
-@pytest.mark.parametrize("kind", ("sam", "sparse-ascent"))
-def test_step_takes_one_closure_per_micro_batch(kind):
-    """``opt.step([closure, ...])`` is the written-out accumulated step, bit for bit; it returns the summed
-    first-pass losses (the whole batch's mean loss)."""
+@pytest.mark.parametrize("kind", ("sam", "ssam-f", "ssam-f-implicit", "ssam-d", "sparse-ascent"))
+def test_step_with_a_closure_that_loops_over_the_micro_batches(kind):
+    """``opt.step(closure)`` with a closure that accumulates is the written-out accumulated step, bit for bit,
+    and returns the whole batch's mean loss; SparseAscentSAM, one forward per ``ascent_pass()``, refuses it."""
     x, y = data(1, K * MICRO, seed=1)[0]
     by_hand, by_step = chain(False), chain(False)
     opt_hand, opt_step = build(kind, by_hand), build(kind, by_step)
-    expected = accumulated_step(by_hand, opt_hand, x, y, K)
 
-    def closure(xb, yb, weight):
-        def run_once():
-            loss = weight * F.cross_entropy(by_step(xb), yb)
+    def closure():
+        total = 0.0
+        for xb, yb, share in micro_batches(x, y, K):
+            loss = share * F.cross_entropy(by_step(xb), yb)
             loss.backward()
-            return loss.detach()
-        return run_once
+            total = total + loss.detach()
+        return total
 
-    loss = opt_step.step([closure(*part) for part in micro_batches(x, y, K)])
+    if kind == "sparse-ascent":
+        with pytest.raises(RuntimeError, match="ran 4 times in the ascent pass"):
+            opt_step.step(closure)
+        return
+    expected = accumulated_step(by_hand, opt_hand, x, y, K)
+    loss = opt_step.step(closure)
     assert all(torch.equal(a, b) for a, b in zip(by_hand.parameters(), by_step.parameters()))
     assert torch.equal(loss, expected)
     with torch.no_grad():
         assert float(abs(loss - F.cross_entropy(chain(False)(x), y))) < 1e-13
-    with pytest.raises(ValueError, match="closure must be a callable or a non-empty sequence"):
-        opt_step.step([])
 
 
 def test_sparse_ascent_checks_that_both_passes_run_the_same_micro_batches():
