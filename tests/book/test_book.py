@@ -84,8 +84,9 @@ def test_notebooks_define_no_helpers_and_hide_their_plumbing():
             assert not _helpers(source), f"{path.name} defines a helper:\n{source[:200]}"
             if "parameters" in _tags(cell):
                 assert "hide-input" not in _tags(cell), f"{path.name}: the parameters cell stays visible"
-            elif "import " in source or "glue(" in source:
-                assert "hide-input" in _tags(cell), f"{path.name}: plumbing cell not hidden:\n{source[:200]}"
+            elif "import " in source or "glue(" in source:  # (the install cell is removed from the page)
+                assert {"hide-input", "remove-cell"} & set(_tags(cell)), \
+                    f"{path.name}: plumbing cell not hidden:\n{source[:200]}"
 
 
 def _imported(source):
