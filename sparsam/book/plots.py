@@ -780,3 +780,46 @@ def message_figure(text: str) -> Figure:
     ax.text(0.5, 0.5, text, ha="center", va="center")
     ax.axis("off")
     return fig
+
+
+CURVE_AXES = {"test_acc": "test accuracy (%, clean labels)", "train_acc": "training accuracy (%, on its labels)",
+              "train_loss": "training loss (cross-entropy, nats)"}
+
+
+def curves_grid(curves: pd.DataFrame, values: Sequence[str] = ("test_acc", "train_acc"), *, row: str = "candidate",
+                row_titles: Mapping[Any, str] | None = None, references: Mapping[str, tuple[float, str]] | None = None,
+                level: float = 0.95) -> Figure:
+    """Small multiples of training curves: one row of panels per value of ``curves[row]`` (e.g. a pilot's
+    candidates), one column per metric of ``values``, one line per ``method`` (mean over seeds at each epoch where
+    the metric was recorded, 95% t-interval band over seeds), shared x axes and one colour per method in every
+    panel; ``references``: per metric, a dashed horizontal line (value, label), e.g. the fraction of correct
+    training labels. ``curves``: rows of :func:`sparsam.book.records.metrics_frame` with ``method`` and ``row``."""
+    keys = list(dict.fromkeys(curves[row]))
+    if not keys:
+        raise ValueError(f"curves has no rows with a {row!r}")
+    methods = list(dict.fromkeys(curves["method"]))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(len(keys), len(values), figsize=(5.2 * len(values), 3.4 * len(keys)), sharex=True,
+                             squeeze=False, layout="constrained")
+    for i, key in enumerate(keys):
+        for j, value in enumerate(values):
+            ax = axes[i, j]
+            for method in methods:
+                part = curves[(curves[row] == key) & (curves["method"] == method)].dropna(subset=[value])
+                if part.empty:
+                    continue
+                summary = summarize(part, "epoch", value, level).dropna(subset=["mean"])
+                ax.plot(summary["epoch"], summary["mean"], color=colors[method], label=method)
+                if summary["low"].notna().any():
+                    ax.fill_between(summary["epoch"], summary["low"].astype(float), summary["high"].astype(float),
+                                    color=colors[method], alpha=0.2, linewidth=0)
+            if references and value in references:
+                level_at, label = references[value]
+                ax.axhline(level_at, color="0.4", linestyle="--", linewidth=0.9, label=label)
+            ax.set(ylabel=CURVE_AXES.get(value, value), title=(row_titles or {}).get(key, f"{row} {key}"))
+            ax.grid(alpha=0.3)
+            if i == len(keys) - 1:
+                ax.set_xlabel("epoch")
+    _legend_below(fig, ncol=len(methods) + 1, title=INTERVAL + " (band)")
+    return fig

@@ -1,4 +1,4 @@
-"""The label-noise study's declared rules (sparsam.book.fixed_margin) on constructed pilots."""
+"""The label-noise study's declared rules (sparsam.book.study.fixed_margin) on constructed pilots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sparsam.book import fixed_margin as rules
+from sparsam.book.study import fixed_margin as rules
 from sparsam.book.stats import compare
 
 PLANNED = ["sgd", "sam", "ssam-f", "ssam-f", "ssam-d", "ssam-d", "sam-on", "ssam-f"]
@@ -171,3 +171,51 @@ def test_the_registration_needs_sam_ons_radius_pilot_and_the_rules_margin(tmp_pa
         write_fixed_margin_registration(study_file, _pilot(), store="pilot",
                                         margins_path=_margins(tmp_path, _expected_m2() + 0.5))
     assert study_file.read_text() == DECLARATION.read_text()  # nothing written
+
+
+# --- what the chapter shows of the pilot: the plans beside the interleaved cost, the curves -----------------
+
+from sparsam.book.study import load_candidates
+
+
+def _bench(sgd_ms: dict, sam_ms: dict, rung: str = "fp32 channels-last") -> dict:
+    rows = [{"regime": f"width {w}", "optimizer": name, "rung": r, "cpu_ms_per_step": ms * (1 if r == rung else 9)}
+            for r in (rung, "fp32 NCHW") for w in sgd_ms for name, ms in (("SGD", sgd_ms[w]), ("SAM", sam_ms[w]))]
+    return {"fastest_faithful": rung, "throughput": rows}
+
+
+def test_the_interleaved_cost_reads_the_benchmarks_rung_and_the_pilots_steps():
+    spec, records = load_candidates(DECLARATION), _pilot()
+    plans = rules.candidate_plans(spec, records)
+    widths = {name: spec.settings(name)["width"] for name in ("A", "B")}
+    cost = rules.side_by_side_cpu_seconds(spec, plans, records, _bench({widths["A"]: 10.0, widths["B"]: 40.0},
+                                                                       {widths["A"]: 25.0, widths["B"]: 70.0}))
+    steps = 80  # the constructed records: 50 + 30 steps
+    for name, (sgd, sam) in (("A", (0.010, 0.025)), ("B", (0.040, 0.070))):  # by hand: 1 SGD and 7 SAM-like runs
+        assert cost[name] == pytest.approx(plans[name].seeds * steps * (sgd + 7 * sam))
+    assert cost["A"] != pytest.approx(plans["A"].cpu_seconds)  # not the pilot runs' own CPU time
+    with pytest.raises(ValueError, match="times no SGD and SAM at width"):
+        rules.side_by_side_cpu_seconds(spec, plans, records, _bench({widths["A"]: 10.0}, {widths["A"]: 25.0}))
+
+
+def test_the_plans_frame_gives_each_candidates_reading_and_both_costs():
+    spec, records = load_candidates(DECLARATION), _pilot()
+    plans = rules.candidate_plans(spec, records)
+    frame = rules.plans_frame(plans, {"A": 3600.0 * 2.5, "B": 3600.0 * 4.0})
+    assert list(frame.index) == ["A", "B"]
+    v = plans["A"].verdict
+    assert frame.loc["A", "SAM − SGD (pp)"] == f"{v.diff:.2f} [{v.low:.2f}, {v.high:.2f}]"
+    assert frame.loc["B", "study CPU-hours (interleaved benchmark)"] == 4.0
+    assert frame.loc["B", "study CPU-hours (pilot runs: the registered rule)"] == round(plans["B"].cpu_seconds / 3600, 1)
+    assert "study CPU-hours (interleaved benchmark)" not in rules.plans_frame(plans).columns
+
+
+def test_the_pilot_curves_name_each_candidate_method_and_radius():
+    spec, records = load_candidates(DECLARATION), _pilot()
+    for r in records:
+        r["summary"]["run_id"] = f"{r['summary']['config']['optimizer']}-{r['summary']['config']['seed']}-{id(r)}"
+    curves = rules.pilot_curves(spec, records)
+    runs = curves.groupby(["candidate", "method"])["run_id"].nunique().to_dict()
+    assert runs == {("A", "SGD"): 3, ("A", "SAM"): 3, ("A", "SAM-ON ρ = 0.5"): 3, ("A", "SAM-ON ρ = 2"): 3,
+                    ("B", "SGD"): 3, ("B", "SAM"): 3}
+    assert len(curves) == 2 * sum(runs.values())  # two epochs a record

@@ -4,6 +4,8 @@
   dataclasses (:class:`Candidates`, :class:`Study`, :class:`CostRegistration`), the only place they are parsed;
 - :mod:`~sparsam.book.study.deciding`: a registered study decided from its records, read as one family;
 - :mod:`~sparsam.book.study.pilot`: the pilots and the selection and seed rules their files declare;
+- :mod:`~sparsam.book.study.fixed_margin`: the label-noise study's fixed-margin rules, as pure functions of its
+  pilot (the candidate, its seeds, M1 and M2, SAM-ON's radius, the matched density);
 - :mod:`~sparsam.book.study.registering`: a registration written from the pilot by those rules
   (``python -m sparsam register``);
 - :mod:`~sparsam.book.study.cost`: the interleaved cost measurement and its decisions.

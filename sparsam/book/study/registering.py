@@ -13,7 +13,7 @@ the comparisons, the margins of ``book/margins.yaml`` they use, ``correction: ho
 (:func:`sparsam.book.study.model.load_study`); nothing planned is changed on the way. A candidates file whose
 ``selection`` declares its rules in words, with no ``rules`` mapping (the label-noise study,
 ``results/noise_study/noise_study.yaml``), is registered by the fixed-margin rules of
-:mod:`sparsam.book.fixed_margin` (:func:`write_fixed_margin_registration`).
+:mod:`sparsam.book.study.fixed_margin` (:func:`write_fixed_margin_registration`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ...experiment.results import load_all
-from .. import fixed_margin
+from . import fixed_margin
 from ..stats import Margins, margins as declared_margins
 from .model import Candidates, load_candidates, load_study, pinned_rule
 from .pilot import CandidatePilot, candidate_pilots, choose_by_sam_gain, choose_stem, seeds_needed
@@ -132,7 +132,7 @@ def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]],
 
 def write_fixed_margin_registration(path: str | Path, records: Sequence[Mapping[str, Any]], *, store: str,
                                     margins_path: str | Path | None = None, dry_run: bool = False) -> str:
-    """As :func:`write_registration`, by the fixed-margin rules of :mod:`sparsam.book.fixed_margin` (a candidates
+    """As :func:`write_registration`, by the fixed-margin rules of :mod:`sparsam.book.study.fixed_margin` (a candidates
     file whose ``selection`` declares its rules in words: the label-noise study), from the pilot's whole
     ``records``."""
     spec = _unregistered(path)

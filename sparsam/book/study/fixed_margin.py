@@ -1,9 +1,11 @@
-"""The label-noise study's declared rules (``results/noise_study/noise_study.yaml``, ``selection``), as pure
+"""The label-noise study's pilot: its declared rules (``results/noise_study/noise_study.yaml``, ``selection``), as pure
 functions of its pilot: eligibility and the fixed-margin method's M1 and M2, the seeds that give the premise and
 the half-gain contrast their power, the cheapest candidate, SAM-ON's radius and the matched density; and
 :func:`registration`, which reads the pilot's records and applies them, to the letter, to write what the
 registration adds (a candidates file whose ``selection`` declares its rules in words, with no ``rules`` mapping,
-is registered by these rules: :func:`sparsam.book.study.registering.register_command`).
+is registered by these rules: :func:`sparsam.book.study.registering.register_command`); and what a reader of
+the pilot sees: :func:`plans_frame` (the rules' reading per candidate, beside the cost read from the interleaved
+benchmark, :func:`side_by_side_cpu_seconds`) and :func:`pilot_curves` (its runs' per-epoch metrics).
 
 The fixed-margin method of non-inferiority trials: M1 is the effect of the reference (SAM) over the baseline
 (SGD) that the pilot guarantees, the lower end of its 95% interval; M2 = M1 / 2 is the most a method may lose
@@ -20,12 +22,16 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping, Sequence
 
-from .._layers import norm_parameters
-from ..experiment.config import TrainConfig
-from ..experiment.models import build_model
-from .study.model import Candidates, pinned_rule
-from .study.pilot import run_key
-from .stats import Verdict, compare, power
+import pandas as pd
+
+from ..._layers import norm_parameters
+from ...experiment.config import TrainConfig
+from ...experiment.models import build_model
+from .model import Candidates, pinned_rule
+from .pilot import run_key
+from ..records import metrics_frame
+from ..stats import Verdict, compare, power
+from ..tables import interval_text
 
 HALF_GAIN_SD_FACTOR = math.sqrt(0.75)  # SD of SSAM - SAM/2 - SGD/2 over that of a paired difference
 
@@ -190,6 +196,68 @@ def sam_on_gains(spec: Candidates, records: Sequence[Mapping[str, Any]], candida
                              f"its radius pilot first ({grid})")
         gains[float(rho)] = statistics.mean(a - b for a, b in zip(_accuracy(runs, seeds), _accuracy(sgd, seeds)))
     return gains
+
+
+def run_steps(record: Mapping[str, Any]) -> int:
+    """The training steps of a run (the sum over its epochs)."""
+    return int(sum(m["steps"] for m in record["metrics"]))
+
+
+def side_by_side_cpu_seconds(spec: Candidates, plans: Mapping[str, CandidatePlan],
+                             records: Sequence[Mapping[str, Any]], bench: Mapping[str, Any]) -> dict[str, float]:
+    """The regime rule's cost with the CPU time per step of SGD and SAM measured side by side instead of the pilot
+    runs' own: per candidate of ``plans``, its seeds times a run of each planned configuration (SGD's for ``sgd``,
+    SAM's for every other, as :func:`study_cpu_seconds`), a run being the steps of its SGD pilot runs at the CPU
+    time per step that ``bench`` (the record of ``benchmarks/bench_cpu_train.py``) measured for the candidate's
+    width on the rung the pilot trained with (its ``fastest_faithful``), the widths interleaved in one process.
+    The pilot's runs were timed in different sessions, each under its own load; this reading is not."""
+    rung = bench["fastest_faithful"]
+    per_step = {(row["regime"], row["optimizer"]): row["cpu_ms_per_step"] / 1000 for row in bench["throughput"]
+                if row["rung"] == rung}
+    optimizers = [c["optimizer"] for c in spec.configurations_planned.values()]
+    out = {}
+    for name, chosen in plans.items():
+        regime = f"width {spec.settings(name)['width']}"
+        if (regime, "SGD") not in per_step or (regime, "SAM") not in per_step:
+            raise ValueError(f"bench: the record times no SGD and SAM at {regime} on rung {rung!r}")
+        steps = statistics.mean(run_steps(r) for r in _runs(spec, records, name, optimizer="sgd").values())
+        out[name] = study_cpu_seconds(chosen.seeds, steps * per_step[regime, "SGD"], steps * per_step[regime, "SAM"],
+                                      optimizers)
+    return out
+
+
+def plans_frame(plans: Mapping[str, CandidatePlan], side_by_side: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per candidate: SAM - SGD in its pilot (mean and 95% t-interval, pp), the paired SD, whether it is
+    eligible, the seeds the rule gives it and the two powers at them, the study's CPU-hours by the registered rule
+    (the pilot runs' CPU time) and, where given, from the interleaved benchmark (:func:`side_by_side_cpu_seconds`)."""
+    rows = []
+    for name, p in plans.items():
+        v = p.verdict
+        row = {"candidate": name, "SAM − SGD (pp)": interval_text(v.diff, v.low, v.high),
+               "paired SD (pp)": round(p.paired_sd, 2), "eligible": p.eligible, "seeds": p.seeds,
+               "power: SAM > SGD": round(p.power_premise, 3), "power: half-gain": round(p.power_half_gain, 3),
+               "study CPU-hours (pilot runs: the registered rule)": round(p.cpu_seconds / 3600, 1)}
+        if side_by_side is not None:
+            row["study CPU-hours (interleaved benchmark)"] = round(side_by_side[name] / 3600, 1)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("candidate")
+
+
+def pilot_curves(spec: Candidates, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The pilot's per-epoch metrics (:func:`sparsam.book.records.metrics_frame`) with a ``candidate`` column and
+    a ``method`` column (SGD, SAM, and SAM-ON with its radius), the runs of each candidate's declared regime on
+    the pilot seeds only."""
+    frames = []
+    for name in spec.candidates:
+        for optimizer, rhos in (("sgd", [None]), ("sam", [None]), ("sam-on", spec.pilot.get("sam_on", {}).get("rhos", []))):
+            for rho in rhos:
+                fields = {"optimizer": optimizer, **({} if rho is None else {"rho": float(rho)})}
+                runs = _runs(spec, records, name, **fields)
+                if not runs:
+                    continue
+                method = {"sgd": "SGD", "sam": "SAM"}.get(optimizer) or f"SAM-ON ρ = {float(rho):g}"
+                frames.append(metrics_frame(runs.values()).assign(candidate=name, method=method))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["candidate", "method", "epoch"])
 
 
 def norm_share(regime: Mapping[str, Any], num_classes: int) -> tuple[int, int]:
