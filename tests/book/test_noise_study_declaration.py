@@ -59,3 +59,35 @@ def test_planned_configurations_and_seeds():
     names = set(spec["configurations_planned"])
     for comparison in spec["comparisons_planned"]:
         assert {comparison["a"], comparison["b"], comparison.get("over", "sgd")} <= names
+
+
+def test_the_books_noise_margin_is_the_fixed_margin_rules_on_the_committed_pilot():
+    """M2 in book/margins.yaml is what the declared rule makes of the committed pilot records, recomputed here from
+    the records' final accuracies with scipy (not through the package's verdicts)."""
+    import json
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    from sparsam.book.study import fixed_margin, load_candidates
+
+    spec = load_candidates(FOLDER / "noise_study.yaml")
+    records = [json.loads(p.read_text()) for p in sorted((FOLDER / "pilot").glob("*.json"))]
+    chosen, _ = fixed_margin.choose_cheapest(list(fixed_margin.candidate_plans(spec, records).values()))
+    width = spec.settings(chosen.name)["width"]
+    accuracy = {}
+    for r in records:
+        c = r["summary"]["config"]
+        if c["width"] == width and c["optimizer"] in ("sgd", "sam") and c["seed"] in spec.pilot_seeds:
+            accuracy[c["optimizer"], c["seed"]] = 100 * r["summary"]["final_test_acc"]
+    diffs = np.array([accuracy["sam", s] - accuracy["sgd", s] for s in spec.pilot_seeds])
+    low = diffs.mean() - stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+    m1 = math.floor(low * 100 + 1e-7) / 100
+    m2 = math.floor(m1 * 50 + 1e-7) / 100
+    declared = yaml.safe_load((ROOT / "book" / "margins.yaml").read_text())["claims"]
+    assert declared["accuracy_noise_ssam_vs_sam"]["margin"] == pytest.approx(m2)
+    assert declared["accuracy_noise_ssam_vs_sam"]["premise"] == "accuracy_sam_vs_sgd"
+    assert f"{m1:.2f} pp" in " ".join(declared["accuracy_noise_ssam_vs_sam"]["reason"].split())
+    assert declared["accuracy_norm_only_vs_fisher"] == {**declared["accuracy_norm_only_vs_fisher"],
+                                                        "test": "superiority", "margin": 0.0}
