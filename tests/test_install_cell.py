@@ -66,7 +66,7 @@ def test_every_chapter_starts_with_the_install_cell_of_the_configured_repository
     url, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
     assert f'"git", "clone", "--branch", "{branch}", "{url}"' in CELL
     paths = install_cell.notebooks()
-    assert len(paths) == 8
+    assert len(paths) == 9
     for path in paths:
         cells = json.loads(path.read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]

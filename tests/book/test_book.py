@@ -34,8 +34,8 @@ def _tags(cell):
     return cell.get("metadata", {}).get("tags", [])
 
 
-def test_eight_notebooks_each_with_a_parameters_cell_and_no_outputs():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+def test_nine_notebooks_each_with_a_parameters_cell_and_no_outputs():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
     for path in NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]

@@ -307,7 +307,7 @@ def test_the_notebook_checks_catch_drawing_and_definitions():
 
 
 def test_notebooks_draw_only_through_sparsam_book_plots_and_define_nothing():
-    assert len(NOTEBOOKS) == 8
+    assert len(NOTEBOOKS) == 9
     for path in NOTEBOOKS:
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] != "code":

@@ -11,7 +11,7 @@ from sparsam.book import layout, profiles
 def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed_lists():
     table = profiles.table()
     assert set(table) == {"01_convergence", "02_masks", "03_cifar_accuracy", "04_efficiency", "05_imagenet",
-                          "06_landscape", "07_claims", "08_cpu_study"}
+                          "06_landscape", "07_claims", "08_cpu_study", "09_noise_study"}
     for notebook, by_profile in table.items():
         assert tuple(by_profile) == profiles.PROFILES, notebook
         names = [set(values) for values in by_profile.values()]
@@ -20,8 +20,10 @@ def test_every_notebook_has_the_three_profiles_with_the_same_parameters_and_seed
             if notebook == "07_claims":  # it trains nothing: no parameter besides the profile
                 assert values == {}
                 continue
-            if notebook == "08_cpu_study":  # it reads the pre-registered study, whose file names the seeds
-                assert values == by_profile["quick"] and values["study_file"] == "results/study/cpu_study.yaml"
+            if notebook in ("08_cpu_study", "09_noise_study"):  # a registered study's records: its file names the seeds
+                assert values == by_profile["quick"] and values["study_file"] == {
+                    "08_cpu_study": "results/study/cpu_study.yaml",
+                    "09_noise_study": "results/noise_study/noise_study.yaml"}[notebook]
                 continue
             assert isinstance(values["seeds"], list) and all(isinstance(s, int) for s in values["seeds"])
 

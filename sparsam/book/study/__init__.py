@@ -8,7 +8,8 @@
   pilot (the candidate, its seeds, M1 and M2, SAM-ON's radius, the matched density);
 - :mod:`~sparsam.book.study.registering`: a registration written from the pilot by those rules
   (``python -m sparsam register``);
-- :mod:`~sparsam.book.study.cost`: the interleaved cost measurement and its decisions.
+- :mod:`~sparsam.book.study.cost`: the interleaved cost measurement and its decisions;
+- :mod:`~sparsam.book.study.sam_effect`: the label-noise study's question (does a configuration keep SAM's effect?).
 
 The names a chapter reads a registered study with are here too: ``from sparsam.book import study``, then
 ``study.load_study(...)``, ``study.decide_comparisons(...)``.
@@ -20,7 +21,7 @@ from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_ST
                        study_frame)
 from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Study, comparison_label,
                     is_registration, load_candidates, load_cost_registration, load_study, own_margins, pinned_rule,
-                    registered_at)
+                    registered_at, registration_commit, runs_before_registration)
 from .pilot import pilot_paired_sd, pilot_verdicts
 
 __all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS", "MARGIN_FIELDS", "NOT_IN_STUDY",
@@ -29,4 +30,4 @@ __all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS"
            "decide_comparisons", "decide_comparisons_interleaved", "is_registration", "load_candidates",
            "load_cost_registration", "load_study", "own_margins", "paired_sds", "pareto_points", "pilot_paired_sd",
            "pinned_rule",
-           "pilot_verdicts", "premises", "progress", "registered_at", "rerun_estimate", "study_frame"]
+           "pilot_verdicts", "premises", "progress", "registered_at", "registration_commit", "rerun_estimate", "runs_before_registration", "study_frame"]

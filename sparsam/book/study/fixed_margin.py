@@ -181,12 +181,13 @@ def candidate_plans(spec: Candidates, records: Sequence[Mapping[str, Any]]) -> d
     return plans
 
 
-def sam_on_gains(spec: Candidates, records: Sequence[Mapping[str, Any]], candidate: str) -> dict[float, float]:
-    """SAM-ON's mean paired gain over SGD (final test accuracy, pp, the pilot's seeds) at each declared radius
-    on ``candidate``; ``ValueError`` naming the grid to run where a radius lacks a pilot seed."""
+def sam_on_verdicts(spec: Candidates, records: Sequence[Mapping[str, Any]], candidate: str) -> dict[float, Verdict]:
+    """SAM-ON against SGD at each declared radius on ``candidate`` (superiority of the paired final test accuracy,
+    pp, the pilot's seeds: :func:`sparsam.book.stats.compare`); ``ValueError`` naming the grid to run where a
+    radius lacks a pilot seed."""
     seeds = list(spec.pilot_seeds)
     sgd = _runs(spec, records, candidate, optimizer="sgd")
-    gains = {}
+    verdicts = {}
     for rho in spec.pilot["sam_on"]["rhos"]:
         runs = _runs(spec, records, candidate, optimizer="sam-on", rho=float(rho))
         missing = sorted(set(seeds) - set(runs) | set(seeds) - set(sgd))
@@ -194,8 +195,14 @@ def sam_on_gains(spec: Candidates, records: Sequence[Mapping[str, Any]], candida
             grid = PurePosixPath(spec.pilot["grids"][candidate]).with_name(f"pilot_sam_on_{candidate}.yaml")
             raise ValueError(f"pilot: SAM-ON at rho {rho} on candidate {candidate} lacks seeds {missing}: train "
                              f"its radius pilot first ({grid})")
-        gains[float(rho)] = statistics.mean(a - b for a, b in zip(_accuracy(runs, seeds), _accuracy(sgd, seeds)))
-    return gains
+        verdicts[float(rho)] = compare(_accuracy(runs, seeds), _accuracy(sgd, seeds), test="superiority")
+    return verdicts
+
+
+def sam_on_gains(spec: Candidates, records: Sequence[Mapping[str, Any]], candidate: str) -> dict[float, float]:
+    """SAM-ON's mean paired gain over SGD (final test accuracy, pp, the pilot's seeds) at each declared radius
+    on ``candidate`` (the declared rule's reading of :func:`sam_on_verdicts`)."""
+    return {rho: v.diff for rho, v in sam_on_verdicts(spec, records, candidate).items()}
 
 
 def run_steps(record: Mapping[str, Any]) -> int:

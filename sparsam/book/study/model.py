@@ -225,6 +225,34 @@ def registered_at(path: str | Path | None = None) -> str:
     return added.splitlines()[-1] if added else "unknown"
 
 
+REGISTRATION_MARKER = "pilot_result:"  # the key a registration appended to its candidates file begins its record with
+
+
+def registration_commit(path: str | Path, marker: str = REGISTRATION_MARKER) -> str | None:
+    """The full hash of the commit that appended the registration to the candidates file ``path`` (the first commit
+    whose change adds ``marker``), or None where no commit has yet (or outside git)."""
+    path = Path(path).resolve()
+    found = git("log", "--reverse", "--format=%H", "-S", marker, "--", path.name, cwd=path.parent)
+    return found.splitlines()[0] if found else None
+
+
+def runs_before_registration(path: str | Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run ids of ``records`` whose code (their provenance's commit) does not descend from the commit that
+    registered ``path``: runs that could have been made before the registration. Every record of a study that
+    was registered before its runs gives none; all of them where no commit registered it."""
+    path = Path(path).resolve()
+    registered = registration_commit(path)
+    out = []
+    for record in records:
+        summary = record.get("summary", record)
+        commit = (summary.get("provenance") or {}).get("git_commit")
+        after = (registered is not None and commit is not None
+                 and git("merge-base", "--is-ancestor", registered, commit, cwd=path.parent) is not None)
+        if not after:
+            out.append(summary["run_id"])
+    return out
+
+
 @dataclass(frozen=True)
 class Candidates:
     """A candidates file as declared before its pilot: the ``question``, the ``common`` settings, the
@@ -244,6 +272,8 @@ class Candidates:
     comparisons_planned: tuple[dict[str, Any], ...] = ()
     registered: tuple[str, ...] = ()
     text: str = ""
+    deviation: str = ""  # how the study departs from the papers, and why (one paragraph)
+    pilot_result: dict[str, Any] = field(default_factory=dict)  # what its registration read from the pilot (none yet: {})
 
     @classmethod
     def of(cls, spec: Mapping[str, Any], path: str | Path | None = None, text: str = "") -> "Candidates":
@@ -256,7 +286,9 @@ class Candidates:
                    dict(spec.get("pilot") or {}), dict(spec.get("selection") or {}),
                    _planned(spec.get("configurations_planned")),
                    dict(spec.get("seeds_planned") or {}), tuple(dict(c) for c in spec.get("comparisons_planned") or ()),
-                   tuple(k for k in ADDED_KEYS if k in spec), text)
+                   tuple(k for k in ADDED_KEYS if k in spec), text,
+                   deviation=" ".join(str(spec.get("deviation", "")).split()),
+                   pilot_result=dict(spec.get("pilot_result") or {}))
 
     @property
     def pilot_seeds(self) -> tuple[int, ...]:
