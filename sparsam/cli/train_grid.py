@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """A grid file, or a study's pre-registration read by the book (:func:`sparsam.book.study.load_study`); with
-    ``--budget-minutes``, a time-boxed chunk of it."""
+    """A grid file, or a study's pre-registration read by the book (:func:`sparsam.book.study.load_study`, its runs
+    seed by seed: every configuration at its first seed, then at the next); with ``--budget-minutes``, a time-boxed
+    chunk of it."""
     started = time.monotonic()
     import yaml
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if grid.is_study_file(yaml.safe_load(path.read_text())):
         from ..book.study import load_study
 
-        configs = load_study(path).configs()
+        configs = load_study(path).configs(order="seed")  # seed by seed: a study stopped part-way holds whole seeds
     if args.budget_minutes is not None:
         given = [name for name, default in NOT_IN_A_CHUNK.items() if getattr(args, name) != default]
         if given:

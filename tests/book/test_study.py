@@ -108,8 +108,13 @@ def test_train_grid_reads_the_preregistration(tmp_path):
                           "--dry-run"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("sgd-resnet-small-cifar10-e200") == 5
-    assert [line.split()[-1] for line in out.stdout.splitlines() if "-e200-" in line] == \
-        [c.run_id() for c in load_study().configs()]
+    listed = [line.split()[-1] for line in out.stdout.splitlines() if "-e200-" in line]
+    assert listed == [c.run_id() for c in load_study().configs(order="seed")]  # seed by seed
+    seeds = [c.seed for c in load_study().configs(order="seed")]
+    assert seeds == sorted(seeds, key=sorted(set(seeds)).index) and sorted(listed) == sorted(
+        c.run_id() for c in load_study().configs())  # the same runs, whole seeds first
+    with pytest.raises(ValueError, match="order must be 'configuration' or 'seed'"):
+        load_study().configs(order="random")
 
 
 def test_the_family_reading_is_added_beside_an_unchanged_registration():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
@@ -94,13 +94,22 @@ class Study:
         """Every comparison the study decides: the registered ones, then those added after the runs."""
         return (*self.comparisons, *self.added)
 
-    def configs(self, name: str | None = None) -> list[TrainConfig]:
-        """The training configurations of ``name`` (every configuration if None), one per seed."""
+    def configs(self, name: str | None = None, order: Literal["configuration", "seed"] = "configuration"
+                ) -> list[TrainConfig]:
+        """The training configurations of ``name`` (every configuration if None), one per seed: each
+        configuration's seeds in turn, or (``order="seed"``) every configuration at the first seed, then at the
+        next, so that a study stopped part-way holds whole seeds."""
         names = list(self.configurations) if name is None else [name]
         for n in names:
             if n not in self.configurations:
                 raise ValueError(f"configuration must be one of {', '.join(self.configurations)}, got {n!r}")
-        return [self._config(n, seed) for n in names for seed in self.configurations[n][1]]
+        if order not in ("configuration", "seed"):
+            raise ValueError(f"order must be 'configuration' or 'seed', got {order!r}")
+        pairs = [(n, seed) for n in names for seed in self.configurations[n][1]]
+        if order == "seed":
+            seeds = list(dict.fromkeys(seed for _, seed in pairs))
+            pairs = sorted(pairs, key=lambda pair: seeds.index(pair[1]))  # stable: configurations in file order
+        return [self._config(n, seed) for n, seed in pairs]
 
     def paired_seeds(self, a: str, b: str) -> int:
         """How many seeds a comparison of ``a`` with ``b`` pairs once every planned run is in."""
