@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from sparsam.book import captions, registry  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CHAPTERS = sorted((REPO / "notebooks").glob("0[3-8]_*.ipynb"))
+CHAPTERS = sorted((REPO / "notebooks").glob("0[3-9]_*.ipynb"))
 
 
 def frame(**changes) -> pd.DataFrame:
@@ -163,7 +163,7 @@ def figure_lines(path: Path) -> tuple[dict[str, bool], dict[str, bool], list[str
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_every_figure_of_chapters_3_to_8_has_its_source_line(path):
+def test_every_figure_of_chapters_3_to_9_has_its_source_line(path):
     markdown, glued, problems = figure_lines(path)
     assert markdown and all(markdown.values()), f"figures without their line in the caption: {markdown}"
     assert set(markdown) <= set(glued) and all(glued[k] for k in markdown), glued
