@@ -85,17 +85,18 @@ def test_sam_on_radius_and_matched_density():
 
 # --- the registration: the declared rules applied to constructed pilot records -------------------------------
 
-import shutil
 from pathlib import Path
 
 import yaml
 
-from sparsam.book.study.registering import write_fixed_margin_registration
+from sparsam.book.study.registering import declaration_text, write_fixed_margin_registration
 from sparsam.book.study import load_study
 from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.results import load_all
 
 ROOT = Path(__file__).resolve().parents[2]
-DECLARATION = ROOT / "results" / "noise_study" / "noise_study.yaml"
+DECLARATION = ROOT / "results" / "noise_study" / "noise_study.yaml"  # registered: the declaration is its top
+DECLARED = declaration_text(DECLARATION.read_text())
 SGD, SAM = [40.0, 41.0, 39.5], [46.0, 49.0, 47.5]
 
 
@@ -139,11 +140,11 @@ def _expected_m2() -> float:
 
 def test_the_registration_applies_the_declared_rules_to_the_pilot(tmp_path):
     study_file = tmp_path / "noise_study.yaml"
-    shutil.copy(DECLARATION, study_file)
+    study_file.write_text(DECLARED)
     m2 = _expected_m2()
     margins = _margins(tmp_path, m2)
     write_fixed_margin_registration(study_file, _pilot(), store="pilot", margins_path=margins)
-    assert study_file.read_text().startswith(DECLARATION.read_text().rstrip("\n"))  # the declaration unchanged
+    assert study_file.read_text().startswith(DECLARED)  # the declaration unchanged
     study = load_study(study_file, margins)
     assert study.regime["width"] == 8 and study.correction == "holm"  # A: same gain, a quarter of B's CPU time
     n = rules.seeds_for_both(float(np.mean(np.subtract(SAM, SGD))), float(np.std(np.subtract(SAM, SGD), ddof=1)),
@@ -164,14 +165,31 @@ def test_the_registration_applies_the_declared_rules_to_the_pilot(tmp_path):
 
 def test_the_registration_needs_sam_ons_radius_pilot_and_the_rules_margin(tmp_path):
     study_file = tmp_path / "noise_study.yaml"
-    shutil.copy(DECLARATION, study_file)
+    study_file.write_text(DECLARED)
     with pytest.raises(ValueError, match="pilot_sam_on_A.yaml"):
         write_fixed_margin_registration(study_file, _pilot(sam_on=False), store="pilot",
                                         margins_path=_margins(tmp_path, _expected_m2()))
     with pytest.raises(ValueError, match=f"must be M2 = {_expected_m2():.2f} pp"):
         write_fixed_margin_registration(study_file, _pilot(), store="pilot",
                                         margins_path=_margins(tmp_path, _expected_m2() + 0.5))
-    assert study_file.read_text() == DECLARATION.read_text()  # nothing written
+    assert study_file.read_text() == DECLARED  # nothing written
+
+
+def test_the_declaration_is_the_registered_file_above_its_registration():
+    assert "\nregime:" not in DECLARED and "REGISTRATION" not in DECLARED and "comparisons_planned:" in DECLARED
+    assert DECLARATION.read_text().startswith(DECLARED.rstrip("\n"))
+    assert declaration_text(DECLARED) == DECLARED  # an unregistered file is its own declaration
+
+
+def test_the_committed_registration_follows_from_the_committed_pilot(tmp_path):
+    """Re-registering the declaration from the pilot's committed records writes the committed registration."""
+    study_file = tmp_path / "noise_study.yaml"
+    study_file.write_text(DECLARED)
+    write_fixed_margin_registration(study_file, load_all(ROOT / "results" / "noise_study" / "pilot"),
+                                    store="results/noise_study/pilot", margins_path=ROOT / "book" / "margins.yaml")
+    again, committed = yaml.safe_load(study_file.read_text()), yaml.safe_load(DECLARATION.read_text())
+    again["pilot_result"].pop("written"), committed["pilot_result"].pop("written")
+    assert again == committed
 
 
 # --- what the chapter shows of the pilot: the plans beside the interleaved cost, the curves -----------------

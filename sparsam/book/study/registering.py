@@ -111,12 +111,21 @@ def registration(spec: Candidates, pilots: Mapping[str, CandidatePilot], *,
             "pilot_result": _pilot_result(name, reason, pilots, n, power, store)}
 
 
+_HEADER = "\n# " + "-" * 99 + "\n# REGISTRATION, written by `python -m sparsam register`"
+
+
 def registration_text(added: Mapping[str, Any]) -> str:
     """The registration as YAML to append below the candidates file, opened by a comment that says what it is."""
-    header = ("\n# " + "-" * 99 + "\n# REGISTRATION, written by `python -m sparsam register` from the pilot's records "
-              f"({added['pilot_result']['records']}) by the\n# rules declared above, and committed before any SSAM run "
-              "of the study. Nothing above is changed.\n")
+    header = (_HEADER + f" from the pilot's records ({added['pilot_result']['records']}) by the\n# rules declared "
+              "above, and committed before any SSAM run of the study. Nothing above is changed.\n")
     return header + yaml.safe_dump(dict(added), sort_keys=False, width=110, default_flow_style=None)
+
+
+def declaration_text(text: str) -> str:
+    """A candidates file's text as it was declared before the pilot: all of it above the registration that
+    :func:`registration_text` appended (the whole text where there is none)."""
+    head, _, _ = text.partition(_HEADER)
+    return head.rstrip("\n") + "\n"
 
 
 def write_registration(path: str | Path, summaries: Sequence[Mapping[str, Any]], *, store: str,
