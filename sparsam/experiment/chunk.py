@@ -37,7 +37,7 @@ from .._checks import check_int, check_range
 from .config import TrainConfig
 from .grid import config_arguments, load_train_grid, run_missing, status_file
 from .jobs import is_alive, update_status
-from .results import load_all, load_record, record_path
+from .results import load_all, load_record, record_path, write_record
 from .provenance import code_commit
 from .store import Workspace, atomic_write_json, holder, now, read_json
 
@@ -158,7 +158,7 @@ def _collect(child: Child, store: Path, runs_dir: Path, stopped: bool = False) -
         try:  # the run folder holds the finished summary: this reads it and writes the record
             [record] = run_missing([run.config], store=store, runs_dir=runs_dir)
             record["job"] = {"executor": "subprocess", "job_id": str(child.process.pid), "host": platform.node()}
-            atomic_write_json(record_path(run.config, store), record)
+            write_record(record_path(run.config, store), record)
         except Exception as error:
             error_of = {"type": type(error).__name__, "message": " ".join(str(error).split())}
         else:

@@ -28,8 +28,8 @@ import yaml
 
 from .config import TrainConfig
 from .jobs import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status
-from .results import load_record, record_path
-from .store import Workspace, atomic_write_json, holder as lock_holder, now, read_json, read_metrics
+from .results import load_record, record_path, write_record
+from .store import Workspace, holder as lock_holder, now, read_json, read_metrics
 from .train import train
 
 
@@ -84,7 +84,7 @@ def run_missing(configs: Iterable[TrainConfig], store: str | Path | None = None,
             summary = train(config, runs_dir=runs_dir, progress=progress, wait=True)  # another notebook may run it
             metrics = read_metrics(Path(runs_dir) / summary["run_id"] / "metrics.jsonl")
             record = {"summary": summary, "metrics": metrics}
-            atomic_write_json(record_path(config, store), record)
+            write_record(record_path(config, store), record)
         if record is not None:
             records.append(record)
     return records
@@ -122,7 +122,7 @@ def train_point(config: dict[str, Any], store: str, runs_dir: str, job: dict[str
             subprocess.run(command, check=True)
         [record] = run_missing([config], store=Path(store), runs_dir=Path(runs_dir))
         record["job"] = {key: job[key] for key in ("executor", "job_id", "host")}
-        atomic_write_json(record_path(config, Path(store)), record)
+        write_record(record_path(config, Path(store)), record)
     except Exception as error:
         error_of = {"type": type(error).__name__, "message": str(error)}
         update_status(status, status="failed", failed=now(), error=error_of)

@@ -4,7 +4,9 @@ JSON types) and the consistency of its numbers.
 Two kinds of record are committed under ``results/``:
 
 - a **run record** (``<store>/<run id>.json``, written by :func:`sparsam.experiment.results.run_missing`
-  from :func:`sparsam.experiment.train.train`): ``{"summary": {...}, "metrics": [one object per epoch]}``;
+  from :func:`sparsam.experiment.train.train`): ``{"summary": {...}, "metrics": [one object per epoch]}``,
+  stored with its metrics as columns (:func:`run_record_text`: one line per field, a third of the rows' size,
+  so that the records travel beside a data pack) and read back as rows (records written as rows read the same);
 - a **flatness record** (``results/study/flatness/<run id>.json``, written by
   :func:`sparsam.book.curvature.measure_run`): the curvature of one trained network.
 
@@ -32,6 +34,7 @@ import base64
 import binascii
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, NoReturn
 
@@ -88,6 +91,41 @@ class RecordError(ValueError):
         super().__init__(f"{path}: {what}")
 
 
+def metric_columns(rows: list[Mapping[str, Any]]) -> dict[str, list[Any]] | None:
+    """Per-epoch metric ``rows`` as columns (field -> one value per epoch, the fields sorted); None where the rows
+    do not all hold the same fields, which only rows can store."""
+    fields = sorted(rows[0]) if rows else []
+    if any(sorted(row) != fields for row in rows):
+        return None
+    return {field: [row[field] for row in rows] for field in fields}
+
+
+def metric_rows(metrics: Any, where: str | Path = "the record") -> Any:
+    """A run record's stored ``metrics`` as one mapping per epoch: columns (:func:`metric_columns`) turned back
+    into rows, rows as they are; columns of unequal lengths raise :class:`RecordError` naming ``where``."""
+    if not isinstance(metrics, Mapping):
+        return metrics
+    lengths = {field: len(values) if isinstance(values, list) else None for field, values in metrics.items()}
+    if len(set(lengths.values())) > 1 or None in lengths.values():
+        raise RecordError(where, f"metrics: every column must be a list of one value per epoch, got lengths {lengths}")
+    n = next(iter(lengths.values()), 0)
+    return [{field: values[i] for field, values in metrics.items()} for i in range(n)]
+
+
+def run_record_text(record: Mapping[str, Any]) -> str:
+    """A run record as a store keeps it: JSON, the keys sorted and indented by two, its ``metrics`` as
+    columns (:func:`metric_columns`) of one line each; read back by :func:`read_record` to the same record."""
+    columns = metric_columns(list(record["metrics"]))
+    if columns is None:
+        return json.dumps(record, indent=2, sort_keys=True) + "\n"
+    lines = ",\n".join(f"    {json.dumps(field)}: {json.dumps(values, separators=(',', ':'))}"
+                       for field, values in columns.items())
+    sections = {key: ("{\n" + lines + "\n  }" if key == "metrics"
+                      else textwrap.indent(json.dumps(value, indent=2, sort_keys=True), "  ")[2:])
+                for key, value in record.items()}
+    return "{\n" + ",\n".join(f"  {json.dumps(key)}: {sections[key]}" for key in sorted(sections)) + "\n}\n"
+
+
 def read_record(path: str | Path, kind: Literal["run", "flatness"] = "run") -> dict[str, Any]:
     """The record in ``path`` after :func:`check_run_record` or :func:`check_flatness_record`
     (``kind``); a file that is not JSON (e.g. truncated) or a bad record raises :class:`RecordError`."""
@@ -104,6 +142,8 @@ def read_record(path: str | Path, kind: Literal["run", "flatness"] = "run") -> d
         what = "is empty" if not text.strip() else f"is not valid JSON ({error.msg} at line {error.lineno} column " \
                                                    f"{error.colno}, of {len(text)} bytes: truncated?)"
         raise RecordError(path, f"{what}; {_RESTORE}") from None
+    if kind == "run" and isinstance(record, dict) and "metrics" in record:
+        record["metrics"] = metric_rows(record["metrics"], path)
     checks[kind](record, path)
     return record
 

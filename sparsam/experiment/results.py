@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .record_schema import RecordError, read_record
-from .store import Workspace
+from .record_schema import RecordError, read_record, run_record_text
+from .store import Workspace, atomic_write_bytes
 
 
 def pack_bits(flags: np.ndarray) -> dict[str, Any]:
@@ -42,6 +42,12 @@ def correctness(record: dict[str, Any]) -> np.ndarray | None:
 
 def record_path(config: TrainConfig, store: str | Path | None = None) -> Path:
     return Workspace.resolve(store=store).store / f"{config.run_id()}.json"
+
+
+def write_record(path: str | Path, record: dict[str, Any]) -> None:
+    """Write the run ``record`` to ``path`` atomically, its metrics as columns
+    (:func:`sparsam.experiment.record_schema.run_record_text`)."""
+    atomic_write_bytes(Path(path), run_record_text(record).encode())
 
 
 def load_record(config: TrainConfig, store: str | Path | None = None) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from sparsam.book.layout import (GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY
 from sparsam.book.layout import MARGINS
 from sparsam.book.stats import combine, mean_interval
 from sparsam.experiment.config import TrainConfig
+from sparsam.experiment.record_schema import read_record
 
 CPU_RECORD = next((REPO / STUDY_STORE).glob("sgd-*-s0-*.json"))  # a committed record of the CPU study
 # What the GPU study's file holds before its registration: its candidate regimes and its pilot, no configurations.
@@ -67,7 +68,7 @@ def gpu_record(root: Path, wall: float) -> dict:
     """A record of the GPU registration's SGD run of seed 0, written into the GPU study's store of ``root``: the
     CPU study's committed record with the GPU regime's configuration, its run id and a wall time per step of
     ``wall`` seconds (every metric line and the summary)."""
-    record = json.loads(CPU_RECORD.read_text())
+    record = read_record(CPU_RECORD, "run")
     config = TrainConfig.from_dict({**record["summary"]["config"], "device": "cuda"})
     record["summary"].update(config=config.to_dict(), run_id=config.run_id(), seconds_per_step=wall)
     for line in record["metrics"]:
@@ -367,7 +368,7 @@ def imagenet_registration() -> dict:
 def imagenet_record(config: TrainConfig, accuracy: float, wall: float = 0.05) -> dict:
     """A whole record of ``config`` (2 epochs, evaluated after each) on the GPU, ending at ``accuracy``: a committed
     quick-profile Imagenette record with the configuration's run id, its accuracies, losses and wall time."""
-    record = json.loads(IMAGENET_TEMPLATE.read_text())
+    record = read_record(IMAGENET_TEMPLATE, "run")
     summary, lines = record["summary"], record["metrics"]
     assert config.epochs == len(lines) == 2 and config.eval_every == 1
     summary.pop("test_correct", None)

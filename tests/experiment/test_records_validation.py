@@ -19,7 +19,8 @@ from sparsam import cli
 from sparsam.book import curvature
 from sparsam.experiment import grid, results
 from sparsam.experiment.config import TrainConfig
-from sparsam.experiment.record_schema import RecordError, check_run_record, read_record
+from sparsam.experiment.record_schema import (RecordError, check_run_record, metric_columns, read_record,
+                                              run_record_text)
 from conftest import REPO
 
 RUN_STORES = [REPO / "results" / "runs", REPO / "results" / "study" / "runs", REPO / "results" / "study" / "pilot"]
@@ -89,7 +90,7 @@ def test_a_record_that_is_not_utf8_names_its_file(tmp_path):
 
 
 def test_a_hand_edited_final_accuracy_disagrees_with_the_stored_correctness(tmp_path):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     n = record["summary"]["test_correct"]["n"]
     flags = results.correctness(record)
     assert flags.mean() == record["summary"]["final_test_acc"]  # what the check relies on, independently
@@ -108,14 +109,14 @@ def test_a_hand_edited_final_accuracy_disagrees_with_the_stored_correctness(tmp_
 
 
 def test_a_final_accuracy_edited_alone_disagrees_with_the_metric_lines(tmp_path):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     record["summary"]["final_test_acc"] += 0.001
     _rejected(_store(tmp_path, record), "summary.final_test_acc is .* but the last metric line's test_acc is")
 
 
 @pytest.mark.parametrize("line", [0, -1])
 def test_a_removed_metric_line_is_rejected(tmp_path, line):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     epochs = record["summary"]["epochs_run"]
     del record["metrics"][line]
     _rejected(_store(tmp_path, record), f"summary.epochs_run is {epochs}, the configuration has {epochs} epochs "
@@ -125,11 +126,11 @@ def test_a_removed_metric_line_is_rejected(tmp_path, line):
 
 
 def test_metric_lines_out_of_order_or_evaluated_on_other_epochs_are_rejected(tmp_path):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     first, second = record["metrics"][0], record["metrics"][1]
     record["metrics"][0], record["metrics"][1] = second, first
     _rejected(_store(tmp_path, record), r"the metric lines are of epochs \[2, 1,")
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     config = TrainConfig.from_dict(record["summary"]["config"])
     skipped = next(i for i, m in enumerate(record["metrics"][:-1]) if m["test_acc"] is not None)
     record["metrics"][skipped].update(test_acc=None, test_loss=None)
@@ -137,14 +138,14 @@ def test_metric_lines_out_of_order_or_evaluated_on_other_epochs_are_rejected(tmp
 
 
 def test_a_run_id_that_does_not_match_the_configuration_or_the_file_name_is_rejected(tmp_path):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     run_id = record["summary"]["run_id"]
     record["summary"]["config"]["lr"] *= 2  # another configuration under the old run id and file name
     other = TrainConfig.from_dict(record["summary"]["config"]).run_id()
     assert other != run_id
     _rejected(_store(tmp_path, record), f"summary.run_id is '{run_id}', but its configuration's run id is '{other}'")
 
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     path = _store(tmp_path / "renamed", record, name=other)  # a consistent record under another run's name
     _rejected(path, f"does not hold the config it is named after .*'{other}.json'.*'{run_id}'")
 
@@ -176,14 +177,14 @@ def test_a_run_id_that_does_not_match_the_configuration_or_the_file_name_is_reje
     (lambda r: r["summary"].update(resumed_from_epoch=99), r"summary.resumed_from_epoch must be in \[0, "),
 ])
 def test_a_record_missing_a_field_or_with_a_wrong_type_or_value_is_rejected(tmp_path, edit, match):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     edit(record)
     path = _store(tmp_path, record, name=_template().stem)
     _rejected(path, match)
 
 
 def test_times_summed_in_another_order_pass_but_an_edited_time_does_not():
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     path = _template()
     record["summary"]["train_seconds"] = float(np.sum(np.array([m["seconds"] for m in record["metrics"]])[::-1]))
     check_run_record(record, path)  # the order of a sum changes the last bit only
@@ -193,7 +194,7 @@ def test_times_summed_in_another_order_pass_but_an_edited_time_does_not():
 
 
 def test_load_record_names_the_bad_file_it_was_asked_for(tmp_path):
-    record = json.loads(_template().read_text())
+    record = read_record(_template(), "run")
     config = TrainConfig.from_dict(record["summary"]["config"])
     assert results.load_record(config, _template().parent) == record
     record["summary"]["best_test_acc"] = 0.0
@@ -290,6 +291,8 @@ def test_a_record_written_by_the_training_harness_passes(tmp_path):
     record, = grid.run_missing([config], store=tmp_path / "store", runs_dir=tmp_path / "runs")
     assert results.load_all(tmp_path / "store") == [json.loads(json.dumps(record))]
     assert [m["test_acc"] is None for m in record["metrics"]] == [True, False]
+    stored = json.loads((tmp_path / "store" / f"{config.run_id()}.json").read_text())["metrics"]
+    assert stored["epoch"] == [1, 2] and stored["test_acc"][0] is None  # kept as columns
     packed = record["summary"]["test_correct"]
     assert packed["n"] == 32 and len(base64.b64decode(packed["bits"])) == 4
 
@@ -300,3 +303,34 @@ def test_read_record_names_the_kinds_it_knows(tmp_path):
     shutil.copy(_template(), tmp_path / "x.json")
     with pytest.raises(RecordError, match="the record lacks run_id"):  # a run record is not a flatness record
         read_record(tmp_path / "x.json", "flatness")
+
+
+def test_a_record_is_kept_as_columns_of_one_line_each_and_reads_back_to_the_same_rows(tmp_path):
+    record = read_record(_template(), "run")
+    text = run_record_text(record)
+    fields = sorted(record["metrics"][0])
+    column_lines = [line for line in text.splitlines() if line.startswith('    "') and line.rstrip(",").endswith("]")]
+    assert [json.loads("{" + line.rstrip(",") + "}").popitem()[0] for line in column_lines] == fields
+    assert json.loads(text)["metrics"]["epoch"] == list(range(1, len(record["metrics"]) + 1))
+    study_run = read_record(_committed()[-1], "run")  # 200 epochs: a third of its rows' size, so it travels
+    assert len(study_run["metrics"]) == 200                # beside a data pack (tests/test_chapter_stretch.py)
+    assert len(run_record_text(study_run)) < 0.4 * len(json.dumps(study_run, indent=2, sort_keys=True))
+    stored = tmp_path / _template().name
+    stored.write_text(text)
+    assert read_record(stored, "run") == record  # every float to the last bit, every null, every field
+    rows = tmp_path / "rows" / _template().name  # a record written as rows, as before, reads the same
+    rows.parent.mkdir()
+    rows.write_text(json.dumps(record, indent=2))
+    assert read_record(rows, "run") == record
+
+
+def test_rows_that_differ_in_their_fields_stay_rows_and_unequal_columns_are_rejected(tmp_path):
+    record = read_record(_template(), "run")
+    assert metric_columns(record["metrics"]) is not None
+    record["metrics"][0] = {**record["metrics"][0], "extra": 1.0}  # one row with a field the others lack
+    assert metric_columns(record["metrics"]) is None
+    assert isinstance(json.loads(run_record_text(record))["metrics"], list)
+    stored = json.loads(run_record_text(read_record(_template(), "run")))
+    stored["metrics"]["train_loss"].pop()  # one value short
+    path = _store(tmp_path, stored)
+    _rejected(path, r"metrics: every column must be a list of one value per epoch, got lengths")
