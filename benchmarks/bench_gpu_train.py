@@ -134,8 +134,7 @@ def first_pass(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
     """Loss, gradient and ε of one SAM-type first step on (x, y), the weights put back afterwards."""
     opt, params = trainer.optimizer, list(trainer.model.parameters())
     before = [p.detach().clone() for p in params]
-    with opt.ascent_pass():
-        loss, _ = trainer._pass(trainer.net, x, y, None)
+    loss = trainer.ascent_gradients(x, y)
     grad = flat([p.grad for p in params])
     opt.first_step(zero_grad=True)
     eps = flat([p.detach() - b for p, b in zip(params, before)])

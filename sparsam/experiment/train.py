@@ -192,6 +192,14 @@ class Trainer:
             scaler.update()
         return loss, out, eps_norm
 
+    def ascent_gradients(self, x: Tensor, y: Tensor) -> Tensor:
+        """The ascent pass of the SAM-type optimizer on a batch, as :meth:`step` makes it, without a step: its mean
+        loss, the gradients left in each parameter's ``.grad`` (what the benchmarks compare between paths)."""
+        if not isinstance(self.optimizer, SAM):
+            raise ValueError(f"optimizer: an ascent pass needs a SAM-type optimizer, got {self.config.optimizer!r}")
+        loss, _ = self._passes(self.net, x, y, None, ascent=self.optimizer)
+        return loss
+
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One optimizer step on a batch; returns the first-pass loss and logits."""
         # sam_every: SAM steps at step counts 0, k, 2k, ... (the scheduler's count, restored on resume)
