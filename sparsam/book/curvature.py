@@ -10,7 +10,9 @@
 
 Flatness records keep these rows for networks whose weights are not committed (the CPU study's
 200-epoch runs): :func:`measure_run` measures one finished run from its checkpoint and writes
-``<store>/<run id>.json`` (the row, the :class:`Settings`, the config and provenance);
+``<store>/<run id>.json`` (the row, the :class:`Settings`, the config, provenance and what identifies the
+network: its run's final training loss and per-example test outcomes, which :func:`same_network` checks
+against the run's record);
 :func:`measure_missing` does so for every network without an up-to-date record (``python -m sparsam
 flatness``); :func:`flatness_frame` reads the records back into the frame :mod:`sparsam.book.flatness` takes.
 """
@@ -23,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, Literal, Mapping, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
@@ -67,8 +69,9 @@ def load_trained(config: TrainConfig, num_classes: int, scratch: str | Path, dev
                  runs_dir: str | Path | None = None, retrain: bool = True) -> tuple[nn.Module | None, bool]:
     """The trained network of ``config`` in eval mode and whether it had to be retrained: from its
     checkpoint under ``runs_dir`` (default: the :class:`~sparsam.experiment.store.Workspace`'s) or, when
-    that is missing (a record made elsewhere), trained again into ``scratch`` (bit-identical on a CPU with
-    the same software and thread count); with ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
+    that is missing (a record made elsewhere), trained again into ``scratch`` (the same network only on the
+    same kind of processor, software and thread count: :func:`same_network` checks it); with
+    ``retrain=False`` a missing checkpoint gives ``(None, False)``."""
     run = Workspace.resolve(runs=runs_dir).runs / config.run_id()
     retrained = not (run / "summary.json").exists()
     if retrained and not retrain:
@@ -182,8 +185,43 @@ def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: 
     record = {"run_id": config.run_id(), "config": config.to_dict(), "settings": settings.for_run(config),
               "results": row, "provenance": provenance(device), "measured": now(),
               "trained_at": summary.get("provenance", {}).get("git_commit")}
+    if "test_correct" in summary:  # what identifies the network (runs made before it was kept lack it)
+        record["network"] = {"final_train_loss": summary["final_train_loss"], "test_correct": summary["test_correct"]}
     atomic_write_json(flatness_path(config, store), record)
     return record
+
+
+Identity = Literal["identical", "different", "not recorded"]
+
+
+def same_network(flatness_record: Mapping[str, Any], run_record: Mapping[str, Any]) -> Identity:
+    """Whether the network a flatness record measured is the one its run record trained: "identical" when its
+    final training loss and every per-example test outcome equal the run's, bit for bit; "different" otherwise;
+    "not recorded" for a record measured before it kept them (or a run record without its test outcomes)."""
+    network, summary = flatness_record.get("network"), run_record["summary"]
+    if network is None or "test_correct" not in summary:
+        return "not recorded"
+    if flatness_record["run_id"] != summary["run_id"]:
+        raise ValueError(f"flatness_record: it measured {flatness_record['run_id']}, not {summary['run_id']}")
+    same = (network["final_train_loss"] == summary["final_train_loss"]
+            and network["test_correct"] == summary["test_correct"])
+    return "identical" if same else "different"
+
+
+def identity_text(checks: Sequence[Identity]) -> str:
+    """What the checks of :func:`same_network` say, in words: how many measured networks are their runs', bit
+    for bit, how many are not, and how many were measured before the check."""
+    counts = {kind: sum(c == kind for c in checks) for kind in ("identical", "different", "not recorded")}
+    if not checks:
+        return "no network measured"
+    parts = [f"{counts['identical']} of {len(checks)} checked identical to their runs (final training loss and "
+             "every test prediction)"]
+    if counts["different"]:
+        parts.append(f"{counts['different']} different from their runs")
+    if counts["not recorded"]:
+        parts.append(f"{counts['not recorded']} not checked (measured before the records kept what identifies "
+                     "the network)")
+    return "; ".join(parts)
 
 
 def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,

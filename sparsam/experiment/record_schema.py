@@ -70,6 +70,10 @@ METRIC_LATER: Spec = {"steps": "integer", "seconds_per_step": "number", "cpu_sec
                       "eps_norm": "number|null", "sparse_step_flops_vs_sgd": "number|null"}
 FLATNESS: Spec = {"run_id": "string", "config": "object", "settings": "object", "results": "object",
                   "provenance": "object", "measured": "string", "trained_at": "string|null"}
+# What identifies the measured network (its run's final training loss and per-example test outcomes), which
+# records measured before it was kept lack.
+FLATNESS_LATER: Spec = {"network": "object"}
+NETWORK: Spec = {"final_train_loss": "number", "test_correct": "object"}
 FLATNESS_SETTINGS: Spec = {"n_eval": "integer", "eval_batch_size": "integer", "power_iterations": "integer",
                            "hutchinson_samples": "integer", "eval_seed": "integer"}
 # One network's curvature (sparsam.book.curvature.curvature), in the order of its row.
@@ -224,7 +228,10 @@ def check_flatness_record(record: Any, path: str | Path) -> None:
     """Raise :class:`RecordError` naming ``path`` unless ``record`` is a well-formed, self-consistent
     flatness record stored under its run id."""
     fail = _failer(path)
-    _check_fields(record, FLATNESS, {}, "the record", fail)
+    _check_fields(record, FLATNESS, FLATNESS_LATER, "the record", fail)
+    if "network" in record:
+        _check_fields(record["network"], NETWORK, {}, "network", fail)
+        _check_fields(record["network"]["test_correct"], PACKED_BITS, {}, "network.test_correct", fail)
     _check_fields(record["settings"], FLATNESS_SETTINGS, {}, "settings", fail)
     _check_fields(record["results"], FLATNESS_RESULTS, FLATNESS_RESULTS_LATER, "results", fail)
     _check_fields(record["provenance"], PROVENANCE, {}, "provenance", fail)

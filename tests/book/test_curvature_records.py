@@ -172,3 +172,48 @@ def test_cli_flatness_shards_split_the_networks_without_overlap(tmp_path, capsys
         with pytest.raises(SystemExit):
             cli.main(["flatness", "--runs-dir", str(tmp_path), "--store", str(tmp_path), f"--shard={bad}"])
         assert "--shard: must be K/N with integers 0 <= K < N" in capsys.readouterr().err
+
+
+# --- what identifies the measured network, checked against its run's record (issue 32, item 9) -------------
+
+from sparsam.experiment.record_schema import RecordError, read_record
+from sparsam.experiment.results import pack_bits
+from conftest import REPO
+
+
+def _run_record(config, loss=0.75, correct=(True, False, True, True)):
+    return {"summary": {"run_id": config.run_id(), "final_train_loss": loss, "test_correct": pack_bits(list(correct))}}
+
+
+@needs_data
+def test_a_flatness_record_keeps_its_networks_identity_and_it_is_checked_against_the_run(tmp_path):
+    config = TrainConfig(model="resnet-small", width=4, optimizer="sgd", epochs=1, n_train=100, n_test=10, seed=1)
+    runs_dir, store = tmp_path / "runs", tmp_path / "flatness"
+    _finished_run(runs_dir, config)
+    summary_file = runs_dir / config.run_id() / "summary.json"
+    trained = _run_record(config)["summary"]  # what the training that made the checkpoint recorded
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), **trained}))
+    record = curvature.measure_run(config, runs_dir, SETTINGS, store)
+    assert record["network"] == {"final_train_loss": 0.75, "test_correct": trained["test_correct"]}
+    assert read_record(curvature.flatness_path(config, store), "flatness")["network"] == record["network"]
+    assert curvature.same_network(record, _run_record(config)) == "identical"
+    assert curvature.same_network(record, _run_record(config, loss=0.7500001)) == "different"   # the last bits count
+    assert curvature.same_network(record, _run_record(config, correct=(True, True, True, True))) == "different"
+    older = {k: v for k, v in record.items() if k != "network"}  # measured before the records kept it
+    assert curvature.same_network(older, _run_record(config)) == "not recorded"
+    with pytest.raises(ValueError, match="flatness_record: it measured"):
+        curvature.same_network(record, _run_record(config.replace(seed=2)))
+    broken = {**record, "network": {"final_train_loss": 0.75}}
+    curvature.flatness_path(config, store).write_text(json.dumps(broken))
+    with pytest.raises(RecordError, match="network lacks test_correct"):
+        read_record(curvature.flatness_path(config, store), "flatness")
+
+
+def test_the_identity_text_counts_each_outcome_and_says_none_passes_where_none_was_checked():
+    assert curvature.identity_text(["identical", "identical", "different", "not recorded"]) == (
+        "2 of 4 checked identical to their runs (final training loss and every test prediction); 1 different "
+        "from their runs; 1 not checked (measured before the records kept what identifies the network)")
+    committed = [read_record(p, "flatness") for p in sorted((REPO / "results/study/flatness").glob("*.json"))]
+    text = curvature.identity_text([curvature.same_network(r, {"summary": {"run_id": r["run_id"]}}) for r in committed])
+    assert text.startswith(f"0 of {len(committed)} checked identical") and f"{len(committed)} not checked" in text
+    assert curvature.identity_text([]) == "no network measured"
