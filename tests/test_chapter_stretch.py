@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_no_wheels_is_a_one_line_error_that_says_how_to_get_them(tmp_path):
 def test_the_papermill_command_passes_every_parameter_and_the_store(tmp_path):
     command = chapter.papermill_command(tmp_path / "out.ipynb", chapter.GPU_PARAMETERS, tmp_path / "store")
     pairs = {command[i + 1]: command[i + 2] for i, word in enumerate(command) if word == "-p"}
-    assert pairs == {**chapter.GPU_PARAMETERS, "store": str(tmp_path / "store")}
+    assert pairs == {**chapter.GPU_PARAMETERS, "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
     assert command[3:5] == [chapter.NOTEBOOK, str(tmp_path / "out.ipynb")]
 
 
@@ -73,6 +74,7 @@ def test_cell_seconds_and_the_records_archive(tmp_path):
 
 
 def test_the_smoke_run_executes_chapter_5_and_says_what_it_took(tmp_path):
+    started = time.time()
     done = subprocess.run([sys.executable, "scripts/gpu/chapter_stretch.py", "--smoke", "--minutes", "5"],
                           cwd=REPO, env={**chapter.os.environ, "OUT": str(tmp_path)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -80,3 +82,5 @@ def test_the_smoke_run_executes_chapter_5_and_says_what_it_took(tmp_path):
     assert summary["exit_status"] == 0 and summary["records"] == 3  # SGD, SAM and SSAM-F for one seed
     assert summary["cells"] and sum(c["seconds"] for c in summary["cells"]) <= summary["execution_seconds"]
     assert (tmp_path / "05_imagenet-smoke.ipynb").exists()
+    touched = [p for p in (REPO / "runs").glob("*imagenette-tiny*") if p.stat().st_mtime >= started]
+    assert touched == []  # the runs went to the scratch folder beside the store, not into the checkout

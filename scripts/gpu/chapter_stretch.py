@@ -53,9 +53,10 @@ def install_wheels(wheels: Path, target: Path) -> float:
 
 
 def papermill_command(output: Path, parameters: dict[str, str], store: Path) -> list[str]:
-    """papermill on the chapter with ``parameters`` (``-p``, as a reader gives them), the runs kept in ``store``."""
+    """papermill on the chapter with ``parameters`` (``-p``, as a reader gives them), the records kept in
+    ``store`` and the runs' checkpoints beside it (``store``/../runs), never in the checkout."""
     command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "--cwd", "notebooks", "-k", "python3"]
-    for name, value in {**parameters, "store": str(store)}.items():
+    for name, value in {**parameters, "store": str(store), "runs_dir": str(Path(store).parent / "runs")}.items():
         command += ["-p", name, value]
     return command
 
