@@ -10,6 +10,7 @@ import yaml
 
 from sparsam.experiment.config import TrainConfig
 from sparsam.experiment.grid import load_train_grid
+from sparsam.experiment.results import load_all
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "results" / "noise_study"
@@ -73,7 +74,7 @@ def test_the_books_noise_margin_is_the_fixed_margin_rules_on_the_committed_pilot
     from sparsam.book.study import fixed_margin, load_candidates
 
     spec = load_candidates(FOLDER / "noise_study.yaml")
-    records = [json.loads(p.read_text()) for p in sorted((FOLDER / "pilot").glob("*.json"))]
+    records = load_all(FOLDER / "pilot")
     chosen, _ = fixed_margin.choose_cheapest(list(fixed_margin.candidate_plans(spec, records).values()))
     width = spec.settings(chosen.name)["width"]
     accuracy = {}
