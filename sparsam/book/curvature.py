@@ -209,19 +209,19 @@ def same_network(flatness_record: Mapping[str, Any], run_record: Mapping[str, An
 
 
 def identity_text(checks: Sequence[Identity]) -> str:
-    """What the checks of :func:`same_network` say, in words: how many measured networks are their runs', bit
-    for bit, how many are not, and how many were measured before the check."""
-    counts = {kind: sum(c == kind for c in checks) for kind in ("identical", "different", "not recorded")}
+    """What the checks of :func:`same_network` say, in words: how many measured networks were checked against
+    their runs, how many of those are their runs' bit for bit, and how many were measured before the check."""
     if not checks:
         return "no network measured"
-    parts = [f"{counts['identical']} of {len(checks)} checked identical to their runs (final training loss and "
-             "every test prediction)"]
-    if counts["different"]:
-        parts.append(f"{counts['different']} different from their runs")
+    counts = {kind: sum(c == kind for c in checks) for kind in ("identical", "different", "not recorded")}
+    checked = counts["identical"] + counts["different"]
+    text = (f"{checked} of {len(checks)} checked against their runs (final training loss and every test "
+            f"prediction): {counts['identical']} identical, {counts['different']} different" if checked
+            else f"none of {len(checks)} checked against their runs")
     if counts["not recorded"]:
-        parts.append(f"{counts['not recorded']} not checked (measured before the records kept what identifies "
-                     "the network)")
-    return "; ".join(parts)
+        text += (f"; {counts['not recorded']} measured before the records kept what identifies the network, so "
+                 "not checked")
+    return text
 
 
 def measure_missing(configs: Sequence[TrainConfig], runs_dir: Path, settings: Settings, store: Path,

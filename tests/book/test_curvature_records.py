@@ -211,9 +211,10 @@ def test_a_flatness_record_keeps_its_networks_identity_and_it_is_checked_against
 
 def test_the_identity_text_counts_each_outcome_and_says_none_passes_where_none_was_checked():
     assert curvature.identity_text(["identical", "identical", "different", "not recorded"]) == (
-        "2 of 4 checked identical to their runs (final training loss and every test prediction); 1 different "
-        "from their runs; 1 not checked (measured before the records kept what identifies the network)")
+        "3 of 4 checked against their runs (final training loss and every test prediction): 2 identical, "
+        "1 different; 1 measured before the records kept what identifies the network, so not checked")
     committed = [read_record(p, "flatness") for p in sorted((REPO / "results/study/flatness").glob("*.json"))]
     text = curvature.identity_text([curvature.same_network(r, {"summary": {"run_id": r["run_id"]}}) for r in committed])
-    assert text.startswith(f"0 of {len(committed)} checked identical") and f"{len(committed)} not checked" in text
+    assert text == (f"none of {len(committed)} checked against their runs; {len(committed)} measured before the "
+                    "records kept what identifies the network, so not checked")
     assert curvature.identity_text([]) == "no network measured"
