@@ -19,8 +19,9 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import claims, registry, tables
+from .. import claims, deviations, registry, tables
 from ...experiment.config import TrainConfig
+from ..claims import ADDED, REGISTERED
 from ..records import cost_summary, pareto_front, records_frame, summarize
 from ..stats import combine, half_gain
 from .model import Comparison, Study, comparison_label
@@ -36,10 +37,9 @@ TIMES = ("cpu_seconds_per_step", "seconds_per_step")
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
 
 
-READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
-
-
-ADDED = "added after the runs"
+# a reading -> its column of decide_comparisons: the registration's own rules, each comparison on its own (a rule
+# replaced after the runs read as registered), or every comparison by the rules in force read as one family
+READINGS = {"registered": "registered_status", "family-wise": "family_status"}
 
 
 def study_frame(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -132,13 +132,22 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     """Every comparison of the study decided from the records (a :func:`sparsam.book.claims.claims_frame`,
     one row per comparison: the registered ones in the file's order, then those added after the runs),
     paired by seed over the seeds all sides have, and read as one family
-    (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the registered
-    per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
+    (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the per-comparison
+    decision by the rule in force, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
     (its columns NaN). ``cost``: rows (``claim`` = the comparison's label) that decide every comparison of
     cost (unit "ratio") instead of the records' own timings, e.g. the registered interleaved measurement
-    (:func:`sparsam.book.study.cost.cost_rows`); they join the family like any other row. Without ``cost``, a
-    comparison of cost compares the records' ``time`` per step (process-CPU time, or the wall time of a GPU
-    run, synchronised once per epoch). ``evidence`` names the study in each row."""
+    (:func:`sparsam.book.study.cost.cost_rows`, with its ``scale``); they join the family like any other row.
+    Without ``cost``, a comparison of cost compares the records' ``time`` per step (process-CPU time, or the
+    wall time of a GPU run, synchronised once per epoch). ``evidence`` names the study in each row.
+
+    Every row carries its rule's provenance (:func:`sparsam.book.claims.with_provenance`, from
+    :meth:`Study.provenance`): registered, or added after the runs with its date and reason; where ``cost``
+    decides a comparison whose registered rule the study replaced (``added_after_the_runs.replaced``), the
+    registered rule's reading (the records' ``time`` per step, paired by seed) beside it, in
+    ``registered_status`` and ``registered_text`` (``registered_status`` is the registered reading of every
+    registered comparison, "" for one added after the runs); and ``scale``, that of the records that decided it
+    (:func:`record_scale`). A rule said to be added after the runs whose date precedes the first of the runs is an
+    error."""
     if time not in TIMES:
         raise ValueError(f"time must be one of {', '.join(TIMES)}, got {time!r}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
@@ -150,11 +159,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                    if units[c.claim]["unit"] == "ratio" and comparison_label(c) not in by_label.index]
         if missing:
             raise ValueError(f"cost must decide every cost comparison of the study, missing {missing}")
-    rows = []
-    for c in study.family:
-        if by_label is not None and units[c.claim]["unit"] == "ratio":
-            rows.append({"claim": comparison_label(c), **by_label.loc[comparison_label(c)].to_dict()})
-            continue
+    def by_records(c: Comparison, resamples: int) -> tuple[dict[str, Any], str]:
         value = time if units[c.claim]["unit"] == "ratio" else VALUES["pp"]
         sides = _sides(frame, c)
         used = pd.concat(sides)
@@ -167,29 +172,75 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                 over = claims.correctness([records[i] for i in sides[2]["position"]], [])
                 correct = (correct[0], [(r.astype(float) + z.astype(float)) / 2
                                         for r, z in zip(correct[1], over[0])]) if over is not None else None
-        rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
-                                        resamples=max(resamples, 1),
-                                        evidence=evidence + ("" if study.registered(c) else f", {ADDED}"),
-                                        declared=study.declared))
-    return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+        row = claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
+                                  resamples=max(resamples, 1),
+                                  evidence=evidence + ("" if study.registered(c) else f", {ADDED}"),
+                                  declared=study.declared)
+        return row, record_scale(used.reset_index())
+
+    rows, provenances, registered, scales = [], [], [], []
+    for c in study.family:
+        given = by_label is not None and units[c.claim]["unit"] == "ratio"
+        provenance = study.provenance(c, replaced=given)
+        if given:
+            found = by_label.loc[comparison_label(c)].to_dict()
+            rows.append({"claim": comparison_label(c), **found})
+            scales.append(str(found.get("scale") or "not stated by the rows given"))
+            registered.append(None if provenance.registered or not provenance.replaces else by_records(c, 0)[0])
+        else:
+            row, scale = by_records(c, resamples)
+            rows.append(row)
+            scales.append(scale)
+            registered.append(None)
+        provenances.append(provenance)
+    _check_after_the_runs(provenances, frame)
+    decided = claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+    return claims.with_provenance(decided, provenances, registered, scales)
+
+
+def record_scale(used: pd.DataFrame) -> str:
+    """The scale of the run records ``used`` (a records frame) that decide a comparison paired by seed: data,
+    network, epochs, seeds, device (:func:`sparsam.book.deviations.scale_text`), "paired by seed"."""
+    return f"{deviations.scale_text(used)}, paired by seed" if len(used) else "no paired runs"
+
+
+def _check_after_the_runs(provenances: Sequence[claims.Provenance], frame: pd.DataFrame) -> None:
+    """A rule added after the runs must be dated on or after the day the first of them finished."""
+    finished = sorted(str(f)[:10] for f in frame.get("finished", pd.Series(dtype=object)).dropna())
+    if not finished:
+        return
+    for p in provenances:
+        if not p.registered and p.date != "unknown" and p.date < finished[0]:
+            raise ValueError(f"a rule {ADDED} is dated {p.date}, before the first of the runs finished "
+                             f"({finished[0]}): it must be part of the registration ({p.reason})")
+
+
+def runs_dates(frame: pd.DataFrame) -> tuple[str, str] | None:
+    """The days (YYYY-MM-DD) the first and the last of the records of ``frame`` finished; None without dates."""
+    finished = sorted(str(f)[:10] for f in frame.get("finished", pd.Series(dtype=object)).dropna())
+    return (finished[0], finished[-1]) if finished else None
 
 
 AUDIT_COLUMNS = ("comparison", "registration", "unit", "n", "mean", "low", "high", "sim_low", "sim_high", "p_value",
-                 "status", "family_status")
+                 "status", "family_status", "rule", "registered_status", "scale")
 
 
 def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
     """The family reading of :func:`decide_comparisons` as numbers a reader can check, one row per
-    comparison: ``registration`` ("registered" or "added after the runs"), ``unit``, seeds ``n``, the mean
+    comparison: ``registration`` (whether the registration made the comparison: "registered" or "added after the
+    runs"), ``unit``, seeds (or rounds) ``n``, the mean
     paired difference with its 95% t-interval (``low``, ``high``) and its simultaneous interval
     (``sim_low``, ``sim_high``), in the claim's unit (pp, or for "ratio" claims the ratio a / b: the
     exponential of the mean log ratio and of its bounds), the one-sided ``p_value`` against the margin,
-    the registered ``status`` and the ``family_status``."""
+    the per-comparison ``status`` and the ``family_status`` by the rules in force, the provenance of the rule that
+    decided it (``rule``, :func:`sparsam.book.claims.rule_text`: with the registered rule's reading beside a rule
+    that replaced it after the runs), the ``registered_status`` (the registration's own rule; "" for a comparison
+    added after the runs) and the ``scale`` of the records that decided it."""
     if len(decided) != len(study.family):
         raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
                          f"got {len(decided)}")
     out = pd.DataFrame({"comparison": decided["claim"].to_numpy(),
-                        "registration": ["registered" if study.registered(c) else ADDED for c in study.family],
+                        "registration": [REGISTERED if study.registered(c) else ADDED for c in study.family],
                         "unit": decided["unit"].to_numpy(), "n": decided["n"].to_numpy(int)})
     ratio = (decided["unit"] == "ratio").to_numpy()
     for name, column in (("mean", "diff"), ("low", "low"), ("high", "high"), ("sim_low", "sim_low"),
@@ -198,6 +249,9 @@ def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
         out[name] = np.where(ratio, np.exp(values), values)
     out["p_value"] = decided["p_value"].to_numpy(float)
     out["status"], out["family_status"] = decided["status"].to_numpy(), decided["family_status"].to_numpy()
+    out["rule"] = [claims.rule_text(row) for _, row in decided.iterrows()]
+    out["registered_status"] = decided["registered_status"].to_numpy()
+    out["scale"] = decided["scale"].to_numpy()
     return out[list(AUDIT_COLUMNS)]
 
 
