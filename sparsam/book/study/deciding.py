@@ -375,6 +375,40 @@ def claim_statuses(study: Study, decided: pd.DataFrame,
     return out
 
 
+def _needed(study: Study, decided: pd.DataFrame,
+            claims: Mapping[str, Sequence[tuple[str, str, str]]] | None) -> dict[str, list[pd.Series]]:
+    """Per claim (``claims``, default the CIFAR studies'), the decided rows of the comparisons it needs that the
+    study makes."""
+    rows = {(c.claim, c.a, c.b): row for c, (_, row) in zip(study.comparisons, decided.iterrows())}
+    return {key: [rows[n] for n in needed if n in rows]
+            for key, needed in (registry.study_claims("cifar") if claims is None else claims).items()}
+
+
+def claim_rules(study: Study, decided: pd.DataFrame,
+                claims: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, str]:
+    """Per claim whose comparisons the study makes (``claims`` as :func:`claim_statuses` takes them), where a rule
+    added after the runs replaced a registered one for any of them (:func:`decide_comparisons`), the words to set
+    beside its status: "rule added after the runs on 2026-12-03; by the registered rule (the records' own
+    process-CPU time per step, paired by seed): inconclusive" (the claim's status combined from the registered
+    readings); "" where every rule it is decided by is registered."""
+    registered = claim_statuses(study, decided, reading="registered", claims=claims)
+    out = {}
+    for key, rows in _needed(study, decided, claims).items():
+        replaced = [row for row in rows if isinstance(row.get("registered_text"), str) and row["registered_text"]]
+        dates = " and ".join(sorted({str(row["provenance_date"]) for row in replaced}))
+        rules = "; ".join(dict.fromkeys(str(row["replaces"]) for row in replaced))
+        out[key] = f"rule {ADDED} on {dates}; by the registered rule ({rules}): {registered[key]}" if replaced else ""
+    return out
+
+
+def claim_scales(study: Study, decided: pd.DataFrame,
+                 claims: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, str]:
+    """Per claim whose comparisons the study makes, the scale of the records that decided them (each distinct
+    ``scale`` of their rows, :func:`decide_comparisons`, joined by "; "); "" for a claim it makes none of."""
+    return {key: "; ".join(dict.fromkeys(str(row["scale"]) for row in rows))
+            for key, rows in _needed(study, decided, claims).items()}
+
+
 def configuration_table(frame: pd.DataFrame,
                         time: Literal["cpu_seconds_per_step", "seconds_per_step"] = "cpu_seconds_per_step"
                         ) -> pd.DataFrame:

@@ -194,7 +194,8 @@ def load_study(path: str | Path | None = None, margins: str | Path | Margins | N
     if unknown:
         raise ValueError(f"{AFTER_THE_RUNS} may hold {', '.join(AFTER_THE_RUNS_FIELDS)} only, got {unknown}")
     added = tuple(_comparison(c) for c in reading.get("comparisons", []))
-    replaced = {str(what): _replacement(str(what), entry) for what, entry in dict(reading.get("replaced") or {}).items()}
+    replaced = {str(what): _replacement(str(what), entry)
+                for what, entry in dict(reading.get("replaced") or {}).items()}
     if margins is None:
         declared, source = own_margins(spec, path.name), f"{path.name} (its own margins)"
     else:
@@ -257,10 +258,12 @@ def _replacement(what: str, entry: Any) -> Replacement:
     """One entry of ``added_after_the_runs.replaced``: ``registered`` (the registered rule, in words), ``by`` (the
     file of the rule replacing it) and ``reason``, each given."""
     if what not in REPLACEABLE:
-        raise ValueError(f"{AFTER_THE_RUNS}.replaced: what is replaced must be one of {', '.join(REPLACEABLE)}, got {what!r}")
+        raise ValueError(f"{AFTER_THE_RUNS}.replaced: what is replaced must be one of {', '.join(REPLACEABLE)}, "
+                         f"got {what!r}")
     fields = ("registered", "by", "reason")
     if not isinstance(entry, Mapping) or sorted(entry) != sorted(fields) or not all(entry[k] for k in fields):
-        raise ValueError(f"{AFTER_THE_RUNS}.replaced.{what} must give {', '.join(fields)} (each not empty), got {entry!r}")
+        raise ValueError(f"{AFTER_THE_RUNS}.replaced.{what} must give {', '.join(fields)} (each not empty), "
+                         f"got {entry!r}")
     return Replacement(what, " ".join(str(entry["registered"]).split()), Path(str(entry["by"])),
                        " ".join(str(entry["reason"]).split()))
 
