@@ -198,6 +198,26 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     return claims.with_provenance(decided, provenances, registered, scales)
 
 
+def family_text(study: Study, decided: pd.DataFrame) -> str:
+    """What of the study's family the registration holds, in a sentence's words, from the rows of
+    :func:`decide_comparisons`: how many of its comparisons were registered and how many added after the runs
+    (with their claims), and how many registered ones a rule added after the runs decides (what it replaced,
+    its date), with the registered rule's reading beside them."""
+    if len(decided) != len(study.family):
+        raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
+                         f"got {len(decided)}")
+    added = [c for c in study.family if not study.registered(c)]
+    text = (f"of its {len(study.family)} comparisons, {len(study.comparisons)} were registered"
+            + (f" and {len(added)} added after the runs ({', '.join(dict.fromkeys(c.claim for c in added))})"
+               if added else "; none was added after the runs"))
+    replaced = decided.iloc[:len(study.comparisons)]
+    replaced = replaced[replaced["registered_text"].astype(str) != ""]
+    for (what, date), rows in replaced.groupby(["replaces", "provenance_date"], sort=False):
+        text += (f"; {len(rows)} registered comparison{'s are' if len(rows) != 1 else ' is'} decided by a rule "
+                 f"{ADDED} ({date}), which replaced the registered one ({what}), read beside it")
+    return text
+
+
 def record_scale(used: pd.DataFrame) -> str:
     """The scale of the run records ``used`` (a records frame) that decide a comparison paired by seed: data,
     network, epochs, seeds, device (:func:`sparsam.book.deviations.scale_text`), "paired by seed"."""
