@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import dataclasses
-from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
@@ -29,10 +28,7 @@ from scipy import stats
 from .._checks import check_choice, check_range
 from ..experiment.config import OPTIMIZER_NAMES
 from . import registry
-from .claims import ADDED, Provenance
-from .layout import MARGINS, book_root
 from .stats import Verdict, decide, mean_interval
-from .study.model import added_on
 
 MEASURE_NAMES = {"eigenvalue": "top Hessian eigenvalue", "trace": "Hessian trace"}
 NORMALIZED = "_normalized"  # the suffix of a measure's scale-free column
@@ -73,30 +69,6 @@ def _paired(frame: pd.DataFrame, method: str, reference: str, column: str) -> tu
     mine, theirs = _per_seed(frame, method, column), _per_seed(frame, reference, column)
     seeds = sorted(set(mine.index) & set(theirs.index))
     return mine.loc[seeds].to_numpy(dtype=float).tolist(), theirs.loc[seeds].to_numpy(dtype=float).tolist()
-
-
-# Where git dates the two flatness rules added after the CPU study's runs: the file and the text whose first commit
-# added the measure in normalised weights, and the premise rule (book/margins.yaml)
-MEASURE_ADDED = (Path("sparsam/book/landscape.py"), "normalizing_scales")
-PREMISE_ADDED = (MARGINS, "flatness_sam_vs_sgd:")
-
-
-def provenance(premise: bool = False, root: str | Path | None = None) -> Provenance:
-    """The provenance of the flatness rules in the book at ``root`` (default: the book around the current
-    directory): the claim's rows are decided on the measure in normalised weights, added after the runs (dated
-    by :data:`MEASURE_ADDED`), where the rules of ``book/margins.yaml`` were first applied to the raw measure,
-    which their reading by the raw measure stands beside; with ``premise``, the premise rule
-    ``flatness_sam_vs_sgd``, added after the runs (:data:`PREMISE_ADDED`) and replacing no registered rule."""
-    folder = book_root() if root is None else Path(root)
-    where, marker = PREMISE_ADDED if premise else MEASURE_ADDED
-    date = added_on(folder / where, marker)
-    if premise:
-        return Provenance(ADDED, date, "SAM shown flatter than SGD on the same measure is the premise of 'as flat as "
-                                       "SAM's', which says little where SAM is not flatter")
-    return Provenance(ADDED, date, "the raw top eigenvalue and trace compare the weights' scale as much as "
-                                   "sharpness (BatchNorm makes the loss invariant to the scale of the weights before "
-                                   "it); in normalised weights they do not",
-                      "the same rules on the raw top eigenvalue and trace")
 
 
 def rules(premise: bool = False) -> dict[str, str]:

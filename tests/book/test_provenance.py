@@ -333,3 +333,21 @@ def test_the_family_text_counts_what_the_registration_holds():
                            "(accuracy_ssam_keeps_half_gain)")
     assert f"; {sum(replaced)} registered comparisons are decided by a rule added after the runs (" in text
     assert registered.replaced["cost"].registered in text
+
+
+def test_the_flatness_rules_are_dated_by_the_commits_that_added_them():
+    """The measure in normalised weights and the premise rule came after the CPU study's flatness records; their
+    provenance is dated by git (the oldest commit adding each marker), the claim's rows replacing the raw rule."""
+    def oldest(*args: str) -> str | None:
+        done = subprocess.run(["git", "log", "--format=%cs", *args], cwd=REPO, capture_output=True, text=True)
+        dates = done.stdout.split()
+        return dates[-1] if done.returncode == 0 and dates else None
+
+    measure, premise = study.flatness_provenance(root=REPO), study.flatness_provenance(premise=True, root=REPO)
+    records = oldest("--", "results/study/flatness")
+    if records is None:
+        pytest.skip("no git history to date the rules by")
+    assert measure.date == oldest("-S", "normalizing_scales", "--", "sparsam/book/landscape.py")
+    assert premise.date == oldest("-S", "flatness_sam_vs_sgd:", "--", "book/margins.yaml")
+    assert records < measure.date <= premise.date and not measure.registered and not premise.registered
+    assert measure.replaces and not premise.replaces

@@ -14,6 +14,7 @@ and :func:`paired_sds` gives the spread of the paired differences that a power c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -22,9 +23,10 @@ import pandas as pd
 from .. import claims, deviations, registry, tables
 from ...experiment.config import TrainConfig
 from ..claims import ADDED, REGISTERED
+from ..layout import MARGINS, book_root
 from ..records import cost_summary, pareto_front, records_frame, summarize
 from ..stats import combine, half_gain
-from .model import Comparison, Study, comparison_label
+from .model import Comparison, Study, added_on, comparison_label
 
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
@@ -216,6 +218,30 @@ def family_text(study: Study, decided: pd.DataFrame) -> str:
         text += (f"; {len(rows)} registered comparison{'s are' if len(rows) != 1 else ' is'} decided by a rule "
                  f"{ADDED} ({date}), which replaced the registered one ({what}), read beside it")
     return text
+
+
+# Where git dates the two flatness rules added after the CPU study's runs: the file and the text whose first commit
+# added the measure in normalised weights, and the premise rule (book/margins.yaml)
+FLATNESS_MEASURE_ADDED = (Path("sparsam/book/landscape.py"), "normalizing_scales")
+FLATNESS_PREMISE_ADDED = (MARGINS, "flatness_sam_vs_sgd:")
+
+
+def flatness_provenance(premise: bool = False, root: str | Path | None = None) -> claims.Provenance:
+    """The provenance of the flatness rules of the book at ``root`` (default: the book around the current
+    directory), dated by git: the claim's rows are decided on the measure in normalised weights, added after the
+    runs (:data:`FLATNESS_MEASURE_ADDED`), where the rules of ``book/margins.yaml`` were first applied to the raw
+    measure, whose reading stands beside them; with ``premise``, the premise rule ``flatness_sam_vs_sgd``, added
+    after the runs (:data:`FLATNESS_PREMISE_ADDED`), which replaced no rule."""
+    folder = book_root() if root is None else Path(root)
+    where, marker = FLATNESS_PREMISE_ADDED if premise else FLATNESS_MEASURE_ADDED
+    date = added_on(folder / where, marker)
+    if premise:
+        return claims.Provenance(ADDED, date, "SAM shown flatter than SGD on the same measure is the premise of "
+                                              "'as flat as SAM's', which says little where SAM is not flatter")
+    return claims.Provenance(ADDED, date, "the raw top eigenvalue and trace compare the weights' scale as much as "
+                                          "sharpness (BatchNorm makes the loss invariant to the scale of the weights "
+                                          "before it); in normalised weights they do not",
+                             "the same rules on the raw top eigenvalue and trace")
 
 
 def record_scale(used: pd.DataFrame) -> str:
