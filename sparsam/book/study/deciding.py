@@ -4,7 +4,10 @@
 :func:`rerun_estimate` says how long re-running it takes; :func:`decide_comparisons` decides every registered
 comparison (and those added after the runs) and reads them as one family (Holm's step-down, the premise rule:
 :func:`sparsam.book.stats.family`), cost from a registered interleaved measurement where one is given
-(:func:`decide_comparisons_interleaved`, :mod:`sparsam.book.study.cost`); :func:`audit_frame` shows the family as
+(:func:`decide_comparisons_interleaved`, :mod:`sparsam.book.study.cost`), each row with its rule's provenance
+(registered, or added after the runs with its date and reason, the registered rule's reading beside a rule that
+replaced it; :func:`claim_rules`, :func:`family_text`, :func:`flatness_provenance`) and the scale of the records that
+decided it (:func:`record_scale`, :func:`claim_scales`); :func:`audit_frame` shows the family as
 numbers a reader can check; :func:`pareto_points` puts accuracy beside measured cost per step, :func:`answer`
 answers the CPU study's question from the decisions, :func:`book_statuses` combines them into the statuses of the
 reproduction page's claims (:func:`claim_statuses` also for a study that makes only some of their comparisons),
