@@ -236,18 +236,24 @@ def test_study_prints_every_comparison_with_the_numbers_of_the_librarys_frame(ca
             assert float(row[column]) == pytest.approx(expected[column], rel=1e-12), (row["comparison"], column)
         assert (row["status"], row["family_status"], row["registration"], int(row["n"])) == (
             expected["status"], expected["family_status"], expected["registration"], expected["n"])
+        assert (row["rule"], row["registered_status"], row["scale"]) == (
+            expected["rule"], expected["registered_status"], expected["scale"])
     assert cli.main(["study", str(path)]) == 0
     text = capsys.readouterr().out.splitlines()
-    assert text[1] == "cost: the registered interleaved measurement (results/study/cost_registration.yaml)"
+    assert text[1] == "cost: the interleaved measurement of results/study/cost_registration.yaml"
     assert "Holm's step-down at family-wise 5% over the 21 comparisons" in text[2] and "added after the runs" in text[2]
-    body = text[4:]
+    assert text[3].startswith("rules added after the runs (the runs finished on 20")  # dated from the records
+    start = next(i for i, line in enumerate(text) if line.startswith("comparison "))  # the table's header
+    head, body = text[:start], text[start + 1:]
+    for scale in dict.fromkeys(frame["scale"]):  # every scale that decided a comparison is named once
+        assert sum(line.endswith(f": {scale}") for line in head) == 1
     assert len(body) == len(frame)
     for line, (_, expected) in zip(body, frame.iterrows()):
         assert line.startswith(expected["comparison"])
         digits = precision(expected["low"], expected["high"])  # the mean to the precision of its interval
         shown = f"×{expected['mean']:.{digits}f}" if expected["unit"] == "ratio" else f"{expected['mean']:+.{digits}f}"
         assert f" {shown} " in line and f" {expected['p_value']:.4f} " in line
-        assert line.rstrip().endswith(expected["family_status"])
+        assert line.rstrip().endswith(expected["rule"]) and f" {expected['family_status']} " in line
 
 
 def test_study_with_a_bad_path_is_a_one_line_error(capsys, tmp_path):

@@ -1,6 +1,7 @@
 """A pre-registered study decided from its own files, for a reader who audits it without the book
-(``python -m sparsam study STUDY.yaml``): every comparison with its mean, intervals, one-sided p-value, registered
-status and family-wise status.
+(``python -m sparsam study STUDY.yaml``): every comparison with its mean, intervals, one-sided p-value, status and
+family-wise status, the provenance of its rule (registered, or added after the runs, with the registered rule's
+reading beside a rule that replaced it) and the scale of the records that decided it.
 
 Everything is read from the study's folder: the study file (a registration), its records (``runs/`` beside it,
 unless named), its cost registration (``cost_registration.yaml`` beside it, when it names this study and its record
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..experiment.results import load_all
-from . import study as studies
+from . import claims, study as studies
 from .intervals import bounds_text, number_text, precision
 from .study import cost as study_cost, model as study_model
 from .layout import COST_REGISTRATION, book_root
@@ -38,23 +39,34 @@ class Audit:
     cost_registration: Path | None
     correction: str
     level: float
+    added: tuple[tuple[str, int], ...] = ()  # each rule added after the runs (its provenance's text), and its rows
+    runs: tuple[str, str] | None = None  # the days the first and the last of the records finished
 
     def lines(self) -> list[str]:
-        """The audit as a reader's text: three lines saying what was read and how it is decided, then the
-        table, one line per comparison (:func:`audit_table`)."""
+        """The audit as a reader's text: lines saying what was read and how it is decided (each rule added after
+        the runs with its date and reason, the scale of the records behind each comparison), then the table, one
+        line per comparison (:func:`audit_table`)."""
         table, m, alpha = self.table, len(self.table), 1 - self.level
         when = ("registered" if self.correction == "holm" else
                 f"{studies.ADDED}: the registration named no correction")
-        cost = (f"the registered interleaved measurement ({_shown(self.cost_registration)})"
+        cost = (f"the interleaved measurement of {_shown(self.cost_registration)}"
                 if self.cost_registration is not None else
                 "not decided: no registered interleaved measurement names this study (the records' own timings are "
                 "descriptive)")
+        runs = ("the records give no dates" if not self.runs else f"the runs finished on {self.runs[0]}"
+                if self.runs[0] == self.runs[1] else f"the runs finished from {self.runs[0]} to {self.runs[1]}")
         head = [f"{self.path}: {m} comparisons from {self.records} records in {self.store}", f"cost: {cost}",
                 f"family-wise status: Holm's step-down at family-wise {alpha:.0%} over the {m} comparisons and the "
                 f"premise rule ({when}); one-sided p: of the claim against its margin (near 1: the data point the "
-                "other way)"]
+                "other way)",
+                f"rules added after the runs ({runs}; \"rule\" gives each comparison's, with the registered rule's "
+                "reading beside one that replaced it):",
+                *(f"  {n} comparison{'' if n == 1 else 's'}: {text}" for text, n in self.added),
+                "scale of the records that decided each comparison:",
+                *(f"  {n} comparison{'' if n == 1 else 's'}: {scale}"
+                  for scale, n in table["scale"].value_counts(sort=False).items())]
         shown = audit_table(table, self.level)
-        left = {name: f"{{:<{shown[name].str.len().max()}}}".format for name in ("comparison", "registration")}
+        left = {name: f"{{:<{shown[name].str.len().max()}}}".format for name in ("comparison", "registration", "rule")}
         body = shown.to_string(index=False, formatters=left, justify="left")
         return [*head, *body.splitlines()]
 
@@ -72,7 +84,9 @@ def _shown(path: Path) -> str:
 def audit_table(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """An audit frame (:func:`sparsam.book.study.audit_frame`) as a reader's table: ratios as ×, differences signed
     in pp, each interval to its own precision and the mean to its t-interval's
-    (:func:`sparsam.book.intervals.precision`; without one, 2 decimals and ratios 3), p-values to 4 digits."""
+    (:func:`sparsam.book.intervals.precision`; without one, 2 decimals and ratios 3), p-values to 4 digits, the
+    per-comparison and family-wise statuses by the rules in force and each comparison's ``rule``: registered, or
+    added after the runs with its date and, where it replaced the registered rule, that rule's reading."""
     m, alpha = len(table), 1 - level
 
     def options(unit: str) -> dict[str, Any]:
@@ -92,7 +106,7 @@ def audit_table(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         "mean": [s[0] for s in shown], f"{1 - alpha:.0%} interval": [s[1] for s in shown],
         f"simultaneous ({1 - alpha / max(m, 1):.4f})": [s[2] for s in shown],
         "one-sided p": [f"{p:.4f}" if p == p else "–" for p in table["p_value"]],
-        "registered status": table["status"], "family-wise status": table["family_status"]})
+        "status": table["status"], "family-wise status": table["family_status"], "rule": table["rule"]})
 
 
 def cost_registration_file(path: Path) -> Path:
@@ -133,6 +147,9 @@ def audit(study_file: str | Path, store: str | Path | None = None, margins: str 
     cost = registered_cost(path, registered)
     decided = studies.decide_comparisons(registered, frame, records, resamples=0,
                                          cost=cost if cost is not None else study_cost.unmeasured_rows(registered))
+    provenances = [claims.provenance_of(row) for _, row in decided.iterrows()]
+    added = {p.text(): sum(q == p for q in provenances) for p in provenances if not p.registered}
     return Audit(path, folder, len(records), studies.audit_frame(registered, decided),
                  cost_registration_file(path) if cost is not None else None, registered.correction,
-                 float(registered.declared[registered.comparisons[0].claim]["level"]))
+                 float(registered.declared[registered.comparisons[0].claim]["level"]), tuple(added.items()),
+                 studies.runs_dates(frame))

@@ -35,6 +35,89 @@ from .stats import Margins, Verdict, combine, decide, family, margins, paired_bo
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
 _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
 
+REGISTERED, ADDED = "registered", "added after the runs"  # where the rule behind a status comes from
+# What a study's decided rows add (sparsam.book.study.decide_comparisons, with_provenance): the provenance of each
+# row's rule (its kind, the day it was committed, why), the reading of the registered rule where a rule added after
+# the runs replaced it (its status and verdict text; "" where none was replaced) and the scale of the records that
+# decided the row.
+PROVENANCE_COLUMNS = ("provenance", "provenance_date", "provenance_reason", "replaces", "registered_status",
+                      "registered_text", "scale")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the rule behind a status comes from: the registration (:data:`REGISTERED`), or :data:`ADDED` (added
+    after the runs) on ``date`` (the day git committed it, "unknown" outside git) for ``reason``; ``replaces``
+    names, in words, the registered rule it replaced ("" where it replaced none: a comparison the registration did
+    not make)."""
+
+    kind: str = REGISTERED
+    date: str = ""
+    reason: str = ""
+    replaces: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, (REGISTERED, ADDED))
+
+    @property
+    def registered(self) -> bool:
+        return self.kind == REGISTERED
+
+    def label(self) -> str:
+        """A few words: "registered", or "added after the runs (2026-12-03)"."""
+        return REGISTERED if self.registered else f"{ADDED} ({self.date or 'unknown'})"
+
+    def text(self) -> str:
+        """The label with the reason and, where it replaced one, the registered rule."""
+        if self.registered:
+            return REGISTERED
+        return (self.label() + (f": {self.reason}" if self.reason else "")
+                + (f" (it replaces the registered rule: {self.replaces})" if self.replaces else ""))
+
+
+def provenance_of(row: Mapping[str, Any]) -> Provenance:
+    """The :class:`Provenance` a decided row (:func:`with_provenance`) carries; a row without one (a chapter's,
+    decided by the rules of ``book/margins.yaml``) is an error."""
+    kind = row.get("provenance")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"row {row.get('claim')!r} carries no provenance (only a study's decided rows do)")
+    return Provenance(kind, str(row.get("provenance_date") or ""), str(row.get("provenance_reason") or ""),
+                      str(row.get("replaces") or ""))
+
+
+def with_provenance(frame: pd.DataFrame, provenances: Sequence[Provenance],
+                    registered: Sequence[Mapping[str, Any] | None], scales: Sequence[str]) -> pd.DataFrame:
+    """``frame`` (decided rows) with the :data:`PROVENANCE_COLUMNS` filled in, row by row: each row's rule's
+    ``provenances``, the ``registered`` rule's row where a rule added after the runs replaced it (its status and
+    text beside the new ones; None: the row's own rule is the registered one, or none was registered) and the
+    ``scales`` of the records that decided each row."""
+    if not len(frame) == len(provenances) == len(registered) == len(scales):
+        raise ValueError(f"provenances, registered and scales must give one entry per row of frame ({len(frame)}), "
+                         f"got {len(provenances)}, {len(registered)} and {len(scales)}")
+    for p, old in zip(provenances, registered):
+        if old is not None and p.registered:
+            raise ValueError("registered: a registered rule's row has no other registered reading beside it")
+    out = frame.copy()
+    out["provenance"] = [p.kind for p in provenances]
+    out["provenance_date"] = [p.date for p in provenances]
+    out["provenance_reason"] = [p.reason for p in provenances]
+    out["replaces"] = [p.replaces for p in provenances]
+    out["registered_status"] = [old["status"] if old is not None else (s if p.registered else "")
+                                for p, old, s in zip(provenances, registered, out["status"])]
+    out["registered_text"] = [old["text"] if old is not None else "" for old in registered]
+    out["scale"] = list(scales)
+    return out
+
+
+def rule_text(row: Mapping[str, Any]) -> str:
+    """The provenance of a decided row's rule in a few words, with the registered rule's reading beside it where
+    the rule replaced one: "registered", "added after the runs (2026-12-03)", or "added after the runs
+    (2026-12-03); registered rule: ×0.72 [×0.51, ×1.03], n = 3: inconclusive" (:meth:`Provenance.text` says what
+    the registered rule was and why it was replaced)."""
+    replaced = row.get("registered_text")
+    return provenance_of(row).label() + (f"; registered rule: {replaced}" if isinstance(replaced, str) and replaced
+                                         else "")
+
 
 def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:
     commits = sorted({c for c in rows["commit"] if c}) if len(rows) else []
@@ -193,8 +276,11 @@ def _margin(margin: float, unit: str) -> str:
 def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
     "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit,
-    the one-sided p-value against the margin, the registered status and, where the frame was read as a
-    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise). Each
+    the one-sided p-value against the margin, the status and, where the frame was read as a
+    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise); where its
+    rows carry their rule's provenance (a study's, :func:`with_provenance`), the ``rule`` (:func:`rule_text`: registered
+    or added after the runs, with the registered rule's reading beside a rule that replaced it) and the scale of the
+    records that decided each row (``decided on``; "–" for rows without). Each
     interval is printed to its own precision (:func:`sparsam.book.intervals.precision`), the mean difference to the
     t-interval's (without one: 2 decimals, ratios 3)."""
     def interval(low: float, high: float, unit: str) -> str:
@@ -211,7 +297,7 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         return "–" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
     units = list(claims["unit"])
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "claim": claims["claim"],
         "test (margin)": [f"{t} ({_margin(m, u)})" if t == "non-inferiority" else t
                           for t, m, u in zip(claims["test"], claims["margin"], units)],
@@ -229,6 +315,11 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
         "records (commit)": claims["commits"],
         "stale": ["stale" if s else "" for s in claims["stale"]],
     })
+    if "provenance" in claims.columns:  # a study's decided rows: each rule's provenance and the records' scale
+        carried = [isinstance(kind, str) and bool(kind) for kind in claims["provenance"]]
+        table["rule"] = [rule_text(row) if has else "–" for has, (_, row) in zip(carried, claims.iterrows())]
+        table["decided on"] = [row["scale"] if has else "–" for has, (_, row) in zip(carried, claims.iterrows())]
+    return table
 
 
 def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: str | Path | None = None) -> Path:

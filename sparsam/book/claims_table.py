@@ -3,8 +3,10 @@ scale in the order of :data:`sparsam.book.scales.SCALES` (:func:`sparsam.book.sc
 family-wise, or where the scale stands while it has no records), then the profile the book was built with
 (:func:`profile_statuses`, from the
 verdicts the chapters saved); a scale that fills another's column (the ImageNet study, in the GPU study's column:
-both are GPU studies) stands in that column's cells of its own claims, named; :func:`decided_sentence` says in words
-which claims a column decides
+both are GPU studies) stands in that column's cells of its own claims, named; a cell whose rule was added after the
+runs in place of a registered one says so after its status (:func:`with_rule`, read back by :func:`status_of`);
+:func:`decided_sentence` says in words which claims a column decides, each with the scale of the records that
+decided it
 (:func:`sparsam.book.scale_reports.scale_sentence`: a scale).
 """
 
@@ -77,20 +79,37 @@ def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str,
 
 
 DECIDED = tuple(s for s in STATUSES if s != "inconclusive")  # "reproduced", "not reproduced"
+RULE_OPENS = " ["  # opens the words on the rule that decided a cell's status, after it (with_rule)
 
 
-def decided_sentence(table: pd.DataFrame, column: str, scale: str = "") -> str:
+def with_rule(status: str, rule: str) -> str:
+    """A cell of the claims table: ``status``, then, where ``rule`` says something (a rule added after the runs
+    that replaced a registered one, :func:`sparsam.book.study.claim_rules`), those words in square brackets."""
+    return f"{status}{RULE_OPENS}{rule}]" if rule else status
+
+
+def status_of(cell: str) -> str:
+    """The status of a cell of the claims table (:func:`with_rule`), without the words on its rule."""
+    return cell.split(RULE_OPENS, 1)[0]
+
+
+def decided_sentence(table: pd.DataFrame, column: str, scale: str = "",
+                     scales: Mapping[str, str] | None = None) -> str:
     """Which claims a status column of :func:`claims_table` decides, in words: each claim whose status there is
-    "reproduced" or "not reproduced", with it, or that it decides none (with the column's statuses); ``scale``
-    (e.g. the runs' :func:`sparsam.book.deviations.scale_text`) is named after it."""
+    "reproduced" or "not reproduced" (:func:`status_of` its cell), with its cell and, from ``scales`` (claim name ->
+    the scale of the records that decided it, e.g. :func:`sparsam.book.scale_reports.claim_scales`), what decided
+    it; or that it decides none (with the column's statuses). ``scale`` (e.g. the runs'
+    :func:`sparsam.book.deviations.scale_text`) names the column's runs after it."""
     if column not in table.columns or column == "claim":
         raise ValueError(f"column must be a status column of the table ({', '.join(table.columns[1:])}), "
                          f"got {column!r}")
     statuses = table.set_index("claim")[column]
-    decided = [f"{claim}: {status}" for claim, status in statuses.items() if status in DECIDED]
+    scales = scales or {}
+    decided = [f"{claim}: {status_of(cell)}" + (f", decided on {scales[claim]}" if claim in scales else "")
+               + cell[len(status_of(cell)):] for claim, cell in statuses.items() if status_of(cell) in DECIDED]
     if decided:
         text = (f"The {column} decides {len(decided)} of the {len(statuses)} claims ({'; '.join(decided)}); the "
                 "others are inconclusive there or not tested.")
     else:
         text = f"The {column} decides none of the {len(statuses)} claims ({'; '.join(sorted(set(statuses)))})."
-    return text + (f" Its scale: {scale}." if scale else "")
+    return text + (f" Its runs: {scale}." if scale else "")

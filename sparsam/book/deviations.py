@@ -79,13 +79,18 @@ def _seeds(frame: pd.DataFrame, unit: str = "") -> str:
     return f"{low}{named}" if low == high else f"{low} to {high}{named} per configuration"
 
 
+def setup_text(frame: pd.DataFrame) -> str:
+    """The data and the network of the runs of a records frame (or of a frame of training configurations, with
+    ``device_name`` where known), the first part of :func:`scale_text`."""
+    return f"{_data(frame)}, {_network(frame)}"
+
+
 def scale_text(frame: pd.DataFrame) -> str:
     """One line on the runs of a records frame: data, network, epochs, seeds and device ("no runs" if empty).
     Seeds are counted per configuration ("3 to 5 seeds per configuration" where they differ)."""
     if frame.empty:
         return "no runs"
-    return (f"{_data(frame)}, {_network(frame)}, {_one(frame['epochs'])} epochs, "
-            f"{_seeds(frame, 'seed')}, {_device(frame)}")
+    return f"{setup_text(frame)}, {_one(frame['epochs'])} epochs, {_seeds(frame, 'seed')}, {_device(frame)}"
 
 
 def _image_sizes(dataset: str) -> tuple[int, int | None] | None:

@@ -29,7 +29,7 @@ import pandas as pd
 from . import deviations, registry, study as studies, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import load_all
-from .claims_table import DECIDED
+from .claims_table import DECIDED, status_of, with_rule
 from .layout import MARGINS, book_root
 from .records import metrics_frame, pareto_front, summarize
 from .scales import SCALES, Scale
@@ -384,14 +384,25 @@ def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
     """The status of each claim of the table at one scale: while it has no records, where it stands
     (:meth:`ScaleState.cell`, for every claim); then the family-wise statuses of its ``decided`` comparisons
     (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
-    :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of)."""
+    :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of), each
+    followed, where a rule added after the runs replaced a registered one, by that rule's date and the registered
+    rule's reading (:func:`with_rule`, :func:`sparsam.book.study.claim_rules`)."""
     if not state.has_records:
         return {c.key: state.cell() for c in registry.table_claims()}
     if registered is None or decided is None:
         raise ValueError(f"registered and decided: the {state.scale.name} has records, pass its study and its "
                          "decided comparisons")
     statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
-    return {c.key: statuses.get(c.key, studies.NOT_IN_STUDY) for c in registry.table_claims()}
+    rules = studies.claim_rules(registered, decided, claims=state.scale.claim_map)
+    return {c.key: with_rule(statuses.get(c.key, studies.NOT_IN_STUDY), rules.get(c.key, ""))
+            for c in registry.table_claims()}
+
+
+def claim_scales(state: ScaleState, registered: studies.Study, decided: pd.DataFrame) -> dict[str, str]:
+    """Per claim of the table that the scale's study decides a comparison of (by claim name, as the claims table
+    names it): the scale of the records that decided them (:func:`sparsam.book.study.claim_scales`)."""
+    scales = studies.claim_scales(registered, decided, claims=state.scale.claim_map)
+    return {c.name: scales[c.key] for c in registry.table_claims() if scales.get(c.key)}
 
 
 def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = "") -> str:
@@ -404,7 +415,7 @@ def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = 
     if missing:
         raise ValueError(f"statuses must hold the {scale.name}'s claims, missing {missing}")
     read = [f"{names[key]}: {statuses[key]}" for key in keys]
-    decided = [text for key, text in zip(keys, read) if statuses[key] in DECIDED]
+    decided = [text for key, text in zip(keys, read) if status_of(statuses[key]) in DECIDED]
     if len(keys) == 1:
         text = f"The {scale.name} {'decides' if decided else 'does not decide'} its claim ({read[0]})."
     elif decided:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "decide a pre-registered study's comparisons from its records (registered and family-wise)"
+HELP = "decide a pre-registered study's comparisons from its records (each rule's provenance, both readings)"
 DESCRIPTION = ("Print every comparison of a pre-registered study (e.g. results/study/cpu_study.yaml) decided from its "
                "records: mean paired difference, 95% t-interval, simultaneous (Bonferroni) interval, one-sided "
-               "p-value against the margin, the registered status and the family-wise status (Holm's step-down at "
-               "5%, premise rule). Everything is read from the study's folder, so it runs anywhere: its records, "
-               "its cost registration and the margins the file holds.")
+               "p-value against the margin, the status and the family-wise status (Holm's step-down at 5%, premise "
+               "rule), the provenance of each comparison's rule (registered, or added after the runs with its date "
+               "and reason, and beside a rule that replaced a registered one, the registered rule's reading) and the "
+               "scale of the records that decided it. Everything is read from the study's folder, so it runs "
+               "anywhere: its records, its cost registration and the margins the file holds.")
 EXTRA = "book"
 
 

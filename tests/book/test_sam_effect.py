@@ -23,7 +23,7 @@ def _study(seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> Study:
 
 
 def _decided(status: list[str], family: list[str], n: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"status": status, "family_status": family, "n": n})
+    return pd.DataFrame({"status": status, "registered_status": status, "family_status": family, "n": n})
 
 
 def test_both_readings_reproduced_keep_the_effect_and_one_failure_loses_it():

@@ -272,7 +272,7 @@ def test_the_claims_table_has_the_gpu_study_then_the_cpu_study_then_the_profile(
         claims_table.claims_table([gpu, {"acc": "reproduced"}], quick)
     sentence = claims_table.decided_sentence(table, "CPU study", "2,500 images")
     assert sentence.startswith(f"The CPU study decides 2 of the {len(registry.table_claims())} claims (")
-    assert sentence.endswith(" Its scale: 2,500 images.")
+    assert sentence.endswith(" Its runs: 2,500 images.")
     assert "SAM improves on SGD (CIFAR): not reproduced" in sentence and "cost-aware rule" in sentence
     assert claims_table.decided_sentence(table, "GPU study") == (
         f"The GPU study decides none of the {len(registry.table_claims())} claims (not yet registered).")

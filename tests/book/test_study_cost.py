@@ -404,9 +404,16 @@ def test_the_study_reads_its_cost_comparisons_from_the_interleaved_rows(registra
     # the swap (Holm's step-down sees the interleaved p-values, not the records')
     family = ["family_status", "family_size", "sim_low", "sim_high"]
     own_columns = [c for c in decided.columns if c not in family]
-    pd.testing.assert_frame_equal(decided.loc[cost, own_columns].reset_index(drop=True),
-                                  rows[own_columns].reset_index(drop=True), check_dtype=False)
+    from_rows = [c for c in own_columns if c in rows.columns]
+    pd.testing.assert_frame_equal(decided.loc[cost, from_rows].reset_index(drop=True),
+                                  rows[from_rows].reset_index(drop=True), check_dtype=False)
     pd.testing.assert_frame_equal(decided.loc[~cost, own_columns], own.loc[~cost, own_columns], check_dtype=False)
+    # the registered rule (the records' own timings) read beside the interleaved one, labelled added after the runs
+    assert list(decided.loc[cost, "registered_status"]) == list(own.loc[cost, "status"])
+    assert list(decided.loc[cost, "registered_text"]) == list(own.loc[cost, "text"])
+    assert set(decided.loc[cost, "provenance"]) == {"added after the runs"}
+    assert set(own["provenance"]) == {"registered", "added after the runs"}  # the records' cost is the registered rule
+    assert set(own.loc[cost, "provenance"]) == {"registered"} and set(own["registered_text"]) == {""}
     assert (decided["family_size"] == len(decided)).all() and decided["family_status"].ne("").all()
     from sparsam.book import claims
     refamily = claims.family_wise(decided.assign(family_status="", sim_low=float("nan"), sim_high=float("nan")),

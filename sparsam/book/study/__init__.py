@@ -16,20 +16,25 @@ The names a chapter reads a registered study with are here too: ``from sparsam.b
 """
 
 from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_STUDY, READINGS, TIMES, VALUES, answer,
-                       audit_frame, book_statuses, claim_statuses, configuration_table, decide_comparisons,
+                       audit_frame, book_statuses, claim_rules, claim_scales, claim_statuses, configuration_table,
+                       decide_comparisons, family_text, flatness_provenance,
                        decide_comparisons_interleaved, does_sams_work, paired_sds, pareto_points, premises, progress,
-                       progress_text, recorded_below, rerun_estimate, study_frame)
-from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Study, comparison_label,
+                       progress_text, record_scale, recorded_below, rerun_estimate, runs_dates, study_frame)
+from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Replacement, Study,
+                    added_on, comparison_label,
                     is_registration, load_candidates, load_cost_registration, load_study, own_margins, pinned_rule,
                     registered_at, registration_commit, runs_before_registration)
 from .pilot import pilot_paired_sd, pilot_verdicts
 
 __all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS", "MARGIN_FIELDS", "NOT_IN_STUDY",
-           "READINGS", "TIMES", "VALUES", "Candidates", "Comparison", "CostRegistration", "Study", "answer",
-           "audit_frame", "book_statuses", "claim_statuses", "comparison_label", "configuration_table",
-           "decide_comparisons", "decide_comparisons_interleaved", "does_sams_work", "is_registration",
+           "READINGS", "TIMES", "VALUES", "Candidates", "Comparison", "CostRegistration", "Replacement", "Study",
+           "added_on", "answer",
+           "audit_frame", "book_statuses", "claim_rules", "claim_scales", "claim_statuses", "comparison_label",
+           "configuration_table",
+           "decide_comparisons", "decide_comparisons_interleaved", "does_sams_work", "family_text",
+           "flatness_provenance", "is_registration",
            "load_candidates",
            "load_cost_registration", "load_study", "own_margins", "paired_sds", "pareto_points", "pilot_paired_sd",
            "pinned_rule",
-           "pilot_verdicts", "premises", "progress", "progress_text", "recorded_below", "registered_at",
-           "registration_commit", "rerun_estimate", "runs_before_registration", "study_frame"]
+           "pilot_verdicts", "premises", "progress", "progress_text", "record_scale", "recorded_below", "registered_at",
+           "registration_commit", "rerun_estimate", "runs_before_registration", "runs_dates", "study_frame"]

@@ -46,7 +46,7 @@ from ..._checks import check_int, check_range
 from ...experiment.optimizers import numerics
 from ...experiment.provenance import git, provenance
 from ...experiment.train import epoch_runner
-from .. import claims, tables
+from .. import claims, deviations, tables
 from ..efficiency import time_rounds
 from ..layout import book_root
 from ..processors import processor_label
@@ -400,9 +400,30 @@ def cost_rows(registration: CostRegistration, check: Mapping[str, Any]) -> pd.Da
     used = pd.DataFrame({"commit": [str(check["provenance"]["git_commit"])[:7]],
                          "stale": [stale_reason(check, registration.study) is not None]})
     evidence = f"interleaved measurement ({registration.record.name}, {registration.rounds} rounds)"
-    return claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence,
+    rows = claims.claims_frame([claims.row(comparison_label(c), c.claim, verdict, used=used, evidence=evidence,
                                            declared=registration.study.declared)
                                 for c, verdict in decide_costs(registration, measured).items()])
+    return rows.assign(scale=measurement_scale(check, registration.study))
+
+
+def measurement_scale(check: Mapping[str, Any], study: Study) -> str:
+    """The scale of an interleaved measurement (a record of ``benchmarks/bench_study_cost.py``) of ``study``'s
+    configurations, from the record: the data and network its configurations train (at the record's seed), the
+    seed, the epochs timed per configuration (one per round) after the untimed warm-up epochs (the first timed
+    epoch's number: epoch 0 is the warm-up), "paired by round", the device and its threads."""
+    measured = check["measured"] if isinstance(check["measured"], pd.DataFrame) else pd.DataFrame(check["measured"])
+    seed = (check.get("args") or {}).get("seed", 0)
+    names = list(dict.fromkeys(measured["configuration"]))
+    configs = [next(c for c in study.configs(name) if c.seed == seed) for name in names]
+    made = check.get("provenance") or {}
+    setup = deviations.setup_text(pd.DataFrame([c.to_dict() for c in configs]))
+    rounds, warmup = int(measured["round"].nunique()), int(measured["epoch"].min())
+    threads = (check.get("machine") or {}).get("threads", made.get("cpu_threads"))
+    device = str(made.get("device") or configs[0].device).split(":")[0]
+    where = ("CPU" if device == "cpu" else "GPU") + (f" ({made['device_name']})" if made.get("device_name") else "")
+    return (f"{setup}, seed {seed} only, {rounds} epochs timed per configuration (one per round, {len(names)} "
+            f"configurations) after {warmup} untimed warm-up epoch{'' if warmup == 1 else 's'}, paired by round, "
+            f"{where}" + (f", {threads} thread{'' if threads == 1 else 's'}" if threads else ""))
 
 
 NOT_SIDE_BY_SIDE = ("no registered side-by-side measurement: cost is decided only from configurations "

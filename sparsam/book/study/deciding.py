@@ -4,7 +4,10 @@
 :func:`rerun_estimate` says how long re-running it takes; :func:`decide_comparisons` decides every registered
 comparison (and those added after the runs) and reads them as one family (Holm's step-down, the premise rule:
 :func:`sparsam.book.stats.family`), cost from a registered interleaved measurement where one is given
-(:func:`decide_comparisons_interleaved`, :mod:`sparsam.book.study.cost`); :func:`audit_frame` shows the family as
+(:func:`decide_comparisons_interleaved`, :mod:`sparsam.book.study.cost`), each row with its rule's provenance
+(registered, or added after the runs with its date and reason, the registered rule's reading beside a rule that
+replaced it; :func:`claim_rules`, :func:`family_text`, :func:`flatness_provenance`) and the scale of the records that
+decided it (:func:`record_scale`, :func:`claim_scales`); :func:`audit_frame` shows the family as
 numbers a reader can check; :func:`pareto_points` puts accuracy beside measured cost per step, :func:`answer`
 answers the CPU study's question from the decisions, :func:`book_statuses` combines them into the statuses of the
 reproduction page's claims (:func:`claim_statuses` also for a study that makes only some of their comparisons),
@@ -14,16 +17,19 @@ and :func:`paired_sds` gives the spread of the paired differences that a power c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .. import claims, registry, tables
+from .. import claims, deviations, registry, tables
 from ...experiment.config import TrainConfig
+from ..claims import ADDED, REGISTERED
+from ..layout import MARGINS, book_root
 from ..records import cost_summary, pareto_front, records_frame, summarize
 from ..stats import combine, half_gain
-from .model import Comparison, Study, comparison_label
+from .model import Comparison, Study, added_on, comparison_label
 
 # What a comparison compares, by the unit of its claim: final test accuracy (pp) or CPU time per step (ratio).
 VALUES = {"pp": "final_test_acc", "ratio": "cpu_seconds_per_step"}
@@ -36,10 +42,9 @@ TIMES = ("cpu_seconds_per_step", "seconds_per_step")
 ACCURACY_RULE, COST_RULE = "accuracy_ssam_vs_sam", "cost_time_vs_sgd_at_most_1_25"  # the question's two claims
 
 
-READINGS = {"registered": "status", "family-wise": "family_status"}  # a reading -> its column of decide_comparisons
-
-
-ADDED = "added after the runs"
+# a reading -> its column of decide_comparisons: the registration's own rules, each comparison on its own (a rule
+# replaced after the runs read as registered), or every comparison by the rules in force read as one family
+READINGS = {"registered": "registered_status", "family-wise": "family_status"}
 
 
 def study_frame(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -132,13 +137,22 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
     """Every comparison of the study decided from the records (a :func:`sparsam.book.claims.claims_frame`,
     one row per comparison: the registered ones in the file's order, then those added after the runs),
     paired by seed over the seeds all sides have, and read as one family
-    (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the registered
-    per-comparison decision, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
+    (:func:`sparsam.book.claims.family_wise` with :func:`premises`): ``status`` is the per-comparison
+    decision by the rule in force, ``family_status`` the family-wise one. ``resamples=0``: no paired bootstrap
     (its columns NaN). ``cost``: rows (``claim`` = the comparison's label) that decide every comparison of
     cost (unit "ratio") instead of the records' own timings, e.g. the registered interleaved measurement
-    (:func:`sparsam.book.study.cost.cost_rows`); they join the family like any other row. Without ``cost``, a
-    comparison of cost compares the records' ``time`` per step (process-CPU time, or the wall time of a GPU
-    run, synchronised once per epoch). ``evidence`` names the study in each row."""
+    (:func:`sparsam.book.study.cost.cost_rows`, with its ``scale``); they join the family like any other row.
+    Without ``cost``, a comparison of cost compares the records' ``time`` per step (process-CPU time, or the
+    wall time of a GPU run, synchronised once per epoch). ``evidence`` names the study in each row.
+
+    Every row carries its rule's provenance (:func:`sparsam.book.claims.with_provenance`, from
+    :meth:`Study.provenance`): registered, or added after the runs with its date and reason; where ``cost``
+    decides a comparison whose registered rule the study replaced (``added_after_the_runs.replaced``), the
+    registered rule's reading (the records' ``time`` per step, paired by seed) beside it, in
+    ``registered_status`` and ``registered_text`` (``registered_status`` is the registered reading of every
+    registered comparison, "" for one added after the runs); and ``scale``, that of the records that decided it
+    (:func:`record_scale`). A rule said to be added after the runs whose date precedes the first of the runs is an
+    error."""
     if time not in TIMES:
         raise ValueError(f"time must be one of {', '.join(TIMES)}, got {time!r}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
@@ -150,11 +164,7 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                    if units[c.claim]["unit"] == "ratio" and comparison_label(c) not in by_label.index]
         if missing:
             raise ValueError(f"cost must decide every cost comparison of the study, missing {missing}")
-    rows = []
-    for c in study.family:
-        if by_label is not None and units[c.claim]["unit"] == "ratio":
-            rows.append({"claim": comparison_label(c), **by_label.loc[comparison_label(c)].to_dict()})
-            continue
+    def by_records(c: Comparison, resamples: int) -> tuple[dict[str, Any], str]:
         value = time if units[c.claim]["unit"] == "ratio" else VALUES["pp"]
         sides = _sides(frame, c)
         used = pd.concat(sides)
@@ -167,29 +177,119 @@ def decide_comparisons(study: Study, frame: pd.DataFrame, records: list[dict[str
                 over = claims.correctness([records[i] for i in sides[2]["position"]], [])
                 correct = (correct[0], [(r.astype(float) + z.astype(float)) / 2
                                         for r, z in zip(correct[1], over[0])]) if over is not None else None
-        rows.append(claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
-                                        resamples=max(resamples, 1),
-                                        evidence=evidence + ("" if study.registered(c) else f", {ADDED}"),
-                                        declared=study.declared))
-    return claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+        row = claims.paired_claim(comparison_label(c), c.claim, values[0], values[1], used, correct=correct,
+                                  resamples=max(resamples, 1),
+                                  evidence=evidence + ("" if study.registered(c) else f", {ADDED}"),
+                                  declared=study.declared)
+        return row, record_scale(used.reset_index())
+
+    rows, provenances, registered, scales = [], [], [], []
+    for c in study.family:
+        given = by_label is not None and units[c.claim]["unit"] == "ratio"
+        provenance = study.provenance(c, replaced=given)
+        if given:
+            found = by_label.loc[comparison_label(c)].to_dict()
+            rows.append({"claim": comparison_label(c), **found})
+            scales.append(str(found.get("scale") or "not stated by the rows given"))
+            registered.append(None if provenance.registered or not provenance.replaces else by_records(c, 0)[0])
+        else:
+            row, scale = by_records(c, resamples)
+            rows.append(row)
+            scales.append(scale)
+            registered.append(None)
+        provenances.append(provenance)
+    _check_after_the_runs(provenances, frame)
+    decided = claims.family_wise(claims.claims_frame(rows), premises(study, frame))
+    return claims.with_provenance(decided, provenances, registered, scales)
+
+
+def family_text(study: Study, decided: pd.DataFrame) -> str:
+    """What of the study's family the registration holds, in a sentence's words, from the rows of
+    :func:`decide_comparisons`: how many of its comparisons were registered and how many added after the runs
+    (with their claims), and how many registered ones a rule added after the runs decides (what it replaced,
+    its date), with the registered rule's reading beside them."""
+    if len(decided) != len(study.family):
+        raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
+                         f"got {len(decided)}")
+    added = [c for c in study.family if not study.registered(c)]
+    text = (f"of its {len(study.family)} comparisons, {len(study.comparisons)} were registered"
+            + (f" and {len(added)} added after the runs ({', '.join(dict.fromkeys(c.claim for c in added))})"
+               if added else "; none was added after the runs"))
+    replaced = decided.iloc[:len(study.comparisons)]
+    replaced = replaced[replaced["registered_text"].astype(str) != ""]
+    for (what, date), rows in replaced.groupby(["replaces", "provenance_date"], sort=False):
+        text += (f"; {len(rows)} registered comparison{'s are' if len(rows) != 1 else ' is'} decided by a rule "
+                 f"{ADDED} ({date}), which replaced the registered one ({what}), read beside it")
+    return text
+
+
+# Where git dates the two flatness rules added after the CPU study's runs: the file and the text whose first commit
+# added the measure in normalised weights, and the premise rule (book/margins.yaml)
+FLATNESS_MEASURE_ADDED = (Path("sparsam/book/landscape.py"), "normalizing_scales")
+FLATNESS_PREMISE_ADDED = (MARGINS, "flatness_sam_vs_sgd:")
+
+
+def flatness_provenance(premise: bool = False, root: str | Path | None = None) -> claims.Provenance:
+    """The provenance of the flatness rules of the book at ``root`` (default: the book around the current
+    directory), dated by git: the claim's rows are decided on the measure in normalised weights, added after the
+    runs (:data:`FLATNESS_MEASURE_ADDED`), where the rules of ``book/margins.yaml`` were first applied to the raw
+    measure, whose reading stands beside them; with ``premise``, the premise rule ``flatness_sam_vs_sgd``, added
+    after the runs (:data:`FLATNESS_PREMISE_ADDED`), which replaced no rule."""
+    folder = book_root() if root is None else Path(root)
+    where, marker = FLATNESS_PREMISE_ADDED if premise else FLATNESS_MEASURE_ADDED
+    date = added_on(folder / where, marker)
+    if premise:
+        return claims.Provenance(ADDED, date, "SAM shown flatter than SGD on the same measure is the premise of "
+                                              "'as flat as SAM's', which says little where SAM is not flatter")
+    return claims.Provenance(ADDED, date, "the raw top eigenvalue and trace compare the weights' scale as much as "
+                                          "sharpness (BatchNorm makes the loss invariant to the scale of the weights "
+                                          "before it); in normalised weights they do not",
+                             "the same rules on the raw top eigenvalue and trace")
+
+
+def record_scale(used: pd.DataFrame) -> str:
+    """The scale of the run records ``used`` (a records frame) that decide a comparison paired by seed: data,
+    network, epochs, seeds, device (:func:`sparsam.book.deviations.scale_text`), "paired by seed"."""
+    return f"{deviations.scale_text(used)}, paired by seed" if len(used) else "no paired runs"
+
+
+def _check_after_the_runs(provenances: Sequence[claims.Provenance], frame: pd.DataFrame) -> None:
+    """A rule added after the runs must be dated on or after the day the first of them finished."""
+    finished = sorted(str(f)[:10] for f in frame.get("finished", pd.Series(dtype=object)).dropna())
+    if not finished:
+        return
+    for p in provenances:
+        if not p.registered and p.date != "unknown" and p.date < finished[0]:
+            raise ValueError(f"a rule {ADDED} is dated {p.date}, before the first of the runs finished "
+                             f"({finished[0]}): it must be part of the registration ({p.reason})")
+
+
+def runs_dates(frame: pd.DataFrame) -> tuple[str, str] | None:
+    """The days (YYYY-MM-DD) the first and the last of the records of ``frame`` finished; None without dates."""
+    finished = sorted(str(f)[:10] for f in frame.get("finished", pd.Series(dtype=object)).dropna())
+    return (finished[0], finished[-1]) if finished else None
 
 
 AUDIT_COLUMNS = ("comparison", "registration", "unit", "n", "mean", "low", "high", "sim_low", "sim_high", "p_value",
-                 "status", "family_status")
+                 "status", "family_status", "rule", "registered_status", "scale")
 
 
 def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
     """The family reading of :func:`decide_comparisons` as numbers a reader can check, one row per
-    comparison: ``registration`` ("registered" or "added after the runs"), ``unit``, seeds ``n``, the mean
+    comparison: ``registration`` (whether the registration made the comparison: "registered" or "added after the
+    runs"), ``unit``, seeds (or rounds) ``n``, the mean
     paired difference with its 95% t-interval (``low``, ``high``) and its simultaneous interval
     (``sim_low``, ``sim_high``), in the claim's unit (pp, or for "ratio" claims the ratio a / b: the
     exponential of the mean log ratio and of its bounds), the one-sided ``p_value`` against the margin,
-    the registered ``status`` and the ``family_status``."""
+    the per-comparison ``status`` and the ``family_status`` by the rules in force, the provenance of the rule that
+    decided it (``rule``, :func:`sparsam.book.claims.rule_text`: with the registered rule's reading beside a rule
+    that replaced it after the runs), the ``registered_status`` (the registration's own rule; "" for a comparison
+    added after the runs) and the ``scale`` of the records that decided it."""
     if len(decided) != len(study.family):
         raise ValueError(f"decided must hold one row per comparison of the study ({len(study.family)}), "
                          f"got {len(decided)}")
     out = pd.DataFrame({"comparison": decided["claim"].to_numpy(),
-                        "registration": ["registered" if study.registered(c) else ADDED for c in study.family],
+                        "registration": [REGISTERED if study.registered(c) else ADDED for c in study.family],
                         "unit": decided["unit"].to_numpy(), "n": decided["n"].to_numpy(int)})
     ratio = (decided["unit"] == "ratio").to_numpy()
     for name, column in (("mean", "diff"), ("low", "low"), ("high", "high"), ("sim_low", "sim_low"),
@@ -198,6 +298,9 @@ def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
         out[name] = np.where(ratio, np.exp(values), values)
     out["p_value"] = decided["p_value"].to_numpy(float)
     out["status"], out["family_status"] = decided["status"].to_numpy(), decided["family_status"].to_numpy()
+    out["rule"] = [claims.rule_text(row) for _, row in decided.iterrows()]
+    out["registered_status"] = decided["registered_status"].to_numpy()
+    out["scale"] = decided["scale"].to_numpy()
     return out[list(AUDIT_COLUMNS)]
 
 
@@ -319,6 +422,40 @@ def claim_statuses(study: Study, decided: pd.DataFrame,
             out[key] = combine(made) + ("" if len(made) == len(needed) else
                                         f" ({len(made)} of {len(needed)} comparisons in the study)")
     return out
+
+
+def _needed(study: Study, decided: pd.DataFrame,
+            claims: Mapping[str, Sequence[tuple[str, str, str]]] | None) -> dict[str, list[pd.Series]]:
+    """Per claim (``claims``, default the CIFAR studies'), the decided rows of the comparisons it needs that the
+    study makes."""
+    rows = {(c.claim, c.a, c.b): row for c, (_, row) in zip(study.comparisons, decided.iterrows())}
+    return {key: [rows[n] for n in needed if n in rows]
+            for key, needed in (registry.study_claims("cifar") if claims is None else claims).items()}
+
+
+def claim_rules(study: Study, decided: pd.DataFrame,
+                claims: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, str]:
+    """Per claim whose comparisons the study makes (``claims`` as :func:`claim_statuses` takes them), where a rule
+    added after the runs replaced a registered one for any of them (:func:`decide_comparisons`), the words to set
+    beside its status: "rule added after the runs on 2026-12-03; by the registered rule (the records' own
+    process-CPU time per step, paired by seed): inconclusive" (the claim's status combined from the registered
+    readings); "" where every rule it is decided by is registered."""
+    registered = claim_statuses(study, decided, reading="registered", claims=claims)
+    out = {}
+    for key, rows in _needed(study, decided, claims).items():
+        replaced = [row for row in rows if isinstance(row.get("registered_text"), str) and row["registered_text"]]
+        dates = " and ".join(sorted({str(row["provenance_date"]) for row in replaced}))
+        rules = "; ".join(dict.fromkeys(str(row["replaces"]) for row in replaced))
+        out[key] = f"rule {ADDED} on {dates}; by the registered rule ({rules}): {registered[key]}" if replaced else ""
+    return out
+
+
+def claim_scales(study: Study, decided: pd.DataFrame,
+                 claims: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, str]:
+    """Per claim whose comparisons the study makes, the scale of the records that decided them (each distinct
+    ``scale`` of their rows, :func:`decide_comparisons`, joined by "; "); "" for a claim it makes none of."""
+    return {key: "; ".join(dict.fromkeys(str(row["scale"]) for row in rows))
+            for key, rows in _needed(study, decided, claims).items()}
 
 
 def configuration_table(frame: pd.DataFrame,

@@ -24,6 +24,7 @@ from ..._checks import check_int
 from ...experiment.config import TrainConfig
 from ...experiment.grid import is_study_file
 from ...experiment.provenance import git
+from ..claims import ADDED, Provenance
 from ..layout import COST_REGISTRATION, STUDY_FILE, book_root
 from ..stats import Margins, declared_claims, margins as declared_margins
 
@@ -32,6 +33,9 @@ CORRECTIONS = ("none", "holm")  # what a registration names for its family: no c
 # what a registration adds below a candidates file
 ADDED_KEYS = ("regime", "seeds", "configurations", "comparisons", "margins", "correction", "pilot_result")
 REFERENCE = "sgd"  # the configuration a cost is measured in units of
+AFTER_THE_RUNS = "added_after_the_runs"  # the section of a study file that holds what was added after its runs
+AFTER_THE_RUNS_FIELDS = ("note", "comparisons", "margins", "replaced")  # what that section may hold
+REPLACEABLE = {"cost": "ratio"}  # a registered rule a study may replace after its runs -> the unit of its claims
 # the unit a cost registration names for a study on each kind of device (sparsam.book.study.cost.CLOCKS)
 DEVICE_UNITS = {"cpu": "process-CPU seconds per training step, one thread",
                 "cuda": "GPU wall seconds per training step, the device synchronised around each epoch"}
@@ -75,6 +79,19 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Replacement:
+    """A rule of the registration replaced after the runs (``added_after_the_runs.replaced`` of a study file):
+    ``what`` it decides (one of :data:`REPLACEABLE`: "cost", the comparisons whose claims are in unit "ratio"), the
+    ``registered`` rule in words, the file that holds the rule replacing it (``by``, relative to the book's root:
+    its first commit dates the replacement) and the ``reason``."""
+
+    what: str
+    registered: str
+    by: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class Study:
     """The parsed pre-registration."""
 
@@ -88,6 +105,31 @@ class Study:
     reading_note: str = ""               # why and when the family-wise reading was added
     # the rule of each claim it decides by (sparsam.book.stats.declared_claims): its own margins, or a margins file's
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
+    replaced: dict[str, Replacement] = field(default_factory=dict)  # registered rules replaced after the runs
+    path: Path | None = None  # the study file (None: built in memory), whose git history dates what was added
+
+    def replacement(self, comparison: Comparison) -> Replacement | None:
+        """The rule that replaced the registered rule of ``comparison`` after the runs (None: its rule is the
+        registered one, or it is not a registered comparison)."""
+        if not self.registered(comparison):
+            return None
+        unit = self.declared[comparison.claim]["unit"]
+        return next((r for r in self.replaced.values() if REPLACEABLE[r.what] == unit), None)
+
+    def provenance(self, comparison: Comparison, replaced: bool = True) -> Provenance:
+        """Where the rule that decides ``comparison`` comes from: added after the runs for a comparison the
+        registration did not make (dated by the commit that added the file's ``added_after_the_runs``, for the
+        reason of its note) and, where ``replaced`` (its registered rule is not the one applied), for one whose
+        registered rule was replaced (dated by the first commit of the replacement's file, for its reason);
+        registered otherwise. Dates come from git ("unknown" outside git or for a study built in memory)."""
+        if not self.registered(comparison):
+            date = "unknown" if self.path is None else added_on(self.path, f"{AFTER_THE_RUNS}:")
+            return Provenance(ADDED, date, self.reading_note)
+        found = self.replacement(comparison) if replaced else None
+        if found is None:
+            return Provenance()
+        date = "unknown" if self.path is None else added_on(in_book(self.path, found.by))
+        return Provenance(ADDED, date, found.reason, found.registered)
 
     @property
     def family(self) -> tuple[Comparison, ...]:
@@ -147,11 +189,13 @@ def load_study(path: str | Path | None = None, margins: str | Path | Margins | N
     correction = str(spec.get("correction", "none"))
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    reading = dict(spec.get("added_after_the_runs") or {})
-    unknown = sorted(set(reading) - {"note", "comparisons", "margins"})
+    reading = dict(spec.get(AFTER_THE_RUNS) or {})
+    unknown = sorted(set(reading) - set(AFTER_THE_RUNS_FIELDS))
     if unknown:
-        raise ValueError(f"added_after_the_runs may hold note, comparisons and margins only, got {unknown}")
+        raise ValueError(f"{AFTER_THE_RUNS} may hold {', '.join(AFTER_THE_RUNS_FIELDS)} only, got {unknown}")
     added = tuple(_comparison(c) for c in reading.get("comparisons", []))
+    replaced = {str(what): _replacement(str(what), entry)
+                for what, entry in dict(reading.get("replaced") or {}).items()}
     if margins is None:
         declared, source = own_margins(spec, path.name), f"{path.name} (its own margins)"
     else:
@@ -164,7 +208,7 @@ def load_study(path: str | Path | None = None, margins: str | Path | Margins | N
                 raise ValueError(f"claim {claim!r}: the study's pinned margin ({', '.join(differs)}) differs from "
                                  f"{source}")
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
-                  correction, added, " ".join(str(reading.get("note", "")).split()), declared)
+                  correction, added, " ".join(str(reading.get("note", "")).split()), declared, replaced, path)
     study.configs()  # every configuration must be valid
     for c in study.family:
         for name in c.names:
@@ -210,6 +254,20 @@ def own_margins(spec: Mapping[str, Any], name: str = "the study") -> dict[str, d
     return declared_claims({"claims": claims}, name)
 
 
+def _replacement(what: str, entry: Any) -> Replacement:
+    """One entry of ``added_after_the_runs.replaced``: ``registered`` (the registered rule, in words), ``by`` (the
+    file of the rule replacing it) and ``reason``, each given."""
+    if what not in REPLACEABLE:
+        raise ValueError(f"{AFTER_THE_RUNS}.replaced: what is replaced must be one of {', '.join(REPLACEABLE)}, "
+                         f"got {what!r}")
+    fields = ("registered", "by", "reason")
+    if not isinstance(entry, Mapping) or sorted(entry) != sorted(fields) or not all(entry[k] for k in fields):
+        raise ValueError(f"{AFTER_THE_RUNS}.replaced.{what} must give {', '.join(fields)} (each not empty), "
+                         f"got {entry!r}")
+    return Replacement(what, " ".join(str(entry["registered"]).split()), Path(str(entry["by"])),
+                       " ".join(str(entry["reason"]).split()))
+
+
 def _comparison(entry: dict[str, Any]) -> Comparison:
     unknown = sorted(set(entry) - {"claim", "a", "b", "over"})
     if unknown:
@@ -232,6 +290,16 @@ def registered_at(path: str | Path | None = None) -> str:
     path = (book_root() / STUDY_FILE if path is None else Path(path)).resolve()
     added = git("log", "--diff-filter=A", "--format=%h (%cs)", "--", path.name, cwd=path.parent)
     return added.splitlines()[-1] if added else "unknown"
+
+
+def added_on(path: str | Path, marker: str | None = None) -> str:
+    """The day (YYYY-MM-DD, the committer's date) of the first commit that added the file at ``path`` or, with
+    ``marker``, that added ``marker`` to it, from the history of the repository holding it; "unknown" outside git
+    or where no commit did."""
+    path = Path(path).resolve()
+    args = ("--diff-filter=A",) if marker is None else ("-S", marker)
+    found = git("log", "--reverse", "--format=%cs", *args, "--", path.name, cwd=path.parent)
+    return found.splitlines()[0] if found else "unknown"
 
 
 REGISTRATION_MARKER = "pilot_result:"  # the key a registration appended to its candidates file begins its record with
