@@ -22,7 +22,11 @@ from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator, Nul
 
 from ..experiment.config import OPTIMIZER_NAMES
 from .records import pareto_front, summarize
-from .stats import PREMISE_NOT_SHOWN, detectable_difference, mean_interval, seeds_for_power
+from ..experiment.robust_regression import log_binned
+from .convergence import running_mean_interval
+from .landscape import concentration_curve, layer_means
+from .mask_stats import nm_shares
+from .stats import PREMISE_NOT_SHOWN, detectable_differences
 
 INTERVAL = "mean, 95% interval over seeds"
 NO_INTERVAL = "one seed: no interval"
@@ -224,35 +228,22 @@ def detectable_difference_figure(sds: Mapping[str, float], *, margin: float, see
                                  alpha: float = 0.025, max_seeds: int | None = None) -> Figure:
     """The detectable difference (pp) against the number of seeds, one line per paired SD of ``sds``
     (label -> SD in pp): the distance beyond the non-inferiority threshold that ``n`` seeds decide with
-    power ``target`` in a one-sided paired t-test at ``alpha`` (:func:`sparsam.book.stats.detectable_difference`).
+    power ``target`` in a one-sided paired t-test at ``alpha`` (:func:`sparsam.book.stats.detectable_differences`).
     The ``margin`` is a horizontal line (a method equal to its reference is decided non-inferior with power
     ``target`` where a line lies below it, from the seeds of :func:`sparsam.book.stats.seeds_for_power`,
     marked per line), ``seeds`` (the study's) a vertical one. ``max_seeds`` (default: a little beyond the
     largest number needed) ends the axis."""
-    if not sds:
-        raise ValueError("sds must name at least one paired SD")
-    for name, sd in sds.items():
-        if not (isinstance(sd, (int, float)) and np.isfinite(sd) and sd > 0):
-            raise ValueError(f"sds[{name!r}] must be a positive finite SD in pp, got {sd!r}")
-    if not (isinstance(margin, (int, float)) and np.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin must be a positive number of pp, got {margin!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
-        raise ValueError(f"seeds must be an integer >= 2, got {seeds!r}")
-    needed = {name: seeds_for_power(margin, sd, target=target, alpha=alpha) for name, sd in sds.items()}
-    top = max_seeds if max_seeds is not None else int(max(max(needed.values()), seeds) * 1.25) + 2
-    if isinstance(top, bool) or not isinstance(top, int) or top < max(seeds, 2) + 1:
-        raise ValueError(f"max_seeds must be an integer above seeds={seeds}, got {max_seeds!r}")
-    n = np.arange(2, top + 1)
+    curves, needed = detectable_differences(sds, margin=margin, seeds=seeds, target=target, alpha=alpha,
+                                            max_seeds=max_seeds)
+    n = curves.index.to_numpy()
     fig, ax = _figure(None, (6.4, 4.4))
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for name, sd in sds.items():
         color = next(colors)
-        values = [detectable_difference(int(k), float(sd), target=target, alpha=alpha) for k in n]
-        ax.plot(n, values, color=color, linewidth=1.6,
+        ax.plot(n, curves[name].tolist(), color=color, linewidth=1.6,
                 label=f"{name}: paired SD {sd:.2f} pp, {needed[name]} seeds for {target:.0%} power")
-        if needed[name] <= top:
-            ax.plot([needed[name]], [detectable_difference(needed[name], float(sd), target=target, alpha=alpha)],
-                    "o", color=color)
+        if needed[name] <= n[-1]:
+            ax.plot([needed[name]], [curves.loc[needed[name], name]], "o", color=color)
     ax.axhline(margin, color="tab:red", linestyle="--", linewidth=1.2,
                label=f"margin {margin:g} pp: below it, a method equal to its reference is decided non-inferior")
     ax.axvline(seeds, color="0.3", linestyle=":", linewidth=1.2, label=f"the study's seeds ({seeds})")
@@ -326,12 +317,13 @@ def _legend_below(fig: Figure, ax: Axes | None = None, ncol: int = 3, **extra: A
         fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False, **extra)
 
 
-def _interval_band(ax: Axes, x: np.ndarray, runs: np.ndarray, level: float, **style: Any) -> None:
-    """Mean of ``runs`` (seeds × len(x)) as a line, its t-interval over seeds as a band (none for one seed)."""
-    summary = np.array([mean_interval(runs[:, j], level) for j in range(runs.shape[1])])
-    ax.plot(x, summary[:, 0], **style)
-    if len(runs) > 1:
-        ax.fill_between(x, summary[:, 1], summary[:, 2], color=style.get("color"), alpha=0.2, linewidth=0)
+def _band(ax: Axes, x: Sequence[float], mean: Sequence[float], low: Sequence[float], high: Sequence[float],
+          **style: Any) -> None:
+    """``mean`` as a line, the interval from ``low`` to ``high`` as a band where there is one (none for one seed)."""
+    ax.plot(x, mean, **style)
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    if np.isfinite(low).any():
+        ax.fill_between(x, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
 
 
 def convergence_rates(grad_sq: Mapping[str, np.ndarray], statuses: Mapping[str, str], *, bound_scale: float,
@@ -355,12 +347,11 @@ def convergence_rates(grad_sq: Mapping[str, np.ndarray], statuses: Mapping[str, 
     shape = np.log(iters) / np.sqrt(iters)
     window = iters >= window_start
     for ax, (label, values) in zip(axes.flat, grad_sq.items()):
-        running = np.cumsum(values, axis=1) / iters
         ax.axvspan(window_start, steps, color="0.92", zorder=0, label="window of the rule")
-        ax.plot(*_log_binned(values.mean(axis=0)), color="0.55", lw=1,
+        ax.plot(*log_binned(values.mean(axis=0)), color="0.55", lw=1,
                 label=r"$\|\nabla f(w_t)\|^2$ per iterate (mean over seeds, log bins)")
-        _interval_band(ax, iters[shown], running[:, shown], level, color="tab:blue", lw=1.8,
-                       label=r"running mean $R_T$ (mean, 95% interval over seeds)")
+        _band(ax, iters[shown], *running_mean_interval(values, iters[shown], level), color="tab:blue", lw=1.8,
+              label=r"running mean $R_T$ (mean, 95% interval over seeds)")
         ax.plot(iters[window], bound_scale * shape[window], color="tab:green", ls="--", lw=1.5,
                 label=r"bound shape $C\,\log T/\sqrt{T}$")
         ax.set_xscale("log")
@@ -375,12 +366,6 @@ def convergence_rates(grad_sq: Mapping[str, np.ndarray], statuses: Mapping[str, 
         ax.set_ylabel(r"$\|\nabla f\|^2$ (squared loss-gradient norm)")
     _legend_below(fig, axes.flat[0], ncol=4)
     return fig
-
-
-def _log_binned(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    edges = np.unique(np.geomspace(1, len(values) + 1, bins + 1).astype(int))
-    return np.sqrt(edges[:-1] * edges[1:]), np.array([values[lo - 1:hi - 1].mean() for lo, hi in
-                                                       zip(edges[:-1], edges[1:])])
 
 
 def layer_densities(densities: Mapping[str, Sequence[float]], overall: Mapping[str, float], layer_names: Sequence[str],
@@ -510,8 +495,9 @@ def nm_defect(scores: np.ndarray, intended: np.ndarray, official: np.ndarray, la
     axes[2].set_xlabel(f"flattened C_in·k·k index of {layer} (first {cols})")
     ax = fig.add_subplot(grid[3])
     xs = np.arange(len(defect))
-    ax.bar(xs, defect["chosen_mass"] / defect["intended_mass"], color="tab:red", label="official mask")
-    ax.plot(xs, n / m * defect["total_mass"] / defect["intended_mass"], "k_", markersize=12,
+    shares = nm_shares(defect, n, m)
+    ax.bar(xs, shares["chosen_mass"], color="tab:red", label="official mask")
+    ax.plot(xs, shares["random_mass"], "k_", markersize=12,
             label=f"random {n}:{m} mask (expected)")
     ax.axhline(1.0, color="tab:green", lw=1, label="intended mask")
     ax.set_xticks(xs, [str(name) for name in defect.index], rotation=60, ha="right", fontsize=8)
@@ -674,11 +660,8 @@ def gradient_difference(diff: Mapping[str, Any], fractions: Sequence[float], sha
         raise ValueError("diff holds no entries")
     fig, (ax_share, ax_hist, ax_layer) = plt.subplots(1, 3, figsize=(15, 4.8), width_ratios=[1, 1, 1.5],
                                                       layout="constrained")
-    squares = np.sort(flat ** 2)[::-1]
-    cumulative = np.cumsum(squares) / squares.sum()
-    positions = np.unique(np.geomspace(1, len(squares), 400).astype(int)) - 1
-    ax_share.plot((positions + 1) / len(squares), cumulative[positions], color=color, label="$g_{SAM} - g$")
-    even = np.geomspace(1 / len(squares), 1, 200)
+    ax_share.plot(*concentration_curve(flat), color=color, label="$g_{SAM} - g$")
+    even = np.geomspace(1 / len(flat), 1, 200)
     ax_share.plot(even, even, "k--", lw=1, label="evenly spread")
     for f, share in zip(fractions, shares):
         ax_share.plot(f, share, "o", color="black", ms=4)
@@ -691,12 +674,9 @@ def gradient_difference(diff: Mapping[str, Any], fractions: Sequence[float], sha
     ax_hist.hist(positive, bins=bins, color=color, alpha=0.8)
     ax_hist.set(xscale="log", yscale="log", xlabel="|g_SAM − g| per entry (loss units per weight unit)",
                 ylabel="number of entries", title="(b) Distribution over entries")
-    layers: dict[str, list[np.ndarray]] = {}
-    for name, d in diff.items():
-        layers.setdefault(name.rsplit(".", 1)[0], []).append(np.abs(np.asarray(d, dtype=float)).ravel())
-    names = list(layers)
-    means = [float(np.concatenate(v).mean()) for v in layers.values()]
-    ax_layer.bar(range(len(names)), means, color=["tab:purple" if n in norm_layers else color for n in names])
+    means = layer_means(diff)
+    names = list(means)
+    ax_layer.bar(range(len(names)), list(means.values()), color=["tab:purple" if n in norm_layers else color for n in names])
     ax_layer.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax_layer.set(yscale="log", ylabel="mean |g_SAM − g| in the layer",
                  title="(c) Per layer: convolution / linear, BatchNorm in purple")
