@@ -264,7 +264,7 @@ def declared_claims(content: Mapping[str, Any], source: str = "the margins") -> 
 
 def verdicts_frame(verdicts: Mapping[str, Verdict]) -> pd.DataFrame:
     """One row per claim (``claim``, the fields of :class:`Verdict` and its ``text``), in the given order:
-    the input of :func:`sparsam.book.plots.claims_figure` and of the claims table."""
+    the input of :func:`sparsam.book.figures.claims.claims_figure` and of the claims table."""
     rows = [{"claim": name, **verdict.as_dict(), "text": verdict.text()} for name, verdict in verdicts.items()]
     columns = ["claim", *(f.name for f in dataclasses.fields(Verdict)), "text"]
     return pd.DataFrame(rows, columns=columns)
