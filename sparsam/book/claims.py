@@ -200,7 +200,7 @@ def correctness(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapp
 
 
 def claims_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The rows as a frame: the input of :func:`sparsam.book.plots.claims_figure` and :func:`display_table`."""
+    """The rows as a frame: the input of :func:`sparsam.book.figures.claims.claims_figure` and :func:`display_table`."""
     columns = [*verdicts_frame({}).columns, *EXTRA_COLUMNS]
     return pd.DataFrame(list(rows), columns=columns)
 
@@ -323,7 +323,7 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_verdicts(frame: pd.DataFrame, chapter: str, profile: str, folder: str | Path | None = None) -> Path:
-    """Write a chapter's verdicts frame (the input of :func:`sparsam.book.plots.claims_figure`) to
+    """Write a chapter's verdicts frame (the input of :func:`sparsam.book.figures.claims.claims_figure`) to
     ``folder/<chapter>.json`` (default: the book's ``results/claims/``) with the chapter's name and the
     profile it ran under; returns the path."""
     check_choice("chapter", chapter, tuple(profiles.table()))
@@ -410,7 +410,8 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     chapter's declared ones, :func:`sparsam.book.registry.texts`). The figure's line (``fig_claims_<glue>_source``,
     :func:`sparsam.book.captions.glue_figure`) names its comparisons (:func:`sparsam.book.captions.claims_source`),
     then ``source``, by default the records ``used`` (:func:`sparsam.book.captions.figure_source`)."""
-    from . import captions, plots
+    from . import captions
+    from .figures.claims import claims_figure
 
     declared = registry.chapter(chapter)
     keys = [c.key for c in registry.claims() if c.chapter == chapter and c.rows]
@@ -440,5 +441,5 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     if source is None and used is not None:
         source = captions.figure_source(used)
     line = captions.claims_source(frame) + ("" if source is None else f" {source}")
-    captions.glue_figure(f"fig_claims_{declared.glue}", plots.claims_figure(frame), line, glue)
+    captions.glue_figure(f"fig_claims_{declared.glue}", claims_figure(frame), line, glue)
     return Published(frame, table, statuses)

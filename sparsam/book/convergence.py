@@ -20,13 +20,15 @@ per-seed slopes: **converging** when both intervals lie wholly on the passing si
 thresholds, **not converging** when either lies wholly on the failing side, otherwise
 **inconclusive**; fewer seeds are always inconclusive. The negative control (constant :math:`\rho`
 and constant step size, for which the bound does not go to zero) and a sequence with a constant
-floor must read "not converging"; ``tests/test_analysis.py`` checks both.
+floor must read "not converging"; ``tests/test_analysis.py`` checks both. :func:`running_mean_interval` gives
+the running mean over seeds that chapter 1's figure draws.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -101,6 +103,20 @@ def _as_runs(grad_sq: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(runs)) or np.any(runs < 0):
         raise ValueError("grad_sq must hold finite, non-negative squared gradient norms")
     return runs
+
+
+def running_mean_interval(grad_sq: np.ndarray, at: Sequence[int] | None = None, level: float = 0.95
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The running mean ``R_T`` of each seed's ``grad_sq[seed, t - 1]`` = ‖∇f(w_t)‖² at the steps ``T`` of ``at``
+    (default: every step): its mean over seeds and the bounds of its t-interval at ``level`` over seeds
+    (:func:`sparsam.book.stats.mean_interval`; NaN for one seed), one value per step of ``at``."""
+    runs = _as_runs(grad_sq)
+    running = np.cumsum(runs, axis=1) / np.arange(1, runs.shape[1] + 1)
+    steps = np.arange(1, runs.shape[1] + 1) if at is None else np.asarray(at, dtype=int)
+    if steps.ndim != 1 or np.any(steps < 1) or np.any(steps > runs.shape[1]):
+        raise ValueError(f"at must hold steps between 1 and {runs.shape[1]}, got {np.asarray(at).tolist()}")
+    summary = np.array([mean_interval(running[:, t - 1], level) for t in steps]).reshape(-1, 3)
+    return summary[:, 0], summary[:, 1], summary[:, 2]
 
 
 def assess(grad_sq: np.ndarray, *, start: float = START, tolerance: float = TOLERANCE,

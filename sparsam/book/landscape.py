@@ -13,7 +13,9 @@ dict through :func:`torch.func.functional_call` (the module itself is never modi
   scales of :func:`normalizing_scales`, of the Hessian in normalised weights ``D H D``, which does not
   change when the weights before a BatchNorm are rescaled;
 - :func:`sam_gradient` and :func:`top_share`: the SAM gradient ``∇L(w + ρ g/‖g‖)`` next to
-  ``g = ∇L(w)`` and how concentrated their difference is (the papers' Fig. 1).
+  ``g = ∇L(w)`` and how concentrated their difference is (the papers' Fig. 1), read from the one
+  :func:`cumulative_share`; :func:`concentration_curve` and :func:`layer_means`, what chapter 6's figure of
+  the difference draws.
 
 All randomness comes from an explicit :class:`torch.Generator`, so every result is a function of
 its seed.
@@ -26,6 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -291,18 +294,44 @@ def sam_gradient(gradient: Callable[[Params], Params], params: Params, rho: floa
     return g, gradient(axpy(eps_scale, g, params))
 
 
+def cumulative_share(values: np.ndarray) -> np.ndarray:
+    """Share of ``Σ values²`` carried by the ``k`` largest entries of ``values`` by magnitude, for k = 1..n
+    (NaN where every entry is zero)."""
+    squares = np.sort(np.square(np.asarray(values, dtype=float).ravel()))[::-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.cumsum(squares) / squares.sum()
+
+
 def top_share(values: Tensor, fractions: Sequence[float]) -> list[float]:
     """Share of ``Σ values²`` carried by the largest ``f`` fraction of entries, for each ``f``.
 
     The top ``ceil(f n)`` entries by magnitude are counted (at least one). A share far above ``f``
     means the mass is concentrated in few entries.
     """
-    squares = values.detach().double().flatten().square().sort(descending=True).values
-    total = float(squares.sum())
-    cumulative = squares.cumsum(0)
+    shares = cumulative_share(values.detach().double().flatten().cpu().numpy())
     out = []
     for f in fractions:
         check_range("fraction", f, 0.0, 1.0, low_open=True, high_open=False)
-        k = max(1, math.ceil(f * len(squares)))
-        out.append(float(cumulative[k - 1]) / total if total > 0 else float("nan"))
+        k = max(1, math.ceil(f * len(shares)))
+        out.append(float(shares[k - 1]))
     return out
+
+
+def concentration_curve(values: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`cumulative_share` of ``values`` at about ``points`` ranks spaced evenly on a log scale (the first
+    and the last included): the fractions of entries ``k / n`` and the shares they carry."""
+    check_int("points", points, 2)
+    shares = cumulative_share(values)
+    if shares.size == 0:
+        raise ValueError("values holds no entries")
+    ranks = np.unique(np.geomspace(1, len(shares), points).astype(int))
+    return ranks / len(shares), shares[ranks - 1]
+
+
+def layer_means(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The mean magnitude of the entries of each layer of ``values`` (parameter name -> array; a layer is the name
+    without its last part, e.g. ``layer1.0.conv1`` of ``layer1.0.conv1.weight``), in the order of the names."""
+    layers: dict[str, list[np.ndarray]] = {}
+    for name, value in values.items():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(np.abs(np.asarray(value, dtype=float)).ravel())
+    return {name: float(np.concatenate(parts).mean()) for name, parts in layers.items()}

@@ -165,13 +165,20 @@ def nm_defect(scores: Sequence[Tensor], chosen: Sequence[Tensor], intended: Sequ
                         columns=["groups", "wrong_groups", "chosen_mass", "intended_mass", "total_mass"])
 
 
-def nm_summary(defect: pd.DataFrame, n: int, m: int) -> pd.Series:
-    """Totals of an :func:`nm_defect` table: the share of wrong groups, the score kept by the chosen mask
-    as a fraction of the intended mask's, and the expected fraction of a random N:M mask (``n/m`` of
-    the total score); NaN where a denominator is zero (e.g. no rows)."""
+def nm_shares(defect: pd.DataFrame, n: int, m: int) -> pd.DataFrame:
+    """Per row of an :func:`nm_defect` table: the share of wrong groups (``wrong_groups``), the score kept by the
+    chosen mask as a fraction of the intended mask's (``chosen_mass``), and the expected fraction of a random N:M
+    mask (``random_mass``, ``n/m`` of the total score); NaN (or inf) where a denominator is zero."""
     patterns._check_n_m(n, m)
-    total = defect.sum()
+    values = defect[["groups", "wrong_groups", "chosen_mass", "intended_mass", "total_mass"]].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return pd.Series({"wrong_groups": np.float64(total["wrong_groups"]) / total["groups"],
-                          "chosen_mass": np.float64(total["chosen_mass"]) / total["intended_mass"],
-                          "random_mass": n / m * np.float64(total["total_mass"]) / total["intended_mass"]})
+        return pd.DataFrame({"wrong_groups": values["wrong_groups"] / values["groups"],
+                             "chosen_mass": values["chosen_mass"] / values["intended_mass"],
+                             "random_mass": n / m * values["total_mass"] / values["intended_mass"]})
+
+
+def nm_summary(defect: pd.DataFrame, n: int, m: int) -> pd.Series:
+    """Totals of an :func:`nm_defect` table, as :func:`nm_shares` reads a row: the share of wrong groups, the score
+    kept by the chosen mask as a fraction of the intended mask's, and the expected fraction of a random N:M mask
+    (``n/m`` of the total score); NaN where a denominator is zero (e.g. no rows)."""
+    return nm_shares(defect.sum().to_frame().T, n, m).iloc[0].rename(None)

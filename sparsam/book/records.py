@@ -229,7 +229,7 @@ def cost_summary(frame: pd.DataFrame, value: str = "final_test_acc", time: str =
     step over the SGD runs' mean (``cost_low``/``cost_high``: its interval over seeds) and
     ``mean``/``low``/``high``/``n`` of ``value``.
 
-    ``frame`` must hold SGD runs of the same setting; the input of :func:`sparsam.book.plots.pareto`.
+    ``frame`` must hold SGD runs of the same setting; the input of :func:`sparsam.book.figures.cost.pareto`.
     """
     sgd = frame.loc[frame["optimizer"] == "sgd", time].dropna()
     if sgd.empty:

@@ -152,7 +152,7 @@ def pareto_points(scale: Scale, registered: studies.Study, frame: pd.DataFrame,
                   root: str | Path | None = None) -> pd.DataFrame:
     """Per configuration: test accuracy (mean, 95% interval over the seeds of the records) and the scale's cost of
     a step in SGD steps, with ``on_front`` marking the Pareto front of the means (the input of
-    :func:`sparsam.book.plots.pareto`). The cost is the registered measurement's where the scale has one (its
+    :func:`sparsam.book.figures.cost.pareto`). The cost is the registered measurement's where the scale has one (its
     ratios to SGD in the same round, geometric mean and 95% interval over rounds, for the configurations it
     measured, cheapest first; a record that is not the registered measurement is an error), otherwise the
     records' time per step (:func:`sparsam.book.study.pareto_points`)."""

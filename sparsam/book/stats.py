@@ -20,7 +20,8 @@ t-test of "gain ≤ −δ" against "gain > −δ"; the rule above reads "reprodu
 comparisons together: Holm's step-down at family-wise error 1 − level (5%), the simultaneous
 (Bonferroni) interval at level 1 − (1 − level)/m, and the premise rule (a non-inferiority verdict
 against a reference stands only when the reference is shown better than the baseline in the same
-family). :func:`power`, :func:`seeds_for_power` and :func:`detectable_difference` plan the seeds.
+family). :func:`power`, :func:`seeds_for_power` and :func:`detectable_difference` plan the seeds
+(:func:`detectable_differences`: the detectable difference of several paired SDs against the number of seeds).
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def declared_claims(content: Mapping[str, Any], source: str = "the margins") -> 
 
 def verdicts_frame(verdicts: Mapping[str, Verdict]) -> pd.DataFrame:
     """One row per claim (``claim``, the fields of :class:`Verdict` and its ``text``), in the given order:
-    the input of :func:`sparsam.book.plots.claims_figure` and of the claims table."""
+    the input of :func:`sparsam.book.figures.claims.claims_figure` and of the claims table."""
     rows = [{"claim": name, **verdict.as_dict(), "text": verdict.text()} for name, verdict in verdicts.items()]
     columns = ["claim", *(f.name for f in dataclasses.fields(Verdict)), "text"]
     return pd.DataFrame(rows, columns=columns)
@@ -419,3 +420,29 @@ def detectable_difference(n: int, sd: float, *, target: float = 0.8, alpha: floa
     while power(n, high, sd, alpha=alpha) < target:
         high *= 2
     return float(brentq(lambda d: power(n, d, sd, alpha=alpha) - target, 0.0, high, xtol=1e-12 * sd))
+
+
+def detectable_differences(sds: Mapping[str, float], *, margin: float, seeds: int, target: float = 0.8,
+                           alpha: float = 0.025, max_seeds: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The :func:`detectable_difference` (pp) against the number of seeds, one column per paired SD of ``sds``
+    (label -> SD in pp), indexed by the seeds from 2 to ``max_seeds`` (default: a little beyond the largest number
+    needed, and beyond ``seeds``, the study's); and, per label, the seeds that decide a method equal to its reference
+    non-inferior at ``margin`` with power ``target`` (:func:`seeds_for_power`; a one-sided paired t-test at ``alpha``).
+    The input of :func:`sparsam.book.figures.claims.detectable_difference_figure`."""
+    if not sds:
+        raise ValueError("sds must name at least one paired SD")
+    for name, sd in sds.items():
+        if not (isinstance(sd, (int, float)) and np.isfinite(sd) and sd > 0):
+            raise ValueError(f"sds[{name!r}] must be a positive finite SD in pp, got {sd!r}")
+    if not (isinstance(margin, (int, float)) and np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a positive number of pp, got {margin!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
+        raise ValueError(f"seeds must be an integer >= 2, got {seeds!r}")
+    needed = {name: seeds_for_power(margin, sd, target=target, alpha=alpha) for name, sd in sds.items()}
+    top = max_seeds if max_seeds is not None else int(max(max(needed.values()), seeds) * 1.25) + 2
+    if isinstance(top, bool) or not isinstance(top, int) or top < max(seeds, 2) + 1:
+        raise ValueError(f"max_seeds must be an integer above seeds={seeds}, got {max_seeds!r}")
+    n = np.arange(2, top + 1)
+    curves = pd.DataFrame({name: [detectable_difference(int(k), float(sd), target=target, alpha=alpha) for k in n]
+                           for name, sd in sds.items()}, index=pd.Index(n, name="seeds"))
+    return curves, needed

@@ -40,7 +40,7 @@ USER_ERRORS = (ValueError, OSError, Locked, ImportError)
 LAYERS = """the package, in layers (imports only point down):
   sparsam.optim, sparsam.masks   the optimizers and their masks (torch and numpy only)
   sparsam.experiment             configurations, data, models, training, run store, grids, sweeps
-  sparsam.book                   statistics, records, claims, plots, the chapters' measurements
+  sparsam.book                   statistics, records, claims, figures, the chapters' measurements
   sparsam.cli                    this command line, the only part that imports every layer
 runs and records go where --runs-dir / --store say, else $SPARSAM_RUNS / $SPARSAM_STORE, else runs/ and
 results/runs/ under the current directory"""

@@ -13,7 +13,7 @@ import torch
 
 from sparsam.book.records import cost_summary, method_label, metrics_frame, paired, records_frame, summarize
 
-from sparsam.book import convergence
+from sparsam.book import convergence, stats
 
 from sparsam.book import claims, flatness
 from sparsam.book import stats
@@ -220,6 +220,21 @@ def test_fewer_than_three_seeds_are_inconclusive():
     runs = _noisy(np.random.default_rng(3), 1 / np.sqrt(t), 2)
     assert convergence.classify(runs) == "inconclusive"
     assert convergence.classify(np.concatenate([runs, runs[:1] * 1.01]), min_n=3) == "converging"
+
+
+def test_running_mean_interval_is_the_t_interval_over_seeds_of_each_running_mean():
+    runs = np.random.default_rng(4).uniform(0.5, 1.5, (3, 50))
+    at = [1, 7, 50]
+    mean, low, high = convergence.running_mean_interval(runs, at, level=0.9)
+    for i, t in enumerate(at):
+        assert (mean[i], low[i], high[i]) == pytest.approx(stats.mean_interval(runs[:, :t].mean(axis=1), 0.9),
+                                                           rel=1e-12)
+    assert low[0] < mean[0] < high[0]
+    mean, low, high = convergence.running_mean_interval(runs[:1])  # one seed: its running mean, no interval
+    assert np.allclose(mean, np.cumsum(runs[0]) / np.arange(1, 51), rtol=1e-15) and np.isnan(low).all()
+    assert np.isnan(high).all() and len(mean) == 50
+    with pytest.raises(ValueError, match="at must hold steps between 1 and 50"):
+        convergence.running_mean_interval(runs, [0, 51])
 
 
 @pytest.mark.parametrize("values, message", [

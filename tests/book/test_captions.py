@@ -184,6 +184,6 @@ def test_the_notebook_check_finds_a_figure_without_its_line(tmp_path):
     assert figure_lines(notebook(good_md, 'captions.glue_figure("fig_a", fig, "made up")'))[1] == {
         "fig_a": False}
     assert figure_lines(notebook(good_md, 'glue("fig_a", fig, display=False)'))[2] != []
-    assert figure_lines(notebook(good_md, "plots.fisher_times(t, 'x')\nplt.show()"))[2] != []
+    assert figure_lines(notebook(good_md, "figures.cost.fisher_times(t, 'x')\nplt.show()"))[2] != []
     line = 'measured = captions.measured_source("x")\ncaptions.show(fig, measured)'
     assert figure_lines(notebook(good_md, good + "\n" + line))[2] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -165,6 +166,24 @@ def test_sam_gradient_and_top_share():
     assert shares == pytest.approx([16 / 25, 1.0, 1.0])
     with pytest.raises(ValueError, match="fraction"):
         ls.top_share(torch.ones(3), [0.0])
+
+
+def test_the_concentration_curve_and_the_layer_means_of_a_difference():
+    values = np.array([3.0, 0.0, -4.0, 0.0])
+    assert ls.cumulative_share(values).tolist() == [16 / 25, 1.0, 1.0, 1.0]  # largest first: 16 of 25, then 9
+    assert np.isnan(ls.cumulative_share(np.zeros(3))).all()
+    fractions, shares = ls.concentration_curve(values, points=50)
+    assert fractions.tolist() == [0.25, 0.5, 0.75, 1.0] and shares.tolist() == [16 / 25, 1.0, 1.0, 1.0]
+    big = np.random.default_rng(0).standard_normal(100_000) ** 3
+    fractions, shares = ls.concentration_curve(big)
+    assert fractions[0] == 1e-5 and fractions[-1] == 1.0 and 300 < len(fractions) <= 400
+    assert np.all(np.diff(fractions) > 0) and np.all(np.diff(shares) >= 0) and shares[-1] == pytest.approx(1.0)
+    assert ls.top_share(torch.from_numpy(big), [0.01]) == pytest.approx([ls.cumulative_share(big)[999]], rel=1e-15)
+    with pytest.raises(ValueError, match="no entries"):
+        ls.concentration_curve(np.array([]))
+    means = ls.layer_means({"conv.weight": np.array([[1.0, -3.0]]), "conv.bias": np.array([-2.0]),
+                            "fc.weight": np.array([4.0])})
+    assert means == {"conv": 2.0, "fc": 4.0}
 
 
 # --- the scale-free measure: the Hessian in normalised weights --------------------------------------

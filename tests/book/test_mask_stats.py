@@ -96,6 +96,19 @@ def test_nm_defect_counts_full_groups_only():
     assert four["wrong_groups"].tolist() == [3]
 
 
+def test_nm_shares_read_each_row_as_nm_summary_reads_the_totals():
+    defect = pd.DataFrame({"groups": [4, 2], "wrong_groups": [1, 0], "chosen_mass": [1.0, 3.0],
+                           "intended_mass": [2.0, 4.0], "total_mass": [3.0, 6.0]}, index=["a", "b"])
+    shares = mask_stats.nm_shares(defect, 2, 4)
+    assert shares.index.tolist() == ["a", "b"]
+    assert shares.to_dict("index") == {"a": {"wrong_groups": 0.25, "chosen_mass": 0.5, "random_mass": 0.75},
+                                       "b": {"wrong_groups": 0.0, "chosen_mass": 0.75, "random_mass": 0.75}}
+    for name in ("a", "b"):
+        assert mask_stats.nm_summary(defect.loc[[name]], 2, 4).to_dict() == shares.loc[name].to_dict()
+    assert mask_stats.nm_summary(defect, 2, 4).to_dict() == {"wrong_groups": 1 / 6, "chosen_mass": 4 / 6,
+                                                             "random_mass": 0.5 * 9 / 6}
+
+
 def test_nm_summary_of_no_rows_is_nan():
     empty = mask_stats.nm_defect([], [], [], 2, 4)
     assert empty.empty and list(empty.columns) == ["groups", "wrong_groups", "chosen_mass", "intended_mass",

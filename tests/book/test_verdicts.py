@@ -429,3 +429,18 @@ def test_seeds_for_power_is_the_fewest_seeds_and_detectable_difference_inverts_p
         stats.power(1, 0.5, 1.0)
     with pytest.raises(ValueError, match="more than max_n=50 seeds"):
         stats.seeds_for_power(0.01, 1.0, max_n=50)
+
+
+def test_detectable_differences_are_the_detectable_difference_at_every_number_of_seeds():
+    curves, needed = stats.detectable_differences({"pilot": 0.59, "study": 1.15}, margin=0.5, seeds=5)
+    assert needed == {"pilot": stats.seeds_for_power(0.5, 0.59), "study": stats.seeds_for_power(0.5, 1.15)}
+    assert list(curves.columns) == ["pilot", "study"] and curves.index.name == "seeds"
+    top = int(max(*needed.values(), 5) * 1.25) + 2  # a little beyond the largest number needed
+    assert curves.index.tolist() == list(range(2, top + 1))
+    for name, sd in (("pilot", 0.59), ("study", 1.15)):
+        assert curves[name].tolist() == [stats.detectable_difference(n, sd) for n in curves.index]
+        assert curves.loc[needed[name], name] <= 0.5 < curves.loc[needed[name] - 1, name]  # crosses the margin there
+    assert stats.detectable_differences({"a": 0.1}, margin=0.5, seeds=5, max_seeds=9)[0].index.tolist() == \
+        list(range(2, 10))
+    with pytest.raises(ValueError, match="max_seeds must be an integer above seeds=5"):
+        stats.detectable_differences({"a": 0.1}, margin=0.5, seeds=5, max_seeds=5)
