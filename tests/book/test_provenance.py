@@ -52,16 +52,18 @@ def _spec() -> dict:
 REPLACED = {"cost": {"registered": REGISTERED_WORDS, "by": RULE_FILE, "reason": "the records' loads differed"}}
 
 
-def _repository(tmp_path: Path, replaced_on: str) -> Path:
+def _repository(tmp_path: Path, replaced_on: str, declared: str | None = None) -> Path:
     """A git history: the registration committed on 2030-01-01, its cost rule replaced on ``replaced_on`` (the
-    rule's file and the study file's added_after_the_runs.replaced, in one commit)."""
+    rule's file and the study file's added_after_the_runs.replaced, in one commit), the file declaring that day
+    (or ``declared``) as the day of both."""
+    day = declared or replaced_on
+    reading = {"date": day, "note": "n", "replaced": {"cost": {**REPLACED["cost"], "date": day}}}
     _git(tmp_path, "init", "-q")
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(_spec(), sort_keys=False))
     _git(tmp_path, "add", "study.yaml")
     _git(tmp_path, "commit", "-qm", "registered")
-    path.write_text(yaml.safe_dump({**_spec(), "added_after_the_runs": {"note": "n", "replaced": REPLACED}},
-                                   sort_keys=False))
+    path.write_text(yaml.safe_dump({**_spec(), "added_after_the_runs": reading}, sort_keys=False))
     (tmp_path / RULE_FILE).write_text("rule: interleaved\n")
     _git(tmp_path, "add", "study.yaml", RULE_FILE)
     _git(tmp_path, "commit", "-qm", "cost rule replaced", date=f"{replaced_on}T12:00:00")
@@ -181,7 +183,7 @@ def test_without_the_replacement_the_same_rows_are_registered_and_decide_alone(t
                                  cost=_cost_rows(registered))
 
 
-def test_a_comparison_added_after_the_runs_is_dated_by_the_commit_that_added_the_section(tmp_path):
+def test_a_comparison_added_after_the_runs_carries_the_sections_declared_date_which_git_confirms(tmp_path):
     path = _repository(tmp_path, "2030-02-01")
     spec = yaml.safe_load(path.read_text())
     spec["added_after_the_runs"]["comparisons"] = [{"claim": ACCURACY, "a": "cand", "b": "sgd"}]
@@ -189,10 +191,48 @@ def test_a_comparison_added_after_the_runs_is_dated_by_the_commit_that_added_the
     _git(tmp_path, "commit", "-qam", "a comparison", date="2030-03-01T12:00:00")
     registered = study.load_study(path)
     added = registered.provenance(registered.added[0])
-    assert (added.kind, added.date, added.reason) == (claims.ADDED, "2030-02-01", "n")  # the section's first commit
+    assert (added.kind, added.date, added.reason) == (claims.ADDED, "2030-02-01", "n")
     assert registered.provenance(registered.comparisons[0]) == claims.Provenance()
     assert registered.provenance(registered.comparisons[1], replaced=False).registered  # its registered rule
     assert registered.provenance(registered.comparisons[1]).date == "2030-02-01"
+    # git's days agree: the section's first commit (not the later one that added a comparison), the rule file's
+    assert study.dates_against_git(registered) == {"added_after_the_runs": ("2030-02-01", "2030-02-01"),
+                                                   "replaced.cost": ("2030-02-01", "2030-02-01")}
+    # a copy outside git reads the same dates from the file, where git can say nothing
+    (tmp_path / "copy").mkdir()
+    for name in ("study.yaml", RULE_FILE):
+        (tmp_path / "copy" / name).write_text((tmp_path / name).read_text())
+    copied = study.load_study(tmp_path / "copy" / "study.yaml")
+    assert copied.provenance(copied.added[0]) == added
+    assert study.dates_against_git(copied) == {"added_after_the_runs": ("2030-02-01", "unknown"),
+                                               "replaced.cost": ("2030-02-01", "unknown")}
+
+
+def test_a_declared_date_that_git_contradicts_is_reported_and_a_missing_or_bad_one_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    registered = study.load_study(_repository(tmp_path / "a", "2030-02-01", declared="2030-01-20"))
+    assert study.dates_against_git(registered) == {"added_after_the_runs": ("2030-01-20", "2030-02-01"),
+                                                   "replaced.cost": ("2030-01-20", "2030-02-01")}
+    reading = {"note": "n", "replaced": {"cost": {**REPLACED["cost"], "date": "2030-02-01"}}}
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "b" / "study.yaml"
+    path.write_text(yaml.safe_dump({**_spec(), "added_after_the_runs": reading}))
+    with pytest.raises(ValueError, match=r"^added_after_the_runs\.date: give the day"):
+        study.load_study(path)
+    path.write_text(yaml.safe_dump({**_spec(), "added_after_the_runs": {**reading, "date": "2030-2-1"}}))
+    with pytest.raises(ValueError, match=r"^added_after_the_runs\.date must be a day YYYY-MM-DD, got '2030-2-1'"):
+        study.load_study(path)
+    replaced = {"cost": {**REPLACED["cost"], "date": "soon"}}
+    path.write_text(yaml.safe_dump({**_spec(), "added_after_the_runs": {**reading, "date": "2030-02-01",
+                                                                        "replaced": replaced}}))
+    with pytest.raises(ValueError, match=r"^added_after_the_runs\.replaced\.cost\.date must be a day"):
+        study.load_study(path)
+
+
+def test_the_cpu_studys_declared_dates_are_the_days_git_committed_them():
+    dates = study.dates_against_git(study.load_study(CPU_STUDY))
+    assert set(dates) == {"added_after_the_runs", "replaced.cost"}
+    assert all(declared == from_git for declared, from_git in dates.values()), dates
 
 
 def test_the_cpu_studys_registered_cost_reading_equals_an_independent_computation():

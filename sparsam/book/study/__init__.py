@@ -21,14 +21,14 @@ from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_ST
                        decide_comparisons_interleaved, does_sams_work, paired_sds, pareto_points, premises, progress,
                        progress_text, record_scale, recorded_below, rerun_estimate, runs_dates, study_frame)
 from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Replacement, Study,
-                    added_on, comparison_label,
+                    added_on, comparison_label, dates_against_git,
                     is_registration, load_candidates, load_cost_registration, load_study, own_margins, pinned_rule,
                     registered_at, registration_commit, runs_before_registration)
 from .pilot import pilot_paired_sd, pilot_verdicts
 
 __all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS", "MARGIN_FIELDS", "NOT_IN_STUDY",
            "READINGS", "TIMES", "VALUES", "Candidates", "Comparison", "CostRegistration", "Replacement", "Study",
-           "added_on", "answer",
+           "added_on", "answer", "dates_against_git",
            "audit_frame", "book_statuses", "claim_rules", "claim_scales", "claim_statuses", "comparison_label",
            "configuration_table",
            "decide_comparisons", "decide_comparisons_interleaved", "does_sams_work", "family_text",

@@ -34,7 +34,7 @@ CORRECTIONS = ("none", "holm")  # what a registration names for its family: no c
 ADDED_KEYS = ("regime", "seeds", "configurations", "comparisons", "margins", "correction", "pilot_result")
 REFERENCE = "sgd"  # the configuration a cost is measured in units of
 AFTER_THE_RUNS = "added_after_the_runs"  # the section of a study file that holds what was added after its runs
-AFTER_THE_RUNS_FIELDS = ("note", "comparisons", "margins", "replaced")  # what that section may hold
+AFTER_THE_RUNS_FIELDS = ("date", "note", "comparisons", "margins", "replaced")  # what that section may hold
 REPLACEABLE = {"cost": "ratio"}  # a registered rule a study may replace after its runs -> the unit of its claims
 # the unit a cost registration names for a study on each kind of device (sparsam.book.study.cost.CLOCKS)
 DEVICE_UNITS = {"cpu": "process-CPU seconds per training step, one thread",
@@ -82,13 +82,15 @@ class Comparison:
 class Replacement:
     """A rule of the registration replaced after the runs (``added_after_the_runs.replaced`` of a study file):
     ``what`` it decides (one of :data:`REPLACEABLE`: "cost", the comparisons whose claims are in unit "ratio"), the
-    ``registered`` rule in words, the file that holds the rule replacing it (``by``, relative to the book's root:
-    its first commit dates the replacement) and the ``reason``."""
+    ``registered`` rule in words, the file that holds the rule replacing it (``by``, relative to the book's root),
+    the ``date`` it was replaced (YYYY-MM-DD, declared; :func:`dates_against_git` checks it against the day git
+    first committed ``by``) and the ``reason``."""
 
     what: str
     registered: str
     by: Path
     reason: str
+    date: str
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class Study:
     pilot: dict[str, Any]
     correction: str = "none"             # what the registration named for its family (CORRECTIONS)
     added: tuple[Comparison, ...] = ()   # comparisons added after the runs, read in the same family
-    reading_note: str = ""               # why and when the family-wise reading was added
+    reading_note: str = ""               # why the family-wise reading was added
+    reading_date: str = ""               # the day it was added (YYYY-MM-DD, declared in the study file)
     # the rule of each claim it decides by (sparsam.book.stats.declared_claims): its own margins, or a margins file's
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
     replaced: dict[str, Replacement] = field(default_factory=dict)  # registered rules replaced after the runs
@@ -118,18 +121,16 @@ class Study:
 
     def provenance(self, comparison: Comparison, replaced: bool = True) -> Provenance:
         """Where the rule that decides ``comparison`` comes from: added after the runs for a comparison the
-        registration did not make (dated by the commit that added the file's ``added_after_the_runs``, for the
-        reason of its note) and, where ``replaced`` (its registered rule is not the one applied), for one whose
-        registered rule was replaced (dated by the first commit of the replacement's file, for its reason);
-        registered otherwise. Dates come from git ("unknown" outside git or for a study built in memory)."""
+        registration did not make (on the date and for the reason of the file's ``added_after_the_runs``) and,
+        where ``replaced`` (its registered rule is not the one applied), for one whose registered rule was
+        replaced (on the replacement's date, for its reason); registered otherwise. The dates are the study
+        file's own, so a copy of it outside git reads as the book does (:func:`dates_against_git` checks them)."""
         if not self.registered(comparison):
-            date = "unknown" if self.path is None else added_on(self.path, f"{AFTER_THE_RUNS}:")
-            return Provenance(ADDED, date, self.reading_note)
+            return Provenance(ADDED, self.reading_date, self.reading_note)
         found = self.replacement(comparison) if replaced else None
         if found is None:
             return Provenance()
-        date = "unknown" if self.path is None else added_on(in_book(self.path, found.by))
-        return Provenance(ADDED, date, found.reason, found.registered)
+        return Provenance(ADDED, found.date, found.reason, found.registered)
 
     @property
     def family(self) -> tuple[Comparison, ...]:
@@ -207,8 +208,12 @@ def load_study(path: str | Path | None = None, margins: str | Path | Margins | N
             if differs:
                 raise ValueError(f"claim {claim!r}: the study's pinned margin ({', '.join(differs)}) differs from "
                                  f"{source}")
+    if reading and "date" not in reading:
+        raise ValueError(f"{AFTER_THE_RUNS}.date: give the day the section was added (YYYY-MM-DD)")
+    reading_date = _date(f"{AFTER_THE_RUNS}.date", reading["date"]) if reading else ""
     study = Study(dict(spec["regime"]), configurations, comparisons, dict(spec["margins"]), dict(spec["pilot"]),
-                  correction, added, " ".join(str(reading.get("note", "")).split()), declared, replaced, path)
+                  correction, added, " ".join(str(reading.get("note", "")).split()), reading_date, declared,
+                  replaced, path)
     study.configs()  # every configuration must be valid
     for c in study.family:
         for name in c.names:
@@ -256,16 +261,45 @@ def own_margins(spec: Mapping[str, Any], name: str = "the study") -> dict[str, d
 
 def _replacement(what: str, entry: Any) -> Replacement:
     """One entry of ``added_after_the_runs.replaced``: ``registered`` (the registered rule, in words), ``by`` (the
-    file of the rule replacing it) and ``reason``, each given."""
+    file of the rule replacing it), ``date`` (YYYY-MM-DD) and ``reason``, each given."""
     if what not in REPLACEABLE:
         raise ValueError(f"{AFTER_THE_RUNS}.replaced: what is replaced must be one of {', '.join(REPLACEABLE)}, "
                          f"got {what!r}")
-    fields = ("registered", "by", "reason")
+    fields = ("registered", "by", "date", "reason")
     if not isinstance(entry, Mapping) or sorted(entry) != sorted(fields) or not all(entry[k] for k in fields):
         raise ValueError(f"{AFTER_THE_RUNS}.replaced.{what} must give {', '.join(fields)} (each not empty), "
                          f"got {entry!r}")
     return Replacement(what, " ".join(str(entry["registered"]).split()), Path(str(entry["by"])),
-                       " ".join(str(entry["reason"]).split()))
+                       " ".join(str(entry["reason"]).split()),
+                       _date(f"{AFTER_THE_RUNS}.replaced.{what}.date", entry["date"]))
+
+
+def _date(name: str, value: Any) -> str:
+    """A declared day as ``YYYY-MM-DD`` (YAML reads an unquoted one as a date), or a one-line error naming it."""
+    import datetime
+
+    text = value.isoformat() if isinstance(value, datetime.date) else str(value)
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a day YYYY-MM-DD, got {value!r}") from None
+    if len(text) != 10:
+        raise ValueError(f"{name} must be a day YYYY-MM-DD, got {value!r}")
+    return text
+
+
+def dates_against_git(study: Study) -> dict[str, tuple[str, str]]:
+    """Each date the study file declares for what was added after its runs, beside the day git says it was added:
+    ``{"added_after_the_runs": (declared, git), "replaced.cost": (declared, git), ...}``; git's day is the first
+    commit that added the section to the study file, or the replacement's ``by`` file, and "unknown" outside git."""
+    if study.path is None:
+        raise ValueError("dates_against_git needs a study read from a file (study.path is None)")
+    out = {}
+    if study.reading_date:
+        out[AFTER_THE_RUNS] = (study.reading_date, added_on(study.path, f"{AFTER_THE_RUNS}:"))
+    for what, found in study.replaced.items():
+        out[f"replaced.{what}"] = (found.date, added_on(in_book(study.path, found.by)))
+    return out
 
 
 def _comparison(entry: dict[str, Any]) -> Comparison:
