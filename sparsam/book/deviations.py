@@ -59,6 +59,46 @@ def _data(frame: pd.DataFrame) -> str:
     return "; ".join(parts) if parts else "–"
 
 
+PAPERS_NETWORKS = {"cifar": ("resnet18", "wrn28-10"), "imagenet": ("resnet50",)}  # :data:`PAPERS`' networks, by name
+
+
+def _papers_data(dataset: pd.Series, paper: Paper) -> pd.Series:
+    """Whether each data set is one of the papers': CIFAR-10 or CIFAR-100; for ImageNet, a folder of images
+    (``imagefolder:<path>``, the way a reader trains on ImageNet-1k; Imagenette is a proxy, never the papers')."""
+    if paper == "cifar":
+        return dataset.isin(("cifar10", "cifar100"))
+    return dataset.astype(str).str.startswith("imagefolder:")
+
+
+def at_papers_scale(frame: pd.DataFrame, paper: Paper = "cifar") -> pd.Series:
+    """Per run of a records frame, whether it ran at the papers' scale (:data:`PAPERS`): on the whole training
+    set of one of their data sets, with one of their networks at full width, for their number of epochs or more."""
+    check_choice("paper", paper, tuple(PAPERS))
+    if frame.empty:
+        return pd.Series(dtype=bool)
+    whole = frame["n_train"].isna() | (frame["n_train"] >= frame["dataset"].map(TRAIN_SIZES).fillna(float("inf")))
+    return (_papers_data(frame["dataset"], paper) & frame["model"].isin(PAPERS_NETWORKS[paper])
+            & frame["width"].isna() & (frame["epochs"] >= int(PAPERS[paper]["epochs"])) & whole)
+
+
+def papers_scale_text(frame: pd.DataFrame) -> str:
+    """Whether any run of a records frame (the book's committed run records) was made at the papers' scale
+    (:func:`at_papers_scale`, CIFAR or ImageNet), in a sentence: which and how many, or that none was, and the
+    largest that were (most training images x epochs, :func:`scale_text`)."""
+    if frame.empty:
+        return "No run at the papers' scale exists: the book holds no run record."
+    papers = at_papers_scale(frame, "cifar") | at_papers_scale(frame, "imagenet")
+    if papers.any():
+        return (f"{int(papers.sum())} of the book's {len(frame)} run records were made at the papers' scale: "
+                f"{scale_text(frame[papers])}.")
+    images = frame["n_train"].fillna(frame["dataset"].map(TRAIN_SIZES)).fillna(0) * frame["epochs"]
+    largest = frame[images == images.max()]
+    return (f"No run at the papers' scale exists: none of the book's {len(frame)} run records trains one of the "
+            f"papers' networks on the whole of CIFAR-10, CIFAR-100 or ImageNet for their "
+            f"{PAPERS['cifar']['epochs']} (CIFAR) or {PAPERS['imagenet']['epochs']} (ImageNet) epochs; the largest "
+            f"({len(largest)} records) are {scale_text(largest)}.")
+
+
 def _network(frame: pd.DataFrame) -> str:
     return _one(frame["model"] + frame["width"].map(lambda w: "" if pd.isna(w) else f" (width {int(w)})"))
 

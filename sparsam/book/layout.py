@@ -11,6 +11,7 @@ from pathlib import Path
 
 PROFILES_FILE = Path("notebooks/profiles.yaml")  # the notebooks' profiles (sparsam.book.profiles)
 MARGINS = Path("book/margins.yaml")  # the claims' declared margins (sparsam.book.stats.margins)
+RUNS_STORE = Path("results/runs")  # the profiles' committed run records (notebooks/profiles.yaml's store)
 CLAIMS_DIR = Path("results/claims")  # the chapters' saved verdicts (a build output, sparsam.book.claims)
 # The CPU study: its pre-registration, records, pilot's records, and its interleaved cost measurement's
 # unregistered look (which sized the registration) and registration (sparsam.book.study.cost).

@@ -20,6 +20,7 @@ deviation table from the records.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,9 +31,10 @@ from . import deviations, registry, study as studies, tables
 from ..experiment.config import TrainConfig
 from ..experiment.results import load_all
 from .claims_table import DECIDED, status_of, with_rule
-from .layout import MARGINS, book_root
-from .records import metrics_frame, pareto_front, summarize
+from .layout import MARGINS, RUNS_STORE, book_root
+from .records import metrics_frame, pareto_front, records_frame, summarize
 from .scales import SCALES, Scale
+from .stats import power, seeds_for_power
 from .study import cost as study_cost, model as study_model
 from .study.pilot import run_key
 
@@ -423,3 +425,57 @@ def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = 
     else:
         text = f"The {scale.name} decides none of its {len(keys)} claims ({'; '.join(read)})."
     return text + (f" Its scale: {scale_text}." if scale_text else "")
+
+
+def book_records(root: str | Path | None = None, scales: Sequence[Scale] = SCALES) -> pd.DataFrame:
+    """Every run record the book at ``root`` holds (a :func:`sparsam.book.records.records_frame`): the profiles'
+    (:data:`sparsam.book.layout.RUNS_STORE`) and each of ``scales``' store, each record once."""
+    folder = _root(root)
+    stores = dict.fromkeys([RUNS_STORE, *(s.store for s in scales)])
+    found = [r for store in stores if (folder / store).is_dir() for r in load_all(folder / store)]
+    return records_frame(found).drop_duplicates("run_id") if found else records_frame([])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def limits_text(scale: Scale, registered: studies.Study, frame: pd.DataFrame, decided: pd.DataFrame, *,
+                target: float = 0.8) -> str:
+    """What a scale's study cannot decide, and why, from its records ("" where nothing limits it): each
+    non-inferiority comparison whose premise (:func:`sparsam.book.study.premises`) the family does not show, and
+    the power (:func:`sparsam.book.stats.power`, one-sided 2.5%) at which its seeds show a method equal to its
+    reference non-inferior at the margin, with the realised pooled paired SD (:func:`sparsam.book.study.paired_sds`)
+    at the most seeds any of them pairs, where it is below ``target``, and the seeds ``target`` needs."""
+    rows = decided.set_index("claim")
+    declared = registered.declared
+    parts = []
+    premised = {label: shown for label, shown in studies.premises(registered, frame).items() if label in rows.index}
+    unshown = sorted({shown for shown in premised.values() if shown is not None
+                      and rows.loc[shown, "family_status"] != "reproduced"})
+    for shown in unshown:
+        row = rows.loc[shown]
+        needing = [label for label, p in premised.items() if p == shown]
+        reference = next(c.b for c in registered.family if studies.comparison_label(c) == needing[0])
+        parts.append(f"{shown.split(' (')[0].replace(' vs ', ' is not shown better than ')} "
+                     f"({row['text'].rsplit(':', 1)[0]}; family-wise {row['family_status']}), so no non-inferiority "
+                     f"to {reference} can stand ({_count(len(needing), 'comparison')})")
+    without = [label for label, shown in premised.items() if shown is None]
+    if without:
+        parts.append(f"it makes no comparison that shows the premise of its non-inferiority comparisons, so none "
+                     f"can stand ({_count(len(without), 'comparison')})")
+    sds = studies.paired_sds(registered, frame, "pp")
+    pooled = float(sds.loc[sds["comparison"] == "pooled", "sd"].iloc[0]) if len(sds) > 1 else math.nan
+    equal = [c for c in registered.comparisons if declared[c.claim]["test"] == "non-inferiority"
+             and declared[c.claim]["unit"] == "pp" and studies.comparison_label(c) in rows.index]
+    for claim in dict.fromkeys(c.claim for c in equal) if math.isfinite(pooled) else ():
+        of_claim = [c for c in equal if c.claim == claim]
+        n = int(max(rows.loc[studies.comparison_label(c), "n"] for c in of_claim))
+        margin = float(declared[claim]["margin"])
+        reached = power(n, margin, pooled) if n >= 2 else 0.0
+        if reached < target:
+            parts.append(f"at {n} seeds (the most its comparisons of {claim} pair) a method equal to {of_claim[0].b} "
+                         f"is shown non-inferior at the {margin:g} pp margin with power {reached:.2f} (realised "
+                         f"pooled paired SD {pooled:.2f} pp; {target:.0%} power needs "
+                         f"{seeds_for_power(margin, pooled, target=target)} seeds)")
+    return f"What the {scale.name} cannot decide, and why: {'; and '.join(parts)}." if parts else ""
