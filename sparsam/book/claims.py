@@ -37,24 +37,27 @@ _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
 
 REGISTERED, ADDED = "registered", "added after the runs"  # where the rule behind a status comes from
 # What a study's decided rows add (sparsam.book.study.decide_comparisons, with_provenance): the provenance of each
-# row's rule (its kind, the day it was committed, why), the reading of the registered rule where a rule added after
-# the runs replaced it (its status and verdict text; "" where none was replaced) and the scale of the records that
-# decided the row.
+# row's rule (its kind, the day it was committed, why), the reading of the earlier rule where a rule added after
+# the runs replaced it (its status and verdict text; "" where none was replaced), what that earlier rule was (the
+# registration's, or a rule declared but never registered) and the scale of the records that decided the row.
 PROVENANCE_COLUMNS = ("provenance", "provenance_date", "provenance_reason", "replaces", "registered_status",
-                      "registered_text", "scale")
+                      "registered_text", "earlier_rule", "scale")
+REGISTERED_RULE = "registered rule"  # what a replaced rule is, unless it was declared and never registered
 
 
 @dataclass(frozen=True)
 class Provenance:
     """Where the rule behind a status comes from: the registration (:data:`REGISTERED`), or :data:`ADDED` (added
-    after the runs) on ``date`` (the day git committed it, "unknown" outside git) for ``reason``; ``replaces``
-    names, in words, the registered rule it replaced ("" where it replaced none: a comparison the registration did
-    not make)."""
+    after the runs) on ``date`` (YYYY-MM-DD) for ``reason``; ``replaces`` names, in words, the earlier rule it
+    replaced ("" where it replaced none: a comparison the registration did not make), and ``earlier`` what that
+    rule was: the :data:`REGISTERED_RULE`, or a rule declared before the runs that no registration made (the
+    flatness rules on the raw measure, declared in ``book/margins.yaml`` only)."""
 
     kind: str = REGISTERED
     date: str = ""
     reason: str = ""
     replaces: str = ""
+    earlier: str = REGISTERED_RULE
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, (REGISTERED, ADDED))
@@ -72,7 +75,7 @@ class Provenance:
         if self.registered:
             return REGISTERED
         return (self.label() + (f": {self.reason}" if self.reason else "")
-                + (f" (it replaces the registered rule: {self.replaces})" if self.replaces else ""))
+                + (f" (it replaces the {self.earlier}: {self.replaces})" if self.replaces else ""))
 
 
 def provenance_of(row: Mapping[str, Any]) -> Provenance:
@@ -82,15 +85,15 @@ def provenance_of(row: Mapping[str, Any]) -> Provenance:
     if not isinstance(kind, str) or not kind:
         raise ValueError(f"row {row.get('claim')!r} carries no provenance (only a study's decided rows do)")
     return Provenance(kind, str(row.get("provenance_date") or ""), str(row.get("provenance_reason") or ""),
-                      str(row.get("replaces") or ""))
+                      str(row.get("replaces") or ""), str(row.get("earlier_rule") or REGISTERED_RULE))
 
 
 def with_provenance(frame: pd.DataFrame, provenances: Sequence[Provenance],
                     registered: Sequence[Mapping[str, Any] | None], scales: Sequence[str]) -> pd.DataFrame:
     """``frame`` (decided rows) with the :data:`PROVENANCE_COLUMNS` filled in, row by row: each row's rule's
-    ``provenances``, the ``registered`` rule's row where a rule added after the runs replaced it (its status and
-    text beside the new ones; None: the row's own rule is the registered one, or none was registered) and the
-    ``scales`` of the records that decided each row."""
+    ``provenances``, the earlier rule's row (``registered``) where a rule added after the runs replaced it (its
+    status and text beside the new ones, named by the provenance's ``earlier``; None: the row's own rule is the
+    registered one, or it replaced none) and the ``scales`` of the records that decided each row."""
     if not len(frame) == len(provenances) == len(registered) == len(scales):
         raise ValueError(f"provenances, registered and scales must give one entry per row of frame ({len(frame)}), "
                          f"got {len(provenances)}, {len(registered)} and {len(scales)}")
@@ -105,18 +108,20 @@ def with_provenance(frame: pd.DataFrame, provenances: Sequence[Provenance],
     out["registered_status"] = [old["status"] if old is not None else (s if p.registered else "")
                                 for p, old, s in zip(provenances, registered, out["status"])]
     out["registered_text"] = [old["text"] if old is not None else "" for old in registered]
+    out["earlier_rule"] = [p.earlier if old is not None else "" for p, old in zip(provenances, registered)]
     out["scale"] = list(scales)
     return out
 
 
 def rule_text(row: Mapping[str, Any]) -> str:
-    """The provenance of a decided row's rule in a few words, with the registered rule's reading beside it where
+    """The provenance of a decided row's rule in a few words, with the earlier rule's reading beside it where
     the rule replaced one: "registered", "added after the runs (2026-12-03)", or "added after the runs
-    (2026-12-03); registered rule: ×0.72 [×0.51, ×1.03], n = 3: inconclusive" (:meth:`Provenance.text` says what
-    the registered rule was and why it was replaced)."""
+    (2026-12-03); registered rule: ×0.72 [×0.51, ×1.03], n = 3: inconclusive" (the earlier rule named by
+    :attr:`Provenance.earlier`; :meth:`Provenance.text` says what it was and why it was replaced)."""
     replaced = row.get("registered_text")
-    return provenance_of(row).label() + (f"; registered rule: {replaced}" if isinstance(replaced, str) and replaced
-                                         else "")
+    provenance = provenance_of(row)
+    return provenance.label() + (f"; {provenance.earlier}: {replaced}" if isinstance(replaced, str) and replaced
+                                 else "")
 
 
 def _provenance(rows: pd.DataFrame) -> tuple[str, bool]:

@@ -89,3 +89,13 @@ def test_flatness_rules_added_after_the_runs_are_labelled_so_with_their_dates():
     for said in (chapter, page):
         assert "by rules declared before the runs" not in said and "declared before the measurements" not in said
         assert f"({measure})" in said and f"({premise})" in said and "added after the" in said
+    # the day the CPU study's runs (and the raw records of its networks) were made, which both pages name
+    from sparsam.book import scale_reports, scales, study
+
+    _, _, frame = scale_reports.load(scales.SCALES[1], REPO)
+    first, last = study.runs_dates(frame)
+    assert first == last  # one day, so the pages name one
+    assert all(f"({last})" in said for said in (chapter, page))
+    # and the dates the pages type are the ones the statuses carry (sparsam.book.study.flatness_provenance)
+    assert (study.flatness_provenance(root=REPO).date, study.flatness_provenance(premise=True, root=REPO).date) == (
+        measure, premise)

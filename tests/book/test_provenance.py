@@ -391,3 +391,22 @@ def test_the_flatness_rules_are_dated_by_the_commits_that_added_them():
     assert premise.date == oldest("-S", "flatness_sam_vs_sgd:", "--", "book/margins.yaml")
     assert records < measure.date <= premise.date and not measure.registered and not premise.registered
     assert measure.replaces and not premise.replaces
+
+
+def test_the_flatness_rules_raw_reading_is_named_as_declared_not_as_registered():
+    """Issue 32: the flatness rules on the raw measure were declared in book/margins.yaml before the runs, and no
+    study registered them; the reading beside the scale-free rows names them so, never as a registered rule."""
+    measure = study.flatness_provenance(root=REPO)
+    assert measure.earlier == study.deciding.FLATNESS_EARLIER_RULE and "no study registered it" in measure.earlier
+    assert "it replaces the rule declared before the runs" in measure.text()
+    raw = {"status": "not reproduced", "text": "×1.34 [×1.30, ×1.38], n = 5: not reproduced"}
+    frame = pd.DataFrame([{"claim": "SSAM-F vs SAM, top eigenvalue", "status": "inconclusive"},
+                          {"claim": "SAM vs SGD, top eigenvalue", "status": "inconclusive"}])
+    rows = claims.with_provenance(frame, [measure, study.flatness_provenance(premise=True, root=REPO)], [raw, None],
+                                  ["s", "s"])
+    assert list(rows["earlier_rule"]) == [measure.earlier, ""]
+    texts = [claims.rule_text(r) for r in rows.to_dict("records")]
+    assert texts[0] == f"{claims.ADDED} ({measure.date}); {measure.earlier}: {raw['text']}"
+    assert "registered rule" not in texts[0] and texts[1] == f"{claims.ADDED} ({rows['provenance_date'][1]})"
+    # a study's replaced rule is still its registered one
+    assert claims.Provenance(claims.ADDED, "2030-02-01", "r", "the records' time").earlier == claims.REGISTERED_RULE

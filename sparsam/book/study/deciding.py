@@ -227,6 +227,8 @@ def family_text(study: Study, decided: pd.DataFrame) -> str:
 # added the measure in normalised weights, and the premise rule (book/margins.yaml)
 FLATNESS_MEASURE_ADDED = (Path("sparsam/book/landscape.py"), "normalizing_scales")
 FLATNESS_PREMISE_ADDED = (MARGINS, "flatness_sam_vs_sgd:")
+# what the flatness rules on the raw measure were: declared in book/margins.yaml before the runs, registered by no study
+FLATNESS_EARLIER_RULE = "rule declared before the runs (book/margins.yaml, raw measure; no study registered it)"
 
 
 def flatness_provenance(premise: bool = False, root: str | Path | None = None) -> claims.Provenance:
@@ -244,7 +246,7 @@ def flatness_provenance(premise: bool = False, root: str | Path | None = None) -
     return claims.Provenance(ADDED, date, "the raw top eigenvalue and trace compare the weights' scale as much as "
                                           "sharpness (BatchNorm makes the loss invariant to the scale of the weights "
                                           "before it); in normalised weights they do not",
-                             "the same rules on the raw top eigenvalue and trace")
+                             "the same rules on the raw top eigenvalue and trace", FLATNESS_EARLIER_RULE)
 
 
 def record_scale(used: pd.DataFrame) -> str:
