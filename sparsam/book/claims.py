@@ -30,7 +30,8 @@ from ..experiment.results import unpack_bits
 from ..experiment.store import atomic_write_json
 from .records import paired
 from .intervals import bounds_text, number_text, precision
-from .stats import Margins, Verdict, combine, decide, family, margins, paired_bootstrap, verdicts_frame
+from .stats import (FAMILY_WISE, PER_COMPARISON, READING_COLUMNS, Margins, Verdict, combine, decide, family, margins,
+                    paired_bootstrap, reading_header, verdicts_frame)
 
 EXTRA_COLUMNS = ("rule", "boot_low", "boot_high", "commits", "stale", "evidence")
 _SAVED_KEYS = ("chapter", "profile", "columns", "dtypes", "rows")
@@ -278,11 +279,19 @@ def _margin(margin: float, unit: str) -> str:
     return f"ratio {math.exp(margin):.3g}" if unit == "ratio" else f"{margin:g} {unit}"
 
 
+# The reader's table's two status columns, each headed with its reading (sparsam.book.stats.reading_header).
+STATUS_HEADER, FAMILY_HEADER = reading_header("status", PER_COMPARISON), reading_header("status", FAMILY_WISE)
+# The one reading of a chapter's own statuses (publish): each row by its rule alone, in every profile, also for the
+# rows a chapter takes from a study (chapter 4's CPU-study rows, whose family-wise status stays in its own column).
+CHAPTER_READING = PER_COMPARISON
+
+
 def display_table(claims: pd.DataFrame) -> pd.DataFrame:
     """The claims frame as a reader's table: differences in their unit (pp, slope, or ratios for
     "ratio" claims, whose differences are of logarithms), intervals as text, margins with their unit,
-    the one-sided p-value against the margin, the status and, where the frame was read as a
-    family (:func:`family_wise`), the simultaneous interval and the family-wise status ("–" otherwise); where its
+    the one-sided p-value against the margin, the status per comparison (:data:`STATUS_HEADER`) and, where the
+    frame was read as a family (:func:`family_wise`), the simultaneous interval and the family-wise status
+    (:data:`FAMILY_HEADER`; "–" otherwise), each header naming its reading; where its
     rows carry their rule's provenance (a study's, :func:`with_provenance`), the ``rule`` (:func:`rule_text`: registered
     or added after the runs, with the registered rule's reading beside a rule that replaced it) and the scale of the
     records that decided each row (``decided on``; "–" for rows without). Each
@@ -313,10 +322,10 @@ def display_table(claims: pd.DataFrame) -> pd.DataFrame:
                                                                            units)],
         "seeds": claims["n"],
         "one-sided p": [p_text(p) for p in claims["p_value"]],
-        "status": claims["status"],
+        STATUS_HEADER: claims["status"],
         "simultaneous interval": [interval(lo, hi, u) + (f" (m = {m})" if m else "") for lo, hi, u, m in
                                   zip(claims["sim_low"], claims["sim_high"], units, claims["family_size"])],
-        "family-wise status": [s or "–" for s in claims["family_status"]],
+        FAMILY_HEADER: [s or "–" for s in claims["family_status"]],
         "records (commit)": claims["commits"],
         "stale": ["stale" if s else "" for s in claims["stale"]],
     })
@@ -409,7 +418,9 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     ``profile``), its table and figure, and what its pages read, glued with ``glue`` (``myst_nb.glue``, or any
     function of a name and a value): ``claims_<glue>_table`` and ``fig_claims_<glue>`` (the chapter's ``glue`` name
     in the registry, :func:`sparsam.book.registry.chapter`), ``claim_<key>_status`` for each claim of the chapter
-    (the statuses of its rows combined, family-wise where a row was read in a family), ``claim_<first>_evidence``
+    (the statuses of its rows combined, in the chapter's one reading, :data:`CHAPTER_READING`: per comparison,
+    also for a row a study read in its family; the figure is coloured by the same reading),
+    ``claim_<first>_evidence``
     (``evidence``, default the chapter's, then the commits of the records ``used`` and whether any is stale) and
     ``claim_<first>_scale`` (``scale``), and each verdict text of ``texts`` (glue key -> row label, e.g. the
     chapter's declared ones, :func:`sparsam.book.registry.texts`). The figure's line (``fig_claims_<glue>_source``,
@@ -424,12 +435,10 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     save_verdicts(frame, chapter, profile, folder)
     table = display_table(frame)
     found: dict[str, list[str]] = {}
-    for rule, label, status, family_status in zip(frame["rule"], frame["claim"], frame["status"],
-                                                  frame["family_status"]):
+    for rule, label, status in zip(frame["rule"], frame["claim"], frame[READING_COLUMNS[CHAPTER_READING]]):
         key = registry.claim_of_row(chapter, rule, label)
         if key is not None:
-            found.setdefault(key, []).append(family_status if isinstance(family_status, str) and family_status
-                                          else status)
+            found.setdefault(key, []).append(status)
     statuses = {key: combine(found.get(key, [])) for key in keys}
     for key, status in statuses.items():
         glue(f"claim_{key}_status", status)
@@ -446,5 +455,5 @@ def publish(rows: Sequence[Mapping[str, Any]], chapter: str, profile: str, *, gl
     if source is None and used is not None:
         source = captions.figure_source(used)
     line = captions.claims_source(frame) + ("" if source is None else f" {source}")
-    captions.glue_figure(f"fig_claims_{declared.glue}", claims_figure(frame), line, glue)
+    captions.glue_figure(f"fig_claims_{declared.glue}", claims_figure(frame, CHAPTER_READING), line, glue)
     return Published(frame, table, statuses)

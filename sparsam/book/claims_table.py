@@ -2,7 +2,8 @@
 scale in the order of :data:`sparsam.book.scales.SCALES` (:func:`sparsam.book.scale_reports.scale_statuses`:
 family-wise, or where the scale stands while it has no records), then the profile the book was built with
 (:func:`profile_statuses`, from the
-verdicts the chapters saved); a scale that fills another's column (the ImageNet study, in the GPU study's column:
+verdicts the chapters saved, read as one family by :func:`sparsam.book.claims.load_verdicts`); every status
+column holds one reading, the family-wise one (:data:`READING`), which :func:`headed` names in its header; a scale that fills another's column (the ImageNet study, in the GPU study's column:
 both are GPU studies) stands in that column's cells of its own claims, named; a cell whose rule was added after the
 runs in place of a registered one says so after its status (:func:`with_rule`, read back by :func:`status_of`);
 :func:`decided_sentence` says in words which claims a column decides, each with the scale of the records that
@@ -20,16 +21,29 @@ from . import registry
 from .._checks import check_choice
 from .profiles import PROFILES
 from .scales import SCALES, Scale
-from .stats import STATUSES, combine
+from .stats import FAMILY_WISE, READING_COLUMNS, STATUSES, combine, reading_header
+
+# The one reading of every status column of the claims table: a scale's, its study's comparisons read as one family
+# (sparsam.book.scale_reports.scale_statuses), and the profile's, the rows its chapters saved read as one family
+# (load_verdicts); headed() names it in each column's header.
+READING = FAMILY_WISE
+
 
 def profile_statuses(saved: pd.DataFrame) -> dict[str, str]:
     """The status of each claim of the table (:func:`sparsam.book.registry.table_claims`) in one profile, from the
-    rows the chapters saved
-    (:func:`sparsam.book.claims.load_verdicts` of that profile): the registered statuses of the claim's rows
-    combined (:func:`sparsam.book.stats.combine`), as the chapters combine them; where the chapter saved no
+    rows the chapters saved, read as the profile's one family
+    (:func:`sparsam.book.claims.load_verdicts` of that profile): the family-wise statuses (:data:`READING`, the
+    ``family_status`` column) of the claim's rows combined (:func:`sparsam.book.stats.combine`), as chapter 7's
+    figure colours those rows; where the chapter saved no
     row, that it was not executed in this profile; chapter 1 decides a rate and saves no row."""
+    column = READING_COLUMNS[READING]
+    unread = (saved["claim"][[not (isinstance(s, str) and s) for s in saved[column]]]
+              if column in saved.columns else saved["claim"])
+    if len(unread):
+        raise ValueError(f"saved must hold the {column!r} of each row, read as the profile's one family "
+                         f"(sparsam.book.claims.load_verdicts), got none for {list(unread)[:3]}")
     found: dict[str, list[str]] = {}
-    for chapter, rule, claim, status in zip(saved["chapter"], saved["rule"], saved["claim"], saved["status"]):
+    for chapter, rule, claim, status in zip(saved["chapter"], saved["rule"], saved["claim"], saved[column]):
         key = registry.claim_of_row(chapter, rule, claim)
         if key is not None:
             found.setdefault(key, []).append(status)
@@ -76,6 +90,19 @@ def claims_table(by_scale: Sequence[Mapping[str, str]], in_profile: Mapping[str,
                 row[s.column] = f"{s.name}: {col[c.key]}"
         rows.append({**row, f"{profile} profile": in_profile[c.key]})
     return pd.DataFrame(rows)
+
+
+def headed(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table (:func:`claims_table`) as a reader sees it: each status column's header names its one
+    reading (:data:`READING`; :func:`sparsam.book.stats.reading_header`), "CPU study (family-wise, Holm)", "quick
+    profile (family-wise, Holm)"."""
+    return table.rename(columns={c: column_header(c) for c in table.columns if c != "claim"})
+
+
+def column_header(column: str) -> str:
+    """The header of the claims table's status column ``column`` (a scale's name, or "<profile> profile"): its name
+    with its reading (:data:`READING`)."""
+    return reading_header(column, READING)
 
 
 DECIDED = tuple(s for s in STATUSES if s != "inconclusive")  # "reproduced", "not reproduced"

@@ -48,6 +48,13 @@ PREMISE_NOT_SHOWN = "inconclusive (premise not shown)"
 # A family-wise status is one of STATUSES, the premise rule's, or "" for a verdict read in no family.
 FAMILY_STATUSES = (*STATUSES, PREMISE_NOT_SHOWN)
 UNITS = ("pp", "ratio", "slope")
+# The two readings of a status, and the words that name each in a header (a column, a legend), defined once here:
+# each comparison by its own rule alone ("status": unadjusted), or as one family (:func:`family`: "family_status",
+# Holm's step-down with the premise rule). A column, a legend or a glued status shows one reading and names it.
+PER_COMPARISON, FAMILY_WISE = "per comparison", "family-wise"
+READINGS = (PER_COMPARISON, FAMILY_WISE)
+READING_WORDS = {PER_COMPARISON: "per comparison, unadjusted", FAMILY_WISE: "family-wise, Holm"}
+READING_COLUMNS = {PER_COMPARISON: "status", FAMILY_WISE: "family_status"}  # a verdicts frame's column of each
 # What a claim compares per seed: the difference a - b, or a's share of b's gain over a baseline (half_gain).
 CONTRASTS = ("difference", "half-gain")
 
@@ -216,6 +223,13 @@ def combine(statuses: Sequence[str]) -> str:
 
 
 Margins = Mapping[str, Mapping[str, Any]]  # claim -> its declared rule, as margins() gives them
+
+
+def reading_header(name: str, reading: str) -> str:
+    """A header that names the reading of what it heads: "quick profile (family-wise, Holm)", "status (per
+    comparison, unadjusted)" (:data:`READING_WORDS`)."""
+    check_choice("reading", reading, READINGS)
+    return f"{name} ({READING_WORDS[reading]})"
 
 
 def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:

@@ -76,7 +76,7 @@ def test_mismatched_frame_and_records_are_refused_and_the_table_reads_ratios():
         claims.accuracy(records_frame(records), records[:1], "x", "accuracy_sam_vs_sgd", {}, {})
     ratio = claims.row("flat", "flatness_ssam_vs_sgd", stats.decide("flatness_ssam_vs_sgd", [1, 1, 1], [2, 2, 2.2]))
     table = claims.display_table(claims.claims_frame([ratio]))
-    assert table["mean difference"][0].startswith("×0.") and table["status"][0] == "reproduced"
+    assert table["mean difference"][0].startswith("×0.") and table[claims.STATUS_HEADER][0] == "reproduced"
     with pytest.raises(ValueError, match="rule must be one of"):
         claims.row("x", "accuracy_of_everything", stats.compare([1, 2, 3], [0, 1, 2]))
 
@@ -147,10 +147,10 @@ def test_the_claims_table_is_one_family_with_premises_in_the_same_chapter(tmp_pa
     assert table.loc[("05_imagenet", "SAM vs SGD"), "family_status"] == "reproduced"
     assert set(table["family_size"]) == {4}
     shown = claims.display_table(table.reset_index())
-    assert list(shown["family-wise status"])[0] == stats.PREMISE_NOT_SHOWN
+    assert list(shown[claims.FAMILY_HEADER])[0] == stats.PREMISE_NOT_SHOWN
     assert shown["simultaneous interval"][0].endswith("(m = 4)") and shown["one-sided p"][0] != "–"
     alone = claims.display_table(cifar)                                       # not read as a family: no reading
-    assert list(alone["family-wise status"]) == ["–", "–"] and alone["simultaneous interval"][0] == "–"
+    assert list(alone[claims.FAMILY_HEADER]) == ["–", "–"] and alone["simultaneous interval"][0] == "–"
 
 
 def test_family_wise_takes_explicit_premises_and_refuses_ambiguous_ones():

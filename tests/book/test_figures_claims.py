@@ -78,7 +78,7 @@ def test_claims_figure_draws_the_interval_and_the_simultaneous_interval_of_a_fam
         assert outer[0][0] < inner[0][0] and inner[1][0] < outer[1][0]  # the simultaneous interval is wider
     # the colour is the family-wise status; where it differs, a square and both statuses in the label
     labels = [t.get_text() for t in pp.get_yticklabels()]
-    assert labels == ["close\nreproduced (n = 5)", "gain\ninconclusive; registered: reproduced (n = 3)",
+    assert labels == ["close\nreproduced (n = 5)", "gain\ninconclusive; per comparison: reproduced (n = 3)",
                       "one\ninconclusive (n = 1)"]
     gain = next(c for c in pp.containers if c.get_label() == "95% interval" and c.lines[0].get_marker() == "s")
     assert gain.lines[0].get_color() == figures.style.STATUS_COLORS["inconclusive"]
@@ -86,7 +86,8 @@ def test_claims_figure_draws_the_interval_and_the_simultaneous_interval_of_a_fam
     texts = legend_texts(pp)
     assert "thin: simultaneous 95% over the family (Bonferroni, m = 4)" in texts
     assert "mean paired difference, 95% interval (thick)" in texts
-    assert "colour: family-wise status (Holm)" in texts and figures.claims.DIFFERS_LABEL in texts
+    assert "colour: status (family-wise, Holm)" in texts
+    assert "square: read per comparison, its status differs (both in its label)" in texts
 
 
 def test_claims_figure_ratio_ticks_do_not_crowd_a_wide_axis():
@@ -106,8 +107,26 @@ def test_claims_figure_without_a_family_draws_one_interval_and_no_family_legend(
     pp = fig.axes[0]
     assert not bars_of(pp, "simultaneous 95% interval") and len(bars_of(pp, "95% interval")) == 1
     assert not any("simultaneous" in t or "family" in t for t in legend_texts(pp))
-    mixed = figures.claims.claims_figure(pd.concat([family_claims(), claims()], ignore_index=True))  # some read alone
-    assert "colour: family-wise status (Holm); registered status of a claim read alone" in legend_texts(mixed.axes[0])
+    assert "colour: status (per comparison, unadjusted)" in legend_texts(pp)  # the colour's reading, named
+
+
+def test_a_claims_figure_colours_every_claim_by_one_reading_named_in_its_legend():
+    """Some claims read in a family and some alone (chapter 4's CPU-study rows beside its own): the colour is the
+    per-comparison status of every claim, never the family-wise one of some and the unadjusted one of others; a
+    family-wise reading of such a frame is refused."""
+    mixed = pd.concat([family_claims(), claims()], ignore_index=True)
+    assert figures.claims.figure_reading(mixed) == stats.PER_COMPARISON
+    pp = figures.claims.claims_figure(mixed).axes[0]
+    texts = legend_texts(pp)
+    assert "colour: status (per comparison, unadjusted)" in texts and not any("Holm" in t for t in texts)
+    gain = next(c for c in pp.containers if c.get_label() == "95% interval" and c.lines[0].get_marker() == "s")
+    assert gain.lines[0].get_color() == figures.style.STATUS_COLORS["reproduced"]  # its status per comparison
+    assert "gain\nreproduced; family-wise: inconclusive (n = 3)" in [t.get_text() for t in pp.get_yticklabels()]
+    assert "square: read family-wise, its status differs (both in its label)" in texts
+    with pytest.raises(ValueError, match="reading: the family-wise reading needs every row read in a family"):
+        figures.claims.claims_figure(mixed, stats.FAMILY_WISE)
+    with pytest.raises(ValueError, match="reading must be one of"):
+        figures.claims.claims_figure(mixed, "registered")
 
 
 def test_detectable_difference_figure_lines_equal_the_power_functions():

@@ -112,11 +112,21 @@ def test_publish_saves_glues_and_combines_the_chapters_claims(tmp_path):
                                                 "records; commits abc1234, def5678; 1 of them stale: a record.")
     saved = json.loads((tmp_path / "03_cifar_accuracy.json").read_text())
     assert saved["chapter"] == "03_cifar_accuracy" and len(saved["rows"]) == len(rows)
-    # a study's row read in its family counts by its family-wise status (chapter 4's CPU-study rows)
-    family = {**_row("time: x vs SAM", "cost_time_ssam_vs_sam", [0.5, 0.52, 0.49, 0.5], [1.0, 1.0, 1.01, 0.99]),
+    # one reading for every row of a chapter, per comparison: a study's row read in its family (chapter 4's CPU-study
+    # rows) counts by its status per comparison like the chapter's own rows, in the statuses and the figure alike
+    family = {**_row("CPU study: x vs SAM", "cost_time_ssam_vs_sam", [0.5, 0.52, 0.49, 0.5], [1.0, 1.0, 1.01, 0.99]),
               "family_status": "inconclusive"}
-    assert claims.publish([family], "04_efficiency", "quick", glue=glued.__setitem__, scale="x",
-                          folder=tmp_path).statuses["cost"] == "inconclusive"
+    own = _row("FLOPs realised: layer mask vs SAM", "cost_flops_realised_vs_sam", [1.5, 1.52, 1.49, 1.5],
+               [2.0, 2.0, 2.01, 1.99])
+    assert family["status"] == own["status"] == "reproduced"
+    mixed = claims.publish([own, family], "04_efficiency", "quick", glue=glued.__setitem__, scale="x",
+                           folder=tmp_path)
+    assert claims.CHAPTER_READING == stats.PER_COMPARISON
+    assert mixed.statuses["cost_realised"] == glued["claim_cost_realised_status"] == "reproduced"
+    assert list(mixed.table[claims.STATUS_HEADER]) == ["reproduced", "reproduced"]  # the headers name the readings
+    assert list(mixed.table[claims.FAMILY_HEADER]) == ["–", "inconclusive"]
+    legend = [t.get_text() for t in glued["fig_claims_cost"].legends[0].get_texts()]
+    assert "colour: status (per comparison, unadjusted)" in legend
 
 
 def test_adding_a_claim_is_one_entry(tmp_path, monkeypatch):
@@ -136,7 +146,7 @@ def test_adding_a_claim_is_one_entry(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     assert registry.table_claims()[-1].key == "ssam_sgd"
     saved = pd.DataFrame([{"chapter": "03_cifar_accuracy", "rule": "accuracy_ssam_vs_sgd", "claim": "SSAM-F vs SGD",
-                           "status": "reproduced"}])
+                           "status": "reproduced", "family_status": "reproduced"}])
     in_profile = claims_table.profile_statuses(saved)
     assert in_profile["ssam_sgd"] == "reproduced"
     states = [scale_reports.ScaleState(s, True, False, 0, 0) for s in scales.SCALES]

@@ -207,7 +207,8 @@ def test_the_sparsity_figure_takes_the_configurations_that_set_only_optimizer_an
 
 
 def saved(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["chapter", "rule", "claim", "status"])
+    """Saved rows read as the profile's family (as load_verdicts reads them), each with this family-wise status."""
+    return pd.DataFrame(rows, columns=["chapter", "rule", "claim", "family_status"])
 
 
 def test_profile_statuses_combine_each_chapters_rows_by_rule():

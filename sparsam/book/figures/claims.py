@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-from ..stats import detectable_differences
+from ..._checks import check_choice
+from ..stats import FAMILY_WISE, PER_COMPARISON, READINGS, detectable_differences, reading_header
 from .style import STATUS_COLORS, legend_below, panel
 
 
@@ -20,7 +21,7 @@ UNIT_AXES = {"pp": "difference method − reference (percentage points)",
              "ratio": "ratio method / reference (log scale)"}
 RATIO_TICKS = (0.1, 0.2, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 5.0, 10.0)  # labelled ratios of the claims figure
 SIM_LABEL = "thin: simultaneous 95% over the family (Bonferroni, m = {m})"
-DIFFERS_LABEL = "square: family-wise status differs from the registered one"
+DIFFERS_LABEL = "square: read {other}, its status differs (both in its label)"  # {other}: the reading not coloured
 
 
 def _claim_bounds(row: pd.Series) -> tuple[float, float, float, float, float, float]:
@@ -38,29 +39,52 @@ def _family_status(row: pd.Series) -> str | None:
     return status if isinstance(status, str) and status else None
 
 
-def _claim_label(row: pd.Series) -> str:
+def _readings(row: pd.Series, reading: str) -> tuple[str, str | None]:
+    """A verdict row's status in ``reading`` and in the other reading (None where it has none: a row read in no
+    family)."""
     family = _family_status(row)
-    if family is None or family == row["status"]:
-        shown = row["status"]
-    else:
-        shown = f"{family}; registered: {row['status']}"
+    return (family, row["status"]) if reading == FAMILY_WISE else (row["status"], family)
+
+
+def _claim_label(row: pd.Series, reading: str) -> str:
+    shown, other = _readings(row, reading)
+    if other is not None and other != shown:
+        shown = f"{shown}; {_other(reading)}: {other}"
     return f"{row['claim']}\n{shown} (n = {row['n']})"
 
 
-def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
+def _other(reading: str) -> str:
+    return PER_COMPARISON if reading == FAMILY_WISE else FAMILY_WISE
+
+
+def figure_reading(verdicts_frame: pd.DataFrame) -> str:
+    """The reading a claims figure colours by when none is asked for: family-wise where every row was read in a
+    family, per comparison otherwise (never both in one figure)."""
+    read = [_family_status(row) is not None for _, row in verdicts_frame.iterrows()]
+    return FAMILY_WISE if read and all(read) else PER_COMPARISON
+
+
+def claims_figure(verdicts_frame: pd.DataFrame, reading: str | None = None) -> Figure:
     """The reproduction page's summary: each claim's interval, its margin and its status.
 
     ``verdicts_frame`` has one row per claim, as :func:`sparsam.book.stats.verdicts_frame` builds it
     (columns ``claim, status, diff, low, high, n, test, margin, better, unit``). Claims in
     percentage points, in ratios (log axis) and in any other unit get one panel per unit.
 
-    Where the frame was read as a family (:func:`sparsam.book.claims.family_wise`: ``family_status``,
-    ``sim_low``, ``sim_high``), each claim shows its unadjusted 95% interval as a thick bar inside its
-    simultaneous (Bonferroni) interval as a thin one, its colour is the family-wise status, and a claim
-    whose family-wise status differs from the registered one is a square, labelled with both.
+    The colour is one ``reading`` of the statuses for every claim (:data:`sparsam.book.stats.READINGS`), named in
+    the legend: "family-wise" (``family_status``, :func:`sparsam.book.claims.family_wise`; every row must have
+    been read in a family) or "per comparison" (``status``, unadjusted); by default :func:`figure_reading`. A
+    claim whose status in the other reading differs is a square, labelled with both. Where a row was read as a
+    family (``sim_low``, ``sim_high``), it shows its unadjusted 95% interval as a thick bar inside its
+    simultaneous (Bonferroni) interval as a thin one.
     """
     if verdicts_frame.empty:
         raise ValueError("verdicts_frame holds no claims")
+    reading = figure_reading(verdicts_frame) if reading is None else check_choice("reading", reading, READINGS)
+    alone = [str(row["claim"]) for _, row in verdicts_frame.iterrows() if _family_status(row) is None]
+    if reading == FAMILY_WISE and alone:
+        raise ValueError(f"reading: the family-wise reading needs every row read in a family, "
+                         f"{len(alone)} are not ({', '.join(alone[:3])})")
     units = list(dict.fromkeys(verdicts_frame["unit"]))
     heights = [max(1, int((verdicts_frame["unit"] == u).sum())) for u in units]
     longest = max(len(line) for label in verdicts_frame["claim"] for line in str(label).splitlines())
@@ -68,16 +92,15 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(len(units), 1, figsize=(width, 2.2 + 0.55 * sum(heights) + 0.6 * len(units)),
                              height_ratios=heights, layout="constrained", squeeze=False)
     sizes: set[int] = set()
-    differs = alone = False
+    differs = False
     for ax, unit in zip(axes[:, 0], units):
         rows = verdicts_frame[verdicts_frame["unit"] == unit].reset_index(drop=True)
         y = np.arange(len(rows))[::-1]
         for yi, (_, row) in zip(y, rows.iterrows()):
             diff, low, high, sim_low, sim_high, boundary = _claim_bounds(row)
-            family = _family_status(row)
-            alone |= family is None
-            color = STATUS_COLORS.get(family or row["status"], "black")
-            marker = "o" if family is None or family == row["status"] else "s"
+            shown, other = _readings(row, reading)
+            color = STATUS_COLORS.get(shown, "black")
+            marker = "o" if other is None or other == shown else "s"
             differs |= marker == "s"
             if np.isfinite(sim_low):
                 sizes.add(int(row.get("family_size", 0)))
@@ -102,15 +125,13 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
             ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_yticks(y, [_claim_label(row) for _, row in rows.iterrows()], fontsize=8)
+        ax.set_yticks(y, [_claim_label(row, reading) for _, row in rows.iterrows()], fontsize=8)
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel(UNIT_AXES.get(unit, f"difference method − reference ({unit})" if unit else
                                     "difference method − reference"))
         ax.grid(alpha=0.3, axis="x")
     handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=s) for s, c in STATUS_COLORS.items()]
-    if sizes:
-        handles.insert(0, Line2D([], [], linestyle="none", label="colour: family-wise status (Holm)"
-                                 + ("; registered status of a claim read alone" if alone else "")))
+    handles.insert(0, Line2D([], [], linestyle="none", label=colour_label(reading)))
     handles += [Line2D([], [], marker="o", color="0.3", linestyle="-", linewidth=3,
                        label="mean paired difference, 95% interval" + ("" if not sizes else " (thick)")),
                 Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none",
@@ -121,9 +142,15 @@ def claims_figure(verdicts_frame: pd.DataFrame) -> Figure:
         handles.insert(-2, Line2D([], [], color="0.3", linewidth=0.9, marker="|", markersize=8,
                                   label=SIM_LABEL.format(m=m)))
     if differs:
-        handles.append(Line2D([], [], marker="s", color="0.3", linestyle="none", label=DIFFERS_LABEL))
+        handles.append(Line2D([], [], marker="s", color="0.3", linestyle="none",
+                              label=DIFFERS_LABEL.format(other=_other(reading))))
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
+
+
+def colour_label(reading: str) -> str:
+    """The legend's words for what the colour of a claims figure is: "colour: status (family-wise, Holm)"."""
+    return "colour: " + reading_header("status", reading)
 
 
 def detectable_difference_figure(sds: Mapping[str, float], *, margin: float, seeds: int, target: float = 0.8,
