@@ -295,6 +295,24 @@ def test_the_reproduction_pages_claims_table_has_the_same_column_order():
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert f"07_claims.ipynb::status_gpu_{claim.key}:s" in cells[positions[0]]
         assert f"07_claims.ipynb::status_cpu_{claim.key}:s" in cells[positions[1]]
+        if claim.chapter in registry.chapters():  # the profile's cell is chapter 7's, in the columns' one reading
+            assert cells[positions[2]].startswith(f"{{glue:text}}`../notebooks/07_claims.ipynb::status_profile_"
+                                                  f"{claim.key}:s`")
+
+
+def test_every_status_column_of_the_reproduction_pages_claims_table_names_its_reading():
+    """The page's claims table shows chapter 7's columns (issue 32, item 8): each status column's header names
+    the one reading of its cells, in the package's words (claims_table.READING, stats.READING_WORDS)."""
+    page = (REPO / "book/reproduction.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| Claim of the papers"))
+    cells = [cell.strip() for cell in header.strip("|").split("|")]
+    words = stats.READING_WORDS[claims_table.READING]
+    for name in ("GPU study", "CPU study", "Quick profile"):
+        cell = next(cell for cell in cells if cell.startswith(name))
+        assert cell.startswith(f"{name} ({words}"), cell
+    notebook = json.loads((REPO / "notebooks/07_claims.ipynb").read_text())
+    source = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert 'glue(f"status_profile_{claim.key}", cells.loc[claim.name, f"{p.profile} profile"]' in source
 
 
 def test_a_real_gpu_study_file_of_this_book_is_read_as_what_it_is():
