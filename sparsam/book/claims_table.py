@@ -3,9 +3,9 @@ scale in the order of :data:`sparsam.book.scales.SCALES` (:func:`sparsam.book.sc
 family-wise, or where the scale stands while it has no records), then the profile the book was built with
 (:func:`profile_statuses`, from the
 verdicts the chapters saved, read as one family by :func:`sparsam.book.claims.load_verdicts`); every status
-column holds one reading, the family-wise one (:data:`READING`), which :func:`headed` names in its header; a scale that fills another's column (the ImageNet study, in the GPU study's column:
-both are GPU studies) stands in that column's cells of its own claims, named; a cell whose rule was added after the
-runs in place of a registered one says so after its status (:func:`with_rule`, read back by :func:`status_of`);
+column holds one reading, the family-wise one (:data:`READING`), which :func:`headed` names in its header; a
+scale that fills another's column (the ImageNet study, in the GPU study's column: both are GPU studies) stands
+in that column's cells of its own claims, named; a cell whose rule was added after the runs in place of a registered one says so after its status (:func:`with_rule`, read back by :func:`status_of`);
 :func:`decided_sentence` says in words which claims a column decides, each with the scale of the records that
 decided it
 (:func:`sparsam.book.scale_reports.scale_sentence`: a scale).
