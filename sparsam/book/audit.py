@@ -22,6 +22,7 @@ from . import claims, study as studies
 from .intervals import bounds_text, number_text, precision
 from .study import cost as study_cost, model as study_model
 from .layout import COST_REGISTRATION, book_root
+from .stats import FAMILY_WISE, PER_COMPARISON, reading_header
 
 STORE = "runs"  # a study's records, beside its file (results/study/runs, results/gpu_study/runs)
 
@@ -106,7 +107,8 @@ def audit_table(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         "mean": [s[0] for s in shown], f"{1 - alpha:.0%} interval": [s[1] for s in shown],
         f"simultaneous ({1 - alpha / max(m, 1):.4f})": [s[2] for s in shown],
         "one-sided p": [f"{p:.4f}" if p == p else "–" for p in table["p_value"]],
-        "status": table["status"], "family-wise status": table["family_status"], "rule": table["rule"]})
+        reading_header("status", PER_COMPARISON): table["status"],
+        reading_header("status", FAMILY_WISE): table["family_status"], "rule": table["rule"]})
 
 
 def cost_registration_file(path: Path) -> Path:

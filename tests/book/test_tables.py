@@ -135,3 +135,13 @@ def test_too_precise_finds_a_cell_with_more_digits_than_its_interval():
     assert too_precise(pd.DataFrame({"a": ["36.10 [34.1, 38.0]"]})) == ["a: 36.10 [34.1, 38.0]"]
     bounds = ["[-2.70, +3.30] (m = 21)", "[1.00, 1.00]"]  # an interval alone; one point skipped
     assert too_precise(pd.DataFrame({"a": bounds})) == ["a: [-2.70, +3.30] (m = 21)"]
+
+
+def test_the_audits_two_status_columns_each_name_their_reading(cpu_study):
+    """Issue 32 item 8: one reading per column, named in its header (python -m sparsam study's table)."""
+    from sparsam.book.stats import FAMILY_WISE, PER_COMPARISON, reading_header
+
+    columns = list(cpu_study["audit"].columns)
+    assert [c for c in columns if c.startswith("status")] == [reading_header("status", PER_COMPARISON),
+                                                              reading_header("status", FAMILY_WISE)]
+    assert "family-wise status" not in columns
