@@ -539,14 +539,18 @@ def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gp
     gpu = {c.key: "not yet registered" for c in registry.table_claims()}
     cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"imagenet": studies.NOT_IN_STUDY}
     imagenet = {c.key: studies.NOT_IN_STUDY for c in registry.table_claims()} | {"imagenet": "not reproduced"}
+    noise = {c.key: "registered, no records yet" for c in registry.table_claims()}
     quick = {c.key: "inconclusive" for c in registry.table_claims()}
-    table = claims_table.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
-    assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]  # no column of its own
+    table = claims_table.claims_table([gpu, cpu, noise, imagenet], quick, scales=scales.BOOK_SCALES)
+    assert list(table.columns) == ["claim", "GPU study", "CPU study", "label-noise CPU study",
+                                   "quick profile"]  # no column of its own
     rows = table.set_index("claim")
     name = next(c.name for c in registry.table_claims() if c.key == "imagenet")
-    assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY, "inconclusive"]
+    assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY,
+                                    "registered, no records yet", "inconclusive"]
     assert set(rows.drop(index=name)["GPU study"]) == {"not yet registered"}  # the other rows read the GPU study
-    assert table.drop(columns="GPU study").equals(claims_table.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
+    assert table.drop(columns="GPU study").equals(claims_table.claims_table(
+        [gpu, cpu, noise], quick, scales=(*scales.SCALES, *scales.NOISE_SCALES)).drop(columns="GPU study"))
     with pytest.raises(ValueError, match="fills the GPU study column, which no scale of scales has"):
         claims_table.claims_table([imagenet], quick, scales=scales.IMAGENET_SCALES)
     assert scale_reports.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
