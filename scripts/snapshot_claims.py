@@ -5,9 +5,12 @@ of the code that changes a status, a number or a staleness flag the book shows f
 
 What it holds, read only (nothing is trained or measured):
 
-- ``scales``: every scale of the book (the GPU, CPU and ImageNet studies) as its chapter decides it: where it
-  stands, and for one with records every comparison (registered and family-wise status, the numbers of
-  ``python -m sparsam study``) and its claims' statuses;
+- ``scales``: every scale of the book (the GPU, CPU, label-noise and ImageNet studies) as its chapter decides it:
+  where it stands, and for one with records every comparison (registered and family-wise status, the numbers of
+  ``python -m sparsam study``) and its claims' statuses; a scale whose runs are in progress (some but not all of
+  its registered runs recorded, :attr:`sparsam.book.scale_reports.ScaleState.in_progress`) holds only that it is
+  in progress and how many runs it plans, and is left out of ``claims_table``: a record landing changes nothing
+  here, and the study's completion, which puts its verdicts in the book, changes the snapshot;
 - ``chapters``: the quick profile's verdict rows of chapters 3, 5 and 6 from the committed records
   (``results/runs``, ``results/flatness``); chapter 4 measures its own timings and is left out;
 - ``cpu_study``: chapter 8's readings (the claims' statuses in both readings, the answer to its question, the
@@ -185,6 +188,9 @@ def compute(root: Path = ROOT) -> dict[str, Any]:
     states = scale_reports.survey(root, scales.BOOK_SCALES)
     by_scale, out_scales = [], {}
     for state in states:
+        if state.in_progress:  # its count changes with every record: only that it is in progress
+            out_scales[state.scale.name] = {"in_progress": True, "registered": True, "planned": state.planned}
+            continue
         entry: dict[str, Any] = {"cell": state.cell(), "registered": state.registered, "planned": state.planned,
                                  "records": state.records}
         if state.has_records:
@@ -202,7 +208,8 @@ def compute(root: Path = ROOT) -> dict[str, Any]:
         for name, frame in chapters.items():
             claims.save_verdicts(frame, name, "quick", folder)
         saved = claims.load_verdicts(folder, profile="quick")
-    table = claims_table.claims_table(by_scale, claims_table.profile_statuses(saved), profile="quick", scales=scales.BOOK_SCALES)
+    shown = [state.scale for state in states if not state.in_progress]
+    table = claims_table.claims_table(by_scale, claims_table.profile_statuses(saved), profile="quick", scales=shown)
     return {"scales": out_scales,
             "chapters": {name: rows(frame) for name, frame in chapters.items()},
             "chapters_family": rows(saved),

@@ -5,7 +5,10 @@ the runs of a records frame in one line and :func:`deviation_table` sets them ag
 one row per aspect (data and its encoding, network, epochs, batch, N_F, seeds, device; for ImageNet also
 the resolution and the network's stem). :func:`regime_deviation_table` sets declared regimes (training
 configurations, before any run) against it in the same rows; :func:`resolution_text` and :func:`stem_text`
-read the resolution from the data module and the stem from the network itself.
+read the resolution from the data module and the stem from the network itself. A paper setup is also the kind of
+study a scale is (:attr:`sparsam.book.scales.Scale.paper`): ``"cifar-noise"`` is the papers' CIFAR setup seen by the
+label-noise study, which deviates from it by its noisy training labels and sets them against the papers' clean ones
+(:func:`labels_text`; :func:`scale_text` names label noise wherever runs have it).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..experiment.config import TrainConfig
 from ..experiment.data import IMAGE_SIZES, current_note, pack_note
 from ..experiment.models import build_model
 
-Paper = Literal["cifar", "imagenet"]
+Paper = Literal["cifar", "imagenet", "cifar-noise"]
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette": "Imagenette at 64 px"}
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000}
 CIFAR_SIZE = 32  # px: CIFAR's own image size, trained and tested at it
@@ -42,6 +45,9 @@ PAPERS: dict[str, dict[str, str]] = {
                  "epochs": "90", "batch": "256", "N_F (Fisher samples)": "128", "seeds": "not stated",
                  "device": "GPU"},
 }
+# The label-noise study (chapter 9) is set against the papers' CIFAR setup, whose training labels are the data
+# sets' own: its noisy labels are the book's deviation, chosen so that SAM's gain over SGD is large.
+PAPERS["cifar-noise"] = {**PAPERS["cifar"], "training labels": "the data sets' own labels (no noise)"}
 
 
 def _one(values: pd.Series) -> str:
@@ -119,6 +125,21 @@ def _seeds(frame: pd.DataFrame, unit: str = "") -> str:
     return f"{low}{named}" if low == high else f"{low} to {high}{named} per configuration"
 
 
+def labels_text(frame: pd.DataFrame) -> str:
+    """The training labels of the runs (or configurations) of a frame in words, from their ``label_noise``:
+    "clean (the data set's own)" or, e.g., "40% replaced by another class (label noise 0.4, the book's deviation
+    from the papers; test labels clean)"; a frame without the column has clean labels (older records)."""
+    noise = frame["label_noise"] if "label_noise" in frame.columns else pd.Series([0.0] * len(frame), dtype=float)
+    parts = ["clean (the data set's own)" if not value else
+             f"{100 * value:g}% replaced by another class (label noise {value:g}, the book's deviation from the "
+             "papers; test labels clean)" for value in sorted({float(v) for v in noise.fillna(0.0)})]
+    return " / ".join(parts) if parts else "–"
+
+
+def _noisy(frame: pd.DataFrame) -> bool:
+    return "label_noise" in frame.columns and bool((frame["label_noise"].fillna(0.0) > 0).any())
+
+
 def setup_text(frame: pd.DataFrame) -> str:
     """The data and the network of the runs of a records frame (or of a frame of training configurations, with
     ``device_name`` where known), the first part of :func:`scale_text`."""
@@ -126,11 +147,13 @@ def setup_text(frame: pd.DataFrame) -> str:
 
 
 def scale_text(frame: pd.DataFrame) -> str:
-    """One line on the runs of a records frame: data, network, epochs, seeds and device ("no runs" if empty).
-    Seeds are counted per configuration ("3 to 5 seeds per configuration" where they differ)."""
+    """One line on the runs of a records frame: data, network, epochs, seeds and device ("no runs" if empty), and
+    where some runs have noisy training labels, their labels (:func:`labels_text`). Seeds are counted per
+    configuration ("3 to 5 seeds per configuration" where they differ)."""
     if frame.empty:
         return "no runs"
-    return f"{setup_text(frame)}, {_one(frame['epochs'])} epochs, {_seeds(frame, 'seed')}, {_device(frame)}"
+    labels = f", training labels {labels_text(frame)}" if _noisy(frame) else ""
+    return f"{setup_text(frame)}, {_one(frame['epochs'])} epochs, {_seeds(frame, 'seed')}, {_device(frame)}{labels}"
 
 
 def _image_sizes(dataset: str) -> tuple[int, int | None] | None:
@@ -193,6 +216,8 @@ def _ours(frame: pd.DataFrame, paper: str, encoding: str, num_samples: str, seed
             "seeds": seeds, "device": _device(frame)}
     if "resolution" in PAPERS[paper]:
         ours["resolution"] = _one(frame["dataset"].map(resolution_text))
+    if "training labels" in PAPERS[paper]:
+        ours["training labels"] = labels_text(frame)
     if "network stem" in PAPERS[paper]:
         ours["network stem"] = _one(pd.Series([stem_text(m, image_size(d))
                                                for m, d in zip(frame["model"], frame["dataset"])], dtype=object))
@@ -200,7 +225,7 @@ def _ours(frame: pd.DataFrame, paper: str, encoding: str, num_samples: str, seed
 
 
 def deviation_table(frame: pd.DataFrame, paper: Paper, notes: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per aspect of the papers' setup ``paper`` ("cifar" or "imagenet"): theirs and ours.
+    """One row per aspect of the papers' setup ``paper`` ("cifar", "imagenet" or "cifar-noise"): theirs and ours.
 
     ``notes`` are the data notes of the records (``summary["data"]["note"]``), which say how the data
     is encoded, each shown as its pack's note is now (:func:`sparsam.experiment.data.current_note`). With no runs,

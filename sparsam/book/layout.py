@@ -28,6 +28,9 @@ GPU_COST_REGISTRATION = Path("results/gpu_study/cost_registration.yaml")
 # The ImageNet study, the same way.
 IMAGENET_STUDY_FILE = Path("results/imagenet_study/imagenet_study.yaml")
 IMAGENET_STUDY_STORE = Path("results/imagenet_study/runs")
+# The label-noise study (chapter 9): its candidates file with its registration appended, and its records.
+NOISE_STUDY_FILE = Path("results/noise_study/noise_study.yaml")
+NOISE_STUDY_STORE = Path("results/noise_study/runs")
 MARKERS = (Path("_toc.yml"), PROFILES_FILE)  # what makes a folder the book's root
 
 

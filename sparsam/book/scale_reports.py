@@ -2,7 +2,9 @@
 
 :func:`survey` reads where each scale stands: whether its file is a registration yet
 (:func:`sparsam.book.study.is_registration`: it has configurations) and how many of its planned runs have a
-record in its store. :func:`leading` is the first scale that has both, the one chapter 3 leads with.
+record in its store. :func:`leading` is the first scale that has both, the one chapter 3 leads with; the claims
+table reads a scale's verdicts only once every planned run has a record (:attr:`ScaleState.complete`), and until
+then says how many are in (:func:`scale_statuses`).
 :func:`load` reads a scale's records, :func:`decide` decides its comparisons as its report does (a registered
 cost measurement decides its cost where it has one, the CPU study's interleaved measurement; otherwise they are
 inconclusive, the records' own time per step, a GPU run's wall time, descriptive), :func:`pareto_points` sets its
@@ -54,12 +56,26 @@ class ScaleState:
         """Whether it is a registration with at least one record of its runs."""
         return self.registered and self.records > 0
 
+    @property
+    def complete(self) -> bool:
+        """Whether it is a registration every planned run of which has a record: only then does the claims table
+        read its verdicts (:func:`scale_statuses`)."""
+        return self.registered and self.planned > 0 and self.records >= self.planned
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether it is a registration with some, but not all, of its planned runs recorded."""
+        return self.has_records and not self.complete
+
     def cell(self) -> str:
-        """Where it stands in a few words, for a cell of the claims table."""
+        """Where it stands in a few words, for a cell of the claims table: while its runs are incomplete, how many
+        are in (:func:`sparsam.book.study.runs_text`) and that it gives no verdict before all are."""
         if not self.registered:
             return "not yet registered"
         if not self.records:
             return "registered, no records yet"
+        if not self.complete:
+            return f"in progress: {studies.runs_text(self.records, self.planned)}; no verdict before all are in"
         return f"{self.records} of {self.planned} runs recorded"
 
     def text(self) -> str:
@@ -383,17 +399,21 @@ def report(scale: Scale, root: str | Path | None = None, resamples: int = 2000) 
 
 def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
                    decided: pd.DataFrame | None = None) -> dict[str, str]:
-    """The status of each claim of the table at one scale: while it has no records, where it stands
-    (:meth:`ScaleState.cell`, for every claim); then the family-wise statuses of its ``decided`` comparisons
-    (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
+    """The status of each claim of the table at one scale: until every planned run has a record
+    (:attr:`ScaleState.complete`), where it stands (:meth:`ScaleState.cell`: no verdict from partial records, even
+    where ``decided`` is given), for every claim, or, with its ``registered`` study, for every claim it makes a
+    comparison of ("not in the study" for the others); once all are in, the family-wise statuses of its
+    ``decided`` comparisons (:func:`decide`) combined per claim of the scale (:attr:`Scale.claim_map`,
     :func:`sparsam.book.study.claim_statuses`; "not in the study" for a claim it makes no comparison of), each
     followed, where a rule added after the runs replaced a registered one, by that rule's date and the registered
     rule's reading (:func:`with_rule`, :func:`sparsam.book.study.claim_rules`)."""
-    if not state.has_records:
-        return {c.key: state.cell() for c in registry.table_claims()}
+    if not state.complete:
+        made = None if registered is None else {(c.claim, c.a, c.b) for c in registered.comparisons}
+        return {c.key: state.cell() if made is None or made & set(state.scale.claim_map.get(c.key, ()))
+                else studies.NOT_IN_STUDY for c in registry.table_claims()}
     if registered is None or decided is None:
-        raise ValueError(f"registered and decided: the {state.scale.name} has records, pass its study and its "
-                         "decided comparisons")
+        raise ValueError(f"registered and decided: every run of the {state.scale.name} has a record, pass its study "
+                         "and its decided comparisons")
     statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
     rules = studies.claim_rules(registered, decided, claims=state.scale.claim_map)
     return {c.key: with_rule(statuses.get(c.key, studies.NOT_IN_STUDY), rules.get(c.key, ""))

@@ -1,9 +1,13 @@
-"""The book's scales, largest first: the GPU study, then the CPU study; and the ImageNet study.
+"""The book's scales, largest first: the GPU study, then the CPU study; the label-noise study; and the ImageNet study.
 
 A scale is a study: a file in the format of :func:`sparsam.book.study.load_study` and a store of its records, both
 named relative to the book's root (:func:`sparsam.book.layout.book_root`), as in :data:`SCALES` (the CIFAR
-studies, largest first, which chapter 3 leads with) and :data:`IMAGENET_SCALES` (the ImageNet study, which chapter 5
-leads with; its claims are those the book declares for an ImageNet study, :func:`sparsam.book.registry.study_claims`).
+studies, largest first, which chapter 3 leads with), :data:`NOISE_SCALES` (the label-noise study of chapter 9: the
+CPU study's recipe with noisy training labels, a deviation from the papers chosen so that SAM's gain is large; its
+claims are those the book declares for a study of kind "cifar-noise", its own column of the claims table after the
+clean-label studies') and :data:`IMAGENET_SCALES` (the
+ImageNet study, which chapter 5 leads with; its claims are those the book declares for an ImageNet study,
+:func:`sparsam.book.registry.study_claims`).
 What a chapter shows of a scale is :mod:`sparsam.book.scale_reports`; the claims table across them is
 :mod:`sparsam.book.claims_table`.
 """
@@ -17,7 +21,7 @@ from typing import Literal
 
 from . import deviations, registry
 from .layout import (COST_REGISTRATION, GPU_COST_REGISTRATION, GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE,
-                     IMAGENET_STUDY_STORE, STUDY_FILE, STUDY_STORE)
+                     IMAGENET_STUDY_STORE, NOISE_STUDY_FILE, NOISE_STUDY_STORE, STUDY_FILE, STUDY_STORE)
 
 Time = Literal["cpu_seconds_per_step", "seconds_per_step"]
 
@@ -32,7 +36,7 @@ class Scale:
     it)."""
 
     name: str
-    slug: str  # a short name for glue keys: "gpu", "cpu", "imagenet"
+    slug: str  # a short name for glue keys: "gpu", "cpu", "noise", "imagenet"
     study_file: Path
     store: Path
     time: Time
@@ -65,6 +69,15 @@ SCALES: tuple[Scale, ...] = (
 )
 
 
+# Chapter 9's study: the records' own process-CPU time is descriptive (it registers no cost comparison).
+NOISE_STUDY = Scale("label-noise CPU study", "noise", NOISE_STUDY_FILE, NOISE_STUDY_STORE, "cpu_seconds_per_step",
+                    "process-CPU time per training step (one thread, the records' own), in SGD steps",
+                    report="09_noise_study", paper="cifar-noise")
+
+
+NOISE_SCALES: tuple[Scale, ...] = (NOISE_STUDY,)
+
+
 IMAGENET_STUDY = Scale("ImageNet study", "imagenet", IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE, "seconds_per_step",
                        GPU_TIME_LABEL, report="05_imagenet", paper="imagenet",
                        column="GPU study")
@@ -73,5 +86,5 @@ IMAGENET_STUDY = Scale("ImageNet study", "imagenet", IMAGENET_STUDY_FILE, IMAGEN
 IMAGENET_SCALES: tuple[Scale, ...] = (IMAGENET_STUDY,)
 
 
-BOOK_SCALES: tuple[Scale, ...] = SCALES + IMAGENET_SCALES  # the claims table's scales
+BOOK_SCALES: tuple[Scale, ...] = SCALES + NOISE_SCALES + IMAGENET_SCALES  # the claims table's scales
 

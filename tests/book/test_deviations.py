@@ -122,3 +122,23 @@ def test_the_imagenet_table_of_records_has_the_resolution_and_the_stem():
     assert ours["resolution"] == deviations.resolution_text("imagenette")
     assert ours["network stem"] == deviations.stem_text("resnet50-cifar-stem", 64)
     assert "network stem" not in set(deviations.deviation_table(frame(), "cifar")["aspect"])
+
+
+def test_noisy_training_labels_are_named_in_the_scale_line_and_set_against_the_papers_clean_ones():
+    """The label-noise study's deviation (its scale's paper "cifar-noise"): the scale line names the noise read from
+    the runs' label_noise, the deviation table has a row for the training labels; clean runs read as before."""
+    noisy = frame(label_noise=0.4)
+    assert deviations.scale_text(noisy) == deviations.scale_text(frame()) + (
+        ", training labels 40% replaced by another class (label noise 0.4, the book's deviation from the papers; "
+        "test labels clean)")
+    assert "label noise" not in deviations.scale_text(frame())
+    table = deviations.deviation_table(noisy, "cifar-noise")
+    assert list(table["aspect"]) == [*deviations.PAPERS["cifar"], "training labels"]
+    labels = dict(zip(table["aspect"], zip(table["papers"], table["ours"])))["training labels"]
+    assert "no noise" in labels[0] and labels[1].startswith("40% replaced by another class (label noise 0.4")
+    clean = dict(zip(*deviations.deviation_table(frame(), "cifar-noise")[["aspect", "ours"]].T.to_numpy()))
+    assert clean["training labels"] == "clean (the data set's own)"
+    assert "training labels" not in set(deviations.deviation_table(noisy, "cifar")["aspect"])  # the papers' table
+    declared = deviations.regime_deviation_table({"registered regime": TrainConfig(label_noise=0.25)}, "cifar-noise",
+                                                 "5")
+    assert declared.set_index("aspect").loc["training labels", "registered regime"].startswith("25% replaced")

@@ -123,7 +123,9 @@ def test_a_registered_gpu_study_with_a_record_leads_and_is_read_with_its_gpu_tim
     record = gpu_record(root, 0.0125)
     gpu, cpu = scale_reports.survey(root)
     assert gpu.has_records and gpu.records == 1 and cpu.records == 2
-    assert scale_reports.leading((gpu, cpu)) is gpu and gpu.cell() == f"1 of {gpu.planned} runs recorded"
+    assert scale_reports.leading((gpu, cpu)) is gpu and gpu.in_progress and not gpu.complete
+    assert gpu.cell() == (f"in progress: 1 of the {gpu.planned} planned runs so far (the others are still to train); "
+                          "no verdict before all are in")
     registered, records, frame = scale_reports.load(gpu.scale, root)
     assert registered.correction == "holm"
     assert [r["summary"]["run_id"] for r in records] == [record["summary"]["run_id"]]
@@ -136,11 +138,10 @@ def test_a_registered_gpu_study_with_a_record_leads_and_is_read_with_its_gpu_tim
     assert list(decided["claim"]) == [studies.comparison_label(c) for c in registered.family]
     assert set(decided["status"]) == {"inconclusive"} and (decided["n"] == 0).all()  # nothing is paired yet
     assert all(e.startswith("GPU study") for e in decided["evidence"])
-    statuses = scale_reports.scale_statuses(gpu, registered, decided)
-    assert statuses["acc"] == "inconclusive" and statuses["cost_aware"] == "inconclusive"
+    statuses = scale_reports.scale_statuses(gpu, registered, decided)  # one of its runs: where it stands, no verdict
+    assert statuses["acc"] == statuses["cost_aware"] == gpu.cell()
     assert statuses["imagenet"] == statuses["convergence"] == statuses["flat"] == studies.NOT_IN_STUDY
-    with pytest.raises(ValueError, match="registered and decided"):
-        scale_reports.scale_statuses(gpu)
+    assert scale_reports.scale_statuses(gpu) == {c.key: gpu.cell() for c in registry.table_claims()}
 
 
 def test_a_study_without_a_side_by_side_measurement_leaves_its_cost_undecided_whatever_its_records_time(tmp_path):
@@ -421,7 +422,7 @@ def imagenet_book(root: Path, spec: dict | None, runs: dict[str, list[float]] | 
 def test_the_imagenet_study_is_a_scale_of_its_own_whose_claim_is_the_imagenet_claim():
     imagenet = scales.IMAGENET_STUDY
     assert imagenet not in scales.SCALES and scales.IMAGENET_SCALES == (imagenet,)
-    assert scales.BOOK_SCALES == (*scales.SCALES, imagenet)
+    assert scales.BOOK_SCALES == (*scales.SCALES, *scales.NOISE_SCALES, imagenet)
     assert (imagenet.study_file, imagenet.store) == (IMAGENET_STUDY_FILE, IMAGENET_STUDY_STORE)
     assert not imagenet.study_file.is_absolute() and imagenet.paper == "imagenet" and imagenet.report == "05_imagenet"
     assert imagenet.claim_map == {"imagenet": registry.study_claims("cifar")["acc"]}  # SSAM-F and SSAM-D against SAM
@@ -538,14 +539,18 @@ def test_the_imagenet_row_of_the_claims_table_reads_the_imagenet_study_in_the_gp
     gpu = {c.key: "not yet registered" for c in registry.table_claims()}
     cpu = {c.key: "inconclusive" for c in registry.table_claims()} | {"imagenet": studies.NOT_IN_STUDY}
     imagenet = {c.key: studies.NOT_IN_STUDY for c in registry.table_claims()} | {"imagenet": "not reproduced"}
+    noise = {c.key: "registered, no records yet" for c in registry.table_claims()}
     quick = {c.key: "inconclusive" for c in registry.table_claims()}
-    table = claims_table.claims_table([gpu, cpu, imagenet], quick, scales=scales.BOOK_SCALES)
-    assert list(table.columns) == ["claim", "GPU study", "CPU study", "quick profile"]  # no column of its own
+    table = claims_table.claims_table([gpu, cpu, noise, imagenet], quick, scales=scales.BOOK_SCALES)
+    assert list(table.columns) == ["claim", "GPU study", "CPU study", "label-noise CPU study",
+                                   "quick profile"]  # no column of its own
     rows = table.set_index("claim")
     name = next(c.name for c in registry.table_claims() if c.key == "imagenet")
-    assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY, "inconclusive"]
+    assert list(rows.loc[name]) == ["ImageNet study: not reproduced", studies.NOT_IN_STUDY,
+                                    "registered, no records yet", "inconclusive"]
     assert set(rows.drop(index=name)["GPU study"]) == {"not yet registered"}  # the other rows read the GPU study
-    assert table.drop(columns="GPU study").equals(claims_table.claims_table([gpu, cpu], quick).drop(columns="GPU study"))
+    assert table.drop(columns="GPU study").equals(claims_table.claims_table(
+        [gpu, cpu, noise], quick, scales=(*scales.SCALES, *scales.NOISE_SCALES)).drop(columns="GPU study"))
     with pytest.raises(ValueError, match="fills the GPU study column, which no scale of scales has"):
         claims_table.claims_table([imagenet], quick, scales=scales.IMAGENET_SCALES)
     assert scale_reports.scale_sentence(scales.IMAGENET_STUDY, imagenet, "2 epochs") == (
@@ -567,3 +572,138 @@ def test_the_imagenet_study_file_of_this_book_is_read_as_what_it_is():
                                                                                         spec["candidates"]]
         assert all(f"{name}: " in found.text for name in spec["candidates"])
         assert list(found.deviations.columns[2:]) == [f"candidate {k}" for k in spec["candidates"]]
+
+
+# --- the label-noise study (chapter 9): a column of its own, its verdicts only once every run is in -------------
+
+NOISE_SPEC = yaml.safe_load((REPO / layout.NOISE_STUDY_FILE).read_text())  # the committed registration
+NOISE_SEEDS = [0, 1, 2, 3]
+# Final accuracy per configuration (mean over seeds) under label noise: SAM 8 pp above SGD, SSAM-F at SAM's, SSAM-D
+# 1 pp below it (well within the fixed margin, keeping most of SAM's gain), a fixed random mask 3 pp below SAM; each
+# seed off its mean by a few hundredths of a point, differently per configuration (paired differences spread).
+NOISE_MEANS = {"sgd": 0.40, "sam": 0.48, "ssam-f-0.5": 0.48, "ssam-d-0.5": 0.47, "random-0.5": 0.45}
+NOISE_JITTER = {"sgd": (0, 2, -1, 1), "sam": (1, 0, 2, -1), "ssam-f-0.5": (-1, 1, 0, 2), "ssam-d-0.5": (2, -1, 1, 0),
+                "random-0.5": (0, -1, 2, 1)}  # in 0.01 pp
+
+
+def noise_accuracy(means: dict[str, float]) -> dict[str, list[float]]:
+    return {name: [mean + 1e-4 * j for j in NOISE_JITTER[name]] for name, mean in means.items()}
+
+
+def noise_registration() -> dict:
+    """A small registration in the label-noise study's format: the committed regime (2 epochs, evaluated after each),
+    five of its configurations on four seeds, every committed comparison among them with the committed margins,
+    read as one family (Holm)."""
+    comparisons = [c for c in NOISE_SPEC["comparisons"] if {c["a"], c["b"], c.get("over", "sgd")} <= set(NOISE_MEANS)]
+    margins = {k: v for k, v in NOISE_SPEC["margins"].items()
+               if k in ("level", "min_n") or k in {c["claim"] for c in comparisons}}
+    return {"question": NOISE_SPEC["question"], "regime": {**NOISE_SPEC["regime"], "epochs": 2, "eval_every": 1},
+            "seeds": {"core": NOISE_SEEDS},
+            "configurations": {name: NOISE_SPEC["configurations"][name] for name in NOISE_MEANS},
+            "comparisons": comparisons, "margins": margins, "pilot": {}, "correction": "holm"}
+
+
+def noise_book(root: Path, means: dict[str, float] = NOISE_MEANS, left_out: frozenset = frozenset()) -> Path:
+    """A book (that of :func:`book`) with :func:`noise_registration` as the label-noise study's file and a record of
+    each of its runs, on the CPU, but those of ``left_out`` ((configuration, seed) pairs)."""
+    book(root)
+    path = root / layout.NOISE_STUDY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(noise_registration(), sort_keys=False))
+    registered = studies.load_study(path)
+    (root / layout.NOISE_STUDY_STORE).mkdir(parents=True)
+    for name, accuracies in noise_accuracy(means).items():
+        for config, accuracy in zip(registered.configs(name), accuracies):
+            if (name, config.seed) in left_out:
+                continue
+            record = imagenet_record(config, accuracy)
+            record["summary"]["provenance"].update(device="cpu", device_name="x86_64")
+            (root / layout.NOISE_STUDY_STORE / f"{config.run_id()}.json").write_text(json.dumps(record))
+    return root
+
+
+def every_claim(status: str) -> dict[str, str]:
+    """A scale's statuses (another scale's, beside the label-noise study's), every claim ``status``."""
+    return {c.key: status for c in registry.table_claims()}
+
+
+def test_the_label_noise_study_is_a_scale_with_a_column_of_its_own_set_against_clean_labels():
+    noise = scales.NOISE_STUDY
+    assert scales.NOISE_SCALES == (noise,) and noise not in scales.SCALES and noise.column is None
+    assert (noise.study_file, noise.store) == (layout.NOISE_STUDY_FILE, layout.NOISE_STUDY_STORE)
+    assert noise.paper == "cifar-noise" and noise.report == "09_noise_study" and noise.time == "cpu_seconds_per_step"
+    assert "training labels" in deviations.PAPERS[noise.paper]
+    assert {k: v for k, v in deviations.PAPERS[noise.paper].items() if k != "training labels"} == deviations.PAPERS["cifar"]
+    claim_map = noise.claim_map
+    assert set(claim_map) & {c.key for c in registry.table_claims()} == {"acc", "sam_sgd"}
+    # "match SAM" is its registered question for the paper's two SSAM configurations: both readings, both of them
+    assert sorted(claim_map["acc"]) == sorted((rule, a, "sam") for rule in (
+        "accuracy_noise_ssam_vs_sam", "accuracy_ssam_keeps_half_gain") for a in ("ssam-f-0.5", "ssam-d-0.5"))
+    assert claim_map["sam_sgd"] == (("accuracy_sam_vs_sgd", "sam", "sgd"),)
+    made = {(c.claim, c.a, c.b) for c in studies.load_study(REPO / layout.NOISE_STUDY_FILE).comparisons}
+    assert all(needed in made for comparisons in claim_map.values() for needed in comparisons)  # all registered
+
+
+def test_the_label_noise_study_in_progress_shows_how_many_runs_are_in_and_no_verdict_from_them(tmp_path):
+    root = noise_book(tmp_path, left_out=frozenset({("ssam-d-0.5", 3)}))
+    state, = scale_reports.survey(root, scales.NOISE_SCALES)
+    planned = len(NOISE_MEANS) * len(NOISE_SEEDS)
+    assert state.in_progress and not state.complete and (state.records, state.planned) == (planned - 1, planned)
+    cell = (f"in progress: {planned - 1} of the {planned} planned runs so far (the others are still to train); "
+            "no verdict before all are in")
+    assert state.cell() == cell
+    registered, records, frame = scale_reports.load(state.scale, root)
+    decided = scale_reports.decide(state.scale, registered, frame, records, resamples=0, root=root)
+    would = studies.claim_statuses(registered, decided, claims=state.scale.claim_map)
+    assert would["sam_sgd"] == "reproduced"  # what the partial records alone would decide (all seeds of both)
+    statuses = scale_reports.scale_statuses(state, registered, decided)
+    assert statuses == {c.key: cell if c.key in ("acc", "sam_sgd") else studies.NOT_IN_STUDY
+                        for c in registry.table_claims()}
+    assert scale_reports.scale_statuses(state) == {c.key: cell for c in registry.table_claims()}
+    other, quick = every_claim("not yet registered"), every_claim("inconclusive")  # GPU, CPU, ImageNet; profile
+    table = claims_table.claims_table([other, other, statuses, other], quick, scales=scales.BOOK_SCALES)
+    assert list(table.columns) == ["claim", "GPU study", "CPU study", "label-noise CPU study", "quick profile"]
+    column = table["label-noise CPU study"]
+    assert not any(claims_table.status_of(c) in claims_table.DECIDED for c in column)  # no verdict from part of it
+    assert set(column) == {cell, studies.NOT_IN_STUDY}
+    sentence = claims_table.decided_sentence(table, "label-noise CPU study", deviations.scale_text(frame))
+    assert sentence.startswith("The label-noise CPU study decides none of the ") and cell in sentence
+    assert "training labels 40% replaced by another class (label noise 0.4, the book's deviation" in sentence
+    assert "3 to 4 seeds per configuration" in sentence
+
+
+def test_once_every_run_is_in_the_label_noise_column_reads_its_family_wise_verdicts(tmp_path):
+    root = noise_book(tmp_path)
+    state, = scale_reports.survey(root, scales.NOISE_SCALES)
+    planned = len(NOISE_MEANS) * len(NOISE_SEEDS)
+    assert state.complete and not state.in_progress and state.cell() == f"{planned} of {planned} runs recorded"
+    registered, records, frame = scale_reports.load(state.scale, root)
+    decided = scale_reports.decide(state.scale, registered, frame, records, resamples=0, root=root)
+    assert decided["family_size"].eq(len(registered.family)).all() and (decided["n"] == len(NOISE_SEEDS)).all()
+    family = dict(zip(decided["claim"], decided["family_status"]))
+    labels = {(c.claim, c.a, c.b): studies.comparison_label(c) for c in registered.family}
+    statuses = scale_reports.scale_statuses(state, registered, decided)
+    for key in ("acc", "sam_sgd"):
+        assert statuses[key] == combine([family[labels[n]] for n in state.scale.claim_map[key]]) == "reproduced"
+    assert {k for k, v in statuses.items() if v == studies.NOT_IN_STUDY} == {
+        c.key for c in registry.table_claims()} - {"acc", "sam_sgd"}
+    with pytest.raises(ValueError, match="registered and decided"):
+        scale_reports.scale_statuses(state)
+    other = every_claim("not yet registered")
+    table = claims_table.claims_table([other, other, statuses, other], every_claim("inconclusive"),
+                                      scales=scales.BOOK_SCALES)
+    rows = table.set_index("claim")["label-noise CPU study"]
+    assert [rows[c.name] for c in registry.table_claims()] == [statuses[c.key] for c in registry.table_claims()]
+    sentence = claims_table.decided_sentence(table, "label-noise CPU study", deviations.scale_text(frame),
+                                             scale_reports.claim_scales(state, registered, decided))
+    assert sentence.startswith("The label-noise CPU study decides 2 of the ") and "label noise 0.4" in sentence
+    # the half-gain reading is part of its "match SAM": SSAM-D 4.5 pp below SAM is within the fixed margin (5.24 pp)
+    # but keeps less than half of SAM's 8 pp gain, so the claim is not reproduced there
+    root = noise_book(tmp_path / "half", {**NOISE_MEANS, "ssam-d-0.5": NOISE_MEANS["sam"] - 0.045})
+    state, = scale_reports.survey(root, scales.NOISE_SCALES)
+    registered, records, frame = scale_reports.load(state.scale, root)
+    decided = scale_reports.decide(state.scale, registered, frame, records, resamples=0, root=root)
+    family = dict(zip(decided["claim"], decided["family_status"]))
+    assert family[labels["accuracy_noise_ssam_vs_sam", "ssam-d-0.5", "sam"]] == "reproduced"
+    assert family[labels["accuracy_ssam_keeps_half_gain", "ssam-d-0.5", "sam"]] == "not reproduced"
+    assert scale_reports.scale_statuses(state, registered, decided)["acc"] == "not reproduced"

@@ -19,7 +19,7 @@ from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_ST
                        audit_frame, book_statuses, claim_rules, claim_scales, claim_statuses, configuration_table,
                        decide_comparisons, family_text, flatness_provenance,
                        decide_comparisons_interleaved, does_sams_work, paired_sds, pareto_points, premises, progress,
-                       progress_text, record_scale, recorded_below, rerun_estimate, runs_dates, study_frame)
+                       progress_text, record_scale, recorded_below, rerun_estimate, runs_dates, runs_text, study_frame)
 from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, Replacement, Study,
                     added_on, comparison_label, dates_against_git,
                     is_registration, load_candidates, load_cost_registration, load_study, own_margins, pinned_rule,
@@ -37,4 +37,4 @@ __all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS"
            "load_cost_registration", "load_study", "own_margins", "paired_sds", "pareto_points", "pilot_paired_sd",
            "pinned_rule",
            "pilot_verdicts", "premises", "progress", "progress_text", "record_scale", "recorded_below", "registered_at",
-           "registration_commit", "rerun_estimate", "runs_before_registration", "runs_dates", "study_frame"]
+           "registration_commit", "rerun_estimate", "runs_before_registration", "runs_dates", "runs_text", "study_frame"]

@@ -70,8 +70,14 @@ def progress(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
 
 def progress_text(done: pd.DataFrame) -> str:
     """Where the study's runs stand, in a sentence's words, from :func:`progress`: "all 53 planned runs are in", or
-    "20 of the 53 planned runs so far (the others are still to train)"."""
-    have, planned = int(done["seeds done"].sum()), int(done["seeds planned"].sum())
+    "20 of the 53 planned runs so far (the others are still to train)" (:func:`runs_text`)."""
+    return runs_text(int(done["seeds done"].sum()), int(done["seeds planned"].sum()))
+
+
+def runs_text(have: int, planned: int) -> str:
+    """``have`` of a study's ``planned`` runs in words: "all 53 planned runs are in", or "20 of the 53 planned runs
+    so far (the others are still to train)"; the words of :func:`progress_text` and of a scale's cell in the claims
+    table while its runs are incomplete (:meth:`sparsam.book.scale_reports.ScaleState.cell`)."""
     if have >= planned:
         return f"all {planned} planned runs are in"
     return f"{have} of the {planned} planned runs so far (the others are still to train)"
