@@ -287,7 +287,7 @@ def test_the_reproduction_pages_claims_table_has_the_same_column_order():
     header = next(line for line in page.splitlines() if line.startswith("| Claim of the papers"))
     cells = [cell.strip() for cell in header.strip("|").split("|")]
     positions = [next(i for i, cell in enumerate(cells) if cell.startswith(name))
-                 for name in ("GPU study", "CPU study", "Quick profile")]
+                 for name in ("GPU study", "CPU study", "label-noise CPU study", "Quick profile")]
     assert positions == sorted(positions) and positions[0] == 1  # the first status column is the GPU study's
     lines = page.splitlines()
     rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[lines.index(header) + 2:]))
@@ -296,8 +296,9 @@ def test_the_reproduction_pages_claims_table_has_the_same_column_order():
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert f"07_claims.ipynb::status_gpu_{claim.key}:s" in cells[positions[0]]
         assert f"07_claims.ipynb::status_cpu_{claim.key}:s" in cells[positions[1]]
+        assert cells[positions[2]] == f"{{glue:text}}`../notebooks/07_claims.ipynb::status_noise_{claim.key}:s`"
         if claim.chapter in registry.chapters():  # the profile's cell is chapter 7's, in the columns' one reading
-            assert cells[positions[2]].startswith(f"{{glue:text}}`../notebooks/07_claims.ipynb::status_profile_"
+            assert cells[positions[3]].startswith(f"{{glue:text}}`../notebooks/07_claims.ipynb::status_profile_"
                                                   f"{claim.key}:s`")
 
 
