@@ -79,7 +79,7 @@ def _papers_data(dataset: pd.Series, paper: Paper) -> pd.Series:
 def at_papers_scale(frame: pd.DataFrame, paper: Paper = "cifar") -> pd.Series:
     """Per run of a records frame, whether it ran at the papers' scale (:data:`PAPERS`): on the whole training
     set of one of their data sets, with one of their networks at full width, for their number of epochs or more."""
-    check_choice("paper", paper, tuple(PAPERS))
+    check_choice("paper", paper, tuple(PAPERS_NETWORKS))  # the papers' own setups, not the label-noise study's
     if frame.empty:
         return pd.Series(dtype=bool)
     whole = frame["n_train"].isna() | (frame["n_train"] >= frame["dataset"].map(TRAIN_SIZES).fillna(float("inf")))
