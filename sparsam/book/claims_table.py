@@ -140,3 +140,30 @@ def decided_sentence(table: pd.DataFrame, column: str, scale: str = "",
     else:
         text = f"The {column} decides none of the {len(statuses)} claims ({'; '.join(sorted(set(statuses)))})."
     return text + (f" Its runs: {scale}." if scale else "")
+
+
+def reading_order(scales: Sequence[Scale]) -> list[int]:
+    """The order in which the book reads its scales' sentences: the scales' own order (largest first, as
+    :data:`sparsam.book.scales.BOOK_SCALES` lists them), a scale that fills another's column (:attr:`Scale.column`)
+    right after the scale whose column it fills."""
+    own = [i for i, scale in enumerate(scales) if scale.column is None]
+    order: list[int] = []
+    for i in own:
+        order += [i, *(j for j, other in enumerate(scales) if other.column == scales[i].name)]
+    return order + [i for i in range(len(scales)) if i not in order]
+
+
+def decisive_first(sentences: Sequence[str], statuses: Sequence[Mapping[str, str]],
+                   claims: Sequence[Sequence[str] | None] | None = None) -> str:
+    """The sentences of :func:`decided_sentence` (or :func:`sparsam.book.scale_reports.scale_sentence`), one per
+    column, joined so that the largest decisive scale leads: first those whose ``statuses`` (claim key -> cell, e.g.
+    :func:`sparsam.book.scale_reports.scale_statuses`) decide at least one claim, then the others, each group in the
+    order given (largest scale first, the profile last). ``claims`` limits, per column, the claims that count (a
+    scale's own claims where it fills another's column; None: every claim)."""
+    if len(sentences) != len(statuses) or claims is not None and len(claims) != len(sentences):
+        raise ValueError(f"sentences, statuses and claims must have one entry per column, got {len(sentences)}, "
+                         f"{len(statuses)} and {len(sentences) if claims is None else len(claims)}")
+    limits = claims if claims is not None else [None] * len(sentences)
+    decides = [any(status_of(cell) in DECIDED for key, cell in column.items() if keys is None or key in keys)
+               for column, keys in zip(statuses, limits)]
+    return " ".join([s for s, d in zip(sentences, decides) if d] + [s for s, d in zip(sentences, decides) if not d])

@@ -95,14 +95,15 @@ def papers_scale_text(frame: pd.DataFrame) -> str:
         return "No run at the papers' scale exists: the book holds no run record."
     papers = at_papers_scale(frame, "cifar") | at_papers_scale(frame, "imagenet")
     if papers.any():
-        return (f"{int(papers.sum())} of the book's {len(frame)} run records were made at the papers' scale: "
+        verb = "was" if papers.sum() == 1 else "were"
+        return (f"{int(papers.sum())} of the book's {len(frame)} run records {verb} made at the papers' scale: "
                 f"{scale_text(frame[papers])}.")
     images = frame["n_train"].fillna(frame["dataset"].map(TRAIN_SIZES)).fillna(0) * frame["epochs"]
     largest = frame[images == images.max()]
     return (f"No run at the papers' scale exists: none of the book's {len(frame)} run records trains one of the "
             f"papers' networks on the whole of CIFAR-10, CIFAR-100 or ImageNet for their "
             f"{PAPERS['cifar']['epochs']} (CIFAR) or {PAPERS['imagenet']['epochs']} (ImageNet) epochs; the largest "
-            f"({len(largest)} records) are {scale_text(largest)}.")
+            f"({len(largest)} {'record' if len(largest) == 1 else 'records'}) are {scale_text(largest)}.")
 
 
 def _network(frame: pd.DataFrame) -> str:

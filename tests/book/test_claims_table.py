@@ -60,3 +60,28 @@ def test_every_status_column_of_the_claims_table_names_its_one_reading_in_its_he
     assert headed.iloc[:, 1:].equals(table.iloc[:, 1:].set_axis(headed.columns[1:], axis=1))  # the same cells
     with pytest.raises(ValueError, match="reading must be one of"):
         stats.reading_header("status", "registered")
+
+
+def test_the_introduction_reads_the_largest_decisive_scale_first():
+    from sparsam.book import scales
+
+    names = [s.name for s in (scales.BOOK_SCALES[i] for i in claims_table.reading_order(scales.BOOK_SCALES))]
+    assert names == ["GPU study", "ImageNet study", "CPU study", "label-noise CPU study"]  # largest first
+    keys = [c.key for c in registry.table_claims()]
+    undecided = {key: "inconclusive" for key in keys}
+    decides = {**undecided, keys[0]: "reproduced [added after the runs, 2026-12-03: ...]"}
+    sentences = ["gpu.", "imagenet.", "cpu.", "noise.", "profile."]
+    # none decides: the given order, largest first, the profile last
+    assert claims_table.decisive_first(sentences, [undecided] * 5) == "gpu. imagenet. cpu. noise. profile."
+    # the label-noise study decides a claim (its cell carries the words on its rule): it leads
+    statuses = [undecided, undecided, undecided, decides, undecided]
+    assert claims_table.decisive_first(sentences, statuses) == "noise. gpu. imagenet. cpu. profile."
+    # two decide: the larger of them leads
+    statuses = [undecided, undecided, {**undecided, keys[1]: "not reproduced"}, decides, decides]
+    assert claims_table.decisive_first(sentences, statuses) == "cpu. noise. profile. gpu. imagenet."
+    # a scale in another's column counts only its own claims
+    imagenet_decides_another = [undecided, decides, undecided, undecided, undecided]
+    assert claims_table.decisive_first(sentences, imagenet_decides_another,
+                                       [None, (keys[1],), None, None, None]) == "gpu. imagenet. cpu. noise. profile."
+    with pytest.raises(ValueError, match="one entry per column"):
+        claims_table.decisive_first(sentences, statuses[:4])
