@@ -34,10 +34,10 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
 from .._checks import check_choice, check_int, check_range
+from ..experiment import yaml_text
 from .intervals import interval_text, number_text
 from .layout import MARGINS, book_root
 
@@ -198,14 +198,15 @@ def paired_bootstrap(correct_a: Sequence[np.ndarray], correct_b: Sequence[np.nda
     diffs = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) - np.asarray(y, dtype=np.float64).reshape(-1)
                       for x, y in zip(correct_a, correct_b)])        # seeds × examples, values in {-1, 0, 1}
     k, m = diffs.shape
+    # The examples' counts enter only through each seed's summed difference, so examples that differ alike on every
+    # seed (one column pattern) are drawn as one category: the counts of a pattern's examples in a multinomial
+    # resample of the m examples sum to a multinomial count with that pattern's share, the same distribution as
+    # drawing the m examples one by one, at the cost of a few distinct patterns (at most 3^seeds) instead of m.
+    patterns, sizes = np.unique(diffs, axis=1, return_counts=True)   # seeds × patterns, examples per pattern
     rng = np.random.default_rng(seed)
     seed_counts = rng.multinomial(k, np.full(k, 1 / k), size=resamples)
-    estimates = np.empty(resamples)
-    for start in range(0, resamples, 256):  # example counts in chunks: 256 × m floats at a time
-        stop = min(start + 256, resamples)
-        example_counts = rng.multinomial(m, np.full(m, 1 / m), size=stop - start).astype(np.float64)
-        per_seed = example_counts @ diffs.T                           # resamples × seeds: summed differences
-        estimates[start:stop] = (per_seed * seed_counts[start:stop]).sum(axis=1) / (k * m)
+    pattern_counts = rng.multinomial(m, sizes / m, size=resamples).astype(np.float64)  # resamples × patterns
+    estimates = ((pattern_counts @ patterns.T) * seed_counts).sum(axis=1) / (k * m)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(estimates, [tail, 100 - tail])
     return 100 * float(diffs.mean()), 100 * float(low), 100 * float(high)
@@ -236,7 +237,7 @@ def margins(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The declared claims of ``path`` (default: the book's ``book/margins.yaml``): name -> ``margin, unit, test,
     better, level, min_n, reason``, as :func:`declared_claims` reads them."""
     path = book_root() / MARGINS if path is None else Path(path)
-    return declared_claims(yaml.safe_load(Path(path).read_text()), str(path))
+    return declared_claims(yaml_text.read(path), str(path))
 
 
 def declared_claims(content: Mapping[str, Any], source: str = "the margins") -> dict[str, dict[str, Any]]:

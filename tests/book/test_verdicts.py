@@ -183,6 +183,28 @@ def test_paired_bootstrap_with_one_seed_matches_the_normal_interval_of_paired_di
     assert same == (0.0, 0.0, 0.0)
 
 
+def test_paired_bootstrap_has_the_distribution_of_resampling_seeds_and_examples_one_by_one():
+    """Drawing the examples' counts per pattern of differences across seeds (the function) against drawing every
+    example index with replacement and every seed with replacement (written out here): the same distribution of
+    the resampled difference, to Monte Carlo error, at a sample size where a wrong grouping shows."""
+    rng = np.random.default_rng(3)
+    k, m, resamples = 3, 600, 20_000
+    a = [_correct(rng, 0.7, m) for _ in range(k)]
+    b = [a[0] if i == 0 else _correct(rng, 0.6, m) for i in range(k)]  # seed 0: no difference at all
+    diffs = np.stack([x.astype(float) - y.astype(float) for x, y in zip(a, b)])
+    draw = np.random.default_rng(4)
+    seeds = draw.integers(0, k, size=(resamples, k))
+    examples = draw.integers(0, m, size=(resamples, m))
+    one_by_one = 100 * np.array([diffs[s][:, e].mean() for s, e in zip(seeds, examples)])
+    _, low, high = paired_bootstrap(a, b, resamples=resamples, seed=5)
+    expected_low, expected_high = np.percentile(one_by_one, [2.5, 97.5])
+    spread = one_by_one.std()
+    assert abs(low - expected_low) < 0.05 * spread and abs(high - expected_high) < 0.05 * spread
+    # the seeds' spread dominates here: resampling the examples alone (seeds fixed) is visibly narrower
+    fixed_seeds = 100 * np.array([diffs[:, e].mean() for e in examples[:4000]])
+    assert fixed_seeds.std() < 0.6 * spread
+
+
 @pytest.mark.parametrize("a, b, message", [
     ([np.ones(5, bool)], [np.ones(5, bool)] * 2, "pair one array per seed"),
     ([], [], "pair one array per seed"),
