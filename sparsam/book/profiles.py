@@ -23,8 +23,8 @@ from types import SimpleNamespace
 from typing import Any, Literal, Mapping
 
 import pandas as pd
-import yaml
 
+from ..experiment import yaml_text
 from .layout import PROFILES_FILE, STUDY_STORE, book_root
 
 
@@ -33,7 +33,7 @@ PROFILES = ("quick", "cpu-study", "paper")
 
 def _read(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """The profiles file (default: the book's ``notebooks/profiles.yaml``) as parsed YAML."""
-    return yaml.safe_load(Path(book_root() / PROFILES_FILE if path is None else path).read_text())
+    return yaml_text.read(book_root() / PROFILES_FILE if path is None else path)
 
 
 def table(path: str | Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
-import yaml
 
+from ..experiment import yaml_text
 from .layout import MARGINS, book_root
 
 Comparison = tuple[str, str, str]  # (rule, a, b): a study's comparison, by configuration name
@@ -62,7 +62,7 @@ class Chapter:
 
 
 def _read(path: str | Path | None) -> dict[str, Any]:
-    return yaml.safe_load(Path(book_root() / MARGINS if path is None else path).read_text())
+    return yaml_text.read(book_root() / MARGINS if path is None else path)
 
 
 def claims(path: str | Path | None = None) -> tuple[Claim, ...]:

@@ -63,15 +63,13 @@ def run(args: argparse.Namespace) -> int:
     seed by seed: every configuration at its first seed, then at the next); with ``--budget-minutes``, a time-boxed
     chunk of it."""
     started = time.monotonic()
-    import yaml
-
-    from ..experiment import chunk, grid
+    from ..experiment import chunk, grid, yaml_text
 
     path = Path(args.grid)
     if not path.is_file():
         raise ValueError(f"grid: no file {path}")
     configs = None
-    if grid.is_study_file(yaml.safe_load(path.read_text())):
+    if grid.is_study_file(yaml_text.read(path)):
         from ..book.study import load_study
 
         configs = load_study(path).configs(order="seed")  # seed by seed: a study stopped part-way holds whole seeds

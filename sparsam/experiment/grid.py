@@ -24,8 +24,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
-import yaml
 
+from . import yaml_text
 from .config import TrainConfig
 from .jobs import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status
 from .results import load_record, record_path, write_record
@@ -55,7 +55,7 @@ def load_train_grid(path: str | Path) -> list[TrainConfig]:
     ``results/study/cpu_study.yaml``) is not a grid: the command line reads it with the book's
     :func:`sparsam.book.study.load_study` and hands its configurations to :func:`run_train_grid`.
     """
-    spec = yaml.safe_load(Path(path).read_text()) or {}
+    spec = yaml_text.read(path) or {}
     if is_study_file(spec):
         raise ValueError(f"{path} is a study's pre-registration, not a training grid: pass its configurations "
                          "(python -m sparsam train-grid reads it)")

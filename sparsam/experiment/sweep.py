@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from . import yaml_text
 from .config import OPTIMIZERS, TrainConfig
 from .jobs import ExecutorOptions, Point, is_alive, print_summary, run_points, slurm_script
 from .grid import expand
@@ -59,7 +60,7 @@ def load_grid(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     if not path.is_file():
         raise FileNotFoundError(f"grid file {path} not found")
     try:
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = yaml_text.read(path) or {}
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-import yaml
 
 from ..._checks import check_int
 from ...experiment.config import TrainConfig
 from ...experiment.grid import is_study_file
+from ...experiment import yaml_text
 from ...experiment.provenance import git
 from ..claims import ADDED, Provenance
 from ..layout import COST_REGISTRATION, STUDY_FILE, book_root
@@ -44,7 +44,7 @@ DEVICE_UNITS = {"cpu": "process-CPU seconds per training step, one thread",
 def parse(path: str | Path) -> tuple[str, Any]:
     """A study file's text and its YAML: the one place a study file is parsed."""
     text = Path(path).read_text()
-    return text, yaml.safe_load(text)
+    return text, yaml_text.load(text)
 
 
 def is_registration(path: str | Path) -> bool:
