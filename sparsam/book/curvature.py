@@ -56,7 +56,7 @@ def networks(p: SimpleNamespace) -> dict[tuple[str, int], TrainConfig]:
     their defaults), so equal values share runs."""
     base = TrainConfig(model=p.model, width=p.width, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test,
                        epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-                       device=p.device, amp=p.amp, eval_every=p.eval_every)
+                       device=p.device, amp=p.amp, channels_last=p.channels_last, eval_every=p.eval_every)
     ssam = dict(rho=p.rho, sparsity=p.sparsity, update_every=p.update_every, update_unit="epochs")
     kinds: dict[str, dict[str, Any]] = {"sgd": dict(optimizer="sgd"), "sam": dict(optimizer="sam", rho=p.rho),
                                         "ssam": dict(optimizer="ssam-f", num_samples=p.num_samples, **ssam)}
