@@ -57,31 +57,13 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def chapter_3(root: Path) -> pd.DataFrame:
     """Notebook 3's verdict rows in the quick profile, as its verdict cell computes them (the rows the registry
     declares for it)."""
-    from sparsam.book import claims, profiles, registry
+    from sparsam.book import chapter_runs, claims, profiles
     from sparsam.book.records import records_frame
-    from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
 
     p = profiles.parameters("03_cifar_accuracy", "quick", {})
-    base = TrainConfig(model=p.model, width=p.width, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test,
-                       epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-                       device=p.device, amp=p.amp, eval_every=p.eval_every)
-    ssam_f = dict(optimizer="ssam-f", rho=p.rho, num_samples=p.num_samples, update_every=p.update_every,
-                  update_unit="epochs")
-    ssam_d = dict(optimizer="ssam-d", rho=p.rho, update_every=p.update_every, update_unit="epochs")
-    main = [base.replace(optimizer="sgd", seed=seed) for seed in p.seeds]
-    main += [base.replace(optimizer="sam", rho=p.rho, seed=seed) for seed in p.seeds]
-    main += [base.replace(**kind, sparsity=s, seed=seed) for seed in p.seeds for s in p.sparsities
-             for kind in (ssam_f, ssam_d)]
-    radius = [base.replace(**ssam_f, sparsity=0.5, normalize="masked", seed=seed) for seed in p.seeds]
-    cost = [base.replace(**ssam_f, sparsity=s, pattern="layer", seed=seed, **rule) for seed in p.seeds
-            for s in p.cost_sparsities for rule in ({}, {"mask_rule": "cost-aware", "ascent_budget": p.ascent_budget})]
-    configs = list(dict.fromkeys(main + radius + cost))
-    tpami = [base.replace(**ssam_f, sparsity=0.5, pattern=pattern, seed=seed) for seed in p.seeds
-             for pattern in p.patterns]
-    tpami += [base.replace(**ssam_f, sparsity=0.5, pattern=p.implicit_pattern, form=form, seed=seed)
-              for seed in p.seeds for form in ("explicit", "implicit")]
-    tpami = [c for c in dict.fromkeys(tpami) if c not in configs]
+    runs = chapter_runs.cifar_runs(p)
+    configs, tpami = runs.configs, list(runs.tpami)
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     records += run_missing(tpami, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     frame = records_frame(records)
@@ -91,21 +73,12 @@ def chapter_3(root: Path) -> pd.DataFrame:
 def chapter_5(root: Path) -> pd.DataFrame:
     """Notebook 5's verdict rows in the quick profile, as its verdict cell computes them (the rows the registry
     declares for it)."""
-    from sparsam.book import claims, profiles, registry, tables
+    from sparsam.book import chapter_runs, claims, profiles, tables
     from sparsam.book.records import records_frame
-    from sparsam.experiment.config import TrainConfig
     from sparsam.experiment.grid import run_missing
 
     p = profiles.parameters("05_imagenet", "quick", {})
-    base = TrainConfig(model=p.model, dataset=p.dataset, n_train=p.n_train, n_test=p.n_test, epochs=p.epochs,
-                       batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, device=p.device, amp=p.amp,
-                       eval_every=p.eval_every)
-    configs = []
-    for seed in p.seeds:
-        configs.append(base.replace(optimizer="sgd", seed=seed))
-        configs.append(base.replace(optimizer="sam", rho=p.rho, seed=seed))
-        configs.append(base.replace(optimizer="ssam-f", rho=p.rho, sparsity=p.sparsity, num_samples=p.num_samples,
-                                    update_every=p.update_every, update_unit="epochs", seed=seed))
+    configs = chapter_runs.imagenet_runs(p)
     records = run_missing(configs, store=root / p.store, runs_dir=root / "runs", train_missing=False)
     frame = tables.with_methods(records_frame(records))
     return claims.claims_frame(claims.chapter_rows("05_imagenet", frame, records, p))
