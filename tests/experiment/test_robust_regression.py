@@ -33,6 +33,14 @@ def test_full_gradient_matches_the_closed_form(problem):
     grad = (2 * r / (1 + r**2)) @ problem.a.double() / len(r)      # ψ'(r) = 2r / (1 + r²)
     assert problem.full_grad_sq(model) == pytest.approx(float(grad.square().sum()), rel=1e-5)
     assert model[0].weight.grad is None
+    for seed in range(3):  # and autograd of the loss itself, away from the initialisation too
+        other = rr.make_model(5, seed=seed)
+        with torch.no_grad():
+            other[0].weight.add_(torch.randn(other[0].weight.shape, generator=torch.Generator().manual_seed(seed)))
+        grads = torch.autograd.grad(rr.cauchy_loss(other(problem.a), problem.b), list(other.parameters()))
+        assert problem.full_grad_sq(other) == pytest.approx(float(sum(g.square().sum() for g in grads)), rel=1e-5)
+    with pytest.raises(ValueError, match="model must be make_model's linear model"):
+        problem.full_grad_sq(torch.nn.Sequential(torch.nn.Linear(5, 1), torch.nn.Flatten(0)))  # with a bias
 
 
 def test_sam_with_zero_radius_is_sgd(problem):
