@@ -23,7 +23,6 @@ from sparsam.experiment.sweep import point_name, run_sweep
 
 pytestmark = pytest.mark.book
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-TINY = {"steps": 60, "seeds": [0], "sparsities": [0.5]}
 
 
 def _cells(path):
@@ -129,18 +128,6 @@ def test_chapters_are_numbered_and_mathjax_is_served_with_the_book():
     assert (Path(extension.origin).parent / "static" / sphinx["config"]["mathjax_path"]).exists()
 
 
-def test_papermill_run_with_overridden_parameters(tmp_path):
-    import papermill
-
-    out = tmp_path / "conv.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS[0]), str(out), parameters=TINY, cwd=str(NOTEBOOKS[0].parent),
-                               progress_bar=False, kernel_name="python3")
-    nb = json.loads(out.read_text())
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and "steps = 60" in "".join(injected[0]["source"])
-    assert nb["metadata"]["papermill"]["parameters"] == TINY
-
-
 def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)  # the grid's notebook is relative to the current directory
     grid = tmp_path / "grid.yaml"
@@ -158,6 +145,10 @@ def test_sweep_runs_two_points_skips_finished_and_rejects_unknown_names(tmp_path
         assert any(key.startswith("conv_") for key in record["values"])
         executed = (results / NOTEBOOKS[0].stem / f"{name}.ipynb").read_text()
         assert str(REPO.parent) not in executed
+        nb = json.loads(executed)  # papermill injected the point's parameters after the parameters cell
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert injected and "steps = 60" in "".join(injected[0]["source"])
+        assert nb["metadata"]["papermill"]["parameters"] == {"steps": 60, "sparsities": [0.5], "seeds": seeds}
     capsys.readouterr()
     run_sweep(grid, results_dir=results)
     assert capsys.readouterr().out.count("finished") == 2
