@@ -50,7 +50,8 @@ def cifar_runs(p: SimpleNamespace) -> CifarRuns:
              for pattern in p.patterns]
     tpami += [base.replace(**ssam_f, sparsity=0.5, pattern=p.implicit_pattern, form=form, seed=seed)
               for seed in p.seeds for form in ("explicit", "implicit")]
-    return CifarRuns(tuple(main), tuple(radius), tuple(cost), tuple(c for c in dict.fromkeys(tpami) if c not in trained))
+    tpami = [c for c in dict.fromkeys(tpami) if c not in trained]
+    return CifarRuns(tuple(main), tuple(radius), tuple(cost), tuple(tpami))
 
 
 def imagenet_runs(p: SimpleNamespace) -> list[TrainConfig]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
-
 from ..experiment import yaml_text
 from .layout import MARGINS, book_root
 

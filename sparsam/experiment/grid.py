@@ -24,7 +24,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
-
 from . import yaml_text
 from .config import TrainConfig
 from .jobs import ExecutorOptions, Outcome, Point, is_alive, print_summary, run_points, slurm_script, update_status

@@ -17,7 +17,8 @@ def _recorded(configs, store) -> set[str]:
 def test_the_quick_profiles_runs_are_channels_last_and_each_has_its_committed_record():
     p = profiles.parameters("03_cifar_accuracy", "quick", {})
     runs = chapter_runs.cifar_runs(p)
-    assert (len(runs.main), len(runs.radius), len(runs.cost)) == (2 + 2 * len(p.sparsities), 1, 2 * len(p.cost_sparsities))
+    assert (len(runs.main), len(runs.radius), len(runs.cost)) == (2 + 2 * len(p.sparsities), 1,
+                                                                   2 * len(p.cost_sparsities))
     assert len(runs.configs) == len(set(runs.configs)) == 11 and not set(runs.tpami) & set(runs.configs)
     # the TPAMI patterns and forms, but the layer pattern at s = 0.5, which the cost runs hold already
     assert {c.pattern for c in runs.tpami} == {"filter", "2:4"} and {c.form for c in runs.tpami} == {"explicit",

@@ -43,7 +43,8 @@ def test_the_papers_scale_sentence_counts_such_runs_or_names_the_largest_there_a
     assert text.endswith("the largest (1 record) are " + deviations.scale_text(small.iloc[:1]) + ".")
     papers = pd.concat([small, _runs([{"seed": 0, "device": "cuda", "device_name": "H100", "n_test": None}])],
                        ignore_index=True)
-    assert deviations.papers_scale_text(papers).startswith("1 of the book's 3 run records was made at the papers' scale")
+    assert deviations.papers_scale_text(papers).startswith(
+        "1 of the book's 3 run records was made at the papers' scale")
 
 
 def test_the_books_committed_records_hold_no_run_at_the_papers_scale_and_each_is_counted_once():

@@ -53,7 +53,8 @@ def test_stored_records_keep_their_ids_when_fields_are_added():
     from sparsam.experiment.results import load_record
 
     # the quick profile's records (results/runs, retrained channels-last at 7bb6946) and the CPU study's, older
-    paths = sorted((REPO / "results" / "runs").glob("*.json")) + sorted((REPO / "results" / "study" / "runs").glob("*.json"))
+    paths = [path for store in (REPO / "results" / "runs", REPO / "results" / "study" / "runs")
+             for path in sorted(store.glob("*.json"))]
     assert paths
     older = 0
     for path in paths:

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-
 from ..._checks import check_int
 from ...experiment.config import TrainConfig
-from ...experiment.grid import is_study_file
 from ...experiment import yaml_text
+from ...experiment.grid import is_study_file
 from ...experiment.provenance import git
 from ..claims import ADDED, Provenance
 from ..layout import COST_REGISTRATION, STUDY_FILE, book_root
