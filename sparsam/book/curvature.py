@@ -86,17 +86,24 @@ def load_trained(config: TrainConfig, num_classes: int, scratch: str | Path, dev
 
 
 def evaluation_batches(dataset: str, n_train: int | None, n_eval: int, seed: int, batch_size: int,
-                       device: torch.device) -> Batches:
+                       device: torch.device, label_noise: float = 0.0) -> Batches:
     """``n_eval`` training images drawn class-balanced (with ``seed``) from the ``n_train`` a run of that
-    seed trained on, normalised but not augmented, in batches of ``batch_size``."""
-    train_set, _ = data.load_dataset(dataset, "train")
+    seed trained on, normalised but not augmented, in batches of ``batch_size``; with ``label_noise``, each
+    with the label that run trained on (:func:`sparsam.experiment.data.with_label_noise` of its subset, the
+    same wrong labels), else its true one."""
+    train_set, source = data.load_dataset(dataset, "train")
     test_set, _ = data.load_dataset(dataset, "test")
     labels = torch.as_tensor(train_set.labels if hasattr(train_set, "labels") else train_set.targets)
     seen = data.balanced_subset(labels, n_train, seed) if n_train is not None else np.arange(len(labels))
-    chosen = seen[data.balanced_subset(labels[seen], n_eval, seed)]
+    local = data.balanced_subset(labels[seen], n_eval, seed)
+    chosen = seen[local]
+    trained_on = labels[seen]
+    if label_noise > 0:  # the labels of the run's own subset after its seeded noise, in the subset's order
+        subset = train_set.subset(seen) if n_train is not None else train_set
+        trained_on = data.with_label_noise(subset, label_noise, source.num_classes, seed).labels
     train_set.transform = test_set.transform  # the evaluation transform: normalisation only
     images = torch.stack([train_set[int(i)][0] for i in chosen]).to(device)
-    targets = labels[chosen].to(device)
+    targets = torch.as_tensor(trained_on)[local].to(device)
     return [(images[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, n_eval, batch_size)]
 
 
@@ -179,7 +186,7 @@ def measure_run(config: TrainConfig, runs_dir: Path, settings: Settings, store: 
         net, _ = load_trained(config, summary["data"]["num_classes"], scratch, device, runs_dir, retrain=False)
     assert net is not None  # the run is finished, so its checkpoint is read, never retrained
     batches = evaluation_batches(config.dataset, config.n_train, settings.n_eval, config.seed,
-                                 settings.eval_batch_size, device)
+                                 settings.eval_batch_size, device, label_noise=config.label_noise)
     row = curvature(net, batches, power_iterations=settings.power_iterations,
                     hutchinson_samples=settings.hutchinson_samples, seed=config.seed)
     record = {"run_id": config.run_id(), "config": config.to_dict(), "settings": settings.for_run(config),

@@ -31,6 +31,8 @@ IMAGENET_STUDY_STORE = Path("results/imagenet_study/runs")
 # The label-noise study (chapter 9): its candidates file with its registration appended, and its records.
 NOISE_STUDY_FILE = Path("results/noise_study/noise_study.yaml")
 NOISE_STUDY_STORE = Path("results/noise_study/runs")
+# Its second family, the curvature of its core networks: the registration (its records go to the `store` it names).
+NOISE_FLATNESS_REGISTRATION = Path("results/noise_study/flatness_registration.yaml")
 MARKERS = (Path("_toc.yml"), PROFILES_FILE)  # what makes a folder the book's root
 
 

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=None, help="folder of the finished runs (<run id>/checkpoint.pt; "
                                                          "default: $SPARSAM_RUNS, else runs/ under the current "
                                                          "directory)")
+    parser.add_argument("--registration", default=None,
+                        help="a study's registered curvature family (e.g. results/noise_study/"
+                             "flatness_registration.yaml): measure its networks with its settings into its store "
+                             "instead of notebook 6's (never trains; --profile and --train-missing do not apply)")
     parser.add_argument("--profile", default="cpu-study", choices=PROFILES,
                         help="notebook 6's profile whose networks and settings are used (default: cpu-study)")
     parser.add_argument("--train-missing", action="store_true",
@@ -45,6 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..book.curvature import measure_profile
 
+    if args.registration is not None:
+        from ..book.study import flatness_family, load_flatness_registration
+        from ..experiment.store import Workspace
+
+        if args.train_missing:
+            raise SystemExit("error: --train-missing does not apply to --registration (a registered family measures "
+                             "finished runs only)")
+        registration = load_flatness_registration(args.registration)
+        flatness_family.measure(registration, Workspace.resolve(runs=args.runs_dir).runs, records=args.store,
+                                shard=args.shard)
+        return 0
     measure_profile(args.profile, runs_dir=args.runs_dir, store=args.store, shard=args.shard,
                     train_missing=args.train_missing)
     return 0

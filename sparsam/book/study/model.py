@@ -10,6 +10,9 @@
   configurations of the study and a claim whose pinned margin agrees with the margins it is decided by.
 - A **cost registration** (``results/study/cost_registration.yaml``) pre-registers a study's interleaved cost
   measurement; :func:`load_cost_registration` reads and checks it against its study (:class:`CostRegistration`).
+- A **flatness registration** (``results/noise_study/flatness_registration.yaml``) pre-registers a second family of a
+  study, the curvature of some of its networks; :func:`load_flatness_registration` reads and checks it against its
+  study and the book's margins (:class:`FlatnessRegistration`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ...experiment import yaml_text
 from ...experiment.grid import is_study_file
 from ...experiment.provenance import git
 from ..claims import ADDED, Provenance
-from ..layout import COST_REGISTRATION, STUDY_FILE, book_root
+from ..layout import COST_REGISTRATION, MARGINS, STUDY_FILE, book_root
 from ..stats import Margins, declared_claims, margins as declared_margins
 
 MARGIN_FIELDS = ("test", "unit", "better", "margin")  # what a study pins of each claim of book/margins.yaml
@@ -535,3 +538,128 @@ def load_cost_registration(path: str | Path | None = None, study: Study | None =
     return CostRegistration(path, study_path, study, comparisons, configurations, rounds, int(seed), threads,
                         in_book(path, measurement["record"]), dict(spec["pilot"]))
 
+
+
+FLATNESS_MEASURES = ("eigenvalue", "trace")  # what a flatness family may decide (sparsam.book.curvature's measures)
+FLATNESS_SETTINGS = ("n_eval", "eval_batch_size", "power_iterations", "hutchinson_samples")  # curvature.Settings
+FLATNESS_KEYS = ("study", "date", "question", "networks", "seeds", "seeds_why", "measurement", "measures", "store",
+                 "margins", "comparisons", "correction")
+
+
+@dataclass(frozen=True)
+class FlatnessRegistration:
+    """The parsed pre-registration of a study's curvature family (``results/noise_study/flatness_registration.yaml``):
+    the networks it measures (``networks``: method label -> configuration of ``study``) at ``seeds``, the curvature
+    ``measurement`` (the fields of :class:`sparsam.book.curvature.Settings`), the ``measures`` it decides (in
+    normalised weights), the ``comparisons`` of method labels with their pinned ``margins``, the ``correction`` its
+    family is read with, the ``date`` it was registered (YYYY-MM-DD, declared) and where its records go
+    (``store``, relative to the book's root)."""
+
+    path: Path
+    study_path: Path
+    study: Study
+    date: str
+    question: str
+    networks: dict[str, str]
+    seeds: tuple[int, ...]
+    seeds_why: str
+    measurement: dict[str, int]
+    measures: tuple[str, ...]
+    store: Path
+    margins: dict[str, dict[str, Any]]
+    comparisons: tuple[Comparison, ...]
+    correction: str
+
+    def configs(self) -> dict[tuple[str, int], TrainConfig]:
+        """``{(method, seed): config}`` of every registered network, method by method: the study's configurations."""
+        return {(method, seed): self.study._config(name, seed) for method, name in self.networks.items()
+                for seed in self.seeds}
+
+    def premises(self) -> dict[Comparison, Comparison]:
+        """Each comparison whose claim has a premise in the margins (e.g. ``flatness_ssam_vs_sam``'s
+        ``flatness_sam_vs_sgd``), mapped to the family's comparison of that premise."""
+        out = {}
+        for c in self.comparisons:
+            premise = self.study.declared[c.claim].get("premise") if c.claim in self.study.declared else None
+            if premise is not None:
+                out[c] = next(p for p in self.comparisons if p.claim == premise)
+        return out
+
+
+def load_flatness_registration(path: str | Path, margins: str | Path | Margins | None = None
+                               ) -> FlatnessRegistration:
+    """Read and check a curvature family's registration: its study (the file ``study`` names, relative to the book
+    holding ``path``, :func:`in_book`), networks that are configurations of it at seeds every one of them has,
+    the measurement's four settings as integers of at least 1, measures among :data:`FLATNESS_MEASURES`,
+    comparisons of its networks by claims in unit "ratio" whose pinned margin agrees with ``margins`` (default:
+    the book's ``book/margins.yaml`` beside the study) and whose premise, if the claim has one, is in the family.
+    Any inconsistency is a ``ValueError`` naming the file and the field."""
+    path = Path(path)
+    _, spec = parse(path)
+    name = path.name
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{name}: must be a mapping with {', '.join(FLATNESS_KEYS)}")
+    wrong = sorted(set(spec) ^ set(FLATNESS_KEYS))
+    if wrong:
+        raise ValueError(f"{name}: must hold exactly {', '.join(FLATNESS_KEYS)}; missing or unknown: {wrong}")
+    study_path = in_book(path, spec["study"])
+    declared = dict(margins) if isinstance(margins, Mapping) else declared_margins(
+        in_book(path, MARGINS) if margins is None else margins)
+    study = load_study(study_path, margins=declared)
+    networks = {str(k): str(v) for k, v in dict(spec["networks"]).items()}
+    for method, configuration in networks.items():
+        if configuration not in study.configurations:
+            raise ValueError(f"{name}: networks.{method} must be a configuration of {study_path.name} "
+                             f"({', '.join(study.configurations)}), got {configuration!r}")
+    seeds = tuple(int(s) for s in spec["seeds"])
+    if len(seeds) != len(set(seeds)) or not seeds:
+        raise ValueError(f"{name}: seeds must be distinct and at least one, got {list(spec['seeds'])}")
+    for method, configuration in networks.items():
+        missing = sorted(set(seeds) - set(study.configurations[configuration][1]))
+        if missing:
+            raise ValueError(f"{name}: seeds must be registered for every network; {configuration!r} lacks {missing}")
+    measurement = dict(spec["measurement"])
+    if sorted(measurement) != sorted(FLATNESS_SETTINGS):
+        raise ValueError(f"{name}: measurement must hold exactly {', '.join(FLATNESS_SETTINGS)}, "
+                         f"got {sorted(measurement)}")
+    measurement = {k: check_int(f"{name}: measurement.{k}", measurement[k], 1) for k in FLATNESS_SETTINGS}
+    measures = tuple(str(m) for m in spec["measures"])
+    if not measures or not set(measures) <= set(FLATNESS_MEASURES) or len(set(measures)) != len(measures):
+        raise ValueError(f"{name}: measures must be distinct ones of {', '.join(FLATNESS_MEASURES)}, "
+                         f"got {list(measures)}")
+    comparisons = tuple(_comparison(c) for c in spec["comparisons"])
+    pinned = {str(k): dict(v) for k, v in dict(spec["margins"]).items()}
+    for c in comparisons:
+        if c.over is not None:
+            raise ValueError(f"{name}: comparison {comparison_label(c)}: a curvature family has no half-gain contrast")
+        for side in (c.a, c.b):
+            if side not in networks:
+                raise ValueError(f"{name}: comparison {comparison_label(c)}: {side!r} must be one of its networks "
+                                 f"({', '.join(networks)})")
+        rule = declared.get(c.claim)
+        if rule is None or rule["unit"] != "ratio":
+            raise ValueError(f"{name}: comparison {comparison_label(c)}: claim must be one in unit 'ratio' of the "
+                             "margins")
+        if c.claim not in pinned:
+            raise ValueError(f"{name}: margins.{c.claim}: pin the claim's {', '.join(MARGIN_FIELDS)}")
+    for claim, rule in pinned.items():
+        differs = [k for k in MARGIN_FIELDS if rule.get(k) != declared.get(claim, {}).get(k)]
+        if differs or sorted(rule) != sorted(MARGIN_FIELDS):
+            raise ValueError(f"{name}: margins.{claim}: must pin exactly {', '.join(MARGIN_FIELDS)} as the book's "
+                             f"margins do; differs in {differs or sorted(set(rule) ^ set(MARGIN_FIELDS))}")
+    twice = sorted({comparison_label(c) for c in comparisons if comparisons.count(c) > 1})
+    if twice:
+        raise ValueError(f"{name}: each comparison is made once, got twice: {', '.join(twice)}")
+    correction = str(spec["correction"])
+    if correction not in CORRECTIONS:
+        raise ValueError(f"{name}: correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    registration = FlatnessRegistration(path, study_path, study,
+                                        _date(f"{name}: date", spec["date"]), " ".join(str(spec["question"]).split()),
+                                        networks, seeds, " ".join(str(spec["seeds_why"]).split()), measurement,
+                                        measures, Path(spec["store"]), pinned, comparisons, correction)
+    for c in comparisons:
+        premise = declared[c.claim].get("premise")
+        if premise is not None and sum(p.claim == premise for p in comparisons) != 1:
+            raise ValueError(f"{name}: comparison {comparison_label(c)}: its premise {premise!r} must be in the "
+                             "family once")
+    return registration

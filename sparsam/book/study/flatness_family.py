@@ -1,0 +1,147 @@
+"""A study's second, registered family: the curvature of some of its networks (the label-noise study's core four).
+
+:func:`sparsam.book.study.model.load_flatness_registration` reads the registration; here it is measured and decided:
+
+- :func:`measure`: every registered network whose flatness record is missing, measured from its finished run's
+  checkpoint with the registered settings (:func:`sparsam.book.curvature.measure_missing`; ``python -m sparsam
+  flatness --registration FILE``);
+- :func:`flatness_rows`: the measured rows (:func:`sparsam.book.curvature.flatness_frame`), one per network;
+- :func:`decide`: each registered comparison for each registered measure, paired by seed on the scale-free measure
+  (:func:`sparsam.book.flatness.flatness_verdicts`), read as one family with the registered correction and each
+  "as flat as SAM" behind its premise of the same measure (:func:`sparsam.book.stats.family`);
+- :func:`identities`: whether each measured network is its run's, bit for bit (:func:`sparsam.book.curvature.same_network`);
+- :func:`answer`: the family-wise reading in one sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from .. import curvature, flatness
+from ..layout import book_root
+from ..intervals import interval_text
+from ..stats import Verdict, family, verdicts_frame
+from .model import Comparison, FlatnessRegistration, comparison_label
+
+
+def settings(registration: FlatnessRegistration) -> curvature.Settings:
+    """The registered measurement as :class:`sparsam.book.curvature.Settings`."""
+    return curvature.Settings(**registration.measurement)
+
+
+def store(registration: FlatnessRegistration, root: str | Path | None = None) -> Path:
+    """Where its flatness records are: the registered ``store`` under the book's root (default: the book holding the
+    registration)."""
+    return Path(book_root(registration.path.parent) if root is None else root) / registration.store
+
+
+def measure(registration: FlatnessRegistration, runs_dir: str | Path, *, records: str | Path | None = None,
+            shard: tuple[int, int] = (0, 1)) -> dict[str, str]:
+    """Measure every registered network of ``shard`` ``(k, n)`` (the networks k, k + n, ... in the registration's
+    order) whose record in ``records`` (default: :func:`store`) is missing or made with other settings, from its
+    finished run in ``runs_dir``; never retrains. ``{run id: what was done}``, one line each on standard output."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    folder = Path(records) if records is not None else store(registration)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # as the study's runs: one thread
+    configs = list(registration.configs().values())[k::n]
+    return curvature.measure_missing(configs, Path(runs_dir), settings(registration), folder)
+
+
+def flatness_rows(registration: FlatnessRegistration, records: str | Path | None = None) -> pd.DataFrame:
+    """One row per registered network measured with the registered settings (columns
+    :data:`sparsam.book.curvature.ROW`), ``method`` its registered label."""
+    folder = Path(records) if records is not None else store(registration)
+    return curvature.flatness_frame(registration.configs(), settings(registration), folder)
+
+
+def _label(comparison: Comparison, measure: str) -> str:
+    return f"{comparison.a} vs {comparison.b}: {flatness.MEASURE_NAMES[measure]} ({comparison.claim})"
+
+
+def decide(registration: FlatnessRegistration, rows: pd.DataFrame) -> dict[str, Verdict]:
+    """``{"<a> vs <b>: <measure> (<claim>)": verdict}`` for every registered comparison and measure, in that order:
+    the ratio ``a / b`` paired by seed on the measure in normalised weights by the claim's rule (inconclusive below
+    the rule's three pairs, or where a network lacks the scale-free measure, :data:`sparsam.book.flatness.NOT_MEASURED`),
+    read as one family with the registered correction: with ``holm``, Holm's step-down, each comparison whose claim
+    has a premise standing behind the premise's comparison of the same measure (:func:`sparsam.book.stats.family`);
+    with ``none``, each family status is the comparison's own."""
+    verdicts: dict[str, Verdict] = {}
+    for comparison in registration.comparisons:
+        for measure in registration.measures:
+            (verdict,) = flatness.flatness_verdicts(rows, method=comparison.a, measures=[measure],
+                                                    claims={comparison.b: comparison.claim}).values()
+            verdicts[_label(comparison, measure)] = verdict
+    if registration.correction == "none":
+        return {name: dataclasses.replace(v, family_status=v.status, family_size=1) for name, v in verdicts.items()}
+    premises = {_label(c, m): _label(p, m) for c, p in registration.premises().items() for m in registration.measures}
+    return family(verdicts, premises)
+
+
+def verdict_table(registration: FlatnessRegistration, decided: Mapping[str, Verdict]) -> pd.DataFrame:
+    """The decided family as a table, a row per comparison and measure: the ratio with its 95% interval over the
+    paired seeds, the registered rule's status, the family-wise one and the family's simultaneous interval."""
+    frame = verdicts_frame(decided)
+    ratio = lambda column: frame[column].map(lambda x: math.exp(x) if math.isfinite(x) else math.nan)
+    return pd.DataFrame({"comparison": frame["claim"], "seeds": frame["n"],
+                         "ratio a / b": frame["text"].str.split(", n = ").str[0],
+                         "simultaneous interval": [interval_text(math.exp(d), lo, hi, 3, prefix="×")
+                                                   if math.isfinite(lo) else "" for d, lo, hi in
+                                                   zip(frame["diff"], ratio("sim_low"), ratio("sim_high"))],
+                         "status (per comparison, registered rule)": frame["status"],
+                         f"status ({'family-wise, Holm' if registration.correction == 'holm' else 'no correction'})":
+                             frame["family_status"]})
+
+
+def identities(registration: FlatnessRegistration, run_records: Sequence[Mapping[str, object]],
+               records: str | Path | None = None) -> dict[str, curvature.Identity]:
+    """``{run id: "identical" | "different" | "not recorded"}`` for each measured network against its run record
+    among ``run_records`` (:func:`sparsam.book.curvature.same_network`); a measured network without its run record
+    raises ``ValueError`` naming it."""
+    folder = Path(records) if records is not None else store(registration)
+    by_id = {r["summary"]["run_id"]: r for r in run_records}  # type: ignore[index]
+    out = {}
+    for config in registration.configs().values():
+        record = curvature.load_flatness(config, settings(registration), folder)
+        if record is None:
+            continue
+        if config.run_id() not in by_id:
+            raise ValueError(f"run_records: no run record of {config.run_id()}, whose network was measured")
+        out[config.run_id()] = curvature.same_network(record, by_id[config.run_id()])
+    return out
+
+
+def answer(registration: FlatnessRegistration, decided: Mapping[str, Verdict]) -> str:
+    """The family-wise reading in one sentence: how many of the registered comparisons it decides and which way,
+    and how many networks it rests on."""
+    if not decided:
+        return "nothing registered"
+    statuses = [v.family_status for v in decided.values()]
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+    seeds = max(v.n for v in decided.values())
+    return (f"{len(decided)} registered comparisons ({len(registration.comparisons)} for each of "
+            f"{len(registration.measures)} measures) at up to {seeds} paired seeds read as one family: "
+            + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".")
+
+
+def measured_text(registration: FlatnessRegistration, records: str | Path | None = None) -> str:
+    """Where and when its records were measured, e.g. ``"measured at commit 1a2b3c4, clean tree, on 2026-12-07"``
+    (several commits or days listed), or ``"none measured yet"``."""
+    folder = Path(records) if records is not None else store(registration)
+    found = [curvature.load_flatness(c, settings(registration), folder) for c in registration.configs().values()]
+    found = [r for r in found if r is not None]
+    if not found:
+        return "none measured yet"
+    commits = sorted({r["provenance"]["git_commit"][:7] + (" with uncommitted changes" if r["provenance"]["git_dirty"]
+                                                          else ", clean tree") for r in found})
+    days = sorted({str(r["measured"])[:10] for r in found})
+    return (f"measured at commit{'s' if len(commits) > 1 else ''} {'; '.join(commits)}, "
+            f"on {', '.join(days)}")
