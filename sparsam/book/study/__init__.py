@@ -22,20 +22,17 @@ from .deciding import (ACCURACY_RULE, ADDED, AUDIT_COLUMNS, COST_RULE, NOT_IN_ST
                        decide_comparisons_interleaved, does_sams_work, paired_sds, pareto_points, premises, progress,
                        progress_text, record_scale, recorded_below, rerun_estimate, runs_dates, runs_text, study_frame)
 from .model import (CORRECTIONS, MARGIN_FIELDS, Candidates, Comparison, CostRegistration, FlatnessRegistration,
-                    Replacement, Study, added_on, comparison_label, dates_against_git,
-                    is_registration, load_candidates, load_cost_registration, load_flatness_registration, load_study, own_margins, pinned_rule,
-                    registered_at, registration_commit, runs_before_registration)
+                    Replacement, Study, added_on, comparison_label, dates_against_git, is_registration,
+                    load_candidates, load_cost_registration, load_flatness_registration, load_study, own_margins,
+                    pinned_rule, registered_at, registration_commit, runs_before_registration)
 from .pilot import pilot_paired_sd, pilot_verdicts
 
-__all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "COST_RULE", "CORRECTIONS", "MARGIN_FIELDS", "NOT_IN_STUDY",
-           "READINGS", "TIMES", "VALUES", "Candidates", "Comparison", "CostRegistration", "FlatnessRegistration", "Replacement", "Study",
-           "added_on", "answer", "dates_against_git",
-           "audit_frame", "book_statuses", "claim_rules", "claim_scales", "claim_statuses", "comparison_label",
-           "configuration_table",
-           "decide_comparisons", "decide_comparisons_interleaved", "does_sams_work", "family_text",
-           "flatness_provenance", "is_registration",
-           "load_candidates",
-           "load_cost_registration", "load_flatness_registration", "load_study", "own_margins", "paired_sds", "pareto_points", "pilot_paired_sd",
-           "pinned_rule",
-           "pilot_verdicts", "premises", "progress", "progress_text", "record_scale", "recorded_below", "registered_at",
-           "registration_commit", "rerun_estimate", "runs_before_registration", "runs_dates", "runs_text", "study_frame"]
+__all__ = ["ACCURACY_RULE", "ADDED", "AUDIT_COLUMNS", "CORRECTIONS", "COST_RULE", "MARGIN_FIELDS", "NOT_IN_STUDY",
+           "READINGS", "TIMES", "VALUES", "added_on", "answer", "audit_frame", "book_statuses", "Candidates",
+           "claim_rules", "claim_scales", "claim_statuses", "Comparison", "comparison_label", "configuration_table",
+           "CostRegistration", "dates_against_git", "decide_comparisons", "decide_comparisons_interleaved",
+           "does_sams_work", "family_text", "flatness_provenance", "FlatnessRegistration", "is_registration",
+           "load_candidates", "load_cost_registration", "load_flatness_registration", "load_study", "own_margins",
+           "paired_sds", "pareto_points", "pilot_paired_sd", "pilot_verdicts", "pinned_rule", "premises", "progress",
+           "progress_text", "record_scale", "recorded_below", "registered_at", "registration_commit", "Replacement",
+           "rerun_estimate", "runs_before_registration", "runs_dates", "runs_text", "Study", "study_frame"]

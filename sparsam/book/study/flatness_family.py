@@ -9,7 +9,8 @@
 - :func:`decide`: each registered comparison for each registered measure, paired by seed on the scale-free measure
   (:func:`sparsam.book.flatness.flatness_verdicts`), read as one family with the registered correction and each
   "as flat as SAM" behind its premise of the same measure (:func:`sparsam.book.stats.family`);
-- :func:`identities`: whether each measured network is its run's, bit for bit (:func:`sparsam.book.curvature.same_network`);
+- :func:`identities`: whether each measured network is its run's, bit for bit
+  (:func:`sparsam.book.curvature.same_network`);
 - :func:`answer`: the family-wise reading in one sentence.
 """
 
@@ -70,7 +71,8 @@ def _label(comparison: Comparison, measure: str) -> str:
 def decide(registration: FlatnessRegistration, rows: pd.DataFrame) -> dict[str, Verdict]:
     """``{"<a> vs <b>: <measure> (<claim>)": verdict}`` for every registered comparison and measure, in that order:
     the ratio ``a / b`` paired by seed on the measure in normalised weights by the claim's rule (inconclusive below
-    the rule's three pairs, or where a network lacks the scale-free measure, :data:`sparsam.book.flatness.NOT_MEASURED`),
+    the rule's three pairs, or where a network lacks the scale-free measure,
+    :data:`sparsam.book.flatness.NOT_MEASURED`),
     read as one family with the registered correction: with ``holm``, Holm's step-down, each comparison whose claim
     has a premise standing behind the premise's comparison of the same measure (:func:`sparsam.book.stats.family`);
     with ``none``, each family status is the comparison's own."""
@@ -120,16 +122,28 @@ def identities(registration: FlatnessRegistration, run_records: Sequence[Mapping
 
 
 def answer(registration: FlatnessRegistration, decided: Mapping[str, Verdict]) -> str:
-    """The family-wise reading in one sentence: how many of the registered comparisons it decides and which way,
-    and how many networks it rests on."""
+    """The family-wise reading in words, comparison by comparison (its status in each measure), then the count of
+    each status and the seeds it rests on, e.g. ``"SAM vs SGD (flatness_sam_vs_sgd): reproduced, in both measures;
+    ... (10 comparisons at 4 paired seeds, Holm: 6 reproduced, 1 inconclusive, 3 not reproduced)."``"""
     if not decided:
         return "nothing registered"
-    statuses = [v.family_status for v in decided.values()]
-    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+    parts = []
+    for comparison in registration.comparisons:
+        statuses = {m: decided[_label(comparison, m)].family_status for m in registration.measures}
+        if len(set(statuses.values())) == 1:
+            only = flatness.MEASURE_NAMES[registration.measures[0]]
+            where = "in both measures" if len(statuses) == 2 else f"in the {only}"
+            reading = f"{next(iter(statuses.values()))}, {where}"
+        else:
+            reading = ", ".join(f"{status} in the {flatness.MEASURE_NAMES[m]}" for m, status in statuses.items())
+        parts.append(f"{comparison.a} vs {comparison.b} ({comparison.claim}): {reading}")
+    counts: dict[str, int] = {}
+    for verdict in decided.values():
+        counts[verdict.family_status] = counts.get(verdict.family_status, 0) + 1
     seeds = max(v.n for v in decided.values())
-    return (f"{len(decided)} registered comparisons ({len(registration.comparisons)} for each of "
-            f"{len(registration.measures)} measures) at up to {seeds} paired seeds read as one family: "
-            + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".")
+    correction = "Holm" if registration.correction == "holm" else "no correction"
+    return ("; ".join(parts) + f" ({len(decided)} comparisons at {seeds} paired seeds, {correction}: "
+            + ", ".join(f"{n} {status}" for status, n in counts.items()) + ").")
 
 
 def measured_text(registration: FlatnessRegistration, records: str | Path | None = None) -> str:
