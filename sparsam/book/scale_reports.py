@@ -36,8 +36,8 @@ from .claims_table import DECIDED, status_of, with_rule
 from .layout import MARGINS, RUNS_STORE, book_root
 from .records import metrics_frame, pareto_front, records_frame, summarize
 from .scales import SCALES, Scale
-from .stats import power, seeds_for_power
-from .study import cost as study_cost, model as study_model
+from .stats import Verdict, power, seeds_for_power
+from .study import cost as study_cost, flatness_family, model as study_model
 from .study.pilot import run_key
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class ScaleState:
     registered: bool
     planned: int
     records: int
+    root: Path | None = None  # the book it was surveyed in (None: built by hand; no second family is read)
 
     @property
     def has_records(self) -> bool:
@@ -110,7 +111,7 @@ def survey(root: str | Path | None = None, scales: Sequence[Scale] = SCALES) -> 
             store = folder / scale.store
             planned = len(run_ids)
             records = sum(1 for p in store.glob("*.json") if p.stem in run_ids) if store.is_dir() else 0
-        states.append(ScaleState(scale, exists, registered, planned, records))
+        states.append(ScaleState(scale, exists, registered, planned, records, folder))
     return tuple(states)
 
 
@@ -416,15 +417,66 @@ def scale_statuses(state: ScaleState, registered: studies.Study | None = None,
                          "and its decided comparisons")
     statuses = studies.claim_statuses(registered, decided, reading="family-wise", claims=state.scale.claim_map)
     rules = studies.claim_rules(registered, decided, claims=state.scale.claim_map)
-    return {c.key: with_rule(statuses.get(c.key, studies.NOT_IN_STUDY), rules.get(c.key, ""))
-            for c in registry.table_claims()}
+    out = {c.key: with_rule(statuses.get(c.key, studies.NOT_IN_STUDY), rules.get(c.key, ""))
+           for c in registry.table_claims()}
+    second = second_family(state)
+    if second is not None:  # the claims its registered curvature family decides, which the accuracy family cannot
+        registration, verdicts = second
+        words = second_family_words(registration, verdicts)
+        for key, status in flatness_family.claim_statuses(registration, verdicts, _claim_rules()).items():
+            if out[key] == studies.NOT_IN_STUDY:
+                out[key] = with_rule(status, words)
+    return out
+
+
+def _claim_rules() -> dict[str, tuple[str, ...]]:
+    """Per claim of the table, the rules of the rows it is decided by (:attr:`sparsam.book.registry.Claim.rows`)."""
+    return {c.key: tuple(rule for rule, _ in c.rows) for c in registry.table_claims()}
+
+
+def second_family(state: ScaleState) -> tuple[study_model.FlatnessRegistration, dict[str, Verdict]] | None:
+    """The scale's registered second family (:attr:`Scale.second_family`) and its comparisons decided from its
+    flatness records (:func:`sparsam.book.study.flatness_family.decide`), once every planned run of the scale has a
+    record and at least one of its networks is measured; None otherwise, or for a state not surveyed in a book."""
+    if state.scale.second_family is None or state.root is None or not state.complete:
+        return None
+    path = state.root / state.scale.second_family
+    if not path.is_file():
+        return None
+    registration = study_model.load_flatness_registration(path, margins=state.root / MARGINS)
+    rows = flatness_family.flatness_rows(registration, state.root / registration.store)
+    if rows.empty:
+        return None
+    return registration, flatness_family.decide(registration, rows)
+
+
+def second_family_words(registration: study_model.FlatnessRegistration, verdicts: Mapping[str, Verdict]) -> str:
+    """What decided a claims-table cell of a second family, for the brackets after its status: e.g. "the registered
+    second family (curvature, registered 2026-12-07): 10 comparisons at 4 paired seeds, Holm"."""
+    seeds = max(v.n for v in verdicts.values())
+    correction = "Holm" if registration.correction == "holm" else "no correction"
+    return (f"the registered second family (curvature, registered {registration.date}): {len(verdicts)} comparisons "
+            f"at {seeds} paired seeds, {correction}")
 
 
 def claim_scales(state: ScaleState, registered: studies.Study, decided: pd.DataFrame) -> dict[str, str]:
     """Per claim of the table that the scale's study decides a comparison of (by claim name, as the claims table
-    names it): the scale of the records that decided them (:func:`sparsam.book.study.claim_scales`)."""
+    names it): the scale of the records that decided them (:func:`sparsam.book.study.claim_scales`); for a claim its
+    registered second family decides instead (:func:`second_family`), the scale of the networks it measured and of
+    the measurement."""
     scales = studies.claim_scales(registered, decided, claims=state.scale.claim_map)
-    return {c.name: scales[c.key] for c in registry.table_claims() if scales.get(c.key)}
+    out = {c.name: scales[c.key] for c in registry.table_claims() if scales.get(c.key)}
+    second = second_family(state)
+    if second is not None and state.root is not None:
+        registration, verdicts = second
+        frame = studies.study_frame(registered, load_all(state.root / state.scale.store))
+        measured = frame[frame["run_id"].isin({c.run_id() for c in registration.configs().values()})]
+        text = (f"{deviations.scale_text(measured)}; the Hessian on {registration.measurement['n_eval']:,} of each "
+                "run's training images, with the labels it trained on")
+        for key in flatness_family.claim_statuses(registration, verdicts, _claim_rules()):
+            name = next(c.name for c in registry.table_claims() if c.key == key)
+            out.setdefault(name, text)
+    return out
 
 
 def scale_sentence(scale: Scale, statuses: Mapping[str, str], scale_text: str = "") -> str:

@@ -21,7 +21,8 @@ from typing import Literal
 
 from . import deviations, registry
 from .layout import (COST_REGISTRATION, GPU_COST_REGISTRATION, GPU_STUDY_FILE, GPU_STUDY_STORE, IMAGENET_STUDY_FILE,
-                     IMAGENET_STUDY_STORE, NOISE_STUDY_FILE, NOISE_STUDY_STORE, STUDY_FILE, STUDY_STORE)
+                     IMAGENET_STUDY_STORE, NOISE_FLATNESS_REGISTRATION, NOISE_STUDY_FILE, NOISE_STUDY_STORE,
+                     STUDY_FILE, STUDY_STORE)
 
 Time = Literal["cpu_seconds_per_step", "seconds_per_step"]
 
@@ -32,8 +33,9 @@ class Scale:
     step that is its cost, the axis label of that cost, the registered measurement that decides its cost
     instead of the records (None: the records decide it), the chapter that reports it in full, the papers' setup
     it is set against (:data:`sparsam.book.deviations.PAPERS`; also the kind of study whose claims it decides,
-    :func:`sparsam.book.registry.study_claims`) and the claims table's column it fills (None: its own, named after
-    it)."""
+    :func:`sparsam.book.registry.study_claims`), the claims table's column it fills (None: its own, named after
+    it) and the registration of its second family, the curvature of some of its networks
+    (:func:`sparsam.book.study.load_flatness_registration`; None: it has none)."""
 
     name: str
     slug: str  # a short name for glue keys: "gpu", "cpu", "noise", "imagenet"
@@ -45,6 +47,7 @@ class Scale:
     report: str | None = None
     paper: deviations.Paper = "cifar"
     column: str | None = None
+    second_family: Path | None = None  # the registration of its curvature family, if it has one
 
     @property
     def claim_map(self) -> dict[str, tuple[tuple[str, str, str], ...]]:
@@ -72,7 +75,7 @@ SCALES: tuple[Scale, ...] = (
 # Chapter 9's study: the records' own process-CPU time is descriptive (it registers no cost comparison).
 NOISE_STUDY = Scale("label-noise CPU study", "noise", NOISE_STUDY_FILE, NOISE_STUDY_STORE, "cpu_seconds_per_step",
                     "process-CPU time per training step (one thread, the records' own), in SGD steps",
-                    report="09_noise_study", paper="cifar-noise")
+                    report="09_noise_study", paper="cifar-noise", second_family=NOISE_FLATNESS_REGISTRATION)
 
 
 NOISE_SCALES: tuple[Scale, ...] = (NOISE_STUDY,)

@@ -163,3 +163,30 @@ def test_the_command_measures_a_registration_and_refuses_training(tmp_path, caps
     assert lines == [f"not finished: {c.run_id()}" for c in list(
         load_flatness_registration(REPO / layout.NOISE_FLATNESS_REGISTRATION).configs().values())[1::4]]
     assert not list((tmp_path / "flatness").iterdir())
+
+
+def test_the_claims_table_reads_the_second_family_where_the_accuracy_family_cannot():
+    import dataclasses
+
+    from sparsam.book import scale_reports, scales, stats
+    from sparsam.book.claims_table import status_of
+    from sparsam.book.study import NOT_IN_STUDY
+
+    (state,) = scale_reports.survey(REPO, (scales.NOISE_STUDY,))
+    registered, records, frame = scale_reports.load(state.scale, REPO)
+    decided = scale_reports.decide(state.scale, registered, frame, records, resamples=0, root=REPO)
+    cells = scale_reports.scale_statuses(state, registered, decided)
+    # independently: the family-wise statuses of the rows of chapter 6's two flatness rules, every measure, combined
+    registration = load_flatness_registration(REPO / layout.NOISE_FLATNESS_REGISTRATION)
+    family = flatness_family.decide(registration, flatness_family.flatness_rows(registration))
+    rows = [v.family_status for name, v in family.items()
+            if name.endswith(("(flatness_ssam_vs_sam)", "(flatness_ssam_vs_sgd)"))]
+    assert len(rows) == 8
+    assert status_of(cells["flat"]) == stats.combine(rows)
+    assert "registered second family" in cells["flat"] and "4 paired seeds" in cells["flat"]
+    names = scale_reports.claim_scales(state, registered, decided)
+    assert "4 seeds" in names["SSAM reaches minima as flat as SAM's and flatter than SGD's"]
+    # the accuracy family's own cells are untouched; a scale without a second family, or not complete, has none
+    alone = dataclasses.replace(state, scale=dataclasses.replace(state.scale, second_family=None))
+    assert scale_reports.scale_statuses(alone, registered, decided) == {**cells, "flat": NOT_IN_STUDY}
+    assert scale_reports.second_family(dataclasses.replace(state, records=state.planned - 1)) is None

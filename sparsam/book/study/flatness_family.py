@@ -11,6 +11,7 @@
   "as flat as SAM" behind its premise of the same measure (:func:`sparsam.book.stats.family`);
 - :func:`identities`: whether each measured network is its run's, bit for bit
   (:func:`sparsam.book.curvature.same_network`);
+- :func:`claim_statuses`: the claims of the claims table it decides, their statuses combined;
 - :func:`answer`: the family-wise reading in one sentence.
 """
 
@@ -27,7 +28,7 @@ import torch
 from .. import curvature, flatness
 from ..layout import book_root
 from ..intervals import interval_text
-from ..stats import Verdict, family, verdicts_frame
+from ..stats import Verdict, combine, family, verdicts_frame
 from .model import Comparison, FlatnessRegistration, comparison_label
 
 
@@ -101,6 +102,21 @@ def verdict_table(registration: FlatnessRegistration, decided: Mapping[str, Verd
                          "status (per comparison, registered rule)": frame["status"],
                          f"status ({'family-wise, Holm' if registration.correction == 'holm' else 'no correction'})":
                              frame["family_status"]})
+
+
+def claim_statuses(registration: FlatnessRegistration, decided: Mapping[str, Verdict],
+                   claims: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Per claim of ``claims`` (claim key -> the rules its rows are decided by, e.g. the claims table's "flat":
+    ``flatness_ssam_vs_sam``, ``flatness_ssam_vs_sgd``) that the family decides a comparison of, the family-wise
+    statuses of those comparisons in every measure combined (:func:`sparsam.book.stats.combine`); claims it makes
+    no comparison of are left out. A premise's comparisons count only where its claim lists their rule."""
+    out = {}
+    for key, rules in claims.items():
+        made = [decided[_label(c, m)].family_status for c in registration.comparisons if c.claim in rules
+                for m in registration.measures]
+        if made:
+            out[key] = combine(made)
+    return out
 
 
 def identities(registration: FlatnessRegistration, run_records: Sequence[Mapping[str, object]],
