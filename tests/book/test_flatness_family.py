@@ -129,7 +129,8 @@ def test_fewer_than_three_seeds_or_no_records_decide_nothing(registration):
     assert {v.family_status for v in two.values()} == {"inconclusive"}
     none = flatness_family.decide(registration, pd.DataFrame(columns=list(curvature.ROW)))
     assert {v.status for v in none.values()} == {"inconclusive"} and {v.n for v in none.values()} == {0}
-    assert flatness_family.answer(registration, none).endswith("(10 comparisons at 0 paired seeds, Holm: 10 inconclusive).")
+    assert flatness_family.answer(registration, none).endswith(
+        "(10 comparisons at 0 paired seeds, Holm: 10 inconclusive).")
 
 
 def test_a_noisy_run_is_measured_on_the_labels_it_trained_on():
