@@ -14,7 +14,7 @@ line printed under it.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -124,6 +124,21 @@ def file_source(file: str, what: str, commit: str | None) -> str:
     ``"From results/efficiency_cpu.json (a CPU, 1 thread); measured at commit 17f5720; no run records."``."""
     at = f"measured at commit {commit[:7]}" if commit else "no commit recorded"
     return f"From {file} ({what}); {at}; no run records."
+
+
+def flatness_source(store: str, records: Sequence[Mapping[str, Any]], identity: str = "") -> str:
+    """One line on a figure of curvature measured into flatness records (:mod:`sparsam.book.curvature`):
+    ``"From 16 flatness records in results/noise_study/flatness/; measured at commit b8b9240 (clean tree) on
+    2026-12-07 and 2026-12-08; <identity>."``, where ``identity`` is what
+    :func:`sparsam.book.curvature.identity_text` says of their networks (left out if empty)."""
+    if not records:
+        return f"No flatness records in {store}/."
+    commits = sorted({r["provenance"]["git_commit"][:7] + (" (dirty tree)" if r["provenance"]["git_dirty"]
+                                                          else " (clean tree)") for r in records})
+    days = sorted({str(r["measured"])[:10] for r in records})
+    text = (f"From {len(records)} flatness record{'' if len(records) == 1 else 's'} in {store}/; measured at "
+            f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)} on {' and '.join(days)}")
+    return text + (f"; {identity}." if identity else ".")
 
 
 def glue_figure(name: str, figure: Any, source: str, glue: Callable[[str, Any], None] | None = None) -> None:

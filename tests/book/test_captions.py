@@ -187,3 +187,16 @@ def test_the_notebook_check_finds_a_figure_without_its_line(tmp_path):
     assert figure_lines(notebook(good_md, "figures.cost.fisher_times(t, 'x')\nplt.show()"))[2] != []
     line = 'measured = captions.measured_source("x")\ncaptions.show(fig, measured)'
     assert figure_lines(notebook(good_md, good + "\n" + line))[2] == []
+
+
+def test_a_flatness_figures_line_names_its_records_commits_days_and_networks():
+    def record(commit, dirty, day):
+        return {"provenance": {"git_commit": commit, "git_dirty": dirty}, "measured": f"{day}T01:02:03+00:00"}
+
+    records = [record("b8b9240aa", False, "2026-12-07"), record("b8b9240aa", False, "2026-12-08")]
+    assert captions.flatness_source("results/x", records, "2 of 2 checked against their runs: 2 identical") == (
+        "From 2 flatness records in results/x/; measured at commit b8b9240 (clean tree) on 2026-12-07 and "
+        "2026-12-08; 2 of 2 checked against their runs: 2 identical.")
+    assert captions.flatness_source("results/x", [record("1234567ff", True, "2026-12-01")]) == (
+        "From 1 flatness record in results/x/; measured at commit 1234567 (dirty tree) on 2026-12-01.")
+    assert captions.flatness_source("results/x", []) == "No flatness records in results/x/."

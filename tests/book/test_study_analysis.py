@@ -431,3 +431,26 @@ def test_the_margins_set_before_the_records_say_what_the_records_make_of_them():
                                        for k in paired])
         lost = (flat["margin"] - 1) * r / (1 - r)       # (margin r - r) / (1 - r): the share a method at the margin loses
         assert f"{100 * lost:.0f}% of its {words} (r = {r:.2f})" in flat_reason, measure
+
+
+def test_a_half_gain_comparisons_sd_is_its_contrasts_and_stays_out_of_the_pooled_sd():
+    from sparsam.book import layout
+
+    noise = load_study(REPO / layout.NOISE_STUDY_FILE, margins=REPO / layout.MARGINS)
+    records = load_all(REPO / layout.NOISE_STUDY_STORE)
+    sds = paired_sds(noise, study_frame(noise, records)).set_index("comparison")
+    by_seed = {name: {r["summary"]["config"]["seed"]: 100 * r["summary"]["final_test_acc"] for r in records
+                      if noise.name_of(TrainConfig.from_dict(r["summary"]["config"])) == name}
+               for name in noise.configurations}
+    dfs, squares, contrasts = 0, 0.0, 0
+    for c in noise.comparisons:
+        seeds = sorted(set(by_seed[c.a]) & set(by_seed[c.b]))
+        if c.over is None:
+            d = [by_seed[c.a][k] - by_seed[c.b][k] for k in seeds]
+            dfs, squares = dfs + len(d) - 1, squares + (len(d) - 1) * statistics.variance(d)
+        else:  # (a - over) - (b - over) / 2, seed by seed
+            d = [by_seed[c.a][k] - (by_seed[c.b][k] + by_seed[c.over][k]) / 2 for k in seeds]
+            contrasts += 1
+        assert sds.loc[study_module.comparison_label(c), "sd"] == pytest.approx(statistics.stdev(d), rel=1e-9)
+    assert contrasts == 4
+    assert sds.loc["pooled", "sd"] == pytest.approx(math.sqrt(squares / dfs), rel=1e-9)

@@ -314,8 +314,10 @@ def audit_frame(study: Study, decided: pd.DataFrame) -> pd.DataFrame:
 
 def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] = "pp") -> pd.DataFrame:
     """Per registered comparison in ``unit`` (accuracy in pp; cost as log-ratios): the seeds it pairs and
-    the standard deviation of its paired differences (NaN below two seeds), with a last row ``pooled``:
-    the root of the mean variance weighted by degrees of freedom, the SD a power calculation assumes."""
+    the standard deviation of its paired differences (NaN below two seeds; for a half-gain contrast, of its
+    per-seed contrast :func:`sparsam.book.stats.half_gain`), with a last row ``pooled``: the root of the mean
+    variance of the plain differences (no contrast) weighted by degrees of freedom, the SD a power calculation
+    assumes."""
     if unit not in VALUES:
         raise ValueError(f"unit must be one of {', '.join(VALUES)}, got {unit!r}")
     declared = study.declared
@@ -323,12 +325,16 @@ def paired_sds(study: Study, frame: pd.DataFrame, unit: Literal["pp", "ratio"] =
     for c in study.comparisons:
         if declared[c.claim]["unit"] != unit:
             continue
-        a, b = (side[VALUES[unit]].to_numpy(float) for side in _sides(frame, c))
-        d = a - b if unit == "pp" else np.log(a) - np.log(b)  # records_frame gives accuracy in percent
+        values = [side[VALUES[unit]].to_numpy(float) for side in _sides(frame, c)]
+        if unit == "ratio":
+            values = [np.log(v) for v in values]
+        a, b = values if c.over is None else half_gain(*values)  # records_frame gives accuracy in percent
+        d = a - b
         rows.append({"comparison": comparison_label(c), "n": len(d),
-                     "sd": float(np.std(d, ddof=1)) if len(d) >= 2 else math.nan})
-    table = pd.DataFrame(rows, columns=["comparison", "n", "sd"])
-    usable = table[table["n"] >= 2]
+                     "sd": float(np.std(d, ddof=1)) if len(d) >= 2 else math.nan, "contrast": c.over is not None})
+    table = pd.DataFrame(rows, columns=["comparison", "n", "sd", "contrast"])
+    usable = table[(table["n"] >= 2) & ~table["contrast"].astype(bool)]
+    table = table.drop(columns="contrast")
     df = (usable["n"] - 1).sum()
     pooled = float(np.sqrt(((usable["n"] - 1) * usable["sd"] ** 2).sum() / df)) if df else math.nan
     return pd.concat([table, pd.DataFrame([{"comparison": "pooled", "n": int(usable["n"].sum()), "sd": pooled}])],

@@ -12,7 +12,8 @@
 - :func:`identities`: whether each measured network is its run's, bit for bit
   (:func:`sparsam.book.curvature.same_network`);
 - :func:`claim_statuses`: the claims of the claims table it decides, their statuses combined;
-- :func:`answer`: the family-wise reading in one sentence.
+- :func:`answer`: the family-wise reading in one sentence;
+- :func:`records`: its flatness records (for a figure's source line, :func:`sparsam.book.captions.flatness_source`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -162,16 +163,8 @@ def answer(registration: FlatnessRegistration, decided: Mapping[str, Verdict]) -
             + ", ".join(f"{n} {status}" for status, n in counts.items()) + ").")
 
 
-def measured_text(registration: FlatnessRegistration, records: str | Path | None = None) -> str:
-    """Where and when its records were measured, e.g. ``"measured at commit 1a2b3c4, clean tree, on 2026-12-07"``
-    (several commits or days listed), or ``"none measured yet"``."""
-    folder = Path(records) if records is not None else store(registration)
-    found = [curvature.load_flatness(c, settings(registration), folder) for c in registration.configs().values()]
-    found = [r for r in found if r is not None]
-    if not found:
-        return "none measured yet"
-    commits = sorted({r["provenance"]["git_commit"][:7] + (" with uncommitted changes" if r["provenance"]["git_dirty"]
-                                                          else ", clean tree") for r in found})
-    days = sorted({str(r["measured"])[:10] for r in found})
-    return (f"measured at commit{'s' if len(commits) > 1 else ''} {'; '.join(commits)}, "
-            f"on {', '.join(days)}")
+def records(registration: FlatnessRegistration, folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """The flatness records of its networks made with the registered settings, in the registration's order."""
+    found = [curvature.load_flatness(c, settings(registration), Path(folder) if folder is not None
+                                     else store(registration)) for c in registration.configs().values()]
+    return [r for r in found if r is not None]
