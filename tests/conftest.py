@@ -25,3 +25,20 @@ def data_file(name: str) -> Path:
     if path is None or not path.is_file():
         pytest.skip(f"SPARSAM_DATA lacks {name}")
     return path
+
+
+def changed_yaml(source: Path, folder: Path, name: str, **changes) -> Path:
+    """A copy of the YAML file ``source`` written to ``folder / name`` with ``changes``: ``key=value`` replaces a
+    top-level entry, ``section__field=value`` one field of a section (the way the tests break a registration)."""
+    import yaml
+
+    spec = yaml.safe_load(source.read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            spec[section][field] = value
+        else:
+            spec[section] = value
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec))
+    return path

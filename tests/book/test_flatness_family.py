@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from statsmodels.stats.multitest import multipletests
 
 from sparsam.book import curvature, layout
@@ -20,6 +19,7 @@ from sparsam.book.stats import PREMISE_NOT_SHOWN
 from sparsam.book.study import flatness_family, load_flatness_registration
 from sparsam.experiment import data
 from sparsam.experiment.results import load_all
+from conftest import changed_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,16 +30,7 @@ def registration():
 
 
 def _write_changed(tmp_path: Path, **changes) -> Path:
-    spec = yaml.safe_load((REPO / layout.NOISE_FLATNESS_REGISTRATION).read_text())
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            spec[section][field] = value
-        else:
-            spec[section] = value
-    path = tmp_path / "flatness_registration.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return changed_yaml(REPO / layout.NOISE_FLATNESS_REGISTRATION, tmp_path, "flatness_registration.yaml", **changes)
 
 
 def test_the_registered_networks_are_the_studys_committed_runs(registration):

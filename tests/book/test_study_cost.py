@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pathlib import Path
 from scipy import stats
 
 from sparsam.book import layout
@@ -24,7 +25,7 @@ from sparsam.experiment import provenance
 from sparsam.experiment.optimizers import numerics
 from sparsam.experiment.train import Trainer
 
-from conftest import REPO, data_file
+from conftest import REPO, changed_yaml, data_file
 
 
 @pytest.fixture(scope="module")
@@ -214,17 +215,8 @@ def registration():
     return study_model.load_cost_registration()
 
 
-def _write_changed(tmp_path, **changes) -> str:
-    spec = yaml.safe_load((REPO / layout.COST_REGISTRATION).read_text())
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            spec[section][field] = value
-        else:
-            spec[section] = value
-    path = tmp_path / "registration.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+def _write_changed(tmp_path, **changes) -> Path:
+    return changed_yaml(REPO / layout.COST_REGISTRATION, tmp_path, "registration.yaml", **changes)
 
 
 def test_the_registration_names_every_cost_comparison_of_the_study_and_its_configurations(registration, tmp_path):
