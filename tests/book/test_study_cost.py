@@ -8,12 +8,12 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from pathlib import Path
 from scipy import stats
 
 from sparsam.book import layout
