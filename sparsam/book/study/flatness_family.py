@@ -30,7 +30,7 @@ from .. import curvature, flatness
 from ..layout import book_root
 from ..intervals import interval_text
 from ..stats import Verdict, combine, family, verdicts_frame
-from .model import Comparison, FlatnessRegistration, comparison_label
+from .model import Comparison, FlatnessRegistration
 
 
 def settings(registration: FlatnessRegistration) -> curvature.Settings:
