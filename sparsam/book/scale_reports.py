@@ -444,7 +444,7 @@ def second_family(state: ScaleState) -> tuple[study_model.FlatnessRegistration, 
     if not path.is_file():
         return None
     registration = study_model.load_flatness_registration(path, margins=state.root / MARGINS)
-    rows = flatness_family.flatness_rows(registration, state.root / registration.store)
+    rows = flatness_family.flatness_rows(registration)  # its store, in the book it was read from
     if rows.empty:
         return None
     return registration, flatness_family.decide(registration, rows)

@@ -38,10 +38,10 @@ def settings(registration: FlatnessRegistration) -> curvature.Settings:
     return curvature.Settings(**registration.measurement)
 
 
-def store(registration: FlatnessRegistration, root: str | Path | None = None) -> Path:
-    """Where its flatness records are: the registered ``store`` under the book's root (default: the book holding the
-    registration)."""
-    return Path(book_root(registration.path.parent) if root is None else root) / registration.store
+def store(registration: FlatnessRegistration, folder: str | Path | None = None) -> Path:
+    """Where its flatness records are: ``folder`` if given, else the registered ``store`` under the book holding the
+    registration."""
+    return Path(folder) if folder is not None else book_root(registration.path.parent) / registration.store
 
 
 def measure(registration: FlatnessRegistration, runs_dir: str | Path, *, records: str | Path | None = None,
@@ -52,7 +52,7 @@ def measure(registration: FlatnessRegistration, runs_dir: str | Path, *, records
     k, n = shard
     if not 0 <= k < n:
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
-    folder = Path(records) if records is not None else store(registration)
+    folder = store(registration, records)
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # as the study's runs: one thread
     configs = list(registration.configs().values())[k::n]
@@ -62,8 +62,7 @@ def measure(registration: FlatnessRegistration, runs_dir: str | Path, *, records
 def flatness_rows(registration: FlatnessRegistration, records: str | Path | None = None) -> pd.DataFrame:
     """One row per registered network measured with the registered settings (columns
     :data:`sparsam.book.curvature.ROW`), ``method`` its registered label."""
-    folder = Path(records) if records is not None else store(registration)
-    return curvature.flatness_frame(registration.configs(), settings(registration), folder)
+    return curvature.flatness_frame(registration.configs(), settings(registration), store(registration, records))
 
 
 def _label(comparison: Comparison, measure: str) -> str:
@@ -125,7 +124,7 @@ def identities(registration: FlatnessRegistration, run_records: Sequence[Mapping
     """``{run id: "identical" | "different" | "not recorded"}`` for each measured network against its run record
     among ``run_records`` (:func:`sparsam.book.curvature.same_network`); a measured network without its run record
     raises ``ValueError`` naming it."""
-    folder = Path(records) if records is not None else store(registration)
+    folder = store(registration, records)
     by_id = {r["summary"]["run_id"]: r for r in run_records}  # type: ignore[index]
     out = {}
     for config in registration.configs().values():
@@ -165,6 +164,6 @@ def answer(registration: FlatnessRegistration, decided: Mapping[str, Verdict]) -
 
 def records(registration: FlatnessRegistration, folder: str | Path | None = None) -> list[dict[str, Any]]:
     """The flatness records of its networks made with the registered settings, in the registration's order."""
-    found = [curvature.load_flatness(c, settings(registration), Path(folder) if folder is not None
-                                     else store(registration)) for c in registration.configs().values()]
+    found = [curvature.load_flatness(c, settings(registration), store(registration, folder))
+             for c in registration.configs().values()]
     return [r for r in found if r is not None]

@@ -580,7 +580,7 @@ class FlatnessRegistration:
         ``flatness_sam_vs_sgd``), mapped to the family's comparison of that premise."""
         out = {}
         for c in self.comparisons:
-            premise = self.study.declared[c.claim].get("premise") if c.claim in self.study.declared else None
+            premise = self.study.declared[c.claim].get("premise")  # every claim is declared (the loader checks)
             if premise is not None:
                 out[c] = next(p for p in self.comparisons if p.claim == premise)
         return out
