@@ -113,6 +113,15 @@ def test_the_family_decides_on_the_scale_free_measure_behind_its_premise(registr
     assert all(v.status == "reproduced" for v in as_flat)  # as flat as a SAM that is no flatter than SGD ...
     assert all(v.family_status == PREMISE_NOT_SHOWN for v in as_flat)  # ... stands on no premise
 
+    # a claim combines its own rules' rows only: SAM sharper than SGD (the premise, not reproduced) does not count
+    sharper = flatness_family.decide(registration, _rows({"SGD": (1, 1), "SAM": (1.6, 1.6), "SSAM-F": (0.5, 0.5),
+                                                          "SSAM-D": (0.5, 0.5)}))
+    premise = [v.family_status for name, v in sharper.items() if "flatness_sam_vs_sgd" in name]
+    assert premise == ["not reproduced", "not reproduced"]
+    flat = ("flatness_ssam_vs_sam", "flatness_ssam_vs_sgd")
+    assert flatness_family.claim_statuses(registration, sharper, {"flat": flat, "none": ("accuracy_sam_vs_sgd",)}) \
+        == {"flat": "inconclusive"}  # as flat: premise not shown; flatter than SGD: reproduced
+
 
 def test_fewer_than_three_seeds_or_no_records_decide_nothing(registration):
     two = flatness_family.decide(registration, _rows({"SGD": (1, 1), "SAM": (0.1, 0.1), "SSAM-F": (0.1, 0.1),
